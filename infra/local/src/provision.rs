@@ -1,0 +1,230 @@
+//! Creates the template's table, queues and secrets on the local stack
+//! (DynamoDB Local and moto) under a name prefix, and resolves the functions'
+//! environment to them.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use crate::template::{EnvValue, SecretValue, Template, substitute};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("DynamoDB Local: {0}")]
+    Dynamo(String),
+    #[error("SQS (moto): {0}")]
+    Sqs(String),
+    #[error("Secrets Manager (moto): {0}")]
+    Secrets(String),
+    #[error("the template refers to `{0}`, which is neither a resource nor a parameter")]
+    UnknownReference(String),
+    #[error("no value for parameter `{0}` (it has no default)")]
+    MissingParameter(String),
+}
+
+/// What was created, by logical id, and the functions' environment.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub template: Template,
+    pub table_name: String,
+    pub queue_urls: BTreeMap<String, String>,
+    pub secret_ids: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Stack {
+    pub fn queue_url(&self, logical_id: &str) -> Option<&str> {
+        self.queue_urls.get(logical_id).map(String::as_str)
+    }
+}
+
+fn err<E: std::error::Error>(e: E) -> String {
+    // Include the service's own message, not just "service error".
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Creates everything under `prefix`. `parameters` fill the template's
+/// parameters (those with defaults may be left out).
+pub async fn provision(
+    aws: &aws_config::SdkConfig,
+    template: Template,
+    prefix: &str,
+    parameters: &BTreeMap<String, String>,
+) -> Result<Stack, ProvisionError> {
+    let mut params = template.parameter_defaults.clone();
+    params.extend(parameters.clone());
+    params.insert("AWS::StackName".into(), prefix.to_owned());
+
+    // Table.
+    let dynamo = aws_sdk_dynamodb::Client::new(aws);
+    let table_name = format!("{prefix}-{}", template.table.logical_id);
+    let mut create = dynamo
+        .create_table()
+        .table_name(&table_name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in &template.table.attributes {
+        create = create.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::from(kind.as_str()))
+                .build()
+                .map_err(|e| ProvisionError::Dynamo(err(e)))?,
+        );
+    }
+    for (name, kind) in &template.table.key_schema {
+        create = create.key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(KeyType::from(kind.as_str()))
+                .build()
+                .map_err(|e| ProvisionError::Dynamo(err(e)))?,
+        );
+    }
+    create
+        .send()
+        .await
+        .map_err(|e| ProvisionError::Dynamo(err(e)))?;
+
+    // Queues: dead-letter queues first, so the others can point at them.
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let mut queue_urls = BTreeMap::new();
+    let mut queue_arns: BTreeMap<String, String> = BTreeMap::new();
+    let mut ordered = template.queues.clone();
+    ordered.sort_by_key(|q| q.redrive.is_some());
+    for queue in &ordered {
+        let name = format!(
+            "{prefix}-{}{}",
+            queue.logical_id,
+            if queue.fifo { ".fifo" } else { "" }
+        );
+        let mut attributes = std::collections::HashMap::new();
+        let mut attribute = |key: QueueAttributeName, value: String| {
+            attributes.insert(key, value);
+        };
+        if queue.fifo {
+            attribute(QueueAttributeName::FifoQueue, "true".into());
+            attribute(
+                QueueAttributeName::ContentBasedDeduplication,
+                queue.content_based_deduplication.to_string(),
+            );
+        }
+        if let Some(v) = queue.visibility_timeout {
+            attribute(QueueAttributeName::VisibilityTimeout, v.to_string());
+        }
+        if let Some(v) = queue.retention {
+            attribute(QueueAttributeName::MessageRetentionPeriod, v.to_string());
+        }
+        if let Some((dlq, max_receives)) = &queue.redrive {
+            let arn = queue_arns
+                .get(dlq)
+                .ok_or_else(|| ProvisionError::UnknownReference(dlq.clone()))?;
+            attribute(
+                QueueAttributeName::RedrivePolicy,
+                serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receives.to_string() })
+                    .to_string(),
+            );
+        }
+        let url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .set_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(|e| ProvisionError::Sqs(err(e)))?
+            .queue_url
+            .ok_or_else(|| ProvisionError::Sqs("no queue URL".into()))?;
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| ProvisionError::Sqs(err(e)))?
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .ok_or_else(|| ProvisionError::Sqs("no queue ARN".into()))?;
+        queue_arns.insert(queue.logical_id.clone(), arn);
+        queue_urls.insert(queue.logical_id.clone(), url);
+    }
+
+    // Secrets.
+    let secrets = aws_sdk_secretsmanager::Client::new(aws);
+    let mut secret_ids = BTreeMap::new();
+    for secret in &template.secrets {
+        let name = format!("{prefix}-{}", secret.logical_id);
+        let value = match &secret.value {
+            SecretValue::Generated { length } => rand::rng()
+                .sample_iter(&Alphanumeric)
+                .take(*length)
+                .map(char::from)
+                .collect(),
+            SecretValue::Template(text) => substitute(text, &params),
+        };
+        secrets
+            .create_secret()
+            .name(&name)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|e| ProvisionError::Secrets(err(e)))?;
+        secret_ids.insert(secret.logical_id.clone(), name);
+    }
+
+    // The functions' environment.
+    let mut env = BTreeMap::new();
+    for (key, value) in &template.environment {
+        let resolved = match value {
+            EnvValue::Literal(v) => v.clone(),
+            EnvValue::Ref(target) if *target == template.table.logical_id => table_name.clone(),
+            EnvValue::Ref(target) => queue_urls
+                .get(target)
+                .or_else(|| secret_ids.get(target))
+                .cloned()
+                .or_else(|| params.get(target).cloned())
+                .ok_or_else(|| {
+                    if template.parameter_defaults.contains_key(target)
+                        || !template.queues.iter().any(|q| q.logical_id == *target)
+                    {
+                        ProvisionError::MissingParameter(target.clone())
+                    } else {
+                        ProvisionError::UnknownReference(target.clone())
+                    }
+                })?,
+        };
+        env.insert(key.clone(), resolved);
+    }
+    Ok(Stack {
+        template,
+        table_name,
+        queue_urls,
+        secret_ids,
+        env,
+    })
+}
+
+/// Reads a secret's value (the operator key for the demo and tests).
+pub async fn secret_value(
+    aws: &aws_config::SdkConfig,
+    secret_id: &str,
+) -> Result<String, ProvisionError> {
+    aws_sdk_secretsmanager::Client::new(aws)
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| ProvisionError::Secrets(err(e)))?
+        .secret_string
+        .ok_or_else(|| ProvisionError::Secrets("no SecretString".into()))
+}

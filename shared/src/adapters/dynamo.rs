@@ -1,0 +1,673 @@
+//! The state port on one DynamoDB table (single-table design, `pk`/`sk`).
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | workspace | `WS#<ws>` | `WORKSPACE` |
+//! | user | `WS#<ws>` | `USER#<user>` |
+//! | WhatsApp number | `WS#<ws>` | `WANUMBER#<phone_number_id>` |
+//! | connection | `WS#<ws>` | `CONN#<crm>#ORG` / `CONN#<crm>#USER#<user>` |
+//! | CRM users cache | `WS#<ws>` | `CRMUSERS#<crm>` |
+//! | chat | `WS#<ws>` | `CHAT#<chat key>` |
+//! | message | `WS#<ws>` | `MSG#<wamid>` |
+//! | day note | `WS#<ws>` | `NOTE#<chat key>#<day>#<part>` |
+//! | token lookup | `TOKEN#<sha256>` | `TOKEN` |
+//! | number lookup | `WANUMBER#<phone_number_id>` | `WANUMBER` |
+//! | OAuth state | `OAUTHSTATE#<nonce>` | `STATE` |
+//!
+//! TTL (`ttl`, epoch seconds) deletes lazily, so reads of TTL'd items also
+//! check the expiry themselves.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::StoreError;
+use crate::model::{
+    Chat, Connection, ConnectionKind, CrmKind, CrmUser, DayNote, MessageState, OAuthState,
+    RecordRef, StoredMessage, User, WhatsAppNumber, Workspace,
+};
+use crate::phone::E164;
+use crate::store::{ChatStore, ConnectionStore, Insert, MessageStore, NoteStore, WorkspaceStore};
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn ws_pk(workspace_id: &str) -> String {
+    format!("WS#{workspace_id}")
+}
+
+fn connection_sk(crm: CrmKind, kind: ConnectionKind, user_id: Option<&str>) -> String {
+    match (kind, user_id) {
+        (ConnectionKind::Organization, _) => format!("CONN#{}#ORG", crm.as_str()),
+        (ConnectionKind::Personal, user) => {
+            format!("CONN#{}#USER#{}", crm.as_str(), user.unwrap_or_default())
+        }
+    }
+}
+
+fn request_error<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Request(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn to_item<T: Serialize>(
+    pk: String,
+    sk: String,
+    value: &T,
+    ttl: Option<i64>,
+) -> Result<Item, StoreError> {
+    let mut item: Item =
+        serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    item.insert("pk".into(), s(pk));
+    item.insert("sk".into(), s(sk));
+    if let Some(ttl) = ttl {
+        item.insert("ttl".into(), n(ttl));
+    }
+    Ok(item)
+}
+
+fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn expired(item: &Item, now: i64) -> bool {
+    item.get("ttl")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|ttl| ttl <= now)
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get_raw(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(out.item)
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: String,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_raw(pk, sk).await?.map(from_item).transpose()
+    }
+
+    async fn put(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
+    }
+
+    /// Puts the item only if the condition holds; false when it does not.
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Option<Item>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(request_error(e)),
+        }
+    }
+
+    fn put_in_transaction(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Request(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    async fn user_with_token(&self, user: &User, token_hash: &str) -> Result<(), StoreError> {
+        let token = HashMap::from([
+            ("workspace_id", user.workspace_id.as_str()),
+            ("user_id", user.id.as_str()),
+        ]);
+        self.client
+            .transact_write_items()
+            .transact_items(self.put_in_transaction(to_item(
+                ws_pk(&user.workspace_id),
+                format!("USER#{}", user.id),
+                user,
+                None,
+            )?)?)
+            .transact_items(self.put_in_transaction(to_item(
+                format!("TOKEN#{token_hash}"),
+                "TOKEN".into(),
+                &token,
+                None,
+            )?)?)
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[async_trait]
+impl WorkspaceStore for DynamoStore {
+    async fn create_workspace(
+        &self,
+        workspace: &Workspace,
+        owner: &User,
+        token_hash: &str,
+    ) -> Result<(), StoreError> {
+        let created = self
+            .put_if(
+                to_item(ws_pk(&workspace.id), "WORKSPACE".into(), workspace, None)?,
+                "attribute_not_exists(pk)",
+                None,
+            )
+            .await?;
+        if !created {
+            return Err(StoreError::Request(format!(
+                "workspace {} exists already",
+                workspace.id
+            )));
+        }
+        self.user_with_token(owner, token_hash).await
+    }
+
+    async fn workspace(&self, id: &str) -> Result<Option<Workspace>, StoreError> {
+        self.get(ws_pk(id), "WORKSPACE".into()).await
+    }
+
+    async fn add_user(&self, user: &User, token_hash: &str) -> Result<(), StoreError> {
+        self.user_with_token(user, token_hash).await
+    }
+
+    async fn user(&self, workspace_id: &str, user_id: &str) -> Result<Option<User>, StoreError> {
+        self.get(ws_pk(workspace_id), format!("USER#{user_id}"))
+            .await
+    }
+
+    async fn user_for_token(&self, token_hash: &str) -> Result<Option<User>, StoreError> {
+        let Some(item) = self
+            .get_raw(format!("TOKEN#{token_hash}"), "TOKEN".into())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let field = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        match (field("workspace_id"), field("user_id")) {
+            (Some(ws), Some(user)) => self.user(&ws, &user).await,
+            _ => Err(StoreError::Corrupt("token lookup without its user".into())),
+        }
+    }
+
+    async fn put_whatsapp_number(&self, number: &WhatsAppNumber) -> Result<(), StoreError> {
+        // The lookup is written first and only if the number id is free, so
+        // one business number can never route to two workspaces.
+        let lookup = to_item(
+            format!("WANUMBER#{}", number.phone_number_id),
+            "WANUMBER".into(),
+            number,
+            None,
+        )?;
+        let values = HashMap::from([(":ws".to_owned(), s(&number.workspace_id))]);
+        if !self
+            .put_if(
+                lookup,
+                "attribute_not_exists(pk) OR workspace_id = :ws",
+                Some(values),
+            )
+            .await?
+        {
+            return Err(StoreError::Request(
+                "this WhatsApp number belongs to another workspace".into(),
+            ));
+        }
+        self.put(to_item(
+            ws_pk(&number.workspace_id),
+            format!("WANUMBER#{}", number.phone_number_id),
+            number,
+            None,
+        )?)
+        .await
+    }
+
+    async fn whatsapp_number(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<WhatsAppNumber>, StoreError> {
+        self.get(format!("WANUMBER#{phone_number_id}"), "WANUMBER".into())
+            .await
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn insert_connection(
+        &self,
+        connection: &Connection,
+    ) -> Result<Insert<Connection>, StoreError> {
+        let pk = ws_pk(&connection.workspace_id);
+        let sk = connection_sk(connection.crm, connection.kind, Some(&connection.user_id));
+        let item = to_item(pk.clone(), sk.clone(), connection, None)?;
+        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
+            return Ok(Insert::Inserted);
+        }
+        let existing = self
+            .get(pk, sk)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("connection vanished".into()))?;
+        Ok(Insert::Exists(existing))
+    }
+
+    async fn connection(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        kind: ConnectionKind,
+        user_id: Option<&str>,
+    ) -> Result<Option<Connection>, StoreError> {
+        self.get(ws_pk(workspace_id), connection_sk(crm, kind, user_id))
+            .await
+    }
+
+    async fn replace_connection(
+        &self,
+        connection: &Connection,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let item = to_item(
+            ws_pk(&connection.workspace_id),
+            connection_sk(connection.crm, connection.kind, Some(&connection.user_id)),
+            connection,
+            None,
+        )?;
+        self.put_if(
+            item,
+            "version = :v",
+            Some(HashMap::from([(":v".to_owned(), n(expected_version))])),
+        )
+        .await
+    }
+
+    async fn take_refresh_lease(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        version: u64,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s(connection_sk(crm, ConnectionKind::Organization, None)))
+            .update_expression("SET refresh_lease_until = :until")
+            .condition_expression(
+                "version = :v AND (attribute_not_exists(refresh_lease_until) OR refresh_lease_until < :now)",
+            )
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":v", n(version))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(request_error(e)),
+        }
+    }
+
+    async fn put_oauth_state(&self, state: &OAuthState, ttl: i64) -> Result<(), StoreError> {
+        self.put(to_item(
+            format!("OAUTHSTATE#{}", state.nonce),
+            "STATE".into(),
+            state,
+            Some(ttl),
+        )?)
+        .await
+    }
+
+    async fn take_oauth_state(&self, nonce: &str) -> Result<Option<OAuthState>, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("OAUTHSTATE#{nonce}")))
+            .key("sk", s("STATE"))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(request_error)?;
+        match out.attributes {
+            Some(item) if !expired(&item, now()) => from_item(item).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn cached_crm_users(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        now: i64,
+    ) -> Result<Option<Vec<CrmUser>>, StoreError> {
+        let Some(mut item) = self
+            .get_raw(ws_pk(workspace_id), format!("CRMUSERS#{}", crm.as_str()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if expired(&item, now) {
+            return Ok(None);
+        }
+        let users = item
+            .remove("users")
+            .ok_or_else(|| StoreError::Corrupt("user cache without users".into()))?;
+        serde_dynamo::from_attribute_value(users)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    async fn cache_crm_users(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        users: &[CrmUser],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        #[derive(Serialize)]
+        struct Cache<'a> {
+            users: &'a [CrmUser],
+        }
+        self.put(to_item(
+            ws_pk(workspace_id),
+            format!("CRMUSERS#{}", crm.as_str()),
+            &Cache { users },
+            Some(expires_at),
+        )?)
+        .await
+    }
+}
+
+#[async_trait]
+impl ChatStore for DynamoStore {
+    async fn upsert_chat_contact(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        phone_number_id: &str,
+        contact: &E164,
+        contact_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s(format!("CHAT#{chat_key}")))
+            .expression_attribute_values(":ws", s(workspace_id))
+            .expression_attribute_values(":key", s(chat_key))
+            .expression_attribute_values(":pnid", s(phone_number_id))
+            .expression_attribute_values(":contact", s(contact.as_str()));
+        let mut expression =
+            "SET workspace_id = :ws, #k = :key, phone_number_id = :pnid, contact = :contact"
+                .to_owned();
+        if let Some(name) = contact_name {
+            expression.push_str(", contact_name = :name");
+            update = update.expression_attribute_values(":name", s(name));
+        }
+        update
+            .update_expression(expression)
+            .expression_attribute_names("#k", "key")
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
+    }
+
+    async fn chat(&self, workspace_id: &str, chat_key: &str) -> Result<Option<Chat>, StoreError> {
+        self.get(ws_pk(workspace_id), format!("CHAT#{chat_key}"))
+            .await
+    }
+
+    async fn claim_record_creation(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s(format!("CHAT#{chat_key}")))
+            .update_expression("SET creating_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(#r) AND (attribute_not_exists(creating_until) OR creating_until < :now)",
+            )
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(request_error(e)),
+        }
+    }
+
+    async fn link_chat_record(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        record: &RecordRef,
+        created_by_us: bool,
+    ) -> Result<(), StoreError> {
+        let record_value = serde_dynamo::to_attribute_value(record)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s(format!("CHAT#{chat_key}")))
+            .update_expression("SET #r = :record, record_created_by_us = :ours")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_values(":record", record_value)
+            .expression_attribute_values(":ours", AttributeValue::Bool(created_by_us))
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageStore for DynamoStore {
+    async fn insert_message(
+        &self,
+        message: &StoredMessage,
+        ttl: i64,
+    ) -> Result<Insert<StoredMessage>, StoreError> {
+        let pk = ws_pk(&message.workspace_id);
+        let sk = format!("MSG#{}", message.message_id);
+        let item = to_item(pk.clone(), sk.clone(), message, Some(ttl))?;
+        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
+            return Ok(Insert::Inserted);
+        }
+        let existing = self
+            .get(pk, sk)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("message vanished".into()))?;
+        Ok(Insert::Exists(existing))
+    }
+
+    async fn message(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        self.get(ws_pk(workspace_id), format!("MSG#{message_id}"))
+            .await
+    }
+
+    async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut messages: Vec<StoredMessage> = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :msg)")
+                .filter_expression("#s = :waiting")
+                .expression_attribute_names("#s", "state")
+                .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
+                .expression_attribute_values(":msg", s("MSG#"))
+                .expression_attribute_values(":waiting", s("waiting"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(request_error)?;
+            for item in out.items.unwrap_or_default() {
+                messages.push(from_item(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        messages.sort_by_key(|m| m.timestamp);
+        Ok(messages)
+    }
+
+    async fn set_message_state(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        state: &MessageState,
+    ) -> Result<(), StoreError> {
+        let pk = ws_pk(workspace_id);
+        let sk = format!("MSG#{message_id}");
+        let Some(mut item) = self.get_raw(pk, sk).await? else {
+            return Err(StoreError::Corrupt(format!(
+                "message {message_id} is not stored"
+            )));
+        };
+        // The state is a tagged enum flattened into the item: drop the old
+        // variant's fields, then write the new ones.
+        for key in ["state", "reason", "note_id"] {
+            item.remove(key);
+        }
+        let state_item: Item =
+            serde_dynamo::to_item(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        item.extend(state_item);
+        self.put(item).await
+    }
+}
+
+#[async_trait]
+impl NoteStore for DynamoStore {
+    async fn day_note(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        day: &str,
+        part: u32,
+    ) -> Result<Option<DayNote>, StoreError> {
+        self.get(ws_pk(workspace_id), format!("NOTE#{chat_key}#{day}#{part}"))
+            .await
+    }
+
+    async fn save_day_note(&self, note: &DayNote) -> Result<bool, StoreError> {
+        let item = to_item(
+            ws_pk(&note.workspace_id),
+            format!("NOTE#{}#{}#{}", note.chat_key, note.day, note.part),
+            note,
+            None,
+        )?;
+        if note.version <= 1 {
+            self.put_if(item, "attribute_not_exists(pk)", None).await
+        } else {
+            self.put_if(
+                item,
+                "version = :v",
+                Some(HashMap::from([(":v".to_owned(), n(note.version - 1))])),
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Adapters: the ports on real services.
+
+pub mod dynamo;
+pub mod sqs;
+pub mod zoho;

@@ -1,0 +1,69 @@
+//! The queue port on SQS FIFO queues.
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+
+use crate::error::QueueError;
+use crate::queue::{MessageRef, Queue, QueueName};
+
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    sync_url: String,
+    notes_url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, sync_url: String, notes_url: String) -> Self {
+        Self {
+            client,
+            sync_url,
+            notes_url,
+        }
+    }
+
+    fn url(&self, queue: QueueName) -> &str {
+        match queue {
+            QueueName::Sync => &self.sync_url,
+            QueueName::Notes => &self.notes_url,
+        }
+    }
+}
+
+fn queue_error(e: impl std::error::Error) -> QueueError {
+    QueueError(e.to_string())
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, queue: QueueName, message: &MessageRef) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message).map_err(queue_error)?;
+        self.client
+            .send_message()
+            .queue_url(self.url(queue))
+            .message_group_id(message.group_id())
+            .message_deduplication_id(message.dedup_id())
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+
+    async fn retry_after(
+        &self,
+        queue: QueueName,
+        receipt_handle: &str,
+        seconds: i32,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(self.url(queue))
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}

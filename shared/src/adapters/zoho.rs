@@ -1,0 +1,462 @@
+//! Zoho CRM v8 over HTTPS: the accounts server (OAuth) and the CRM API.
+//! Shapes and status codes follow the reference and Zoho's OpenAPI files.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::crm::{Crm, CrmError, FoundRecord, NewRecord};
+use crate::model::{CrmUser, RecordRef};
+use crate::phone::E164;
+use crate::tokens::AccessTokens;
+
+/// Scopes for everything the product does with Zoho.
+pub const SCOPES: &str = "ZohoCRM.modules.ALL,ZohoSearch.securesearch.READ,ZohoCRM.modules.notes.ALL,ZohoCRM.modules.attachments.ALL,ZohoCRM.users.READ,ZohoCRM.org.READ,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ";
+
+/// Zoho's codes for an access token it will not accept (reference §1.8).
+const TOKEN_REJECTED_CODES: &[&str] = &[
+    "INVALID_TOKEN",
+    "AUTHENTICATION_FAILURE",
+    "INVALID_OAUTHTOKEN",
+];
+
+/// Last_Name is 80 characters on Leads and Contacts.
+const NAME_MAX_CHARS: usize = 80;
+
+#[derive(Clone)]
+pub struct ZohoOAuth {
+    http: reqwest::Client,
+    client_id: String,
+    client_secret: String,
+}
+
+/// What a code exchange or a refresh yields.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub api_domain: String,
+    pub expires_in_secs: i64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    api_domain: Option<String>,
+    expires_in: Option<i64>,
+    expires_in_sec: Option<i64>,
+    error: Option<String>,
+}
+
+impl ZohoOAuth {
+    pub fn new(http: reqwest::Client, client_id: String, client_secret: String) -> Self {
+        Self {
+            http,
+            client_id,
+            client_secret,
+        }
+    }
+
+    /// Where to send the browser. `prompt=consent` with `access_type=offline`
+    /// is what makes Zoho issue a refresh token on a reconnect.
+    pub fn authorize_url(&self, accounts_url: &str, redirect_uri: &str, state: &str) -> String {
+        let mut url = format!("{accounts_url}/oauth/v2/auth?");
+        url.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("scope", SCOPES)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("access_type", "offline")
+                .append_pair("prompt", "consent")
+                .append_pair("state", state)
+                .finish(),
+        );
+        url
+    }
+
+    pub async fn exchange_code(
+        &self,
+        accounts_server: &str,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Result<TokenGrant, CrmError> {
+        self.token_call(
+            accounts_server,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &self.client_id),
+                ("client_secret", &self.client_secret),
+                ("redirect_uri", redirect_uri),
+                ("code", code),
+            ],
+        )
+        .await
+    }
+
+    pub async fn refresh(
+        &self,
+        accounts_server: &str,
+        refresh_token: &str,
+    ) -> Result<TokenGrant, CrmError> {
+        self.token_call(
+            accounts_server,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &self.client_id),
+                ("client_secret", &self.client_secret),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    pub async fn revoke(&self, accounts_server: &str, refresh_token: &str) -> Result<(), CrmError> {
+        let response = self
+            .http
+            .post(format!("{accounts_server}/oauth/v2/token/revoke"))
+            .query(&[("token", refresh_token)])
+            .send()
+            .await
+            .map_err(transport)?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            // An unknown token is already as revoked as it can be.
+            StatusCode::BAD_REQUEST => Ok(()),
+            s => Err(CrmError::Unavailable(s.as_u16())),
+        }
+    }
+
+    async fn token_call(
+        &self,
+        accounts_server: &str,
+        form: &[(&str, &str)],
+    ) -> Result<TokenGrant, CrmError> {
+        let response = self
+            .http
+            .post(format!("{accounts_server}/oauth/v2/token"))
+            .form(form)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(CrmError::Unavailable(status.as_u16()));
+        }
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|e| CrmError::Decode(format!("token response: {e}")))?;
+        // Zoho answers token errors with HTTP 200 and an `error` field.
+        match (body.access_token, body.error) {
+            (Some(access_token), None) => {
+                // Older responses carry `expires_in` in ms beside `expires_in_sec`.
+                let expires_in_secs = body.expires_in_sec.or(body.expires_in).unwrap_or(3600);
+                Ok(TokenGrant {
+                    access_token,
+                    refresh_token: body.refresh_token,
+                    api_domain: body
+                        .api_domain
+                        .unwrap_or_default()
+                        .trim_end_matches('/')
+                        .to_owned(),
+                    expires_in_secs,
+                })
+            }
+            (_, Some(error)) if error == "Access Denied" => Err(CrmError::RateLimited),
+            (_, Some(error)) => Err(CrmError::ConnectionBroken(error)),
+            (None, None) => Err(CrmError::Decode("token response without a token".into())),
+        }
+    }
+}
+
+fn transport(e: reqwest::Error) -> CrmError {
+    CrmError::Transport(e.without_url().to_string())
+}
+
+/// Who a token belongs to and in which Zoho organization.
+#[derive(Debug, Clone)]
+pub struct ZohoIdentity {
+    pub user_id: String,
+    pub email: String,
+    pub org_id: String,
+}
+
+/// The CRM API of one connection.
+pub struct ZohoApi {
+    http: reqwest::Client,
+    api_domain: String,
+    tokens: Arc<dyn AccessTokens>,
+}
+
+impl ZohoApi {
+    pub fn new(http: reqwest::Client, api_domain: &str, tokens: Arc<dyn AccessTokens>) -> Self {
+        Self {
+            http,
+            api_domain: api_domain.trim_end_matches('/').to_owned(),
+            tokens,
+        }
+    }
+
+    /// Sends a request with the current access token; on a token rejection,
+    /// refreshes once and sends it once more. Returns the status and the JSON
+    /// body (`None` for 204).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<(StatusCode, Option<Value>), CrmError> {
+        let url = format!("{}/crm/v8/{path}", self.api_domain);
+        let mut token = self.tokens.current().await?;
+        for attempt in 0..2 {
+            let request = self
+                .http
+                .request(method.clone(), &url)
+                .header("Authorization", format!("Zoho-oauthtoken {token}"));
+            let response = build(request).send().await.map_err(transport)?;
+            let status = response.status();
+            let text = response.text().await.map_err(transport)?;
+            let body: Option<Value> = if text.trim().is_empty() {
+                None
+            } else {
+                Some(
+                    serde_json::from_str(&text)
+                        .map_err(|e| CrmError::Decode(format!("{path}: {e}")))?,
+                )
+            };
+            match status {
+                StatusCode::UNAUTHORIZED if attempt == 0 && is_token_rejection(body.as_ref()) => {
+                    tracing::info!(path, "Zoho refused the access token; refreshing once");
+                    token = self.tokens.refresh_after_rejection(&token).await?;
+                }
+                StatusCode::UNAUTHORIZED => return Err(CrmError::Unauthorized),
+                StatusCode::TOO_MANY_REQUESTS => return Err(CrmError::RateLimited),
+                s if s.is_server_error() => return Err(CrmError::Unavailable(s.as_u16())),
+                s if s.is_client_error() => return Err(rejection(s, body.as_ref())),
+                s => return Ok((s, body)),
+            }
+        }
+        Err(CrmError::Unauthorized)
+    }
+
+    pub async fn identify(&self) -> Result<ZohoIdentity, CrmError> {
+        let (_, users) = self
+            .call(Method::GET, "users", |r| {
+                r.query(&[("type", "CurrentUser")])
+            })
+            .await?;
+        let user = users
+            .as_ref()
+            .and_then(|b| b["users"].get(0))
+            .ok_or_else(|| CrmError::Decode("no current user".into()))?;
+        let (_, org) = self.call(Method::GET, "org", |r| r).await?;
+        let org_id = org
+            .as_ref()
+            .and_then(|b| b["org"][0]["id"].as_str())
+            .ok_or_else(|| CrmError::Decode("no org id".into()))?;
+        Ok(ZohoIdentity {
+            user_id: str_field(user, "id")?,
+            email: str_field(user, "email")?,
+            org_id: org_id.to_owned(),
+        })
+    }
+}
+
+fn is_token_rejection(body: Option<&Value>) -> bool {
+    body.and_then(|b| b["code"].as_str())
+        .is_some_and(|code| TOKEN_REJECTED_CODES.contains(&code))
+}
+
+fn rejection(status: StatusCode, body: Option<&Value>) -> CrmError {
+    let entry = body.map(|b| b.get("data").and_then(|d| d.get(0)).unwrap_or(b));
+    CrmError::Rejected {
+        status: status.as_u16(),
+        code: entry
+            .and_then(|e| e["code"].as_str())
+            .unwrap_or("UNKNOWN")
+            .to_owned(),
+        message: entry
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or("")
+            .to_owned(),
+        field: entry
+            .and_then(|e| e["details"]["api_name"].as_str())
+            .map(str::to_owned),
+    }
+}
+
+fn str_field(value: &Value, key: &str) -> Result<String, CrmError> {
+    value[key]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| CrmError::Decode(format!("missing `{key}`")))
+}
+
+/// The one entry of a single-record write: Zoho answers 2xx even when the
+/// entry itself failed, so the entry decides.
+fn single_write_result(status: StatusCode, body: Option<Value>) -> Result<Value, CrmError> {
+    let entry = body
+        .as_ref()
+        .and_then(|b| b["data"].get(0))
+        .cloned()
+        .ok_or_else(|| CrmError::Decode("write response without data[0]".into()))?;
+    if entry["status"] == "success" {
+        Ok(entry)
+    } else {
+        Err(rejection(status, Some(&entry)))
+    }
+}
+
+#[async_trait]
+impl Crm for ZohoApi {
+    async fn search_by_phone(
+        &self,
+        module: &str,
+        phone: &E164,
+    ) -> Result<Vec<FoundRecord>, CrmError> {
+        let (_, body) = self
+            .call(Method::GET, &format!("{module}/search"), |r| {
+                // reqwest encodes `+` as %2B; a literal `+` would become a space.
+                r.query(&[
+                    ("phone", phone.as_str()),
+                    ("fields", "Phone,Mobile,Modified_Time"),
+                ])
+            })
+            .await?;
+        let Some(body) = body else {
+            return Ok(Vec::new());
+        };
+        let records = body["data"].as_array().cloned().unwrap_or_default();
+        records
+            .iter()
+            .map(|r| {
+                Ok(FoundRecord {
+                    record: RecordRef {
+                        module: module.to_owned(),
+                        id: str_field(r, "id")?,
+                    },
+                    phones: ["Phone", "Mobile"]
+                        .iter()
+                        .filter_map(|f| r[*f].as_str().map(str::to_owned))
+                        .collect(),
+                    modified_time: r["Modified_Time"].as_str().map(str::to_owned),
+                })
+            })
+            .collect()
+    }
+
+    async fn create_record(&self, record: &NewRecord) -> Result<RecordRef, CrmError> {
+        let name: String = record.name.chars().take(NAME_MAX_CHARS).collect();
+        let mut data = json!({
+            "Last_Name": name,
+            "Mobile": record.phone.as_str(),
+            "Lead_Source": record.lead_source,
+            "Description": format!("WhatsApp chat: {}", record.chat_link),
+        });
+        if let Some(owner) = &record.owner_id {
+            data["Owner"] = json!({ "id": owner });
+        }
+        let (status, body) = self
+            .call(Method::POST, &record.module, |r| {
+                r.json(&json!({ "data": [data] }))
+            })
+            .await?;
+        let entry = single_write_result(status, body)?;
+        Ok(RecordRef {
+            module: record.module.clone(),
+            id: str_field(&entry["details"], "id")?,
+        })
+    }
+
+    async fn create_note(
+        &self,
+        parent: &RecordRef,
+        title: &str,
+        content: &str,
+    ) -> Result<String, CrmError> {
+        let payload = json!({ "data": [{
+            "Note_Title": title,
+            "Note_Content": content,
+            "Parent_Id": { "module": { "api_name": parent.module }, "id": parent.id },
+        }]});
+        let (status, body) = self
+            .call(Method::POST, "Notes", |r| r.json(&payload))
+            .await?;
+        let entry = single_write_result(status, body)?;
+        str_field(&entry["details"], "id")
+    }
+
+    async fn update_note(&self, note_id: &str, title: &str, content: &str) -> Result<(), CrmError> {
+        let payload = json!({ "data": [{ "Note_Title": title, "Note_Content": content }] });
+        let (status, body) = self
+            .call(Method::PUT, &format!("Notes/{note_id}"), |r| {
+                r.json(&payload)
+            })
+            .await?;
+        single_write_result(status, body).map(|_| ())
+    }
+
+    async fn find_note(&self, parent: &RecordRef, title: &str) -> Result<Option<String>, CrmError> {
+        let mut page = 1;
+        loop {
+            let (_, body) = self
+                .call(
+                    Method::GET,
+                    &format!("{}/{}/Notes", parent.module, parent.id),
+                    |r| {
+                        r.query(&[
+                            ("fields", "Note_Title"),
+                            ("page", &page.to_string()),
+                            ("per_page", "200"),
+                        ])
+                    },
+                )
+                .await?;
+            let Some(body) = body else { return Ok(None) };
+            let found = body["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|n| n["Note_Title"] == title)
+                .and_then(|n| n["id"].as_str().map(str::to_owned));
+            if found.is_some() || body["info"]["more_records"] != true {
+                return Ok(found);
+            }
+            page += 1;
+        }
+    }
+
+    async fn active_users(&self) -> Result<Vec<CrmUser>, CrmError> {
+        let mut users = Vec::new();
+        let mut page = 1;
+        loop {
+            let (_, body) = self
+                .call(Method::GET, "users", |r| {
+                    r.query(&[
+                        ("type", "ActiveConfirmedUsers"),
+                        ("page", &page.to_string()),
+                        ("per_page", "200"),
+                    ])
+                })
+                .await?;
+            let Some(body) = body else { return Ok(users) };
+            for user in body["users"].as_array().into_iter().flatten() {
+                if let (Some(id), Some(email)) = (user["id"].as_str(), user["email"].as_str()) {
+                    users.push(CrmUser {
+                        id: id.to_owned(),
+                        email: email.to_owned(),
+                    });
+                }
+            }
+            if body["info"]["more_records"] != true {
+                return Ok(users);
+            }
+            page += 1;
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Configuration from the environment: the SAM template sets the resource
+//! names; every external base URL can be overridden so that the same binaries
+//! run against AWS and the real CRMs, or against the local stack and sandboxes.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} is not set")]
+pub struct MissingVar(pub &'static str);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub sync_queue_url: String,
+    pub notes_queue_url: String,
+    pub app_key_secret_id: String,
+    pub operator_key_secret_id: String,
+    pub meta_app_secret_id: String,
+    pub zoho_client_secret_id: String,
+    /// Where this deployment is reachable; OAuth redirect URIs are built from it.
+    pub public_base_url: String,
+    pub zoho: ZohoConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ZohoConfig {
+    /// Where the authorization request starts (Zoho routes users to their DC).
+    pub accounts_url: String,
+    /// The accounts servers a callback may name, by `location`. The callback's
+    /// `accounts-server` is only trusted when it is one of these: the code
+    /// exchange sends our client secret there.
+    pub accounts_servers: BTreeMap<String, String>,
+}
+
+/// Zoho's data centres (reference §1.3).
+const ZOHO_ACCOUNTS_SERVERS: &[(&str, &str)] = &[
+    ("us", "https://accounts.zoho.com"),
+    ("eu", "https://accounts.zoho.eu"),
+    ("in", "https://accounts.zoho.in"),
+    ("au", "https://accounts.zoho.com.au"),
+    ("jp", "https://accounts.zoho.jp"),
+    ("ca", "https://accounts.zohocloud.ca"),
+    ("sa", "https://accounts.zoho.sa"),
+    ("cn", "https://accounts.zoho.com.cn"),
+];
+
+impl Config {
+    pub fn from_env() -> Result<Self, MissingVar> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVar> {
+        let need = |key: &'static str| get(key).filter(|v| !v.is_empty()).ok_or(MissingVar(key));
+        let accounts_servers = match get("ZOHO_ACCOUNTS_SERVERS") {
+            Some(list) => parse_pairs(&list),
+            None => ZOHO_ACCOUNTS_SERVERS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        Ok(Self {
+            table_name: need("TABLE_NAME")?,
+            sync_queue_url: need("SYNC_QUEUE_URL")?,
+            notes_queue_url: need("NOTES_QUEUE_URL")?,
+            app_key_secret_id: need("APP_KEY_SECRET_ID")?,
+            operator_key_secret_id: need("OPERATOR_KEY_SECRET_ID")?,
+            meta_app_secret_id: need("META_APP_SECRET_ID")?,
+            zoho_client_secret_id: need("ZOHO_CLIENT_SECRET_ID")?,
+            public_base_url: need("PUBLIC_BASE_URL")?.trim_end_matches('/').to_owned(),
+            zoho: ZohoConfig {
+                accounts_url: get("ZOHO_ACCOUNTS_URL")
+                    .unwrap_or_else(|| "https://accounts.zoho.com".to_owned())
+                    .trim_end_matches('/')
+                    .to_owned(),
+                accounts_servers,
+            },
+        })
+    }
+}
+
+/// `us=https://a,eu=https://b` → map.
+fn parse_pairs(list: &str) -> BTreeMap<String, String> {
+    list.split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.trim().to_owned(),
+                v.trim().trim_end_matches('/').to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(key: &str) -> Option<String> {
+        Some(format!("value-of-{key}"))
+    }
+
+    #[test]
+    fn zoho_data_centres_default_to_the_real_ones() {
+        let config = Config::from_lookup(|k| match k {
+            "ZOHO_ACCOUNTS_SERVERS" | "ZOHO_ACCOUNTS_URL" => None,
+            other => base(other),
+        })
+        .expect("complete");
+        assert_eq!(config.zoho.accounts_url, "https://accounts.zoho.com");
+        assert_eq!(
+            config.zoho.accounts_servers.get("eu").map(String::as_str),
+            Some("https://accounts.zoho.eu")
+        );
+    }
+
+    #[test]
+    fn data_centres_can_point_at_sandboxes() {
+        let config = Config::from_lookup(|k| match k {
+            "ZOHO_ACCOUNTS_SERVERS" => Some("us=http://127.0.0.1:1/, eu=http://127.0.0.1:2".into()),
+            other => base(other),
+        })
+        .expect("complete");
+        assert_eq!(config.zoho.accounts_servers.len(), 2);
+        assert_eq!(config.zoho.accounts_servers["us"], "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let err = Config::from_lookup(|k| (k != "TABLE_NAME").then(|| "x".to_owned()))
+            .expect_err("incomplete");
+        assert_eq!(
+            err.to_string(),
+            "environment variable TABLE_NAME is not set"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! What every function builds once per container, outside the handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::sqs::SqsQueue;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, MissingVar};
+use crate::queue::Queue;
+use crate::secrets::{Secrets, SecretsManagerSource};
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] MissingVar),
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+pub struct Deps {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub secrets: Secrets,
+    pub http: reqwest::Client,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Deps {
+    /// AWS clients from the standard variables (`AWS_ENDPOINT_URL_*` select
+    /// the local stack), everything else from [`Config`].
+    pub async fn from_env() -> Result<Self, InitError> {
+        let config = Config::from_env()?;
+        let aws = aws_config::load_from_env().await;
+        Self::build(config, &aws)
+    }
+
+    pub fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Self, InitError> {
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), &config.table_name);
+        let queue = SqsQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            config.sync_queue_url.clone(),
+            config.notes_queue_url.clone(),
+        );
+        let secrets = Secrets::new(
+            Box::new(SecretsManagerSource(aws_sdk_secretsmanager::Client::new(
+                aws,
+            ))),
+            &config,
+        );
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            // OAuth callbacks are followed by the browser, never by us.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| InitError::Http(e.to_string()))?;
+        Ok(Self {
+            config,
+            store: Arc::new(store),
+            queue: Arc::new(queue),
+            secrets,
+            http,
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// Structured logs: JSON on Lambda (CloudWatch), level from `RUST_LOG`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (tests, local runner) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .try_init();
+}

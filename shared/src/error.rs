@@ -1,0 +1,53 @@
+//! Errors shared by handlers: what went wrong, and whether trying again later
+//! can help.
+
+use crate::crm::CrmError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB request failed: {0}")]
+    Request(String),
+    #[error("stored item is not readable: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("SQS request failed: {0}")]
+pub struct QueueError(pub String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("secret {id} could not be read: {reason}")]
+    Unavailable { id: String, reason: String },
+    #[error("secret {id} does not hold the expected JSON: {reason}")]
+    Malformed { id: String, reason: String },
+}
+
+/// The failure of one unit of work of a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Crm(#[from] CrmError),
+    /// Another worker holds what this one needs; trying again soon works.
+    #[error("busy elsewhere: {0}")]
+    Contended(String),
+    #[error("queue message is not readable: {0}")]
+    BadQueueMessage(String),
+    #[error("stored state is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl WorkError {
+    /// Whether a later attempt may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Store(_) | Self::Queue(_) | Self::Contended(_) => true,
+            Self::Crm(e) => e.is_transient(),
+            Self::BadQueueMessage(_) | Self::Inconsistent(_) => false,
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The `api` function: workspaces, users and WhatsApp numbers.
+
+use lambda_http::Request;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{
+    ApiError, HttpResponse, bearer, caller, json_body, json_response, path_segments,
+};
+use crate::crypto::{hash_token, random_token, secrets_equal};
+use crate::deps::Deps;
+use crate::model::{Role, User, WhatsAppNumber, Workspace};
+
+pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_http::Error> {
+    Ok(route(deps, &req)
+        .await
+        .unwrap_or_else(ApiError::into_response))
+}
+
+async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let segments = path_segments(req);
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (req.method().as_str(), segments.as_slice()) {
+        ("POST", ["api", "workspaces"]) => create_workspace(deps, req).await,
+        ("GET", ["api", "me"]) => me(deps, req).await,
+        ("POST", ["api", "users"]) => add_user(deps, req).await,
+        ("POST", ["api", "whatsapp-numbers"]) => add_whatsapp_number(deps, req).await,
+        (_, ["api", "workspaces" | "me" | "users" | "whatsapp-numbers"]) => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        _ => Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewWorkspace {
+    name: String,
+    owner_email: String,
+    time_zone: Option<String>,
+}
+
+/// Operator only: a new business and its owner. The owner's API token is in
+/// the answer and nowhere else: only its hash is stored.
+async fn create_workspace(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let operator_key = deps.secrets.operator_key().await?;
+    let presented = bearer(req).unwrap_or_default();
+    if presented.is_empty() || !secrets_equal(presented, operator_key) {
+        return Err(ApiError::Unauthorized(
+            "creating a workspace needs the operator key".into(),
+        ));
+    }
+    let input: NewWorkspace = json_body(req)?;
+    let time_zone = input.time_zone.unwrap_or_else(|| "UTC".to_owned());
+    if time_zone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(ApiError::BadRequest(format!(
+            "time_zone `{time_zone}` is not an IANA time zone"
+        )));
+    }
+    let email = valid_email(&input.owner_email)?;
+    let now = deps.clock.now();
+    let workspace = Workspace {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: input.name,
+        time_zone,
+        created_at: now,
+    };
+    let owner = User {
+        workspace_id: workspace.id.clone(),
+        id: uuid::Uuid::new_v4().to_string(),
+        email,
+        role: Role::Owner,
+        created_at: now,
+    };
+    let token = random_token();
+    deps.store
+        .create_workspace(&workspace, &owner, &hash_token(&token))
+        .await?;
+    tracing::info!(workspace_id = %workspace.id, "workspace created");
+    Ok(json_response(
+        201,
+        &json!({ "workspace": workspace, "owner": owner, "api_token": token }),
+    ))
+}
+
+async fn me(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let user = caller(deps, req).await?;
+    let workspace = deps.store.workspace(&user.workspace_id).await?;
+    Ok(json_response(
+        200,
+        &json!({ "user": user, "workspace": workspace }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    email: String,
+    role: Role,
+}
+
+async fn add_user(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let input: NewUser = json_body(req)?;
+    let allowed = match input.role {
+        Role::Owner => false,
+        Role::Admin => me.role == Role::Owner,
+        Role::Member => me.role.manages_workspace(),
+    };
+    if !allowed {
+        return Err(ApiError::Forbidden(format!(
+            "a {:?} cannot add a user with role {:?}",
+            me.role, input.role
+        )));
+    }
+    let user = User {
+        workspace_id: me.workspace_id.clone(),
+        id: uuid::Uuid::new_v4().to_string(),
+        email: valid_email(&input.email)?,
+        role: input.role,
+        created_at: deps.clock.now(),
+    };
+    let token = random_token();
+    deps.store.add_user(&user, &hash_token(&token)).await?;
+    tracing::info!(workspace_id = %user.workspace_id, user_id = %user.id, "user added");
+    Ok(json_response(
+        201,
+        &json!({ "user": user, "api_token": token }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NewWhatsAppNumber {
+    phone_number_id: String,
+    display_phone_number: String,
+    owner_user_id: Option<String>,
+}
+
+async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let input: NewWhatsAppNumber = json_body(req)?;
+    if input.phone_number_id.is_empty()
+        || !input.phone_number_id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(ApiError::BadRequest(
+            "phone_number_id must be the Cloud API's numeric phone-number id".into(),
+        ));
+    }
+    let owner_user_id = input.owner_user_id.unwrap_or_else(|| me.id.clone());
+    if owner_user_id != me.id && !me.role.manages_workspace() {
+        return Err(ApiError::Forbidden(
+            "only an owner or admin can register a number for someone else".into(),
+        ));
+    }
+    if deps
+        .store
+        .user(&me.workspace_id, &owner_user_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "owner_user_id {owner_user_id} is not a user of this workspace"
+        )));
+    }
+    let number = WhatsAppNumber {
+        workspace_id: me.workspace_id.clone(),
+        phone_number_id: input.phone_number_id,
+        display_phone_number: input.display_phone_number,
+        owner_user_id,
+    };
+    if let Some(existing) = deps.store.whatsapp_number(&number.phone_number_id).await?
+        && existing.workspace_id != me.workspace_id
+    {
+        return Err(ApiError::Conflict(
+            "this WhatsApp number is registered to another workspace".into(),
+        ));
+    }
+    deps.store.put_whatsapp_number(&number).await?;
+    Ok(json_response(201, &json!({ "whatsapp_number": number })))
+}
+
+fn valid_email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_lowercase();
+    match email.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && domain.contains('.') => Ok(email),
+        _ => Err(ApiError::BadRequest(format!(
+            "`{raw}` is not an e-mail address"
+        ))),
+    }
+}

@@ -1,0 +1,144 @@
+//! Small helpers shared by the HTTP handlers: JSON answers, typed errors,
+//! query strings, bearer authentication.
+
+use std::collections::HashMap;
+
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::crypto::hash_token;
+use crate::deps::Deps;
+use crate::error::{SecretsError, StoreError};
+use crate::model::User;
+
+pub type HttpResponse = Response<Body>;
+
+/// A refusal the caller can act on, or an internal fault (logged, not shown).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            Self::BadRequest(_) => (400, "bad_request"),
+            Self::Unauthorized(_) => (401, "unauthorized"),
+            Self::Forbidden(_) => (403, "forbidden"),
+            Self::NotFound(_) => (404, "not_found"),
+            Self::MethodNotAllowed => (405, "method_not_allowed"),
+            Self::Conflict(_) => (409, "conflict"),
+            Self::TooLarge(_) => (413, "payload_too_large"),
+            Self::BadGateway(_) => (502, "crm_error"),
+            Self::Internal(_) => (500, "internal_error"),
+        }
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        let (status, code) = self.status_and_code();
+        if let Self::Internal(detail) = &self {
+            tracing::error!(error = %detail, "request failed");
+        } else {
+            tracing::info!(status, code, message = %self, "request refused");
+        }
+        json_response(
+            status,
+            &json!({ "error": { "code": code, "message": self.to_string() } }),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<SecretsError> for ApiError {
+    fn from(e: SecretsError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+pub fn json_response(status: u16, value: &impl Serialize) -> HttpResponse {
+    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(body))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+pub fn text_response(status: u16, content_type: &str, body: impl Into<String>) -> HttpResponse {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Body::Text(body.into()))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// Query parameters from the raw query string: names with dots
+/// (`hub.mode`) stay as they are.
+pub fn query_params(req: &Request) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn path_segments(req: &Request) -> Vec<String> {
+    req.uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    serde_json::from_slice(req.body().as_ref())
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid: {e}")))
+}
+
+pub fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The workspace user behind the request's bearer token.
+pub async fn caller(deps: &Deps, req: &Request) -> Result<User, ApiError> {
+    let token = bearer(req).ok_or_else(|| {
+        ApiError::Unauthorized("an API token is required (Authorization: Bearer …)".into())
+    })?;
+    deps.store
+        .user_for_token(&hash_token(token))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the API token is not valid".into()))
+}

@@ -1,0 +1,234 @@
+//! The `note-append` worker: writes messages into their chat's day note on
+//! the linked record. All messages of one chat in a batch are applied
+//! together, so a burst costs one note write, and a message a note already
+//! holds is never added twice.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+
+use super::batch::{GroupOutcome, Received, run_fifo_batch};
+use crate::crm::Crm;
+use crate::deps::Deps;
+use crate::error::WorkError;
+use crate::model::{Chat, CrmKind, DayNote, MessageState, NoteLine, StoredMessage};
+use crate::queue::QueueName;
+use crate::sync::{
+    chat_link, local_times, note_content, note_line_text, note_title, organization_crm, zone,
+};
+
+pub async fn handle(
+    deps: &Deps,
+    event: SqsEvent,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    Ok(run_fifo_batch(deps, QueueName::Notes, event, |group| {
+        append_group(deps, group)
+    })
+    .await)
+}
+
+/// Messages of one chat, cut into runs of the same day.
+struct DayRun {
+    day: String,
+    date: String,
+    messages: Vec<(StoredMessage, String)>,
+}
+
+async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
+    match append_all(deps, &group).await {
+        Ok(()) => GroupOutcome::all(group.len()),
+        Err((done, error)) => GroupOutcome {
+            done,
+            error: Some(error),
+        },
+    }
+}
+
+/// Returns how many messages were done before a failure.
+async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkError)> {
+    let first = &group[0].reference;
+    let at_start = |e: WorkError| (0, e);
+    let chat = deps
+        .store
+        .chat(&first.workspace_id, &first.chat_key)
+        .await
+        .map_err(|e| at_start(e.into()))?
+        .ok_or_else(|| at_start(WorkError::Inconsistent("chat is not stored".into())))?;
+    let workspace = deps
+        .store
+        .workspace(&first.workspace_id)
+        .await
+        .map_err(|e| at_start(e.into()))?
+        .ok_or_else(|| at_start(WorkError::Inconsistent("workspace is not stored".into())))?;
+    let business_number = deps
+        .store
+        .whatsapp_number(&chat.phone_number_id)
+        .await
+        .map_err(|e| at_start(e.into()))?
+        .map(|n| n.display_phone_number)
+        .unwrap_or_default();
+    let Some((_, crm)) = organization_crm(deps, &first.workspace_id, CrmKind::Zoho)
+        .await
+        .map_err(at_start)?
+    else {
+        return Err(at_start(WorkError::Inconsistent(
+            "no CRM connection for a chat with a record".into(),
+        )));
+    };
+    let tz = zone(&workspace.time_zone);
+    let contact_display = chat
+        .contact_name
+        .clone()
+        .unwrap_or_else(|| chat.contact.to_string());
+
+    let mut runs: Vec<DayRun> = Vec::new();
+    for received in group {
+        let r = &received.reference;
+        let message = deps
+            .store
+            .message(&r.workspace_id, &r.message_id)
+            .await
+            .map_err(|e| at_start(e.into()))?
+            .ok_or_else(|| {
+                at_start(WorkError::Inconsistent(format!(
+                    "message {} is not stored",
+                    r.message_id
+                )))
+            })?;
+        let (day, date, time) = local_times(message.timestamp, tz);
+        let sender = message
+            .contact_name
+            .clone()
+            .unwrap_or_else(|| contact_display.clone());
+        let line = note_line_text(&message, &sender, &business_number, &time);
+        match runs.last_mut() {
+            Some(run) if run.day == day => run.messages.push((message, line)),
+            _ => runs.push(DayRun {
+                day,
+                date,
+                messages: vec![(message, line)],
+            }),
+        }
+    }
+
+    let mut done = 0;
+    for run in runs {
+        let count = run.messages.len();
+        append_run(deps, &chat, crm.as_ref(), &contact_display, run)
+            .await
+            .map_err(|e| (done, e))?;
+        done += count;
+    }
+    Ok(())
+}
+
+async fn append_run(
+    deps: &Deps,
+    chat: &Chat,
+    crm: &dyn Crm,
+    contact_display: &str,
+    run: DayRun,
+) -> Result<(), WorkError> {
+    let record = chat
+        .record
+        .clone()
+        .ok_or_else(|| WorkError::Inconsistent("chat has no record yet".into()))?;
+    let mut note = match deps
+        .store
+        .day_note(&chat.workspace_id, &chat.key, &run.day, 1)
+        .await?
+    {
+        Some(note) => note,
+        None => DayNote {
+            workspace_id: chat.workspace_id.clone(),
+            chat_key: chat.key.clone(),
+            day: run.day.clone(),
+            part: 1,
+            record: record.clone(),
+            title: note_title(contact_display, &run.date),
+            note_id: None,
+            create_started: false,
+            lines: Vec::new(),
+            version: 0,
+        },
+    };
+    let mut added = Vec::new();
+    for (message, text) in &run.messages {
+        if note.insert_line(NoteLine {
+            message_id: message.message_id.clone(),
+            timestamp: message.timestamp,
+            text: text.clone(),
+        }) {
+            added.push(message.message_id.clone());
+        }
+    }
+    let link = chat_link(&chat.contact);
+    if !added.is_empty() {
+        let content = note_content(&note, &link);
+        let note_id = match note.note_id.clone() {
+            Some(id) => {
+                crm.update_note(&id, &note.title, &content).await?;
+                id
+            }
+            None => create_note_once(deps, crm, &mut note, &content).await?,
+        };
+        note.note_id = Some(note_id);
+        note.version += 1;
+        if !deps.store.save_day_note(&note).await? {
+            return Err(WorkError::Contended(
+                "the day note changed meanwhile".into(),
+            ));
+        }
+        tracing::info!(
+            workspace_id = %chat.workspace_id,
+            chat = %chat.key,
+            day = %note.day,
+            lines_added = added.len(),
+            "day note written"
+        );
+    }
+    let note_id = note.note_id.clone().unwrap_or_default();
+    for (message, _) in &run.messages {
+        deps.store
+            .set_message_state(
+                &chat.workspace_id,
+                &message.message_id,
+                &MessageState::Appended {
+                    note_id: note_id.clone(),
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates the day's note, or adopts it if an earlier attempt created it and
+/// died before remembering its id.
+async fn create_note_once(
+    deps: &Deps,
+    crm: &dyn Crm,
+    note: &mut DayNote,
+    content: &str,
+) -> Result<String, WorkError> {
+    if note.create_started {
+        if let Some(existing) = crm.find_note(&note.record, &note.title).await? {
+            crm.update_note(&existing, &note.title, content).await?;
+            return Ok(existing);
+        }
+    } else {
+        // Remember the attempt before making it; the lines are stored
+        // together with the note id once the CRM has it.
+        let marker = DayNote {
+            create_started: true,
+            lines: Vec::new(),
+            version: note.version + 1,
+            ..note.clone()
+        };
+        if !deps.store.save_day_note(&marker).await? {
+            return Err(WorkError::Contended(
+                "the day note changed meanwhile".into(),
+            ));
+        }
+        note.create_started = true;
+        note.version = marker.version;
+    }
+    Ok(crm.create_note(&note.record, &note.title, content).await?)
+}

@@ -1,0 +1,171 @@
+//! The `record-sync` worker: makes sure a chat is linked to a CRM record —
+//! the remembered one, else one found by the contact's number, else a new
+//! one with the right owner — then passes the message on to note-append.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+
+use super::batch::{GroupOutcome, Received, run_fifo_batch};
+use crate::crm::{Crm, NewRecord};
+use crate::deps::Deps;
+use crate::error::WorkError;
+use crate::model::{Chat, Connection, CrmKind, MessageState, RecordRef};
+use crate::queue::QueueName;
+use crate::sync::{
+    chat_link, choose_owner, confirmed_matches, crm_users, organization_crm, record_name, record_of,
+};
+
+/// The module new chats land in (configurable settings come with the
+/// settings API).
+const DESTINATION_MODULE: &str = "Leads";
+const LEAD_SOURCE: &str = "WhatsApp";
+/// How long a worker may take to create a record before another may try.
+const CREATION_CLAIM_SECS: i64 = 120;
+
+pub async fn handle(
+    deps: &Deps,
+    event: SqsEvent,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    Ok(run_fifo_batch(deps, QueueName::Sync, event, |group| {
+        sync_group(deps, group)
+    })
+    .await)
+}
+
+async fn sync_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
+    for (done, message) in group.iter().enumerate() {
+        if let Err(error) = sync_message(deps, message).await {
+            return GroupOutcome {
+                done,
+                error: Some(error),
+            };
+        }
+    }
+    GroupOutcome::all(group.len())
+}
+
+async fn sync_message(deps: &Deps, message: &Received) -> Result<(), WorkError> {
+    let r = &message.reference;
+    let stored = deps
+        .store
+        .message(&r.workspace_id, &r.message_id)
+        .await?
+        .ok_or_else(|| {
+            WorkError::Inconsistent(format!("message {} is not stored", r.message_id))
+        })?;
+    if matches!(stored.state, MessageState::Appended { .. }) {
+        return Ok(());
+    }
+    let chat = deps
+        .store
+        .chat(&r.workspace_id, &r.chat_key)
+        .await?
+        .ok_or_else(|| {
+            WorkError::Inconsistent(format!("chat of {} is not stored", r.message_id))
+        })?;
+    if chat.record.is_none() {
+        let Some((connection, crm)) =
+            organization_crm(deps, &r.workspace_id, CrmKind::Zoho).await?
+        else {
+            // Kept, not dropped: connecting the CRM queues it again.
+            tracing::info!(workspace_id = %r.workspace_id, message_id = %r.message_id, "waiting for a CRM connection");
+            deps.store
+                .set_message_state(
+                    &r.workspace_id,
+                    &r.message_id,
+                    &MessageState::Waiting {
+                        reason: "no CRM connection".into(),
+                    },
+                )
+                .await?;
+            return Ok(());
+        };
+        link_record(deps, &chat, &connection, crm.as_ref()).await?;
+    }
+    deps.queue.send(QueueName::Notes, r).await?;
+    Ok(())
+}
+
+/// Finds the chat's record by number or creates it, and remembers it.
+async fn link_record(
+    deps: &Deps,
+    chat: &Chat,
+    connection: &Connection,
+    crm: &dyn Crm,
+) -> Result<RecordRef, WorkError> {
+    let found = crm
+        .search_by_phone(DESTINATION_MODULE, &chat.contact)
+        .await?;
+    let matches = confirmed_matches(found, &chat.contact);
+    if let Some(best) = matches.first() {
+        if matches.len() > 1 {
+            let candidates: Vec<String> = matches.iter().map(|m| record_of(&m.record)).collect();
+            tracing::warn!(
+                workspace_id = %chat.workspace_id,
+                chat = %chat.key,
+                ?candidates,
+                chosen = %record_of(&best.record),
+                "several records hold this number; chose the most recently modified"
+            );
+        }
+        deps.store
+            .link_chat_record(&chat.workspace_id, &chat.key, &best.record, false)
+            .await?;
+        tracing::info!(
+            workspace_id = %chat.workspace_id,
+            chat = %chat.key,
+            record = %record_of(&best.record),
+            "matched existing record by phone"
+        );
+        return Ok(best.record.clone());
+    }
+
+    let now = deps.clock.now();
+    if !deps
+        .store
+        .claim_record_creation(
+            &chat.workspace_id,
+            &chat.key,
+            now,
+            now + CREATION_CLAIM_SECS,
+        )
+        .await?
+    {
+        // Another worker is creating it right now (or just did): try again
+        // shortly and find it linked.
+        return Err(WorkError::Contended(
+            "the chat's record is being created by another worker".into(),
+        ));
+    }
+    let owner_email = match deps.store.whatsapp_number(&chat.phone_number_id).await? {
+        Some(number) => deps
+            .store
+            .user(&chat.workspace_id, &number.owner_user_id)
+            .await?
+            .map(|u| u.email),
+        None => None,
+    };
+    let users = crm_users(deps, crm, &chat.workspace_id, connection.crm).await?;
+    let (owner_id, owner_reason) = choose_owner(&users, owner_email.as_deref(), connection);
+    let record = crm
+        .create_record(&NewRecord {
+            module: DESTINATION_MODULE.to_owned(),
+            name: record_name(chat.contact_name.as_deref(), &chat.contact),
+            phone: chat.contact.clone(),
+            lead_source: LEAD_SOURCE.to_owned(),
+            chat_link: chat_link(&chat.contact),
+            owner_id: Some(owner_id.clone()),
+        })
+        .await?;
+    deps.store
+        .link_chat_record(&chat.workspace_id, &chat.key, &record, true)
+        .await?;
+    tracing::info!(
+        workspace_id = %chat.workspace_id,
+        chat = %chat.key,
+        record = %record_of(&record),
+        owner_id,
+        owner_reason,
+        "created record"
+    );
+    Ok(record)
+}

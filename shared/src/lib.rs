@@ -1,0 +1,19 @@
+//! The common crate of the WhatsApp ⇄ CRM sync: domain, ports, adapters and
+//! the handlers that the Lambda functions (and the local runner) call.
+
+pub mod adapters;
+pub mod clock;
+pub mod config;
+pub mod crm;
+pub mod crypto;
+pub mod deps;
+pub mod error;
+pub mod handlers;
+pub mod model;
+pub mod phone;
+pub mod queue;
+pub mod secrets;
+pub mod store;
+pub mod sync;
+pub mod tokens;
+pub mod whatsapp;

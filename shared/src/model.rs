@@ -1,0 +1,261 @@
+//! The product's domain: workspaces, users, WhatsApp numbers, CRM
+//! connections, chats, messages and day notes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::phone::E164;
+use crate::whatsapp::{Direction, Media};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    /// IANA zone used to cut the day of a day note.
+    pub time_zone: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn manages_workspace(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct User {
+    pub workspace_id: String,
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WhatsAppNumber {
+    pub workspace_id: String,
+    /// The Cloud API's stable id of the business number; webhooks route by it.
+    pub phone_number_id: String,
+    pub display_phone_number: String,
+    /// The user who connected the number: the default owner of new records.
+    pub owner_user_id: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum CrmKind {
+    Zoho,
+}
+
+impl CrmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Zoho => "zoho",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "zoho" => Some(Self::Zoho),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    /// The workspace's connection; all data exchange uses it.
+    Organization,
+    /// One user's own connection (live chat, sending from the CRM).
+    Personal,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Active,
+    /// The grant was revoked or refused: a person must reconnect.
+    Broken,
+}
+
+/// A CRM connection. Tokens are only ever held encrypted here.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Connection {
+    pub workspace_id: String,
+    pub crm: CrmKind,
+    pub kind: ConnectionKind,
+    /// The workspace user who made it.
+    pub user_id: String,
+    pub location: String,
+    pub accounts_server: String,
+    pub api_domain: String,
+    pub crm_user_id: String,
+    pub crm_user_email: String,
+    pub crm_org_id: String,
+    pub access_token_enc: String,
+    pub refresh_token_enc: String,
+    pub access_expires_at: i64,
+    pub status: ConnectionStatus,
+    pub connected_at: i64,
+    /// Optimistic-concurrency version, bumped by every token write.
+    pub version: u64,
+    /// A worker refreshing the token holds this lease until the given time.
+    #[serde(default)]
+    pub refresh_lease_until: i64,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("workspace_id", &self.workspace_id)
+            .field("crm", &self.crm)
+            .field("kind", &self.kind)
+            .field("user_id", &self.user_id)
+            .field("location", &self.location)
+            .field("api_domain", &self.api_domain)
+            .field("crm_user_id", &self.crm_user_id)
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The associated data that binds a connection's encrypted tokens to it.
+pub fn token_binding(workspace_id: &str, crm: CrmKind, kind: ConnectionKind, user: &str) -> String {
+    format!("{workspace_id}|{}|{kind:?}|{user}", crm.as_str())
+}
+
+impl Connection {
+    pub fn token_binding(&self) -> String {
+        token_binding(&self.workspace_id, self.crm, self.kind, &self.user_id)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordRef {
+    pub module: String,
+    pub id: String,
+}
+
+/// A 1:1 chat between a business number and one contact.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Chat {
+    pub workspace_id: String,
+    pub key: String,
+    pub phone_number_id: String,
+    pub contact: E164,
+    pub contact_name: Option<String>,
+    pub record: Option<RecordRef>,
+    #[serde(default)]
+    pub record_created_by_us: bool,
+}
+
+/// `<phone_number_id>#<contact digits>`: one chat per contact and number.
+pub fn chat_key(phone_number_id: &str, contact: &E164) -> String {
+    format!("{phone_number_id}#{}", contact.digits())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum MessageState {
+    /// Stored, not yet on the sync queue.
+    Received,
+    Queued,
+    /// Kept until the cause goes away (no CRM connection yet, …).
+    Waiting {
+        reason: String,
+    },
+    Appended {
+        note_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredMessage {
+    pub workspace_id: String,
+    pub message_id: String,
+    pub chat_key: String,
+    pub direction: Direction,
+    pub timestamp: i64,
+    pub kind: String,
+    pub text: String,
+    pub media: Option<Media>,
+    pub contact_name: Option<String>,
+    #[serde(flatten)]
+    pub state: MessageState,
+    pub received_at: i64,
+}
+
+/// The note that holds one chat's messages of one day (one part of it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DayNote {
+    pub workspace_id: String,
+    pub chat_key: String,
+    /// `YYYY-MM-DD` in the workspace time zone.
+    pub day: String,
+    pub part: u32,
+    pub record: RecordRef,
+    pub title: String,
+    pub note_id: Option<String>,
+    /// Set before the CRM is asked to create the note: if the worker dies
+    /// before it stores the id, the retry looks for the note instead of
+    /// creating a second one.
+    #[serde(default)]
+    pub create_started: bool,
+    /// In message-time order.
+    pub lines: Vec<NoteLine>,
+    pub version: u64,
+}
+
+/// One message's line in a day note.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NoteLine {
+    pub message_id: String,
+    pub timestamp: i64,
+    /// `HH:MM ← Sender: text`
+    pub text: String,
+}
+
+impl DayNote {
+    pub fn holds(&self, message_id: &str) -> bool {
+        self.lines.iter().any(|l| l.message_id == message_id)
+    }
+
+    /// Inserts a line in time order (Meta does not guarantee delivery order);
+    /// a message already held is not added again.
+    pub fn insert_line(&mut self, line: NoteLine) -> bool {
+        if self.holds(&line.message_id) {
+            return false;
+        }
+        let at = self
+            .lines
+            .partition_point(|l| l.timestamp <= line.timestamp);
+        self.lines.insert(at, line);
+        true
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OAuthState {
+    pub nonce: String,
+    pub workspace_id: String,
+    pub user_id: String,
+    pub crm: CrmKind,
+    pub kind: ConnectionKind,
+    pub expires_at: i64,
+}
+
+/// A CRM user, as cached for owner matching.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CrmUser {
+    pub id: String,
+    pub email: String,
+}

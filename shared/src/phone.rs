@@ -1,0 +1,177 @@
+//! Phone numbers in E.164, and their redaction for logs.
+
+use std::fmt;
+
+use phonenumber::Mode;
+use serde::{Deserialize, Serialize};
+
+/// A phone number in E.164 form (`+` and up to 15 digits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct E164(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a phone number in international form")]
+pub struct NotE164;
+
+impl E164 {
+    /// A WhatsApp id (`wa_id`, `from`): digits without `+`. WhatsApp has proven
+    /// the number exists, so it is not checked against phone metadata (new
+    /// ranges appear before the metadata knows them); only its shape is.
+    pub fn from_wa_id(wa_id: &str) -> Result<Self, NotE164> {
+        let digits = wa_id.trim().trim_start_matches('+');
+        if digits.is_empty()
+            || digits.len() > 15
+            || digits.starts_with('0')
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(NotE164);
+        }
+        Ok(Self(format!("+{digits}")))
+    }
+
+    /// A number as a person typed it into a CRM: spaces, dashes, brackets,
+    /// `(0)`, a leading `00`. Only numbers with a country code match: without
+    /// one, the country is a guess, and a wrong guess links the wrong person.
+    pub fn parse_stored(raw: &str) -> Option<Self> {
+        // `(0)` marks the national trunk prefix, dropped in international form.
+        let without_trunk = raw.replace("(0)", "");
+        let trimmed = without_trunk.trim();
+        let international = if let Some(rest) = trimmed.strip_prefix("00") {
+            format!("+{rest}")
+        } else if trimmed.starts_with('+') {
+            trimmed.to_owned()
+        } else {
+            return None;
+        };
+        match phonenumber::parse(None, &international) {
+            Ok(number) => Self::from_wa_id(&number.format().mode(Mode::E164).to_string()).ok(),
+            // Numbers the metadata does not know yet still have a shape we can
+            // read: keep the digits if that is all they are.
+            Err(_) => {
+                let digits: String = international
+                    .chars()
+                    .filter(|c| c.is_ascii_digit())
+                    .collect();
+                let only_separators = international
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+                only_separators
+                    .then(|| Self::from_wa_id(&digits).ok())
+                    .flatten()
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Digits without `+`, the form WhatsApp and wa.me links use.
+    pub fn digits(&self) -> &str {
+        &self.0[1..]
+    }
+
+    /// A form that is safe to log: country code and last two digits only.
+    pub fn redacted(&self) -> Redacted<'_> {
+        Redacted(&self.0)
+    }
+}
+
+impl TryFrom<String> for E164 {
+    type Error = NotE164;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::from_wa_id(&value)
+    }
+}
+
+impl From<E164> for String {
+    fn from(value: E164) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Displays `+44*******23`: enough to tell numbers apart in a log, not enough
+/// to call anyone.
+pub struct Redacted<'a>(&'a str);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        if n <= 5 {
+            return f.write_str("***");
+        }
+        write!(
+            f,
+            "{}{}{}",
+            &self.0[..3],
+            "*".repeat(n - 5),
+            &self.0[n - 2..]
+        )
+    }
+}
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wa_ids_become_e164_without_metadata_validation() {
+        // +44 7700 900xxx is a fiction range that phone metadata calls invalid.
+        assert_eq!(
+            E164::from_wa_id("447700900123").map(|n| n.to_string()),
+            Ok("+447700900123".to_owned())
+        );
+        assert_eq!(
+            E164::from_wa_id("+16505551234").map(|n| n.to_string()),
+            Ok("+16505551234".to_owned())
+        );
+        for bad in ["", "abc", "44 7700", "1234567890123456", "0447700900123"] {
+            assert_eq!(E164::from_wa_id(bad), Err(NotE164), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stored_numbers_in_common_formats_normalise() {
+        for raw in [
+            "+447700900123",
+            "+44 7700 900123",
+            "+44 (0)7700 900123",
+            "0044 7700 900123",
+            "+44-7700-900-123",
+            " +44.7700.900.123 ",
+        ] {
+            assert_eq!(
+                E164::parse_stored(raw).map(|n| n.to_string()),
+                Some("+447700900123".to_owned()),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_numbers_without_country_code_do_not_match() {
+        assert_eq!(E164::parse_stored("07700 900123"), None);
+        assert_eq!(E164::parse_stored("7700900123"), None);
+        assert_eq!(E164::parse_stored("call me"), None);
+    }
+
+    #[test]
+    fn redaction_hides_the_middle() {
+        let n = E164::from_wa_id("447700900123").expect("valid");
+        assert_eq!(n.redacted().to_string(), "+44********23");
+        assert!(!n.redacted().to_string().contains("900123"));
+    }
+}

@@ -1,0 +1,112 @@
+//! App secrets from Secrets Manager, read on first use and kept for the life
+//! of the container. Each function reads only the secrets it uses (and its
+//! IAM policy allows only those).
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::crypto::KeyRing;
+use crate::error::SecretsError;
+
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    async fn secret_string(&self, id: &str) -> Result<String, SecretsError>;
+}
+
+#[derive(Clone, Deserialize)]
+pub struct MetaAppCredentials {
+    pub app_secret: String,
+    pub verify_token: String,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct OAuthClientCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+pub struct Secrets {
+    source: Box<dyn SecretSource>,
+    app_key_id: String,
+    operator_key_id: String,
+    meta_id: String,
+    zoho_id: String,
+    keys: OnceCell<KeyRing>,
+    operator_key: OnceCell<String>,
+    meta: OnceCell<MetaAppCredentials>,
+    zoho: OnceCell<OAuthClientCredentials>,
+}
+
+impl Secrets {
+    pub fn new(source: Box<dyn SecretSource>, config: &Config) -> Self {
+        Self {
+            source,
+            app_key_id: config.app_key_secret_id.clone(),
+            operator_key_id: config.operator_key_secret_id.clone(),
+            meta_id: config.meta_app_secret_id.clone(),
+            zoho_id: config.zoho_client_secret_id.clone(),
+            keys: OnceCell::new(),
+            operator_key: OnceCell::new(),
+            meta: OnceCell::new(),
+            zoho: OnceCell::new(),
+        }
+    }
+
+    pub async fn keys(&self) -> Result<&KeyRing, SecretsError> {
+        self.keys
+            .get_or_try_init(|| async {
+                let master = self.source.secret_string(&self.app_key_id).await?;
+                Ok(KeyRing::from_master(master.as_bytes()))
+            })
+            .await
+    }
+
+    pub async fn operator_key(&self) -> Result<&str, SecretsError> {
+        self.operator_key
+            .get_or_try_init(|| self.source.secret_string(&self.operator_key_id))
+            .await
+            .map(String::as_str)
+    }
+
+    pub async fn meta(&self) -> Result<&MetaAppCredentials, SecretsError> {
+        self.meta.get_or_try_init(|| self.json(&self.meta_id)).await
+    }
+
+    pub async fn zoho_client(&self) -> Result<&OAuthClientCredentials, SecretsError> {
+        self.zoho.get_or_try_init(|| self.json(&self.zoho_id)).await
+    }
+
+    async fn json<T: DeserializeOwned>(&self, id: &str) -> Result<T, SecretsError> {
+        let raw = self.source.secret_string(id).await?;
+        serde_json::from_str(&raw).map_err(|e| SecretsError::Malformed {
+            id: id.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Secrets Manager as the source.
+pub struct SecretsManagerSource(pub aws_sdk_secretsmanager::Client);
+
+#[async_trait]
+impl SecretSource for SecretsManagerSource {
+    async fn secret_string(&self, id: &str) -> Result<String, SecretsError> {
+        let out = self
+            .0
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| SecretsError::Unavailable {
+                id: id.to_owned(),
+                reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+            })?;
+        out.secret_string.ok_or_else(|| SecretsError::Malformed {
+            id: id.to_owned(),
+            reason: "no SecretString".into(),
+        })
+    }
+}

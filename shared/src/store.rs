@@ -1,0 +1,161 @@
+//! The state port: small traits, one per aggregate, that the DynamoDB adapter
+//! implements. Every workspace item is keyed under its workspace; the only
+//! global items are lookups that lead *to* a workspace (a token, a WhatsApp
+//! number id, an OAuth state).
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::model::{
+    Chat, Connection, ConnectionKind, CrmKind, CrmUser, DayNote, MessageState, OAuthState,
+    RecordRef, StoredMessage, User, WhatsAppNumber, Workspace,
+};
+use crate::phone::E164;
+
+/// The outcome of a write that must happen at most once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insert<T> {
+    Inserted,
+    /// Something was there already; here it is.
+    Exists(T),
+}
+
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
+    async fn create_workspace(
+        &self,
+        workspace: &Workspace,
+        owner: &User,
+        token_hash: &str,
+    ) -> Result<(), StoreError>;
+    async fn workspace(&self, id: &str) -> Result<Option<Workspace>, StoreError>;
+    async fn add_user(&self, user: &User, token_hash: &str) -> Result<(), StoreError>;
+    async fn user(&self, workspace_id: &str, user_id: &str) -> Result<Option<User>, StoreError>;
+    async fn user_for_token(&self, token_hash: &str) -> Result<Option<User>, StoreError>;
+    async fn put_whatsapp_number(&self, number: &WhatsAppNumber) -> Result<(), StoreError>;
+    async fn whatsapp_number(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<WhatsAppNumber>, StoreError>;
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Stores a new connection unless one of the same key exists.
+    async fn insert_connection(
+        &self,
+        connection: &Connection,
+    ) -> Result<Insert<Connection>, StoreError>;
+    async fn connection(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        kind: ConnectionKind,
+        user_id: Option<&str>,
+    ) -> Result<Option<Connection>, StoreError>;
+    /// Replaces a connection if it still has `expected_version`; false if
+    /// another writer got there first.
+    async fn replace_connection(
+        &self,
+        connection: &Connection,
+        expected_version: u64,
+    ) -> Result<bool, StoreError>;
+    /// Takes the organization connection's refresh lease if it is free (or
+    /// expired) and the connection still has `version`.
+    async fn take_refresh_lease(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        version: u64,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError>;
+    async fn put_oauth_state(&self, state: &OAuthState, ttl: i64) -> Result<(), StoreError>;
+    /// Removes and returns the state: a state can be used once.
+    async fn take_oauth_state(&self, nonce: &str) -> Result<Option<OAuthState>, StoreError>;
+    async fn cached_crm_users(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        now: i64,
+    ) -> Result<Option<Vec<CrmUser>>, StoreError>;
+    async fn cache_crm_users(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        users: &[CrmUser],
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait ChatStore: Send + Sync {
+    /// Creates the chat or refreshes its contact name; never touches the
+    /// record it is linked to.
+    async fn upsert_chat_contact(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        phone_number_id: &str,
+        contact: &E164,
+        contact_name: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn chat(&self, workspace_id: &str, chat_key: &str) -> Result<Option<Chat>, StoreError>;
+    /// Claims the right to create the chat's record until `until`; false if
+    /// the chat has a record or another worker holds an unexpired claim.
+    async fn claim_record_creation(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError>;
+    async fn link_chat_record(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        record: &RecordRef,
+        created_by_us: bool,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    async fn insert_message(
+        &self,
+        message: &StoredMessage,
+        ttl: i64,
+    ) -> Result<Insert<StoredMessage>, StoreError>;
+    async fn message(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+    ) -> Result<Option<StoredMessage>, StoreError>;
+    /// Messages of a workspace in the `waiting` state, oldest first.
+    async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError>;
+    async fn set_message_state(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        state: &MessageState,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait NoteStore: Send + Sync {
+    async fn day_note(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        day: &str,
+        part: u32,
+    ) -> Result<Option<DayNote>, StoreError>;
+    /// Writes the note if its stored version is `note.version - 1` (or it is
+    /// new at version 1); false when another writer changed it meanwhile.
+    async fn save_day_note(&self, note: &DayNote) -> Result<bool, StoreError>;
+}
+
+/// Everything the handlers need from state.
+pub trait Store: WorkspaceStore + ConnectionStore + ChatStore + MessageStore + NoteStore {}
+
+impl<T> Store for T where T: WorkspaceStore + ConnectionStore + ChatStore + MessageStore + NoteStore {}

@@ -1,0 +1,278 @@
+//! Sync rules that do not depend on any transport: which record a number
+//! matches, who owns a new record, and what a day note says.
+
+use std::sync::Arc;
+
+use chrono::TimeZone;
+use chrono_tz::Tz;
+
+use crate::adapters::zoho::{ZohoApi, ZohoOAuth};
+use crate::crm::{Crm, CrmError, FoundRecord};
+use crate::deps::Deps;
+use crate::error::{StoreError, WorkError};
+use crate::model::{
+    Connection, ConnectionKind, CrmKind, CrmUser, DayNote, RecordRef, StoredMessage,
+};
+use crate::phone::E164;
+use crate::tokens::ConnectionTokens;
+use crate::whatsapp::Direction;
+
+/// Zoho users are cached this long, not fetched per message.
+const CRM_USERS_TTL_SECS: i64 = 3600;
+
+/// The organization connection and a CRM client on it, if the workspace has one.
+pub async fn organization_crm(
+    deps: &Deps,
+    workspace_id: &str,
+    crm: CrmKind,
+) -> Result<Option<(Connection, Arc<dyn Crm>)>, WorkError> {
+    let Some(connection) = deps
+        .store
+        .connection(workspace_id, crm, ConnectionKind::Organization, None)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let keys = deps
+        .secrets
+        .keys()
+        .await
+        .map_err(|e| WorkError::Store(StoreError::Request(e.to_string())))?;
+    let client = deps
+        .secrets
+        .zoho_client()
+        .await
+        .map_err(|e| WorkError::Store(StoreError::Request(e.to_string())))?;
+    let oauth = ZohoOAuth::new(
+        deps.http.clone(),
+        client.client_id.clone(),
+        client.client_secret.clone(),
+    );
+    let tokens = ConnectionTokens::new(
+        deps.store.clone(),
+        keys.token_cipher(),
+        oauth,
+        deps.clock.clone(),
+        connection.clone(),
+    );
+    let api = ZohoApi::new(deps.http.clone(), &connection.api_domain, Arc::new(tokens));
+    Ok(Some((connection, Arc::new(api))))
+}
+
+/// Of the records a search found, those that really hold `number` (the
+/// search may match loosely), most recently modified first.
+pub fn confirmed_matches(found: Vec<FoundRecord>, number: &E164) -> Vec<FoundRecord> {
+    let mut matches: Vec<FoundRecord> = found
+        .into_iter()
+        .filter(|r| {
+            r.phones
+                .iter()
+                .any(|p| E164::parse_stored(p).as_ref() == Some(number))
+        })
+        .collect();
+    // ISO-8601 times of one org share an offset, so they sort as strings.
+    matches.sort_by(|a, b| b.modified_time.cmp(&a.modified_time));
+    matches
+}
+
+/// The CRM user to own a new record: the one whose e-mail is the WhatsApp
+/// number owner's, else the user who made the organization connection.
+pub fn choose_owner(
+    users: &[CrmUser],
+    owner_email: Option<&str>,
+    connection: &Connection,
+) -> (String, &'static str) {
+    if let Some(email) = owner_email
+        && let Some(user) = users.iter().find(|u| u.email.eq_ignore_ascii_case(email))
+    {
+        return (user.id.clone(), "whatsapp_number_owner");
+    }
+    (
+        connection.crm_user_id.clone(),
+        "organization_connection_user",
+    )
+}
+
+/// Active CRM users, from the cache or (once an hour) from the CRM.
+pub async fn crm_users(
+    deps: &Deps,
+    crm: &dyn Crm,
+    workspace_id: &str,
+    kind: CrmKind,
+) -> Result<Vec<CrmUser>, WorkError> {
+    let now = deps.clock.now();
+    if let Some(users) = deps.store.cached_crm_users(workspace_id, kind, now).await? {
+        return Ok(users);
+    }
+    let users = crm.active_users().await?;
+    deps.store
+        .cache_crm_users(workspace_id, kind, &users, now + CRM_USERS_TTL_SECS)
+        .await?;
+    Ok(users)
+}
+
+pub fn chat_link(contact: &E164) -> String {
+    format!("https://wa.me/{}", contact.digits())
+}
+
+pub fn record_name(contact_name: Option<&str>, contact: &E164) -> String {
+    match contact_name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => format!("New WhatsApp contact: {contact}"),
+    }
+}
+
+/// The workspace's zone; an unknown name falls back to UTC (it was checked
+/// when it was set).
+pub fn zone(name: &str) -> Tz {
+    name.parse().unwrap_or(Tz::UTC)
+}
+
+/// `(day key YYYY-MM-DD, title date DD/MM/YYYY, time HH:MM)` of a message.
+pub fn local_times(timestamp: i64, tz: Tz) -> (String, String, String) {
+    let at = tz
+        .timestamp_opt(timestamp, 0)
+        .single()
+        .unwrap_or_else(|| tz.timestamp_opt(0, 0).single().expect("epoch exists"));
+    (
+        at.format("%Y-%m-%d").to_string(),
+        at.format("%d/%m/%Y").to_string(),
+        at.format("%H:%M").to_string(),
+    )
+}
+
+pub fn note_title(contact_display: &str, date: &str) -> String {
+    format!("WhatsApp Chat with {contact_display} ({date})")
+}
+
+/// `09:14 ← Alice: Hello` for the contact, `09:15 → Business +44…: Hi` for us.
+pub fn note_line_text(
+    message: &StoredMessage,
+    contact_display: &str,
+    business_number: &str,
+    time: &str,
+) -> String {
+    match message.direction {
+        Direction::Inbound => format!("{time} ← {contact_display}: {}", message.text),
+        Direction::Outbound => format!("{time} → Business +{business_number}: {}", message.text),
+    }
+}
+
+pub fn note_content(note: &DayNote, chat_link: &str) -> String {
+    let mut content = format!("WhatsApp chat: {chat_link}\n");
+    for line in &note.lines {
+        content.push('\n');
+        content.push_str(&line.text);
+    }
+    content
+}
+
+/// A CRM failure as a worker error.
+pub fn crm_failure(e: CrmError) -> WorkError {
+    WorkError::Crm(e)
+}
+
+pub fn record_of(record: &RecordRef) -> String {
+    format!("{}/{}", record.module, record.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ConnectionStatus;
+
+    fn connection() -> Connection {
+        Connection {
+            workspace_id: "ws".into(),
+            crm: CrmKind::Zoho,
+            kind: ConnectionKind::Organization,
+            user_id: "u".into(),
+            location: "us".into(),
+            accounts_server: "a".into(),
+            api_domain: "b".into(),
+            crm_user_id: "admin-id".into(),
+            crm_user_email: "admin@acme.example".into(),
+            crm_org_id: "org".into(),
+            access_token_enc: String::new(),
+            refresh_token_enc: String::new(),
+            access_expires_at: 0,
+            status: ConnectionStatus::Active,
+            connected_at: 0,
+            version: 1,
+            refresh_lease_until: 0,
+        }
+    }
+
+    fn found(id: &str, phone: &str, modified: &str) -> FoundRecord {
+        FoundRecord {
+            record: RecordRef {
+                module: "Leads".into(),
+                id: id.into(),
+            },
+            phones: vec![phone.into()],
+            modified_time: Some(modified.into()),
+        }
+    }
+
+    #[test]
+    fn only_records_holding_the_number_match_newest_first() {
+        let number = E164::from_wa_id("447700900123").expect("valid");
+        let matches = confirmed_matches(
+            vec![
+                found("old", "+44 7700 900123", "2026-01-01T00:00:00+00:00"),
+                found("other", "+44 7700 900124", "2026-05-01T00:00:00+00:00"),
+                found("new", "0044-7700-900123", "2026-03-01T00:00:00+00:00"),
+                found("national", "07700 900123", "2026-04-01T00:00:00+00:00"),
+            ],
+            &number,
+        );
+        let ids: Vec<_> = matches.iter().map(|m| m.record.id.as_str()).collect();
+        assert_eq!(ids, ["new", "old"]);
+    }
+
+    #[test]
+    fn owner_is_matched_by_email_case_insensitively_else_the_connecting_user() {
+        let users = vec![CrmUser {
+            id: "bruno-id".into(),
+            email: "Bruno@Acme.example".into(),
+        }];
+        let c = connection();
+        assert_eq!(
+            choose_owner(&users, Some("bruno@acme.example"), &c),
+            ("bruno-id".to_owned(), "whatsapp_number_owner")
+        );
+        assert_eq!(
+            choose_owner(&users, Some("nobody@acme.example"), &c),
+            ("admin-id".to_owned(), "organization_connection_user")
+        );
+        assert_eq!(choose_owner(&users, None, &c).0, "admin-id");
+    }
+
+    #[test]
+    fn days_are_cut_in_the_workspace_time_zone() {
+        // 2026-05-20 23:30 UTC is already the 21st in Berlin (UTC+2).
+        let ts = 1_779_319_800;
+        assert_eq!(
+            local_times(ts, Tz::UTC),
+            ("2026-05-20".into(), "20/05/2026".into(), "23:30".into())
+        );
+        assert_eq!(
+            local_times(ts, zone("Europe/Berlin")),
+            ("2026-05-21".into(), "21/05/2026".into(), "01:30".into())
+        );
+    }
+
+    #[test]
+    fn names_fall_back_to_the_number() {
+        let number = E164::from_wa_id("447700900123").expect("valid");
+        assert_eq!(record_name(Some("Alice"), &number), "Alice");
+        assert_eq!(
+            record_name(Some("  "), &number),
+            "New WhatsApp contact: +447700900123"
+        );
+        assert_eq!(
+            note_title("Alice", "20/05/2026"),
+            "WhatsApp Chat with Alice (20/05/2026)"
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! Access tokens of a CRM connection: decrypted on use, refreshed before
+//! expiry or after a rejection, with one refresh at a time per connection
+//! across every worker (a lease taken by a conditional write in the store),
+//! and the new token shared through the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use crate::adapters::zoho::ZohoOAuth;
+use crate::clock::Clock;
+use crate::crm::CrmError;
+use crate::crypto::TokenCipher;
+use crate::model::{Connection, ConnectionKind, ConnectionStatus, CrmKind};
+use crate::store::Store;
+
+/// Refresh this long before the token's stated expiry.
+const REFRESH_MARGIN_SECS: i64 = 300;
+/// How long a refresher may hold the lease before others may take over.
+const LEASE_SECS: i64 = 30;
+/// How long a worker waits for another worker's refresh before giving up.
+const LEASE_WAIT: Duration = Duration::from_secs(15);
+
+#[async_trait]
+pub trait AccessTokens: Send + Sync {
+    async fn current(&self) -> Result<String, CrmError>;
+    /// Called after the CRM refused `rejected`: returns a token that is not it.
+    async fn refresh_after_rejection(&self, rejected: &str) -> Result<String, CrmError>;
+}
+
+/// A token just obtained (e.g. by the code exchange), used as is.
+pub struct FreshToken(pub String);
+
+#[async_trait]
+impl AccessTokens for FreshToken {
+    async fn current(&self) -> Result<String, CrmError> {
+        Ok(self.0.clone())
+    }
+
+    async fn refresh_after_rejection(&self, _rejected: &str) -> Result<String, CrmError> {
+        Err(CrmError::Unauthorized)
+    }
+}
+
+/// The organization connection's tokens, as kept in the store.
+pub struct ConnectionTokens {
+    store: Arc<dyn Store>,
+    cipher: TokenCipher,
+    oauth: ZohoOAuth,
+    clock: Arc<dyn Clock>,
+    workspace_id: String,
+    crm: CrmKind,
+    cached: Mutex<Option<Connection>>,
+}
+
+fn store_failure(e: crate::error::StoreError) -> CrmError {
+    CrmError::Transport(format!("token store: {e}"))
+}
+
+impl ConnectionTokens {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cipher: TokenCipher,
+        oauth: ZohoOAuth,
+        clock: Arc<dyn Clock>,
+        connection: Connection,
+    ) -> Self {
+        Self {
+            store,
+            cipher,
+            oauth,
+            clock,
+            workspace_id: connection.workspace_id.clone(),
+            crm: connection.crm,
+            cached: Mutex::new(Some(connection)),
+        }
+    }
+
+    async fn load(&self) -> Result<Connection, CrmError> {
+        self.store
+            .connection(
+                &self.workspace_id,
+                self.crm,
+                ConnectionKind::Organization,
+                None,
+            )
+            .await
+            .map_err(store_failure)?
+            .ok_or_else(|| CrmError::ConnectionBroken("the connection was removed".into()))
+    }
+
+    fn usable_token(&self, connection: &Connection) -> Result<Option<String>, CrmError> {
+        if connection.status == ConnectionStatus::Broken {
+            return Err(CrmError::ConnectionBroken(
+                "the organization must reconnect".into(),
+            ));
+        }
+        if connection.access_expires_at - REFRESH_MARGIN_SECS <= self.clock.now() {
+            return Ok(None);
+        }
+        self.cipher
+            .decrypt(&connection.access_token_enc, &connection.token_binding())
+            .map(Some)
+            .map_err(|_| CrmError::ConnectionBroken("stored token does not decrypt".into()))
+    }
+
+    /// Refreshes under the lease, or waits for whoever holds it.
+    async fn refresh(&self, mut connection: Connection) -> Result<Connection, CrmError> {
+        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+        loop {
+            let now = self.clock.now();
+            let leased = self
+                .store
+                .take_refresh_lease(
+                    &self.workspace_id,
+                    self.crm,
+                    connection.version,
+                    now,
+                    now + LEASE_SECS,
+                )
+                .await
+                .map_err(store_failure)?;
+            if leased {
+                return self.refresh_holding_lease(connection).await;
+            }
+            // Someone else is refreshing (or just did): wait for their token.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let latest = self.load().await?;
+            if latest.version != connection.version && self.usable_token(&latest)?.is_some() {
+                return Ok(latest);
+            }
+            connection = latest;
+            if tokio::time::Instant::now() > deadline {
+                return Err(CrmError::Transport(
+                    "timed out waiting for another worker's token refresh".into(),
+                ));
+            }
+        }
+    }
+
+    async fn refresh_holding_lease(&self, connection: Connection) -> Result<Connection, CrmError> {
+        let binding = connection.token_binding();
+        let refresh_token = self
+            .cipher
+            .decrypt(&connection.refresh_token_enc, &binding)
+            .map_err(|_| CrmError::ConnectionBroken("stored token does not decrypt".into()))?;
+        let mut next = connection.clone();
+        next.version += 1;
+        next.refresh_lease_until = 0;
+        match self
+            .oauth
+            .refresh(&connection.accounts_server, &refresh_token)
+            .await
+        {
+            Ok(grant) => {
+                next.access_token_enc = self.cipher.encrypt(&grant.access_token, &binding);
+                next.access_expires_at = self.clock.now() + grant.expires_in_secs;
+                tracing::info!(
+                    workspace_id = %self.workspace_id,
+                    crm = self.crm.as_str(),
+                    "access token refreshed"
+                );
+            }
+            Err(CrmError::ConnectionBroken(reason)) => {
+                next.status = ConnectionStatus::Broken;
+                tracing::warn!(
+                    workspace_id = %self.workspace_id,
+                    crm = self.crm.as_str(),
+                    reason,
+                    "refresh refused: connection marked broken"
+                );
+                self.store
+                    .replace_connection(&next, connection.version)
+                    .await
+                    .map_err(store_failure)?;
+                return Err(CrmError::ConnectionBroken(reason));
+            }
+            Err(other) => return Err(other),
+        }
+        if !self
+            .store
+            .replace_connection(&next, connection.version)
+            .await
+            .map_err(store_failure)?
+        {
+            // Replaced meanwhile (a reconnect): use whatever is stored now.
+            return self.load().await;
+        }
+        Ok(next)
+    }
+}
+
+#[async_trait]
+impl AccessTokens for ConnectionTokens {
+    async fn current(&self) -> Result<String, CrmError> {
+        let mut cached = self.cached.lock().await;
+        let connection = match cached.take() {
+            Some(c) => c,
+            None => self.load().await?,
+        };
+        let connection = match self.usable_token(&connection)? {
+            Some(_) => connection,
+            None => self.refresh(connection).await?,
+        };
+        let token = self
+            .usable_token(&connection)?
+            .ok_or_else(|| CrmError::Transport("refreshed token is already expiring".into()))?;
+        *cached = Some(connection);
+        Ok(token)
+    }
+
+    async fn refresh_after_rejection(&self, rejected: &str) -> Result<String, CrmError> {
+        let mut cached = self.cached.lock().await;
+        let stored = self.load().await?;
+        let connection = match self.usable_token(&stored)? {
+            Some(token) if token != rejected => stored,
+            _ => self.refresh(stored).await?,
+        };
+        let token = self
+            .usable_token(&connection)?
+            .ok_or_else(|| CrmError::Transport("refreshed token is already expiring".into()))?;
+        *cached = Some(connection);
+        Ok(token)
+    }
+}

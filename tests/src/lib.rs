@@ -1,0 +1,331 @@
+//! End-to-end harness: one isolated system per test (its own table, queues
+//! and secrets on DynamoDB Local and moto, its own Zoho sandbox, its own
+//! runner), driven only through HTTP like a user, Meta and Zoho would.
+
+use std::time::Duration;
+
+use local_stack::{LocalOptions, LocalSystem};
+use serde_json::{Value, json};
+use shared::crypto::meta_signature;
+use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
+
+/// The fixtures' fake Meta app secret (their signature vectors use it).
+pub const META_APP_SECRET: &str = "fake_app_secret_for_tests_only";
+pub const META_VERIFY_TOKEN: &str = "local-verify-token";
+/// Fixture business number 1 and its Cloud API id.
+pub const PHONE_NUMBER_ID: &str = "170000000000001";
+pub const BUSINESS_NUMBER: &str = "447700900100";
+/// The seeded sandbox users.
+pub const ZOHO_ADMIN_ID: &str = "5725767000000411001";
+pub const ZOHO_BRUNO_ID: &str = "5725767000000411002";
+
+const WAIT_LIMIT: Duration = Duration::from_secs(40);
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/whatsapp/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+pub struct TestSystem {
+    pub local: LocalSystem,
+    pub sandbox: SandboxHandle,
+    pub http: reqwest::Client,
+    pub operator_key: String,
+}
+
+/// A workspace made through the API, with its owner's token.
+#[derive(Debug, Clone)]
+pub struct TestWorkspace {
+    pub id: String,
+    pub owner_id: String,
+    pub owner_token: String,
+}
+
+impl TestSystem {
+    pub async fn start() -> Self {
+        Self::start_with(SandboxConfig::default()).await
+    }
+
+    pub async fn start_with(sandbox_config: SandboxConfig) -> Self {
+        shared::deps::init_tracing();
+        let client_id = sandbox_config.client_id.clone();
+        let client_secret = sandbox_config.client_secret.clone();
+        let location = sandbox_config.location.clone();
+        let sandbox = ZohoSandbox::start(sandbox_config)
+            .await
+            .expect("the Zoho sandbox starts");
+        let prefix = format!("t{}", &uuid_like());
+        let local = LocalSystem::start(LocalOptions {
+            prefix,
+            meta_app_secret: META_APP_SECRET.into(),
+            meta_verify_token: META_VERIFY_TOKEN.into(),
+            zoho_client_id: client_id,
+            zoho_client_secret: client_secret,
+            zoho_accounts_url: sandbox.base_url(),
+            zoho_accounts_servers: format!("{location}={}", sandbox.base_url()),
+            port: 0,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the local system starts: {e}"));
+        let operator_key = local.operator_key().await.expect("operator key");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client");
+        Self {
+            local,
+            sandbox,
+            http,
+            operator_key,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.local.base_url())
+    }
+
+    /// Operator creates a workspace; its owner registers the fixtures'
+    /// business number, owned by the owner.
+    pub async fn workspace(&self, owner_email: &str, time_zone: &str) -> TestWorkspace {
+        let response = self
+            .http
+            .post(self.url("/api/workspaces"))
+            .bearer_auth(&self.operator_key)
+            .json(&json!({ "name": "Acme", "owner_email": owner_email, "time_zone": time_zone }))
+            .send()
+            .await
+            .expect("create workspace");
+        assert_eq!(response.status(), 201, "workspace created");
+        let body: Value = response.json().await.expect("json");
+        let workspace = TestWorkspace {
+            id: body["workspace"]["id"].as_str().expect("id").to_owned(),
+            owner_id: body["owner"]["id"].as_str().expect("owner id").to_owned(),
+            owner_token: body["api_token"].as_str().expect("token").to_owned(),
+        };
+        let response = self
+            .http
+            .post(self.url("/api/whatsapp-numbers"))
+            .bearer_auth(&workspace.owner_token)
+            .json(&json!({
+                "phone_number_id": PHONE_NUMBER_ID,
+                "display_phone_number": BUSINESS_NUMBER,
+            }))
+            .send()
+            .await
+            .expect("register number");
+        assert_eq!(response.status(), 201, "number registered");
+        workspace
+    }
+
+    /// The organization connection, through the whole OAuth dance: start,
+    /// the sandbox's consent redirect, our callback.
+    pub async fn connect_zoho(&self, workspace: &TestWorkspace) {
+        let response = self
+            .http
+            .post(self.url("/oauth/zoho/start"))
+            .bearer_auth(&workspace.owner_token)
+            .json(&json!({ "connection": "organization" }))
+            .send()
+            .await
+            .expect("start OAuth");
+        assert_eq!(response.status(), 200, "OAuth started");
+        let body: Value = response.json().await.expect("json");
+        let authorize_url = body["authorize_url"].as_str().expect("authorize_url");
+        let consent = self.http.get(authorize_url).send().await.expect("consent");
+        assert_eq!(consent.status(), 302, "the sandbox approves and redirects");
+        let callback = consent
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .expect("redirect location")
+            .to_owned();
+        let done = self.http.get(&callback).send().await.expect("callback");
+        let status = done.status();
+        let text = done.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "callback stored the connection: {text}");
+    }
+
+    pub async fn post_webhook(&self, body: &[u8]) -> reqwest::Response {
+        let signature = meta_signature(META_APP_SECRET.as_bytes(), body);
+        self.post_webhook_signed(body, Some(&signature)).await
+    }
+
+    pub async fn post_webhook_signed(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.url("/webhooks/whatsapp"))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        request.send().await.expect("webhook delivery")
+    }
+
+    /// Polls until `probe` yields something, or fails the test naming `what`.
+    pub async fn wait_for<T>(&self, what: &str, probe: impl Fn() -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+        loop {
+            if let Some(found) = probe() {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Leads whose Mobile is `e164`.
+    pub fn leads_with_mobile(&self, e164: &str) -> Vec<Value> {
+        self.sandbox
+            .records("Leads")
+            .into_iter()
+            .filter(|r| r["Mobile"] == e164)
+            .collect()
+    }
+
+    /// The notes of a record, oldest first.
+    pub fn notes_of(&self, module: &str, record_id: &str) -> Vec<Value> {
+        self.sandbox.notes_of(module, record_id)
+    }
+
+    /// Waits until some note of the lead holding `e164` contains `text`.
+    pub async fn wait_for_note_line(&self, e164: &str, text: &str) -> (Value, Vec<Value>) {
+        self.wait_for(&format!("a note line containing `{text}`"), || {
+            let lead = self.leads_with_mobile(e164).into_iter().next()?;
+            let id = lead["id"].as_str()?.to_owned();
+            let notes = self.notes_of("Leads", &id);
+            notes
+                .iter()
+                .any(|n| n["Note_Content"].as_str().is_some_and(|c| c.contains(text)))
+                .then_some((lead, notes))
+        })
+        .await
+    }
+
+    /// Every item of this system's table.
+    pub async fn table_items(
+        &self,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let client = aws_sdk_dynamodb::Client::new(&self.local.aws);
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = client
+                .scan()
+                .table_name(&self.local.stack.table_name)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return items;
+            }
+        }
+    }
+
+    /// Sort keys of this system's items that start with `prefix`.
+    pub async fn sort_keys(&self, prefix: &str) -> Vec<String> {
+        self.table_items()
+            .await
+            .into_iter()
+            .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
+            .filter(|sk| sk.starts_with(prefix))
+            .collect()
+    }
+
+    /// Messages on a queue, visible or in flight.
+    pub async fn queue_depth(&self, logical_id: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let url = self.local.stack.queue_url(logical_id).expect("queue");
+        let out = aws_sdk_sqs::Client::new(&self.local.aws)
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attributes = out.attributes.unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .filter_map(|k| attributes.get(k).and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+    }
+
+    /// Fails the test if the sandbox saw a request or answer outside Zoho's OpenAPI contract.
+    pub fn assert_contract_kept(&self) {
+        let violations = self.sandbox.contract_violations();
+        assert!(
+            violations.is_empty(),
+            "contract violations: {violations:#?}"
+        );
+    }
+}
+
+/// A unique, DynamoDB- and SQS-safe name part.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:x}{}{}",
+        nanos,
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A Cloud API delivery with one text message from a contact.
+pub fn text_delivery(
+    wa_id: &str,
+    name: &str,
+    message_id: &str,
+    timestamp: i64,
+    text: &str,
+) -> Vec<u8> {
+    messages_delivery(wa_id, name, &[(message_id, timestamp, text)])
+}
+
+/// A Cloud API delivery with several text messages from one contact.
+pub fn messages_delivery(wa_id: &str, name: &str, messages: &[(&str, i64, &str)]) -> Vec<u8> {
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|(id, ts, text)| {
+            json!({
+                "from": wa_id, "id": id, "timestamp": ts.to_string(),
+                "type": "text", "text": { "body": text }
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "190000000000001",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": BUSINESS_NUMBER, "phone_number_id": PHONE_NUMBER_ID },
+                    "contacts": [{ "profile": { "name": name }, "wa_id": wa_id }],
+                    "messages": messages
+                }
+            }]
+        }]
+    }))
+    .expect("serialisable")
+}
