@@ -47,7 +47,7 @@ fi
 VENV_PY="$VENV_DIR/bin/python"
 SERVICES=(dynamodb moto)
 SPAWNED_PID=
-# Filled by start_service; stopped again if `start` fails half-way.
+# Filled by launch_service; stopped again if `start` fails half-way.
 STARTED_NOW=()
 
 log() { printf 'stack: %s\n' "$*" >&2; }
@@ -68,6 +68,8 @@ take_lock() {
     exec 9>"$LOCAL_DIR/.lock"
     flock -w 300 9 || die "another stack.sh holds $LOCAL_DIR/.lock for more than 300 s"
 }
+
+release_lock() { exec 9>&-; }
 
 # ------------------------------------------------------------ prerequisites
 
@@ -253,6 +255,26 @@ live_pid() {
     return 1
 }
 
+# Our processes of that service that no pid file knows (say .local/run was
+# deleted while they ran): found by an argument equal to our own install path
+# (the jar, or the moto_server script), so nothing of another checkout matches.
+orphan_pids() {
+    local svc="$1" arg pf known="" f pid
+    case "$svc" in
+    dynamodb) arg="$(ddb_jar)" || return 0 ;;
+    moto) arg="$VENV_DIR/bin/moto_server" ;;
+    *) die "unknown service $svc" ;;
+    esac
+    pf="$(pid_file "$svc")"
+    [[ -f "$pf" ]] && known="$(<"$pf")"
+    # The pattern comes from a file so that grep's own command line does not match.
+    grep -lzxF -f <(printf '%s\n' "$arg") /proc/[0-9]*/cmdline 2>/dev/null | while IFS= read -r f; do
+        pid="${f#/proc/}"
+        pid="${pid%/cmdline}"
+        [[ "$pid" != "$known" ]] && is_alive "$pid" && printf '%s\n' "$pid"
+    done || true
+}
+
 # Any HTTP answer (even 4xx) means the server is up. No proxy for loopback.
 http_answers() {
     "$VENV_PY" - "$1" <<'PY' 2>/dev/null
@@ -393,11 +415,21 @@ await_service() {
 }
 
 stop_service() {
-    local svc="$1" pid target deadline
-    if ! pid="$(live_pid "$svc")"; then
+    local svc="$1" pid
+    if pid="$(live_pid "$svc")"; then
+        stop_pid "$svc" "$pid"
+        rm -f "$(pid_file "$svc")" "$(port_file "$svc")"
+    else
         log "$svc: not running"
-        return 0
     fi
+    for pid in $(orphan_pids "$svc"); do
+        log "$svc: stopping pid $pid, left running without a pid file"
+        stop_pid "$svc" "$pid"
+    done
+}
+
+stop_pid() { # svc pid
+    local svc="$1" pid="$2" target deadline
     # Started with setsid, so it leads its own process group: signal the group.
     target="$pid"
     if [[ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$pid" ]]; then
@@ -414,7 +446,6 @@ stop_service() {
     fi
     wait "$pid" 2>/dev/null || true # reaps it if it was our child
     is_alive "$pid" && die "$svc (pid $pid) survived KILL"
-    rm -f "$(pid_file "$svc")" "$(port_file "$svc")"
     log "$svc: stopped (pid $pid)"
 }
 
@@ -457,8 +488,11 @@ cmd_start() {
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     trap on_start_exit EXIT
     # Launch what is not running first, then wait: both start in parallel.
-    local svc launched=()
+    local svc pid launched=()
     for svc in "${SERVICES[@]}"; do
+        for pid in $(orphan_pids "$svc"); do
+            log "warning: $svc pid $pid runs without a pid file (was .local/run deleted?): '$0 stop' ends it"
+        done
         if ! reuse_service "$svc"; then
             launch_service "$svc"
             launched+=("$svc")
@@ -495,6 +529,9 @@ cmd_status() {
             printf '%-9s stopped\n' "$svc"
             rc=1
         fi
+        for pid in $(orphan_pids "$svc"); do
+            printf '%-9s orphan   pid %-7s (no pid file; stop ends it)\n' "$svc" "$pid"
+        done
     done
     if ((rc == 0)) && [[ -f "$ENV_FILE" ]]; then
         printf 'env file  %s\n' "$ENV_FILE"
@@ -514,7 +551,9 @@ cmd_env() {
 
 cmd_lint() {
     require python
+    take_lock
     install_venv
+    release_lock
     cd -- "$REPO_ROOT"
     "$VENV_DIR/bin/cfn-lint" "$@" -- "$TEMPLATE"
     log "cfn-lint: $TEMPLATE: no findings"

@@ -77,5 +77,8 @@ pub fn init_tracing() {
         .json()
         .with_env_filter(filter)
         .with_current_span(false)
+        // stderr: Lambda sends it to CloudWatch all the same, and locally it
+        // keeps program output (the demo's) apart from logs.
+        .with_writer(std::io::stderr)
         .try_init();
 }

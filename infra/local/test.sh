@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command (README, CI): installs and starts the local stack
+# (DynamoDB Local, moto), runs every check against it, and stops it again.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+stack="$root/infra/local/stack.sh"
+
+bash "$stack" install
+bash "$stack" start
+trap 'bash "$stack" stop' EXIT
+# shellcheck source=/dev/null
+. "$root/.local/stack.env"
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cfn-lint infra/template.yaml"
+bash "$stack" lint
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test (unit, sandbox and end-to-end tests)"
+log="$root/.local/logs/cargo-test.log"
+mkdir -p "$(dirname "$log")"
+set +e
+cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

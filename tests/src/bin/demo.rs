@@ -1,0 +1,135 @@
+//! The whole flow, locally, as a newcomer would see it: a workspace, the
+//! Zoho connection through OAuth, a handful of signed WhatsApp webhooks
+//! (several chats, two days, a duplicate delivery, a group message), then the
+//! leads and notes the sandbox CRM now holds.
+//!
+//! Run through `infra/local/demo.sh`, which starts DynamoDB Local and moto.
+
+use std::time::Duration;
+
+use e2e::{TestSystem, fixture, text_delivery};
+use serde_json::{Value, json};
+
+/// 2026-05-21 10:00 UTC: the day after the fixtures' messages.
+const NEXT_DAY: i64 = 1_779_357_600;
+
+#[tokio::main]
+async fn main() {
+    let system = TestSystem::start().await;
+    println!(
+        "Local system at {} (Zoho sandbox at {})",
+        system.local.base_url(),
+        system.sandbox.base_url()
+    );
+
+    let workspace = system
+        .workspace("bruno@acme.example", "Europe/London")
+        .await;
+    println!(
+        "Workspace {} created; its owner bruno@acme.example owns WhatsApp number +447700900100",
+        workspace.id
+    );
+    // The fixtures' second business number, owned by the same user.
+    let response = system
+        .http
+        .post(system.url("/api/whatsapp-numbers"))
+        .bearer_auth(&workspace.owner_token)
+        .json(&json!({ "phone_number_id": "170000000000002", "display_phone_number": "447700900200" }))
+        .send()
+        .await
+        .expect("register the second number");
+    assert_eq!(response.status(), 201);
+
+    system.connect_zoho(&workspace).await;
+    println!(
+        "Zoho CRM connected through OAuth (consent by the sandbox's admin, ana@acme.example)\n"
+    );
+
+    let deliveries: Vec<(&str, Vec<u8>)> = vec![
+        ("Alice: a question", fixture("cloud-text-inbound.json")),
+        (
+            "Alice again: the same delivery, retried by Meta",
+            fixture("cloud-text-inbound.json"),
+        ),
+        (
+            "Alice (now called Zoë): non-English text",
+            fixture("cloud-text-unicode-escaped.json"),
+        ),
+        ("Alice sends a photo", fixture("cloud-image-inbound.json")),
+        (
+            "a batch: Alice, Bob, and Chloe on the second number",
+            fixture("cloud-batch-two-messages.json"),
+        ),
+        (
+            "the business answers from the WhatsApp Business app",
+            fixture("cloud-smb-message-echo.json"),
+        ),
+        (
+            "a group chat message (never synced)",
+            fixture("cloud-group-message.json"),
+        ),
+        (
+            "a status update (ignored)",
+            fixture("cloud-status-read.json"),
+        ),
+        (
+            "Alice, the next day",
+            text_delivery(
+                "447700900123",
+                "Alice Example",
+                "wamid.DEMO-NEXT-DAY",
+                NEXT_DAY,
+                "Can we move the viewing to Friday?",
+            ),
+        ),
+    ];
+    for (what, body) in &deliveries {
+        let response = system.post_webhook(body).await;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        println!("POST /webhooks/whatsapp  {what:<55} → {status} {answer}");
+    }
+
+    // Everything is in once the last message of each chat is.
+    for (number, text) in [
+        ("+447700900123", "move the viewing to Friday"),
+        ("+447700900456", "[Image]"),
+        ("+447700900789", "← Chloe Test:"),
+    ] {
+        system.wait_for_note_line(number, text).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    println!("\n=== Leads in the Zoho sandbox ===");
+    for lead in system.sandbox.records("Leads") {
+        let owner = lead["Owner"]["name"].as_str().unwrap_or("?");
+        println!(
+            "- {} | {} | source {} | owner {} | {}",
+            lead["Last_Name"].as_str().unwrap_or("?"),
+            lead["Mobile"].as_str().unwrap_or("?"),
+            lead["Lead_Source"].as_str().unwrap_or("?"),
+            owner,
+            lead["Description"].as_str().unwrap_or("")
+        );
+        for note in system.notes_of("Leads", lead["id"].as_str().unwrap_or_default()) {
+            println!("\n  Note: {}", note["Note_Title"].as_str().unwrap_or("?"));
+            for line in note["Note_Content"].as_str().unwrap_or_default().lines() {
+                println!("    {line}");
+            }
+        }
+        println!();
+    }
+    let calls = system.sandbox.requests();
+    println!(
+        "Zoho API calls made: {}",
+        calls.iter().filter(|r| r.path.starts_with("/crm/")).count()
+    );
+    let violations = system.sandbox.contract_violations();
+    println!(
+        "OpenAPI contract violations seen by the sandbox: {}",
+        violations.len()
+    );
+    for v in violations {
+        println!("  {v}");
+    }
+}
