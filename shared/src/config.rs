@@ -20,6 +20,9 @@ pub struct Config {
     /// Where this deployment is reachable; OAuth redirect URIs are built from it.
     pub public_base_url: String,
     pub zoho: ZohoConfig,
+    /// First retry delay after a transient failure (then doubling);
+    /// `RETRY_BACKOFF_BASE_SECS`, default 10. Tests shorten it.
+    pub retry_backoff_base_secs: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +77,9 @@ impl Config {
                     .to_owned(),
                 accounts_servers,
             },
+            retry_backoff_base_secs: get("RETRY_BACKOFF_BASE_SECS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10),
         })
     }
 }

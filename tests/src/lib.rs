@@ -47,6 +47,22 @@ impl TestSystem {
     }
 
     pub async fn start_with(sandbox_config: SandboxConfig) -> Self {
+        Self::start_with_retries(sandbox_config, None).await
+    }
+
+    /// A system whose queues redeliver after `visibility_secs` and whose
+    /// workers back off from 1 s, so retries and dead-lettering show quickly.
+    pub async fn start_with_fast_retries(
+        sandbox_config: SandboxConfig,
+        visibility_secs: i64,
+    ) -> Self {
+        Self::start_with_retries(sandbox_config, Some(visibility_secs)).await
+    }
+
+    async fn start_with_retries(
+        sandbox_config: SandboxConfig,
+        visibility_secs: Option<i64>,
+    ) -> Self {
         shared::deps::init_tracing();
         let client_id = sandbox_config.client_id.clone();
         let client_secret = sandbox_config.client_secret.clone();
@@ -64,6 +80,8 @@ impl TestSystem {
             zoho_accounts_url: sandbox.base_url(),
             zoho_accounts_servers: format!("{location}={}", sandbox.base_url()),
             port: 0,
+            visibility_timeout_secs: visibility_secs,
+            retry_backoff_base_secs: visibility_secs.map(|_| 1),
         })
         .await
         .unwrap_or_else(|e| panic!("the local system starts: {e}"));

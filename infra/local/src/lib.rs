@@ -53,6 +53,10 @@ pub struct LocalOptions {
     pub zoho_accounts_servers: String,
     /// A fixed HTTP port, or 0 for any free one.
     pub port: u16,
+    /// Replaces the template's queue visibility time-out (tests: seconds).
+    pub visibility_timeout_secs: Option<i64>,
+    /// Replaces the default first retry delay of the workers (tests: 1 s).
+    pub retry_backoff_base_secs: Option<i32>,
 }
 
 /// A running local system: resources provisioned, functions served, queues polled.
@@ -94,7 +98,14 @@ impl LocalSystem {
                 options.zoho_client_secret.clone(),
             ),
         ]);
-        let stack = provision::provision(&aws, template, &options.prefix, &parameters).await?;
+        let stack = provision::provision(
+            &aws,
+            template,
+            &options.prefix,
+            &parameters,
+            options.visibility_timeout_secs,
+        )
+        .await?;
         let mut env = stack.env.clone();
         env.insert(
             "ZOHO_ACCOUNTS_URL".into(),
@@ -104,6 +115,9 @@ impl LocalSystem {
             "ZOHO_ACCOUNTS_SERVERS".into(),
             options.zoho_accounts_servers.clone(),
         );
+        if let Some(base) = options.retry_backoff_base_secs {
+            env.insert("RETRY_BACKOFF_BASE_SECS".into(), base.to_string());
+        }
         let config = Config::from_lookup(|k| env.get(k).cloned())
             .map_err(|e| LocalError::Config(e.to_string()))?;
         let deps =

@@ -56,12 +56,15 @@ fn err<E: std::error::Error>(e: E) -> String {
 }
 
 /// Creates everything under `prefix`. `parameters` fill the template's
-/// parameters (those with defaults may be left out).
+/// parameters (those with defaults may be left out). `visibility_timeout`
+/// replaces the queues' own, so that tests can watch redelivery and
+/// dead-lettering happen in seconds rather than minutes.
 pub async fn provision(
     aws: &aws_config::SdkConfig,
     template: Template,
     prefix: &str,
     parameters: &BTreeMap<String, String>,
+    visibility_timeout: Option<i64>,
 ) -> Result<Stack, ProvisionError> {
     let mut params = template.parameter_defaults.clone();
     params.extend(parameters.clone());
@@ -120,7 +123,7 @@ pub async fn provision(
                 queue.content_based_deduplication.to_string(),
             );
         }
-        if let Some(v) = queue.visibility_timeout {
+        if let Some(v) = visibility_timeout.or(queue.visibility_timeout) {
             attribute(QueueAttributeName::VisibilityTimeout, v.to_string());
         }
         if let Some(v) = queue.retention {

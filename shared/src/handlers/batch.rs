@@ -11,9 +11,8 @@ use std::future::Future;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
-use crate::deps::Deps;
 use crate::error::WorkError;
-use crate::queue::{MessageRef, QueueName};
+use crate::queue::{MessageRef, Queue, QueueName};
 
 /// One received queue message, read.
 #[derive(Debug, Clone)]
@@ -39,16 +38,17 @@ impl GroupOutcome {
     }
 }
 
-/// Back-off for a message received `receive_count` times: 10 s, 20 s, 40 s …
-/// capped at 15 minutes.
-pub fn backoff_secs(receive_count: u32) -> i32 {
+/// Back-off for a message received `receive_count` times: base, 2×, 4× …
+/// (10 s, 20 s, 40 s with the default base), capped at 15 minutes.
+pub fn backoff_secs(base_secs: i32, receive_count: u32) -> i32 {
     let exponent = receive_count.saturating_sub(1).min(10);
-    (10_i32 << exponent).min(900)
+    (base_secs.max(1) << exponent).min(900)
 }
 
 pub async fn run_fifo_batch<F, Fut>(
-    deps: &Deps,
+    queue_port: &dyn Queue,
     queue: QueueName,
+    backoff_base_secs: i32,
     event: SqsEvent,
     mut work: F,
 ) -> SqsBatchResponse
@@ -104,8 +104,8 @@ where
                     let Some(handle) = &message.receipt_handle else {
                         continue;
                     };
-                    let delay = backoff_secs(message.receive_count);
-                    if let Err(e) = deps.queue.retry_after(queue, handle, delay).await {
+                    let delay = backoff_secs(backoff_base_secs, message.receive_count);
+                    if let Err(e) = queue_port.retry_after(queue, handle, delay).await {
                         tracing::warn!(error = %e, "could not set the retry delay");
                     }
                 }
@@ -146,13 +146,124 @@ fn read(record: &SqsMessage) -> Result<Received, WorkError> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
     use super::*;
+    use crate::error::QueueError;
+
+    #[derive(Default)]
+    struct RecordingQueue {
+        delays: Mutex<Vec<(String, i32)>>,
+    }
+
+    #[async_trait]
+    impl Queue for RecordingQueue {
+        async fn send(&self, _: QueueName, _: &MessageRef) -> Result<(), QueueError> {
+            Ok(())
+        }
+        async fn retry_after(
+            &self,
+            _: QueueName,
+            handle: &str,
+            seconds: i32,
+        ) -> Result<(), QueueError> {
+            self.delays
+                .lock()
+                .expect("not poisoned")
+                .push((handle.to_owned(), seconds));
+            Ok(())
+        }
+    }
+
+    fn record(id: &str, group: &str, message_id: &str, receives: u32) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_owned());
+        m.receipt_handle = Some(format!("rh-{id}"));
+        m.body = Some(
+            serde_json::json!({ "workspace_id": "ws", "message_id": message_id, "chat_key": group })
+                .to_string(),
+        );
+        m.attributes.insert("MessageGroupId".into(), group.into());
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), receives.to_string());
+        m
+    }
+
+    fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failure_fails_the_rest_of_its_group_only_and_backs_off_transient_errors() {
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record("1", "chat-a", "a1", 1),
+            record("2", "chat-b", "b1", 1),
+            record("3", "chat-a", "a2", 3),
+            record("4", "chat-a", "a3", 1),
+            record("5", "chat-b", "b2", 1),
+        ];
+        let queue = RecordingQueue::default();
+        let mut seen_groups = Vec::new();
+        let response = run_fifo_batch(&queue, QueueName::Sync, 10, event, |group| {
+            let ids: Vec<String> = group
+                .iter()
+                .map(|m| m.reference.message_id.clone())
+                .collect();
+            seen_groups.push(ids.clone());
+            async move {
+                if ids[0] == "a1" {
+                    // a1 done, a2 fails transiently: a2 and a3 must be retried.
+                    GroupOutcome {
+                        done: 1,
+                        error: Some(WorkError::Contended("busy".into())),
+                    }
+                } else {
+                    GroupOutcome::all(ids.len())
+                }
+            }
+        })
+        .await;
+        assert_eq!(seen_groups, [vec!["a1", "a2", "a3"], vec!["b1", "b2"]]);
+        assert_eq!(failed_ids(&response), ["3", "4"]);
+        // Received three times → 10 s × 2² = 40 s; once → 10 s.
+        assert_eq!(
+            *queue.delays.lock().expect("not poisoned"),
+            [("rh-3".to_owned(), 40), ("rh-4".to_owned(), 10)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_message_fails_with_the_rest_of_its_group_without_back_off() {
+        let mut event = SqsEvent::default();
+        let mut broken = record("1", "chat-a", "a1", 1);
+        broken.body = Some("not json".into());
+        event.records = vec![
+            broken,
+            record("2", "chat-a", "a2", 1),
+            record("3", "chat-b", "b1", 1),
+        ];
+        let queue = RecordingQueue::default();
+        let response = run_fifo_batch(&queue, QueueName::Notes, 10, event, |group| async move {
+            GroupOutcome::all(group.len())
+        })
+        .await;
+        assert_eq!(failed_ids(&response), ["1", "2"]);
+        assert!(queue.delays.lock().expect("not poisoned").is_empty());
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff_secs(1), 10);
-        assert_eq!(backoff_secs(2), 20);
-        assert_eq!(backoff_secs(4), 80);
-        assert_eq!(backoff_secs(50), 900);
+        assert_eq!(backoff_secs(10, 1), 10);
+        assert_eq!(backoff_secs(10, 2), 20);
+        assert_eq!(backoff_secs(10, 4), 80);
+        assert_eq!(backoff_secs(10, 50), 900);
+        assert_eq!(backoff_secs(1, 3), 4);
     }
 }

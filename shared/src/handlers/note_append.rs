@@ -19,9 +19,13 @@ pub async fn handle(
     deps: &Deps,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(run_fifo_batch(deps, QueueName::Notes, event, |group| {
-        append_group(deps, group)
-    })
+    Ok(run_fifo_batch(
+        deps.queue.as_ref(),
+        QueueName::Notes,
+        deps.config.retry_backoff_base_secs,
+        event,
+        |group| append_group(deps, group),
+    )
     .await)
 }
 
@@ -143,7 +147,14 @@ async fn append_run(
             day: run.day.clone(),
             part: 1,
             record: record.clone(),
-            title: note_title(contact_display, &run.date),
+            // Named as the contact was called when the day began.
+            title: note_title(
+                run.messages
+                    .iter()
+                    .find_map(|(m, _)| m.contact_name.as_deref())
+                    .unwrap_or(contact_display),
+                &run.date,
+            ),
             note_id: None,
             create_started: false,
             lines: Vec::new(),

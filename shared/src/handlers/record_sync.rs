@@ -25,9 +25,13 @@ pub async fn handle(
     deps: &Deps,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(run_fifo_batch(deps, QueueName::Sync, event, |group| {
-        sync_group(deps, group)
-    })
+    Ok(run_fifo_batch(
+        deps.queue.as_ref(),
+        QueueName::Sync,
+        deps.config.retry_backoff_base_secs,
+        event,
+        |group| sync_group(deps, group),
+    )
     .await)
 }
 
