@@ -2,15 +2,8 @@
 # The test command (README, CI): installs and starts the local stack
 # (DynamoDB Local, moto), runs every check against it, and stops it again.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
-stack="$root/infra/local/stack.sh"
-
-bash "$stack" install
-bash "$stack" start
-trap 'bash "$stack" stop' EXIT
-# shellcheck source=/dev/null
-. "$root/.local/stack.env"
+# shellcheck source=infra/local/session.sh
+. "$(dirname "${BASH_SOURCE[0]}")/session.sh"
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

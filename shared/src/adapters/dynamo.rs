@@ -87,6 +87,41 @@ fn to_item<T: Serialize>(
     Ok(item)
 }
 
+/// A conditional write's outcome: `Ok(false)` when only the condition failed.
+fn condition_outcome<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: std::error::Error + ConditionalCheck + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(ConditionalCheck::is_condition_failure) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(request_error(e)),
+    }
+}
+
+/// The operations whose condition can fail.
+trait ConditionalCheck {
+    fn is_condition_failure(&self) -> bool;
+}
+
+impl ConditionalCheck for aws_sdk_dynamodb::operation::put_item::PutItemError {
+    fn is_condition_failure(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionalCheck for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn is_condition_failure(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
 fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -155,16 +190,26 @@ impl DynamoStore {
             .set_expression_attribute_values(values)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(request_error(e)),
+        condition_outcome(result)
+    }
+
+    /// Puts the item unless one with its key exists; returns the existing one then.
+    async fn insert_once<T: Serialize + DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: String,
+        value: &T,
+        ttl: Option<i64>,
+    ) -> Result<Insert<T>, StoreError> {
+        let item = to_item(pk.clone(), sk.clone(), value, ttl)?;
+        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
+            return Ok(Insert::Inserted);
         }
+        let existing = self
+            .get(pk, sk)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("item vanished after a failed insert".into()))?;
+        Ok(Insert::Exists(existing))
     }
 
     fn put_in_transaction(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
@@ -304,17 +349,9 @@ impl ConnectionStore for DynamoStore {
         &self,
         connection: &Connection,
     ) -> Result<Insert<Connection>, StoreError> {
-        let pk = ws_pk(&connection.workspace_id);
         let sk = connection_sk(connection.crm, connection.kind, Some(&connection.user_id));
-        let item = to_item(pk.clone(), sk.clone(), connection, None)?;
-        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
-            return Ok(Insert::Inserted);
-        }
-        let existing = self
-            .get(pk, sk)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("connection vanished".into()))?;
-        Ok(Insert::Exists(existing))
+        self.insert_once(ws_pk(&connection.workspace_id), sk, connection, None)
+            .await
     }
 
     async fn connection(
@@ -370,16 +407,7 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(request_error(e)),
-        }
+        condition_outcome(result)
     }
 
     async fn put_oauth_state(&self, state: &OAuthState, ttl: i64) -> Result<(), StoreError> {
@@ -516,16 +544,7 @@ impl ChatStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(request_error(e)),
-        }
+        condition_outcome(result)
     }
 
     async fn link_chat_record(
@@ -561,17 +580,13 @@ impl MessageStore for DynamoStore {
         message: &StoredMessage,
         ttl: i64,
     ) -> Result<Insert<StoredMessage>, StoreError> {
-        let pk = ws_pk(&message.workspace_id);
-        let sk = format!("MSG#{}", message.message_id);
-        let item = to_item(pk.clone(), sk.clone(), message, Some(ttl))?;
-        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
-            return Ok(Insert::Inserted);
-        }
-        let existing = self
-            .get(pk, sk)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("message vanished".into()))?;
-        Ok(Insert::Exists(existing))
+        self.insert_once(
+            ws_pk(&message.workspace_id),
+            format!("MSG#{}", message.message_id),
+            message,
+            Some(ttl),
+        )
+        .await
     }
 
     async fn message(
