@@ -33,7 +33,13 @@ pub struct ZohoConfig {
     /// `accounts-server` is only trusted when it is one of these: the code
     /// exchange sends our client secret there.
     pub accounts_servers: BTreeMap<String, String>,
+    /// The API domains a token response may name; tokens are only ever sent
+    /// to one of these.
+    pub api_domains: Vec<String>,
 }
+
+/// Zoho's API hosts per data centre, with their sandbox/developer variants.
+const ZOHO_API_TLDS: &[&str] = &["com", "eu", "in", "com.au", "jp", "ca", "sa", "com.cn"];
 
 /// Zoho's data centres (reference §1.3).
 const ZOHO_ACCOUNTS_SERVERS: &[(&str, &str)] = &[
@@ -76,6 +82,20 @@ impl Config {
                     .trim_end_matches('/')
                     .to_owned(),
                 accounts_servers,
+                api_domains: match get("ZOHO_API_DOMAINS") {
+                    Some(list) => list
+                        .split(',')
+                        .map(|d| d.trim().trim_end_matches('/').to_owned())
+                        .filter(|d| !d.is_empty())
+                        .collect(),
+                    None => ZOHO_API_TLDS
+                        .iter()
+                        .flat_map(|tld| {
+                            ["www", "sandbox", "developer"]
+                                .map(|env| format!("https://{env}.zohoapis.{tld}"))
+                        })
+                        .collect(),
+                },
             },
             retry_backoff_base_secs: get("RETRY_BACKOFF_BASE_SECS")
                 .and_then(|v| v.parse().ok())
@@ -108,7 +128,7 @@ mod tests {
     #[test]
     fn zoho_data_centres_default_to_the_real_ones() {
         let config = Config::from_lookup(|k| match k {
-            "ZOHO_ACCOUNTS_SERVERS" | "ZOHO_ACCOUNTS_URL" => None,
+            "ZOHO_ACCOUNTS_SERVERS" | "ZOHO_ACCOUNTS_URL" | "ZOHO_API_DOMAINS" => None,
             other => base(other),
         })
         .expect("complete");
@@ -116,6 +136,19 @@ mod tests {
         assert_eq!(
             config.zoho.accounts_servers.get("eu").map(String::as_str),
             Some("https://accounts.zoho.eu")
+        );
+        assert!(
+            config
+                .zoho
+                .api_domains
+                .contains(&"https://www.zohoapis.eu".to_owned())
+        );
+        assert!(
+            !config
+                .zoho
+                .api_domains
+                .iter()
+                .any(|d| d.contains("example"))
         );
     }
 

@@ -61,10 +61,11 @@ pub struct NewRecord {
 
 #[async_trait]
 pub trait Crm: Send + Sync {
+    /// Records of `module` with a phone field holding `phone` as written.
     async fn search_by_phone(
         &self,
         module: &str,
-        phone: &E164,
+        phone: &str,
     ) -> Result<Vec<FoundRecord>, CrmError>;
     async fn create_record(&self, record: &NewRecord) -> Result<RecordRef, CrmError>;
     async fn create_note(
@@ -74,7 +75,13 @@ pub trait Crm: Send + Sync {
         content: &str,
     ) -> Result<String, CrmError>;
     async fn update_note(&self, note_id: &str, title: &str, content: &str) -> Result<(), CrmError>;
-    /// The id of the parent's note with exactly this title, if there is one.
-    async fn find_note(&self, parent: &RecordRef, title: &str) -> Result<Option<String>, CrmError>;
+    /// The id of the parent's note with exactly this title whose content
+    /// starts with `header`, if there is one.
+    async fn find_note(
+        &self,
+        parent: &RecordRef,
+        title: &str,
+        header: &str,
+    ) -> Result<Option<String>, CrmError>;
     async fn active_users(&self) -> Result<Vec<CrmUser>, CrmError>;
 }

@@ -35,6 +35,9 @@ pub enum WorkError {
     /// Another worker holds what this one needs; trying again soon works.
     #[error("busy elsewhere: {0}")]
     Contended(String),
+    /// The workspace has no organization connection (any more).
+    #[error("the workspace has no CRM connection")]
+    NotConnected,
     #[error("queue message is not readable: {0}")]
     BadQueueMessage(String),
     #[error("stored state is inconsistent: {0}")]
@@ -47,7 +50,7 @@ impl WorkError {
         match self {
             Self::Store(_) | Self::Queue(_) | Self::Contended(_) => true,
             Self::Crm(e) => e.is_transient(),
-            Self::BadQueueMessage(_) | Self::Inconsistent(_) => false,
+            Self::NotConnected | Self::BadQueueMessage(_) | Self::Inconsistent(_) => false,
         }
     }
 }

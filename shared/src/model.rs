@@ -158,6 +158,13 @@ pub struct Chat {
     pub record_created_by_us: bool,
 }
 
+impl Chat {
+    /// The chat as logs may show it: the contact's number redacted.
+    pub fn log_id(&self) -> String {
+        format!("{}#{}", self.phone_number_id, self.contact.redacted())
+    }
+}
+
 /// `<phone_number_id>#<contact digits>`: one chat per contact and number.
 pub fn chat_key(phone_number_id: &str, contact: &E164) -> String {
     format!("{phone_number_id}#{}", contact.digits())

@@ -101,15 +101,23 @@ pub trait ChatStore: Send + Sync {
         contact_name: Option<&str>,
     ) -> Result<(), StoreError>;
     async fn chat(&self, workspace_id: &str, chat_key: &str) -> Result<Option<Chat>, StoreError>;
-    /// Claims the right to create the chat's record until `until`; false if
-    /// the chat has a record or another worker holds an unexpired claim.
+    /// Claims, for `claimant` (a message id), the right to create the chat's
+    /// record until `until`; false if the chat has a record or another
+    /// message holds an unexpired claim. The claimant may claim again.
     async fn claim_record_creation(
         &self,
         workspace_id: &str,
         chat_key: &str,
+        claimant: &str,
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError>;
+    async fn release_record_claim(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        claimant: &str,
+    ) -> Result<(), StoreError>;
     async fn link_chat_record(
         &self,
         workspace_id: &str,
@@ -133,12 +141,16 @@ pub trait MessageStore: Send + Sync {
     ) -> Result<Option<StoredMessage>, StoreError>;
     /// Messages of a workspace in the `waiting` state, oldest first.
     async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Sets the state; with `only_from`, only if the current state is one of
+    /// those (`received`, `queued`, `waiting`, `appended`). False when the
+    /// state was not one of them or changed meanwhile.
     async fn set_message_state(
         &self,
         workspace_id: &str,
         message_id: &str,
         state: &MessageState,
-    ) -> Result<(), StoreError>;
+        only_from: Option<&[&str]>,
+    ) -> Result<bool, StoreError>;
 }
 
 #[async_trait]

@@ -11,7 +11,8 @@ use crate::crm::{Crm, CrmError, FoundRecord};
 use crate::deps::Deps;
 use crate::error::{StoreError, WorkError};
 use crate::model::{
-    Connection, ConnectionKind, CrmKind, CrmUser, DayNote, RecordRef, StoredMessage,
+    Connection, ConnectionKind, ConnectionStatus, CrmKind, CrmUser, DayNote, MessageState,
+    RecordRef, StoredMessage,
 };
 use crate::phone::E164;
 use crate::tokens::ConnectionTokens;
@@ -33,6 +34,11 @@ pub async fn organization_crm(
     else {
         return Ok(None);
     };
+    if connection.status == ConnectionStatus::Broken {
+        return Err(WorkError::Crm(CrmError::ConnectionBroken(
+            "the organization must reconnect".into(),
+        )));
+    }
     let keys = deps
         .secrets
         .keys()
@@ -57,6 +63,56 @@ pub async fn organization_crm(
     );
     let api = ZohoApi::new(deps.http.clone(), &connection.api_domain, Arc::new(tokens));
     Ok(Some((connection, Arc::new(api))))
+}
+
+/// Keeps a message that cannot sync now (no connection yet, or a broken
+/// one) in the `waiting` state; making the connection queues it again. If a
+/// healthy connection appeared while parking, the message is retried instead,
+/// so it cannot be missed by the re-queueing.
+pub async fn park(
+    deps: &Deps,
+    workspace_id: &str,
+    message_id: &str,
+    crm: CrmKind,
+    reason: &str,
+) -> Result<(), WorkError> {
+    deps.store
+        .set_message_state(
+            workspace_id,
+            message_id,
+            &MessageState::Waiting {
+                reason: reason.to_owned(),
+            },
+            None,
+        )
+        .await?;
+    tracing::info!(
+        workspace_id,
+        message_id,
+        reason,
+        "message parked until the CRM is connected"
+    );
+    let healthy = deps
+        .store
+        .connection(workspace_id, crm, ConnectionKind::Organization, None)
+        .await?
+        .is_some_and(|c| c.status == ConnectionStatus::Active);
+    if healthy {
+        return Err(WorkError::Contended(
+            "the CRM was connected while the message was parked".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub const NO_CONNECTION: &str = "no CRM connection";
+pub const BROKEN_CONNECTION: &str = "the CRM connection is broken; reconnect it";
+
+/// The forms to search a number by: E.164, then the `00` international
+/// prefix some people type. National forms are not searched: without a
+/// country code a match could be the wrong person.
+pub fn searchable_forms(number: &E164) -> [String; 2] {
+    [number.to_string(), format!("00{}", number.digits())]
 }
 
 /// Of the records a search found, those that really hold `number` (the
@@ -158,8 +214,15 @@ pub fn note_line_text(
     }
 }
 
-pub fn note_content(note: &DayNote, chat_link: &str) -> String {
-    let mut content = format!("WhatsApp chat: {chat_link}\n");
+/// The first line of every day note: the chat's link and the business
+/// number it is with. It also tells apart the notes of two business numbers
+/// with the same contact, which share a title.
+pub fn note_header(chat_link: &str, business_number: &str) -> String {
+    format!("WhatsApp chat: {chat_link} (with +{business_number})")
+}
+
+pub fn note_content(note: &DayNote, header: &str) -> String {
+    let mut content = format!("{header}\n");
     for line in &note.lines {
         content.push('\n');
         content.push_str(&line.text);

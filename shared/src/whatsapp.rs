@@ -242,12 +242,24 @@ pub enum WebhookItem {
     },
 }
 
+/// Why a delivery cannot be read. It names where, never the values there:
+/// they may be phone numbers or message text.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
-    #[error("body is not a WhatsApp webhook: {0}")]
-    Invalid(#[from] serde_json::Error),
-    #[error("message {message_id} has a sender that is not a phone number")]
-    BadNumber { message_id: String },
+    #[error("body is not valid JSON (line {line}, column {column})")]
+    Syntax { line: usize, column: usize },
+    #[error("body does not have the shape of a WhatsApp webhook (line {line}, column {column})")]
+    Shape { line: usize, column: usize },
+}
+
+impl From<serde_json::Error> for PayloadError {
+    fn from(e: serde_json::Error) -> Self {
+        let (line, column) = (e.line(), e.column());
+        match e.classify() {
+            serde_json::error::Category::Data => Self::Shape { line, column },
+            _ => Self::Syntax { line, column },
+        }
+    }
 }
 
 /// Reads a verified webhook body into the items it carries, in order.
@@ -261,12 +273,12 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<WebhookItem>, PayloadError> {
     }
     let mut items = Vec::new();
     for change in envelope.entry.into_iter().flat_map(|e| e.changes) {
-        read_change(change.value, &mut items)?;
+        read_change(change.value, &mut items);
     }
     Ok(items)
 }
 
-fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) -> Result<(), PayloadError> {
+fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) {
     let skip = |reason, id: Option<&str>| WebhookItem::Skipped {
         reason,
         message_id: id.map(str::to_owned),
@@ -283,7 +295,7 @@ fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) -> Result<(), P
     let Some(metadata) = value.metadata else {
         let count = value.messages.len() + value.message_echoes.len();
         items.extend((0..count).map(|_| skip(SkipReason::MissingMetadata, None)));
-        return Ok(());
+        return;
     };
     let inbound = value.messages.into_iter().map(|m| (Direction::Inbound, m));
     let outbound = value
@@ -315,9 +327,12 @@ fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) -> Result<(), P
             items.push(skip(SkipReason::NoPhoneNumber, Some(id)));
             continue;
         };
-        let contact = E164::from_wa_id(contact_id).map_err(|_| PayloadError::BadNumber {
-            message_id: message.id.clone(),
-        })?;
+        // Not a phone number (e.g. a business-scoped user id): the message
+        // cannot be matched by phone; skip it rather than refuse the delivery.
+        let Ok(contact) = E164::from_wa_id(contact_id) else {
+            items.push(skip(SkipReason::NoPhoneNumber, Some(id)));
+            continue;
+        };
         let contact_name = value
             .contacts
             .iter()
@@ -348,7 +363,6 @@ fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) -> Result<(), P
             media,
         })));
     }
-    Ok(())
 }
 
 /// The readable body of a note line for any message type.

@@ -79,6 +79,7 @@ impl TestSystem {
             zoho_client_secret: client_secret,
             zoho_accounts_url: sandbox.base_url(),
             zoho_accounts_servers: format!("{location}={}", sandbox.base_url()),
+            zoho_api_domains: sandbox.base_url(),
             port: 0,
             visibility_timeout_secs: visibility_secs,
             retry_backoff_base_secs: visibility_secs.map(|_| 1),
@@ -258,6 +259,16 @@ impl TestSystem {
             .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
             .filter(|sk| sk.starts_with(prefix))
             .collect()
+    }
+
+    /// The stored state of a message (`received`, `queued`, `waiting`, `appended`).
+    pub async fn message_state(&self, message_id: &str) -> Option<String> {
+        let sk = format!("MSG#{message_id}");
+        self.table_items().await.into_iter().find_map(|item| {
+            (item.get("sk")?.as_s().ok()? == &sk)
+                .then(|| item.get("state")?.as_s().ok().cloned())
+                .flatten()
+        })
     }
 
     /// Messages on a queue, visible or in flight.

@@ -50,7 +50,7 @@ async fn signed_text_message_becomes_a_lead_owned_by_the_number_owner_with_a_day
     );
     assert_eq!(
         content(&notes[0]),
-        "WhatsApp chat: https://wa.me/447700900123\n\n\
+        "WhatsApp chat: https://wa.me/447700900123 (with +447700900100)\n\n\
          09:15 ← Alice Example: Hi, is the 3-bed flat on Elm Road still available?"
     );
     assert_eq!(system.leads_with_mobile(ALICE).len(), 1);
@@ -128,31 +128,46 @@ async fn two_messages_of_a_new_chat_processed_back_to_back_create_one_lead() {
     let workspace = system.workspace("bruno@acme.example", "UTC").await;
     system.connect_zoho(&workspace).await;
 
+    // One delivery, so both messages land in the same worker batch.
+    system
+        .post_webhook(&messages_delivery(
+            "447700900456",
+            "Bob",
+            &[
+                ("wamid.BOB1", MAY_20_0915, "first"),
+                ("wamid.BOB2", MAY_20_0915 + 1, "second"),
+            ],
+        ))
+        .await;
+    // And a third one on its own, after the first two were handled.
+    system.wait_for_note_line("+447700900456", "second").await;
     system
         .post_webhook(&text_delivery(
             "447700900456",
             "Bob",
-            "wamid.BOB1",
-            MAY_20_0915,
-            "first",
+            "wamid.BOB3",
+            MAY_20_0915 + 2,
+            "third",
         ))
         .await;
-    system
-        .post_webhook(&text_delivery(
-            "447700900456",
-            "Bob",
-            "wamid.BOB2",
-            MAY_20_0915 + 1,
-            "second",
-        ))
-        .await;
-    let (_, notes) = system.wait_for_note_line("+447700900456", "second").await;
+    let (_, notes) = system.wait_for_note_line("+447700900456", "third").await;
     assert_eq!(system.leads_with_mobile("+447700900456").len(), 1);
     assert_eq!(notes.len(), 1);
     let text = content(&notes[0]);
     let first = text.find("first").expect("first line");
     let second = text.find("second").expect("second line");
-    assert!(first < second, "lines in message order: {text}");
+    let third = text.find("third").expect("third line");
+    assert!(
+        first < second && second < third,
+        "lines in message order: {text}"
+    );
+    let creates = system
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/crm/v8/Leads")
+        .count();
+    assert_eq!(creates, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,16 +332,24 @@ async fn messages_before_the_connection_wait_and_sync_once_connected() {
     system
         .post_webhook(&fixture("cloud-text-inbound.json"))
         .await;
-    system
-        .wait_for("the message to wait for a connection", || {
-            // Nothing can reach Zoho yet.
-            system.sandbox.requests().is_empty().then_some(())
-        })
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(system.sandbox.records("Leads").is_empty());
+    let message_id = "wamid.HBgMNDQ3NzAwOTAwMTIzFQIAEhgURkFLRTAwMDAwMDAwMDAwMDAwMDEA";
+    let mut state = None;
+    for _ in 0..200 {
+        state = system.message_state(message_id).await;
+        if state.as_deref() == Some("waiting") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state.as_deref(), Some("waiting"));
+    assert!(system.sandbox.requests().is_empty(), "nothing reached Zoho");
+
     system.connect_zoho(&workspace).await;
     system.wait_for_note_line(ALICE, "Elm Road").await;
+    assert_eq!(
+        system.message_state(message_id).await.as_deref(),
+        Some("appended")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

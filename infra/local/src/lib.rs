@@ -51,6 +51,8 @@ pub struct LocalOptions {
     pub zoho_accounts_url: String,
     /// `location=url` pairs of the accounts servers callbacks may name.
     pub zoho_accounts_servers: String,
+    /// The API domains token responses may name (comma-separated).
+    pub zoho_api_domains: String,
     /// A fixed HTTP port, or 0 for any free one.
     pub port: u16,
     /// Replaces the template's queue visibility time-out (tests: seconds).
@@ -115,6 +117,7 @@ impl LocalSystem {
             "ZOHO_ACCOUNTS_SERVERS".into(),
             options.zoho_accounts_servers.clone(),
         );
+        env.insert("ZOHO_API_DOMAINS".into(), options.zoho_api_domains.clone());
         if let Some(base) = options.retry_backoff_base_secs {
             env.insert("RETRY_BACKOFF_BASE_SECS".into(), base.to_string());
         }

@@ -206,8 +206,8 @@ async fn poll(
             event.records.push(message);
         }
         let result = match function.binary.as_str() {
-            "record-sync" => record_sync::handle(&deps, event).await,
-            "note-append" => note_append::handle(&deps, event).await,
+            "record-sync" => record_sync::handle(&deps, event, None).await,
+            "note-append" => note_append::handle(&deps, event, None).await,
             other => {
                 tracing::error!(binary = other, "no local handler for this queue function");
                 return;

@@ -526,6 +526,7 @@ impl ChatStore for DynamoStore {
         &self,
         workspace_id: &str,
         chat_key: &str,
+        claimant: &str,
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
@@ -535,16 +536,37 @@ impl ChatStore for DynamoStore {
             .table_name(&self.table)
             .key("pk", s(ws_pk(workspace_id)))
             .key("sk", s(format!("CHAT#{chat_key}")))
-            .update_expression("SET creating_until = :until")
+            .update_expression("SET creating_until = :until, creating_by = :me")
             .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(#r) AND (attribute_not_exists(creating_until) OR creating_until < :now)",
+                "attribute_exists(pk) AND attribute_not_exists(#r) AND (attribute_not_exists(creating_until) OR creating_until < :now OR creating_by = :me)",
             )
             .expression_attribute_names("#r", "record")
             .expression_attribute_values(":until", n(until))
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":me", s(claimant))
             .send()
             .await;
         condition_outcome(result)
+    }
+
+    async fn release_record_claim(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        claimant: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s(format!("CHAT#{chat_key}")))
+            .update_expression("REMOVE creating_until, creating_by")
+            .condition_expression("creating_by = :me")
+            .expression_attribute_values(":me", s(claimant))
+            .send()
+            .await;
+        condition_outcome(result).map(|_| ())
     }
 
     async fn link_chat_record(
@@ -634,7 +656,8 @@ impl MessageStore for DynamoStore {
         workspace_id: &str,
         message_id: &str,
         state: &MessageState,
-    ) -> Result<(), StoreError> {
+        only_from: Option<&[&str]>,
+    ) -> Result<bool, StoreError> {
         let pk = ws_pk(workspace_id);
         let sk = format!("MSG#{message_id}");
         let Some(mut item) = self.get_raw(pk, sk).await? else {
@@ -642,6 +665,14 @@ impl MessageStore for DynamoStore {
                 "message {message_id} is not stored"
             )));
         };
+        let current = item
+            .get("state")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        if only_from.is_some_and(|allowed| !allowed.contains(&current.as_str())) {
+            return Ok(false);
+        }
         // The state is a tagged enum flattened into the item: drop the old
         // variant's fields, then write the new ones.
         for key in ["state", "reason", "note_id"] {
@@ -650,7 +681,18 @@ impl MessageStore for DynamoStore {
         let state_item: Item =
             serde_dynamo::to_item(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         item.extend(state_item);
-        self.put(item).await
+        // Written only if nobody changed the state since it was read.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("#s = :current")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_values(":current", s(current))
+            .send()
+            .await;
+        condition_outcome(result)
     }
 }
 

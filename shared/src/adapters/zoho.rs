@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use crate::crm::{Crm, CrmError, FoundRecord, NewRecord};
 use crate::model::{CrmUser, RecordRef};
-use crate::phone::E164;
 use crate::tokens::AccessTokens;
 
 /// Scopes for everything the product does with Zoho.
@@ -168,7 +167,15 @@ impl ZohoOAuth {
                 })
             }
             (_, Some(error)) if error == "Access Denied" => Err(CrmError::RateLimited),
-            (_, Some(error)) => Err(CrmError::ConnectionBroken(error)),
+            // A revoked grant or a used/expired code: only a person can fix it.
+            (_, Some(error)) if error == "invalid_code" => Err(CrmError::ConnectionBroken(error)),
+            // Our own configuration (e.g. `invalid_client`): not the grant's fault.
+            (_, Some(error)) => Err(CrmError::Rejected {
+                status: status.as_u16(),
+                code: error,
+                message: "the accounts server refused the token request".into(),
+                field: None,
+            }),
             (None, None) => Err(CrmError::Decode("token response without a token".into())),
         }
     }
@@ -317,15 +324,12 @@ impl Crm for ZohoApi {
     async fn search_by_phone(
         &self,
         module: &str,
-        phone: &E164,
+        phone: &str,
     ) -> Result<Vec<FoundRecord>, CrmError> {
         let (_, body) = self
             .call(Method::GET, &format!("{module}/search"), |r| {
                 // reqwest encodes `+` as %2B; a literal `+` would become a space.
-                r.query(&[
-                    ("phone", phone.as_str()),
-                    ("fields", "Phone,Mobile,Modified_Time"),
-                ])
+                r.query(&[("phone", phone), ("fields", "Phone,Mobile,Modified_Time")])
             })
             .await?;
         let Some(body) = body else {
@@ -401,7 +405,12 @@ impl Crm for ZohoApi {
         single_write_result(status, body).map(|_| ())
     }
 
-    async fn find_note(&self, parent: &RecordRef, title: &str) -> Result<Option<String>, CrmError> {
+    async fn find_note(
+        &self,
+        parent: &RecordRef,
+        title: &str,
+        header: &str,
+    ) -> Result<Option<String>, CrmError> {
         let mut page = 1;
         loop {
             let (_, body) = self
@@ -410,7 +419,7 @@ impl Crm for ZohoApi {
                     &format!("{}/{}/Notes", parent.module, parent.id),
                     |r| {
                         r.query(&[
-                            ("fields", "Note_Title"),
+                            ("fields", "Note_Title,Note_Content"),
                             ("page", &page.to_string()),
                             ("per_page", "200"),
                         ])
@@ -422,7 +431,12 @@ impl Crm for ZohoApi {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|n| n["Note_Title"] == title)
+                .find(|n| {
+                    n["Note_Title"] == title
+                        && n["Note_Content"]
+                            .as_str()
+                            .is_some_and(|c| c.starts_with(header))
+                })
                 .and_then(|n| n["id"].as_str().map(str::to_owned));
             if found.is_some() || body["info"]["more_records"] != true {
                 return Ok(found);

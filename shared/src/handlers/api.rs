@@ -136,6 +136,11 @@ struct NewWhatsAppNumber {
 
 async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     let me = caller(deps, req).await?;
+    if !me.role.manages_workspace() {
+        return Err(ApiError::Forbidden(
+            "only the workspace owner or an admin can register a WhatsApp number".into(),
+        ));
+    }
     let input: NewWhatsAppNumber = json_body(req)?;
     if input.phone_number_id.is_empty()
         || !input.phone_number_id.bytes().all(|b| b.is_ascii_digit())
@@ -145,11 +150,6 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
         ));
     }
     let owner_user_id = input.owner_user_id.unwrap_or_else(|| me.id.clone());
-    if owner_user_id != me.id && !me.role.manages_workspace() {
-        return Err(ApiError::Forbidden(
-            "only an owner or admin can register a number for someone else".into(),
-        ));
-    }
     if deps
         .store
         .user(&me.workspace_id, &owner_user_id)

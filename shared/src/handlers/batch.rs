@@ -8,6 +8,7 @@
 //! of sleeping in the function.
 
 use std::future::Future;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
@@ -45,10 +46,15 @@ pub fn backoff_secs(base_secs: i32, receive_count: u32) -> i32 {
     (base_secs.max(1) << exponent).min(900)
 }
 
+/// Time a group may need at most: groups are not started closer than this
+/// to the invocation's deadline, so a timeout never cuts one in half.
+const GROUP_TIME_BUDGET: Duration = Duration::from_secs(10);
+
 pub async fn run_fifo_batch<F, Fut>(
     queue_port: &dyn Queue,
     queue: QueueName,
     backoff_base_secs: i32,
+    deadline: Option<SystemTime>,
     event: SqsEvent,
     mut work: F,
 ) -> SqsBatchResponse
@@ -71,6 +77,20 @@ where
         }
     }
     for (group, records) in groups {
+        let out_of_time = deadline.is_some_and(|d| SystemTime::now() + GROUP_TIME_BUDGET > d);
+        if out_of_time {
+            // Not started: handed back for redelivery as they are.
+            tracing::warn!(
+                group,
+                "invocation ends soon; leaving the group for redelivery"
+            );
+            failures.extend(
+                records
+                    .into_iter()
+                    .map(|r| r.message_id.unwrap_or_default()),
+            );
+            continue;
+        }
         let mut readable = Vec::new();
         let mut rest = records.into_iter();
         // A message we cannot read fails, and so does the rest of its group.
@@ -211,7 +231,7 @@ mod tests {
         ];
         let queue = RecordingQueue::default();
         let mut seen_groups = Vec::new();
-        let response = run_fifo_batch(&queue, QueueName::Sync, 10, event, |group| {
+        let response = run_fifo_batch(&queue, QueueName::Sync, 10, None, event, |group| {
             let ids: Vec<String> = group
                 .iter()
                 .map(|m| m.reference.message_id.clone())
@@ -250,12 +270,36 @@ mod tests {
             record("3", "chat-b", "b1", 1),
         ];
         let queue = RecordingQueue::default();
-        let response = run_fifo_batch(&queue, QueueName::Notes, 10, event, |group| async move {
-            GroupOutcome::all(group.len())
-        })
+        let response = run_fifo_batch(
+            &queue,
+            QueueName::Notes,
+            10,
+            None,
+            event,
+            |group| async move { GroupOutcome::all(group.len()) },
+        )
         .await;
         assert_eq!(failed_ids(&response), ["1", "2"]);
         assert!(queue.delays.lock().expect("not poisoned").is_empty());
+    }
+
+    #[tokio::test]
+    async fn groups_are_not_started_when_the_invocation_is_about_to_end() {
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record("1", "chat-a", "a1", 1),
+            record("2", "chat-b", "b1", 1),
+        ];
+        let queue = RecordingQueue::default();
+        let soon = SystemTime::now() + Duration::from_secs(2);
+        let mut calls = 0;
+        let response = run_fifo_batch(&queue, QueueName::Sync, 10, Some(soon), event, |group| {
+            calls += 1;
+            async move { GroupOutcome::all(group.len()) }
+        })
+        .await;
+        assert_eq!(calls, 0);
+        assert_eq!(failed_ids(&response), ["1", "2"]);
     }
 
     #[test]

@@ -3,26 +3,32 @@
 //! together, so a burst costs one note write, and a message a note already
 //! holds is never added twice.
 
+use std::time::SystemTime;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::batch::{GroupOutcome, Received, run_fifo_batch};
-use crate::crm::Crm;
+use crate::crm::{Crm, CrmError};
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{Chat, CrmKind, DayNote, MessageState, NoteLine, StoredMessage};
 use crate::queue::QueueName;
 use crate::sync::{
-    chat_link, local_times, note_content, note_line_text, note_title, organization_crm, zone,
+    BROKEN_CONNECTION, NO_CONNECTION, chat_link, local_times, note_content, note_header,
+    note_line_text, note_title, organization_crm, park, zone,
 };
 
+/// `deadline`: when the invocation times out (Lambda's context), if known.
 pub async fn handle(
     deps: &Deps,
     event: SqsEvent,
+    deadline: Option<SystemTime>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     Ok(run_fifo_batch(
         deps.queue.as_ref(),
         QueueName::Notes,
         deps.config.retry_backoff_base_secs,
+        deadline,
         event,
         |group| append_group(deps, group),
     )
@@ -37,13 +43,33 @@ struct DayRun {
 }
 
 async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
-    match append_all(deps, &group).await {
-        Ok(()) => GroupOutcome::all(group.len()),
-        Err((done, error)) => GroupOutcome {
-            done,
-            error: Some(error),
-        },
+    let (done, error) = match append_all(deps, &group).await {
+        Ok(()) => return GroupOutcome::all(group.len()),
+        Err(failure) => failure,
+    };
+    // Without a working connection the rest of the group waits (parked) for
+    // the organization to connect again, instead of failing into the DLQ.
+    let reason = match &error {
+        WorkError::NotConnected => NO_CONNECTION,
+        WorkError::Crm(CrmError::ConnectionBroken(_)) => BROKEN_CONNECTION,
+        _ => {
+            return GroupOutcome {
+                done,
+                error: Some(error),
+            };
+        }
+    };
+    for (index, received) in group.iter().enumerate().skip(done) {
+        let r = &received.reference;
+        if let Err(error) = park(deps, &r.workspace_id, &r.message_id, CrmKind::Zoho, reason).await
+        {
+            return GroupOutcome {
+                done: index,
+                error: Some(error),
+            };
+        }
     }
+    GroupOutcome::all(group.len())
 }
 
 /// Returns how many messages were done before a failure.
@@ -73,11 +99,10 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
         .await
         .map_err(at_start)?
     else {
-        return Err(at_start(WorkError::Inconsistent(
-            "no CRM connection for a chat with a record".into(),
-        )));
+        return Err(at_start(WorkError::NotConnected));
     };
     let tz = zone(&workspace.time_zone);
+    let header = note_header(&chat_link(&chat.contact), &business_number);
     let contact_display = chat
         .contact_name
         .clone()
@@ -116,7 +141,7 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
     let mut done = 0;
     for run in runs {
         let count = run.messages.len();
-        append_run(deps, &chat, crm.as_ref(), &contact_display, run)
+        append_run(deps, &chat, crm.as_ref(), &contact_display, &header, run)
             .await
             .map_err(|e| (done, e))?;
         done += count;
@@ -129,6 +154,7 @@ async fn append_run(
     chat: &Chat,
     crm: &dyn Crm,
     contact_display: &str,
+    header: &str,
     run: DayRun,
 ) -> Result<(), WorkError> {
     let record = chat
@@ -171,15 +197,14 @@ async fn append_run(
             added.push(message.message_id.clone());
         }
     }
-    let link = chat_link(&chat.contact);
     if !added.is_empty() {
-        let content = note_content(&note, &link);
+        let content = note_content(&note, header);
         let note_id = match note.note_id.clone() {
             Some(id) => {
                 crm.update_note(&id, &note.title, &content).await?;
                 id
             }
-            None => create_note_once(deps, crm, &mut note, &content).await?,
+            None => create_note_once(deps, crm, &mut note, header, &content).await?,
         };
         note.note_id = Some(note_id);
         note.version += 1;
@@ -190,7 +215,7 @@ async fn append_run(
         }
         tracing::info!(
             workspace_id = %chat.workspace_id,
-            chat = %chat.key,
+            chat = %chat.log_id(),
             day = %note.day,
             lines_added = added.len(),
             "day note written"
@@ -205,6 +230,7 @@ async fn append_run(
                 &MessageState::Appended {
                     note_id: note_id.clone(),
                 },
+                None,
             )
             .await?;
     }
@@ -217,10 +243,11 @@ async fn create_note_once(
     deps: &Deps,
     crm: &dyn Crm,
     note: &mut DayNote,
+    header: &str,
     content: &str,
 ) -> Result<String, WorkError> {
     if note.create_started {
-        if let Some(existing) = crm.find_note(&note.record, &note.title).await? {
+        if let Some(existing) = crm.find_note(&note.record, &note.title, header).await? {
             crm.update_note(&existing, &note.title, content).await?;
             return Ok(existing);
         }

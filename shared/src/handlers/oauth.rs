@@ -187,6 +187,12 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
         .exchange_code(&accounts_server, code, &redirect_uri(deps, crm))
         .await
         .map_err(|e| ApiError::BadGateway(format!("the code exchange failed: {e}")))?;
+    if !deps.config.zoho.api_domains.contains(&grant.api_domain) {
+        return Err(ApiError::BadGateway(format!(
+            "the token response names an unknown API domain `{}`",
+            grant.api_domain
+        )));
+    }
     let refresh_token = grant
         .refresh_token
         .clone()
@@ -273,7 +279,12 @@ async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<(), CrmError
             .await
             .map_err(|e| CrmError::Transport(e.to_string()))?;
         deps.store
-            .set_message_state(workspace_id, &message.message_id, &MessageState::Queued)
+            .set_message_state(
+                workspace_id,
+                &message.message_id,
+                &MessageState::Queued,
+                Some(&["waiting"]),
+            )
             .await
             .map_err(|e| CrmError::Transport(e.to_string()))?;
     }

@@ -2,16 +2,19 @@
 //! the remembered one, else one found by the contact's number, else a new
 //! one with the right owner — then passes the message on to note-append.
 
+use std::time::SystemTime;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::batch::{GroupOutcome, Received, run_fifo_batch};
-use crate::crm::{Crm, NewRecord};
+use crate::crm::{Crm, CrmError, NewRecord};
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{Chat, Connection, CrmKind, MessageState, RecordRef};
 use crate::queue::QueueName;
 use crate::sync::{
-    chat_link, choose_owner, confirmed_matches, crm_users, organization_crm, record_name, record_of,
+    BROKEN_CONNECTION, NO_CONNECTION, chat_link, choose_owner, confirmed_matches, crm_users,
+    organization_crm, park, record_name, record_of, searchable_forms,
 };
 
 /// The module new chats land in (configurable settings come with the
@@ -21,14 +24,17 @@ const LEAD_SOURCE: &str = "WhatsApp";
 /// How long a worker may take to create a record before another may try.
 const CREATION_CLAIM_SECS: i64 = 120;
 
+/// `deadline`: when the invocation times out (Lambda's context), if known.
 pub async fn handle(
     deps: &Deps,
     event: SqsEvent,
+    deadline: Option<SystemTime>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     Ok(run_fifo_batch(
         deps.queue.as_ref(),
         QueueName::Sync,
         deps.config.retry_backoff_base_secs,
+        deadline,
         event,
         |group| sync_group(deps, group),
     )
@@ -67,23 +73,36 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<(), WorkError> 
             WorkError::Inconsistent(format!("chat of {} is not stored", r.message_id))
         })?;
     if chat.record.is_none() {
-        let Some((connection, crm)) =
-            organization_crm(deps, &r.workspace_id, CrmKind::Zoho).await?
-        else {
-            // Kept, not dropped: connecting the CRM queues it again.
-            tracing::info!(workspace_id = %r.workspace_id, message_id = %r.message_id, "waiting for a CRM connection");
-            deps.store
-                .set_message_state(
+        let linked = match organization_crm(deps, &r.workspace_id, CrmKind::Zoho).await {
+            Ok(Some((connection, crm))) => {
+                link_record(deps, &chat, &connection, crm.as_ref(), &r.message_id).await
+            }
+            Ok(None) => {
+                return park(
+                    deps,
                     &r.workspace_id,
                     &r.message_id,
-                    &MessageState::Waiting {
-                        reason: "no CRM connection".into(),
-                    },
+                    CrmKind::Zoho,
+                    NO_CONNECTION,
                 )
-                .await?;
-            return Ok(());
+                .await;
+            }
+            Err(e) => Err(e),
         };
-        link_record(deps, &chat, &connection, crm.as_ref()).await?;
+        match linked {
+            Ok(_) => {}
+            Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => {
+                return park(
+                    deps,
+                    &r.workspace_id,
+                    &r.message_id,
+                    CrmKind::Zoho,
+                    BROKEN_CONNECTION,
+                )
+                .await;
+            }
+            Err(e) => return Err(e),
+        }
     }
     deps.queue.send(QueueName::Notes, r).await?;
     Ok(())
@@ -95,17 +114,23 @@ async fn link_record(
     chat: &Chat,
     connection: &Connection,
     crm: &dyn Crm,
+    message_id: &str,
 ) -> Result<RecordRef, WorkError> {
-    let found = crm
-        .search_by_phone(DESTINATION_MODULE, &chat.contact)
-        .await?;
-    let matches = confirmed_matches(found, &chat.contact);
+    let mut matches = Vec::new();
+    // The forms a CRM may hold the number in, most likely first.
+    for form in searchable_forms(&chat.contact) {
+        let found = crm.search_by_phone(DESTINATION_MODULE, &form).await?;
+        matches = confirmed_matches(found, &chat.contact);
+        if !matches.is_empty() {
+            break;
+        }
+    }
     if let Some(best) = matches.first() {
         if matches.len() > 1 {
             let candidates: Vec<String> = matches.iter().map(|m| record_of(&m.record)).collect();
             tracing::warn!(
                 workspace_id = %chat.workspace_id,
-                chat = %chat.key,
+                chat = %chat.log_id(),
                 ?candidates,
                 chosen = %record_of(&best.record),
                 "several records hold this number; chose the most recently modified"
@@ -116,7 +141,7 @@ async fn link_record(
             .await?;
         tracing::info!(
             workspace_id = %chat.workspace_id,
-            chat = %chat.key,
+            chat = %chat.log_id(),
             record = %record_of(&best.record),
             "matched existing record by phone"
         );
@@ -129,6 +154,7 @@ async fn link_record(
         .claim_record_creation(
             &chat.workspace_id,
             &chat.key,
+            message_id,
             now,
             now + CREATION_CLAIM_SECS,
         )
@@ -150,7 +176,7 @@ async fn link_record(
     };
     let users = crm_users(deps, crm, &chat.workspace_id, connection.crm).await?;
     let (owner_id, owner_reason) = choose_owner(&users, owner_email.as_deref(), connection);
-    let record = crm
+    let created = crm
         .create_record(&NewRecord {
             module: DESTINATION_MODULE.to_owned(),
             name: record_name(chat.contact_name.as_deref(), &chat.contact),
@@ -159,13 +185,26 @@ async fn link_record(
             chat_link: chat_link(&chat.contact),
             owner_id: Some(owner_id.clone()),
         })
-        .await?;
+        .await;
+    let record = match created {
+        Ok(record) => record,
+        // Refused outright: nothing was created, so the claim can go.
+        Err(e @ CrmError::Rejected { .. }) => {
+            deps.store
+                .release_record_claim(&chat.workspace_id, &chat.key, message_id)
+                .await?;
+            return Err(e.into());
+        }
+        // Anything else may or may not have created the record: the claim
+        // stays with this message until it expires.
+        Err(e) => return Err(e.into()),
+    };
     deps.store
         .link_chat_record(&chat.workspace_id, &chat.key, &record, true)
         .await?;
     tracing::info!(
         workspace_id = %chat.workspace_id,
-        chat = %chat.key,
+        chat = %chat.log_id(),
         record = %record_of(&record),
         owner_id,
         owner_reason,

@@ -147,7 +147,13 @@ async fn accept(deps: &Deps, message: ChatMessage, tally: &mut Tally) -> Result<
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     deps.store
-        .set_message_state(&workspace_id, &stored.message_id, &MessageState::Queued)
+        .set_message_state(
+            &workspace_id,
+            &stored.message_id,
+            &MessageState::Queued,
+            // A fast worker may already have moved it on: keep its state.
+            Some(&["received"]),
+        )
         .await?;
     tally.queued += 1;
     tracing::info!(
