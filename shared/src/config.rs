@@ -23,6 +23,8 @@ pub struct Config {
     /// First retry delay after a transient failure (then doubling);
     /// `RETRY_BACKOFF_BASE_SECS`, default 10. Tests shorten it.
     pub retry_backoff_base_secs: i32,
+    /// How long an OAuth `state` stays valid; `OAUTH_STATE_TTL_SECS`, default 600.
+    pub oauth_state_ttl_secs: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +99,9 @@ impl Config {
                         .collect(),
                 },
             },
+            oauth_state_ttl_secs: get("OAUTH_STATE_TTL_SECS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(600),
             retry_backoff_base_secs: get("RETRY_BACKOFF_BASE_SECS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10),

@@ -165,6 +165,11 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// PKCE (RFC 7636) S256 challenge of a verifier.
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// API tokens are random 256-bit values, so a plain SHA-256 is enough to store
 /// them without keeping anything that could be replayed.
 pub fn hash_token(token: &str) -> String {
@@ -267,6 +272,14 @@ mod tests {
         assert_eq!(
             other_key.decrypt(&sealed, "WS#a|CONN#zoho#ORG"),
             Err(CryptoError::Decrypt)
+        );
+    }
+
+    #[test]
+    fn pkce_challenge_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 

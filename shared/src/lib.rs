@@ -15,5 +15,6 @@ pub mod queue;
 pub mod secrets;
 pub mod store;
 pub mod sync;
+pub mod synclog;
 pub mod tokens;
 pub mod whatsapp;

@@ -110,6 +110,10 @@ pub struct Connection {
     /// A worker refreshing the token holds this lease until the given time.
     #[serde(default)]
     pub refresh_lease_until: i64,
+    /// A personal connection made together with the organization's: it
+    /// holds the same grant, which is revoked with the organization's.
+    #[serde(default)]
+    pub shares_organization_grant: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -258,6 +262,8 @@ pub struct OAuthState {
     pub crm: CrmKind,
     pub kind: ConnectionKind,
     pub expires_at: i64,
+    /// PKCE verifier: only its challenge ever leaves the server.
+    pub code_verifier: String,
 }
 
 /// A CRM user, as cached for owner matching.

@@ -32,6 +32,10 @@ pub trait WorkspaceStore: Send + Sync {
     async fn add_user(&self, user: &User, token_hash: &str) -> Result<(), StoreError>;
     async fn user(&self, workspace_id: &str, user_id: &str) -> Result<Option<User>, StoreError>;
     async fn user_for_token(&self, token_hash: &str) -> Result<Option<User>, StoreError>;
+    /// Removes a user and their token; false if there was no such user.
+    async fn remove_user(&self, workspace_id: &str, user_id: &str) -> Result<bool, StoreError>;
+    /// Makes `new_hash` the user's only valid token.
+    async fn replace_token(&self, user: &User, new_hash: &str) -> Result<(), StoreError>;
     async fn put_whatsapp_number(&self, number: &WhatsAppNumber) -> Result<(), StoreError>;
     async fn whatsapp_number(
         &self,
@@ -53,6 +57,13 @@ pub trait ConnectionStore: Send + Sync {
         kind: ConnectionKind,
         user_id: Option<&str>,
     ) -> Result<Option<Connection>, StoreError>;
+    /// The organization and every personal connection of a workspace to `crm`.
+    async fn connections(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+    ) -> Result<Vec<Connection>, StoreError>;
+    async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError>;
     /// Replaces a connection if it still has `expected_version`; false if
     /// another writer got there first.
     async fn replace_connection(
@@ -167,7 +178,42 @@ pub trait NoteStore: Send + Sync {
     async fn save_day_note(&self, note: &DayNote) -> Result<bool, StoreError>;
 }
 
-/// Everything the handlers need from state.
-pub trait Store: WorkspaceStore + ConnectionStore + ChatStore + MessageStore + NoteStore {}
+/// One decision of the sync, as the workspace reads it in its sync log.
+/// Never holds a token or message text.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct LogEntry {
+    /// `<unix ms, zero-padded>-<random>`: sorts by time.
+    pub id: String,
+    pub workspace_id: String,
+    pub at: i64,
+    /// `created`, `matched`, `appended`, `parked`, `connection_broken`, …
+    pub event: String,
+    pub chat_key: Option<String>,
+    pub message_id: Option<String>,
+    pub detail: serde_json::Value,
+}
 
-impl<T> Store for T where T: WorkspaceStore + ConnectionStore + ChatStore + MessageStore + NoteStore {}
+#[async_trait]
+pub trait SyncLogStore: Send + Sync {
+    async fn append_log(&self, entry: &LogEntry, ttl: i64) -> Result<(), StoreError>;
+    /// Newest first, optionally one chat's, strictly older than `before`.
+    async fn log_entries(
+        &self,
+        workspace_id: &str,
+        chat_key: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<LogEntry>, StoreError>;
+}
+
+/// Everything the handlers need from state.
+pub trait Store:
+    WorkspaceStore + ConnectionStore + ChatStore + MessageStore + NoteStore + SyncLogStore
+{
+}
+
+impl<T> Store for T where
+    T: WorkspaceStore + ConnectionStore + ChatStore + MessageStore + NoteStore + SyncLogStore
+{
+}

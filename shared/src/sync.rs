@@ -263,6 +263,7 @@ mod tests {
             connected_at: 0,
             version: 1,
             refresh_lease_until: 0,
+            shares_organization_grant: false,
         }
     }
 

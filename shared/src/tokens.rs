@@ -175,6 +175,16 @@ impl ConnectionTokens {
                     .replace_connection(&next, connection.version)
                     .await
                     .map_err(store_failure)?;
+                crate::synclog::record(
+                    self.store.as_ref(),
+                    self.clock.now(),
+                    &self.workspace_id,
+                    "connection_broken",
+                    None,
+                    None,
+                    serde_json::json!({ "crm": self.crm.as_str(), "error": reason }),
+                )
+                .await;
                 return Err(CrmError::ConnectionBroken(reason));
             }
             Err(other) => return Err(other),

@@ -170,7 +170,16 @@ async fn the_oauth_state_is_single_use_and_tokens_are_stored_encrypted() {
         answer["error"]["message"],
         "the state is unknown, used or expired"
     );
-    assert_eq!(system.sort_keys("CONN#").await, ["CONN#zoho#ORG"]);
+    let mut connections = system.sort_keys("CONN#").await;
+    connections.sort();
+    assert_eq!(
+        connections,
+        [
+            "CONN#zoho#ORG".to_owned(),
+            format!("CONN#zoho#USER#{}", workspace.owner_id)
+        ],
+        "the organization connection and its maker's personal one, nothing more"
+    );
 
     // A forged state never reaches the token endpoint.
     let forged = callback.replace("state=", "state=forged");

@@ -32,7 +32,10 @@ use crate::model::{
     RecordRef, StoredMessage, User, WhatsAppNumber, Workspace,
 };
 use crate::phone::E164;
-use crate::store::{ChatStore, ConnectionStore, Insert, MessageStore, NoteStore, WorkspaceStore};
+use crate::store::{
+    ChatStore, ConnectionStore, Insert, LogEntry, MessageStore, NoteStore, SyncLogStore,
+    WorkspaceStore,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -229,12 +232,7 @@ impl DynamoStore {
         ]);
         self.client
             .transact_write_items()
-            .transact_items(self.put_in_transaction(to_item(
-                ws_pk(&user.workspace_id),
-                format!("USER#{}", user.id),
-                user,
-                None,
-            )?)?)
+            .transact_items(self.put_in_transaction(user_item(user, token_hash)?)?)
             .transact_items(self.put_in_transaction(to_item(
                 format!("TOKEN#{token_hash}"),
                 "TOKEN".into(),
@@ -250,6 +248,33 @@ impl DynamoStore {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A user's item carries the hash of their current API token, so that
+/// removing the user or rotating the token can drop the token's lookup.
+fn user_item(user: &User, token_hash: &str) -> Result<Item, StoreError> {
+    let mut item = to_item(
+        ws_pk(&user.workspace_id),
+        format!("USER#{}", user.id),
+        user,
+        None,
+    )?;
+    item.insert("token_hash".into(), s(token_hash));
+    Ok(item)
+}
+
+fn delete_in_transaction(
+    table: &str,
+    pk: String,
+    sk: String,
+) -> Result<TransactWriteItem, StoreError> {
+    let delete = aws_sdk_dynamodb::types::Delete::builder()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .build()
+        .map_err(|e| StoreError::Request(e.to_string()))?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
 }
 
 #[async_trait]
@@ -287,6 +312,68 @@ impl WorkspaceStore for DynamoStore {
     async fn user(&self, workspace_id: &str, user_id: &str) -> Result<Option<User>, StoreError> {
         self.get(ws_pk(workspace_id), format!("USER#{user_id}"))
             .await
+    }
+
+    async fn remove_user(&self, workspace_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let Some(item) = self
+            .get_raw(ws_pk(workspace_id), format!("USER#{user_id}"))
+            .await?
+        else {
+            return Ok(false);
+        };
+        let mut transaction =
+            self.client
+                .transact_write_items()
+                .transact_items(delete_in_transaction(
+                    &self.table,
+                    ws_pk(workspace_id),
+                    format!("USER#{user_id}"),
+                )?);
+        if let Some(hash) = item.get("token_hash").and_then(|v| v.as_s().ok()) {
+            transaction = transaction.transact_items(delete_in_transaction(
+                &self.table,
+                format!("TOKEN#{hash}"),
+                "TOKEN".into(),
+            )?);
+        }
+        transaction.send().await.map_err(request_error)?;
+        Ok(true)
+    }
+
+    async fn replace_token(&self, user: &User, new_hash: &str) -> Result<(), StoreError> {
+        let old = self
+            .get_raw(ws_pk(&user.workspace_id), format!("USER#{}", user.id))
+            .await?
+            .and_then(|item| item.get("token_hash").and_then(|v| v.as_s().ok()).cloned());
+        let token = HashMap::from([
+            ("workspace_id", user.workspace_id.as_str()),
+            ("user_id", user.id.as_str()),
+        ]);
+        let user_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(user_item(user, new_hash)?))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Request(e.to_string()))?;
+        let mut transaction = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(user_put).build())
+            .transact_items(self.put_in_transaction(to_item(
+                format!("TOKEN#{new_hash}"),
+                "TOKEN".into(),
+                &token,
+                None,
+            )?)?);
+        if let Some(old) = old {
+            transaction = transaction.transact_items(delete_in_transaction(
+                &self.table,
+                format!("TOKEN#{old}"),
+                "TOKEN".into(),
+            )?);
+        }
+        transaction.send().await.map_err(request_error)?;
+        Ok(())
     }
 
     async fn user_for_token(&self, token_hash: &str) -> Result<Option<User>, StoreError> {
@@ -363,6 +450,48 @@ impl ConnectionStore for DynamoStore {
     ) -> Result<Option<Connection>, StoreError> {
         self.get(ws_pk(workspace_id), connection_sk(crm, kind, user_id))
             .await
+    }
+
+    async fn connections(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
+            .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
+            .expression_attribute_values(":conn", s(format!("CONN#{}#", crm.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(request_error)?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(&connection.workspace_id)))
+            .key(
+                "sk",
+                s(connection_sk(
+                    connection.crm,
+                    connection.kind,
+                    Some(&connection.user_id),
+                )),
+            )
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
     }
 
     async fn replace_connection(
@@ -693,6 +822,70 @@ impl MessageStore for DynamoStore {
             .send()
             .await;
         condition_outcome(result)
+    }
+}
+
+#[async_trait]
+impl SyncLogStore for DynamoStore {
+    async fn append_log(&self, entry: &LogEntry, ttl: i64) -> Result<(), StoreError> {
+        self.put(to_item(
+            ws_pk(&entry.workspace_id),
+            format!("LOG#{}", entry.id),
+            entry,
+            Some(ttl),
+        )?)
+        .await
+    }
+
+    async fn log_entries(
+        &self,
+        workspace_id: &str,
+        chat_key: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let mut entries = Vec::new();
+        let mut start = None;
+        // Newest first: ids start with a zero-padded timestamp.
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .scan_index_forward(false)
+                .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
+                .set_exclusive_start_key(start);
+            query = match before {
+                Some(before) => query
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :before")
+                    .expression_attribute_values(":from", s("LOG#"))
+                    .expression_attribute_values(":before", s(format!("LOG#{before}"))),
+                None => query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :log)")
+                    .expression_attribute_values(":log", s("LOG#")),
+            };
+            let out = query.send().await.map_err(request_error)?;
+            for item in out.items.unwrap_or_default() {
+                if expired(&item, now) {
+                    continue;
+                }
+                let entry: LogEntry = from_item(item)?;
+                if before == Some(entry.id.as_str()) {
+                    continue;
+                }
+                if chat_key.is_none_or(|c| entry.chat_key.as_deref() == Some(c)) {
+                    entries.push(entry);
+                    if entries.len() == limit {
+                        return Ok(entries);
+                    }
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(entries);
+            }
+        }
     }
 }
 

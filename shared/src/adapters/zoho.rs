@@ -62,7 +62,14 @@ impl ZohoOAuth {
 
     /// Where to send the browser. `prompt=consent` with `access_type=offline`
     /// is what makes Zoho issue a refresh token on a reconnect.
-    pub fn authorize_url(&self, accounts_url: &str, redirect_uri: &str, state: &str) -> String {
+    /// `code_challenge`: PKCE S256 challenge of the verifier kept with the state.
+    pub fn authorize_url(
+        &self,
+        accounts_url: &str,
+        redirect_uri: &str,
+        state: &str,
+        code_challenge: &str,
+    ) -> String {
         let mut url = format!("{accounts_url}/oauth/v2/auth?");
         url.push_str(
             &url::form_urlencoded::Serializer::new(String::new())
@@ -73,6 +80,8 @@ impl ZohoOAuth {
                 .append_pair("access_type", "offline")
                 .append_pair("prompt", "consent")
                 .append_pair("state", state)
+                .append_pair("code_challenge", code_challenge)
+                .append_pair("code_challenge_method", "S256")
                 .finish(),
         );
         url
@@ -83,6 +92,7 @@ impl ZohoOAuth {
         accounts_server: &str,
         code: &str,
         redirect_uri: &str,
+        code_verifier: &str,
     ) -> Result<TokenGrant, CrmError> {
         self.token_call(
             accounts_server,
@@ -92,6 +102,7 @@ impl ZohoOAuth {
                 ("client_secret", &self.client_secret),
                 ("redirect_uri", redirect_uri),
                 ("code", code),
+                ("code_verifier", code_verifier),
             ],
         )
         .await

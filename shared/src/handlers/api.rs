@@ -5,11 +5,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{
-    ApiError, HttpResponse, bearer, caller, json_body, json_response, path_segments,
+    ApiError, HttpResponse, bearer, caller, json_body, json_response, path_segments, query_params,
 };
 use crate::crypto::{hash_token, random_token, secrets_equal};
 use crate::deps::Deps;
-use crate::model::{Role, User, WhatsAppNumber, Workspace};
+use crate::model::{ConnectionKind, CrmKind, Role, User, WhatsAppNumber, Workspace};
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_http::Error> {
     Ok(route(deps, &req)
@@ -25,9 +25,18 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("GET", ["api", "me"]) => me(deps, req).await,
         ("POST", ["api", "users"]) => add_user(deps, req).await,
         ("POST", ["api", "whatsapp-numbers"]) => add_whatsapp_number(deps, req).await,
-        (_, ["api", "workspaces" | "me" | "users" | "whatsapp-numbers"]) => {
-            Err(ApiError::MethodNotAllowed)
-        }
+        ("DELETE", ["api", "users", user_id]) => remove_user(deps, req, user_id).await,
+        ("POST", ["api", "me", "token"]) => rotate_token(deps, req).await,
+        ("GET", ["api", "sync-log"]) => sync_log(deps, req).await,
+        (
+            _,
+            [
+                "api",
+                "workspaces" | "me" | "users" | "whatsapp-numbers" | "sync-log",
+            ],
+        )
+        | (_, ["api", "users", _])
+        | (_, ["api", "me", "token"]) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
     }
 }
@@ -175,6 +184,83 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
     }
     deps.store.put_whatsapp_number(&number).await?;
     Ok(json_response(201, &json!({ "whatsapp_number": number })))
+}
+
+/// The owner removes anyone but themselves; an admin removes members. A user
+/// of another workspace is simply not found.
+async fn remove_user(deps: &Deps, req: &Request, user_id: &str) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let target = deps
+        .store
+        .user(&me.workspace_id, user_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {user_id} in this workspace")))?;
+    let allowed = match (me.role, target.role) {
+        (_, Role::Owner) => false,
+        (Role::Owner, _) => true,
+        (Role::Admin, Role::Member) => true,
+        _ => false,
+    };
+    if !allowed || target.id == me.id {
+        return Err(ApiError::Forbidden(format!(
+            "a {:?} cannot remove a {:?}",
+            me.role, target.role
+        )));
+    }
+    // Their personal CRM connections go with them.
+    for crm in [CrmKind::Zoho] {
+        if let Some(own) = deps
+            .store
+            .connection(
+                &me.workspace_id,
+                crm,
+                ConnectionKind::Personal,
+                Some(&target.id),
+            )
+            .await?
+        {
+            deps.store.delete_connection(&own).await?;
+        }
+    }
+    deps.store.remove_user(&me.workspace_id, &target.id).await?;
+    tracing::info!(workspace_id = %me.workspace_id, user_id = %target.id, "user removed");
+    Ok(json_response(200, &json!({ "removed": target.id })))
+}
+
+/// A new token for the caller; the old one stops working at once.
+async fn rotate_token(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let token = random_token();
+    deps.store.replace_token(&me, &hash_token(&token)).await?;
+    Ok(json_response(200, &json!({ "api_token": token })))
+}
+
+/// The workspace's sync log, newest first: `?chat=<chat key>&before=<id>&limit=`.
+async fn sync_log(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let params = query_params(req);
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, 200);
+    let entries = deps
+        .store
+        .log_entries(
+            &me.workspace_id,
+            params.get("chat").map(String::as_str),
+            params.get("before").map(String::as_str),
+            limit,
+            deps.clock.now(),
+        )
+        .await?;
+    let next = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.id.clone()))
+        .flatten();
+    Ok(json_response(
+        200,
+        &json!({ "entries": entries, "next_before": next }),
+    ))
 }
 
 fn valid_email(raw: &str) -> Result<String, ApiError> {

@@ -17,6 +17,8 @@ use crate::sync::{
     BROKEN_CONNECTION, NO_CONNECTION, chat_link, local_times, note_content, note_header,
     note_line_text, note_title, organization_crm, park, zone,
 };
+use crate::synclog;
+use serde_json::json;
 
 /// `deadline`: when the invocation times out (Lambda's context), if known.
 pub async fn handle(
@@ -220,6 +222,16 @@ async fn append_run(
             lines_added = added.len(),
             "day note written"
         );
+        synclog::record(
+            deps.store.as_ref(),
+            deps.clock.now(),
+            &chat.workspace_id,
+            "appended",
+            Some(&chat.key),
+            added.last().map(String::as_str),
+            json!({ "record": note.record, "note_id": note.note_id, "day": note.day, "messages": added }),
+        )
+        .await;
     }
     let note_id = note.note_id.clone().unwrap_or_default();
     for (message, _) in &run.messages {

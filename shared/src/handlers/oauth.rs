@@ -1,10 +1,21 @@
-//! The `oauth` function: connect a CRM through OAuth.
+//! The `oauth` function: CRM connections.
 //!
-//! `POST /oauth/{crm}/start` (bearer) → `{authorize_url}` with a `state` that
-//! is random, signed, single-use, short-lived and bound to the user and the
-//! connection kind. `GET /oauth/{crm}/callback` exchanges the code at the
-//! accounts server the callback names (if it is a known one) and stores the
-//! connection with its tokens encrypted.
+//! - `POST /oauth/{crm}/start` (bearer) `{"connection": "organization"|"personal"}`
+//!   → `{authorize_url}`, with a `state` that is random, signed, single-use,
+//!   short-lived and bound to the user and the connection kind, and a PKCE
+//!   challenge whose verifier never leaves the server.
+//! - `GET /oauth/{crm}/callback`: exchanges the code at the accounts server of
+//!   the data centre the callback names (only known ones) and stores the
+//!   connection, tokens encrypted.
+//! - `POST /oauth/{crm}/disconnect` (bearer) `{"connection": …}`.
+//! - `GET /oauth/{crm}/status` (bearer): what is connected and what the caller may do.
+//!
+//! Rules: the organization connection is made by the owner or an admin, once
+//! (reconnect = disconnect + connect), and gives its maker a personal
+//! connection too. Personal connections need the organization connection and
+//! must be to the same CRM organization. Disconnecting the organization (its
+//! maker, the owner, or an admin without a personal connection) removes every
+//! personal connection and revokes the grants at the CRM.
 
 use std::sync::Arc;
 
@@ -16,19 +27,16 @@ use super::http::{
     ApiError, HttpResponse, caller, json_body, json_response, path_segments, query_params,
     text_response,
 };
-use crate::adapters::zoho::{ZohoApi, ZohoOAuth};
-use crate::crm::CrmError;
-use crate::crypto::random_token;
+use crate::adapters::zoho::{TokenGrant, ZohoApi, ZohoIdentity, ZohoOAuth};
+use crate::crypto::{pkce_challenge, random_token};
 use crate::deps::Deps;
 use crate::model::{
-    Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, OAuthState,
+    Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, OAuthState, Role, User,
 };
 use crate::queue::{MessageRef, QueueName};
 use crate::store::Insert;
+use crate::synclog;
 use crate::tokens::FreshToken;
-
-/// How long a user has to finish the consent screen.
-const STATE_TTL_SECS: i64 = 600;
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_http::Error> {
     Ok(route(deps, &req)
@@ -39,16 +47,18 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_ht
 async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     let segments = path_segments(req);
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let (method, crm, action) = match segments.as_slice() {
-        ["oauth", crm, action] => (req.method().as_str(), *crm, *action),
+    let (crm, action) = match segments.as_slice() {
+        ["oauth", crm, action] => (*crm, *action),
         _ => return Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
     };
     let crm = CrmKind::parse(crm)
         .ok_or_else(|| ApiError::NotFound(format!("`{crm}` is not a supported CRM")))?;
-    match (method, action) {
+    match (req.method().as_str(), action) {
         ("POST", "start") => start(deps, req, crm).await,
         ("GET", "callback") => callback(deps, req, crm).await,
-        (_, "start" | "callback") => Err(ApiError::MethodNotAllowed),
+        ("POST", "disconnect") => disconnect(deps, req, crm).await,
+        ("GET", "status") => status(deps, req, crm).await,
+        (_, "start" | "callback" | "disconnect" | "status") => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
     }
 }
@@ -70,37 +80,69 @@ async fn zoho_oauth(deps: &Deps) -> Result<ZohoOAuth, ApiError> {
     ))
 }
 
+async fn organization(
+    deps: &Deps,
+    workspace_id: &str,
+    crm: CrmKind,
+) -> Result<Option<Connection>, ApiError> {
+    Ok(deps
+        .store
+        .connection(workspace_id, crm, ConnectionKind::Organization, None)
+        .await?)
+}
+
+async fn personal(deps: &Deps, user: &User, crm: CrmKind) -> Result<Option<Connection>, ApiError> {
+    Ok(deps
+        .store
+        .connection(
+            &user.workspace_id,
+            crm,
+            ConnectionKind::Personal,
+            Some(&user.id),
+        )
+        .await?)
+}
+
 #[derive(Deserialize)]
-struct StartRequest {
+struct ConnectionRequest {
     connection: ConnectionKind,
+}
+
+/// Why `user` may not connect `kind` now, if they may not.
+async fn connect_refusal(
+    deps: &Deps,
+    user: &User,
+    crm: CrmKind,
+    kind: ConnectionKind,
+) -> Result<Option<ApiError>, ApiError> {
+    let org = organization(deps, &user.workspace_id, crm).await?;
+    Ok(match kind {
+        ConnectionKind::Organization if !user.role.manages_workspace() => Some(ApiError::Forbidden(
+            "only the workspace owner or an admin can connect the organization".into(),
+        )),
+        ConnectionKind::Organization if org.is_some() => Some(ApiError::Conflict(
+            "the organization is already connected; to reconnect, disconnect it first".into(),
+        )),
+        ConnectionKind::Personal if org.is_none() => Some(ApiError::Conflict(
+            "the organization is not connected yet: an owner or admin must connect it before personal connections".into(),
+        )),
+        ConnectionKind::Personal if personal(deps, user, crm).await?.is_some() => {
+            Some(ApiError::Conflict(
+                "you are already connected; disconnect your personal connection first".into(),
+            ))
+        }
+        _ => None,
+    })
 }
 
 async fn start(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse, ApiError> {
     let user = caller(deps, req).await?;
-    let input: StartRequest = json_body(req)?;
-    if input.connection == ConnectionKind::Organization {
-        if !user.role.manages_workspace() {
-            return Err(ApiError::Forbidden(
-                "only the workspace owner or an admin can connect the organization".into(),
-            ));
-        }
-        if deps
-            .store
-            .connection(&user.workspace_id, crm, ConnectionKind::Organization, None)
-            .await?
-            .is_some()
-        {
-            return Err(ApiError::Conflict(
-                "the organization is already connected; disconnect it first to reconnect".into(),
-            ));
-        }
-    } else {
-        return Err(ApiError::BadRequest(
-            "personal connections are not available yet".into(),
-        ));
+    let input: ConnectionRequest = json_body(req)?;
+    if let Some(refusal) = connect_refusal(deps, &user, crm, input.connection).await? {
+        return Err(refusal);
     }
     let nonce = random_token();
-    let expires_at = deps.clock.now() + STATE_TTL_SECS;
+    let expires_at = deps.clock.now() + deps.config.oauth_state_ttl_secs;
     let state = OAuthState {
         nonce: nonce.clone(),
         workspace_id: user.workspace_id.clone(),
@@ -108,6 +150,7 @@ async fn start(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse,
         crm,
         kind: input.connection,
         expires_at,
+        code_verifier: random_token(),
     };
     deps.store.put_oauth_state(&state, expires_at).await?;
     let keys = deps.secrets.keys().await?;
@@ -116,6 +159,7 @@ async fn start(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse,
         &deps.config.zoho.accounts_url,
         &redirect_uri(deps, crm),
         &signed_state,
+        &pkce_challenge(&state.code_verifier),
     );
     Ok(json_response(200, &json!({ "authorize_url": url })))
 }
@@ -181,10 +225,25 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
             "the accounts server does not belong to data centre `{location}`"
         )));
     }
+    // The user may have lost the right meanwhile (removed, demoted, someone
+    // else connected): check again before exchanging anything.
+    let user = deps
+        .store
+        .user(&state.workspace_id, &state.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Forbidden("the user who started this no longer exists".into()))?;
+    if let Some(refusal) = connect_refusal(deps, &user, crm, state.kind).await? {
+        return Err(refusal);
+    }
 
     let oauth = zoho_oauth(deps).await?;
     let grant = oauth
-        .exchange_code(&accounts_server, code, &redirect_uri(deps, crm))
+        .exchange_code(
+            &accounts_server,
+            code,
+            &redirect_uri(deps, crm),
+            &state.code_verifier,
+        )
         .await
         .map_err(|e| ApiError::BadGateway(format!("the code exchange failed: {e}")))?;
     if !deps.config.zoho.api_domains.contains(&grant.api_domain) {
@@ -202,56 +261,31 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
         &grant.api_domain,
         Arc::new(FreshToken(grant.access_token.clone())),
     );
-    let identity = api
-        .identify()
-        .await
-        .map_err(|e| ApiError::BadGateway(format!("could not read the CRM user: {e}")))?;
-
-    let now = deps.clock.now();
-    let cipher = keys.token_cipher();
-    let mut connection = Connection {
-        workspace_id: state.workspace_id.clone(),
-        crm,
-        kind: state.kind,
-        user_id: state.user_id.clone(),
+    let identity = match api.identify().await {
+        Ok(identity) => identity,
+        Err(e) => {
+            revoke_quietly(&oauth, &accounts_server, &refresh_token).await;
+            return Err(ApiError::BadGateway(format!(
+                "could not read the CRM user: {e}"
+            )));
+        }
+    };
+    let granted = Granted {
+        grant,
+        refresh_token,
+        identity,
         location,
         accounts_server,
-        api_domain: grant.api_domain.clone(),
-        crm_user_id: identity.user_id,
-        crm_user_email: identity.email,
-        crm_org_id: identity.org_id,
-        access_token_enc: String::new(),
-        refresh_token_enc: String::new(),
-        access_expires_at: now + grant.expires_in_secs,
-        status: ConnectionStatus::Active,
-        connected_at: now,
-        version: 1,
-        refresh_lease_until: 0,
     };
-    let binding = connection.token_binding();
-    connection.access_token_enc = cipher.encrypt(&grant.access_token, &binding);
-    connection.refresh_token_enc = cipher.encrypt(&refresh_token, &binding);
-    if let Insert::Exists(_) = deps.store.insert_connection(&connection).await? {
-        // Lost a race with another callback: give the new grant back.
-        if let Err(e) = oauth
-            .revoke(&connection.accounts_server, &refresh_token)
-            .await
-        {
-            tracing::warn!(error = %e, "could not revoke the surplus grant");
-        }
-        return Err(ApiError::Conflict(
-            "the organization is already connected; disconnect it first to reconnect".into(),
-        ));
+    let stored = match state.kind {
+        ConnectionKind::Organization => connect_organization(deps, &user, crm, &granted).await,
+        ConnectionKind::Personal => connect_personal(deps, &user, crm, &granted).await,
+    };
+    if let Err(refusal) = stored {
+        // Nothing was stored: give the new grant back.
+        revoke_quietly(&oauth, &granted.accounts_server, &granted.refresh_token).await;
+        return Err(refusal);
     }
-    tracing::info!(
-        workspace_id = %connection.workspace_id,
-        crm = crm.as_str(),
-        location = %connection.location,
-        "organization connection stored"
-    );
-    requeue_waiting(deps, &connection.workspace_id)
-        .await
-        .map_err(|e| ApiError::Internal(format!("re-queueing waiting messages: {e}")))?;
     Ok(text_response(
         200,
         "text/html; charset=utf-8",
@@ -259,14 +293,143 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
     ))
 }
 
-/// Messages that arrived before the connection existed are synced now, in
-/// the order they were sent.
-async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<(), CrmError> {
-    let waiting = deps
-        .store
-        .waiting_messages(workspace_id)
-        .await
-        .map_err(|e| CrmError::Transport(e.to_string()))?;
+/// What a successful code exchange yields.
+struct Granted {
+    grant: TokenGrant,
+    refresh_token: String,
+    identity: ZohoIdentity,
+    location: String,
+    accounts_server: String,
+}
+
+impl Granted {
+    fn connection(
+        &self,
+        deps: &Deps,
+        user: &User,
+        crm: CrmKind,
+        kind: ConnectionKind,
+    ) -> Connection {
+        let now = deps.clock.now();
+        Connection {
+            workspace_id: user.workspace_id.clone(),
+            crm,
+            kind,
+            user_id: user.id.clone(),
+            location: self.location.clone(),
+            accounts_server: self.accounts_server.clone(),
+            api_domain: self.grant.api_domain.clone(),
+            crm_user_id: self.identity.user_id.clone(),
+            crm_user_email: self.identity.email.clone(),
+            crm_org_id: self.identity.org_id.clone(),
+            access_token_enc: String::new(),
+            refresh_token_enc: String::new(),
+            access_expires_at: now + self.grant.expires_in_secs,
+            status: ConnectionStatus::Active,
+            connected_at: now,
+            version: 1,
+            refresh_lease_until: 0,
+            shares_organization_grant: false,
+        }
+    }
+
+    /// The connection with its tokens sealed for its own item.
+    async fn sealed(
+        &self,
+        deps: &Deps,
+        mut connection: Connection,
+    ) -> Result<Connection, ApiError> {
+        let cipher = deps.secrets.keys().await?.token_cipher();
+        let binding = connection.token_binding();
+        connection.access_token_enc = cipher.encrypt(&self.grant.access_token, &binding);
+        connection.refresh_token_enc = cipher.encrypt(&self.refresh_token, &binding);
+        Ok(connection)
+    }
+}
+
+async fn connect_organization(
+    deps: &Deps,
+    user: &User,
+    crm: CrmKind,
+    granted: &Granted,
+) -> Result<(), ApiError> {
+    let connection = granted
+        .sealed(
+            deps,
+            granted.connection(deps, user, crm, ConnectionKind::Organization),
+        )
+        .await?;
+    if let Insert::Exists(_) = deps.store.insert_connection(&connection).await? {
+        return Err(ApiError::Conflict(
+            "the organization is already connected; to reconnect, disconnect it first".into(),
+        ));
+    }
+    // Its maker is connected personally too, on the same grant.
+    let mut own = granted.connection(deps, user, crm, ConnectionKind::Personal);
+    own.shares_organization_grant = true;
+    let own = granted.sealed(deps, own).await?;
+    if let Insert::Exists(previous) = deps.store.insert_connection(&own).await? {
+        // A personal connection from before: this one supersedes it.
+        deps.store.delete_connection(&previous).await?;
+        deps.store.insert_connection(&own).await?;
+        if !previous.shares_organization_grant {
+            revoke_connection(deps, &previous).await;
+        }
+    }
+    tracing::info!(
+        workspace_id = %connection.workspace_id,
+        crm = crm.as_str(),
+        location = %connection.location,
+        "organization connection stored"
+    );
+    synclog::record(
+        deps.store.as_ref(),
+        deps.clock.now(),
+        &connection.workspace_id,
+        "organization_connected",
+        None,
+        None,
+        json!({ "crm": crm.as_str(), "by_user": user.id, "location": connection.location }),
+    )
+    .await;
+    requeue_waiting(deps, &connection.workspace_id).await
+}
+
+async fn connect_personal(
+    deps: &Deps,
+    user: &User,
+    crm: CrmKind,
+    granted: &Granted,
+) -> Result<(), ApiError> {
+    let org = organization(deps, &user.workspace_id, crm)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("the organization was disconnected meanwhile".into()))?;
+    if org.crm_org_id != granted.identity.org_id {
+        return Err(ApiError::Forbidden(
+            "this Zoho account belongs to another Zoho organization than the workspace's; sign in with an account of the connected organization".into(),
+        ));
+    }
+    let connection = granted
+        .sealed(
+            deps,
+            granted.connection(deps, user, crm, ConnectionKind::Personal),
+        )
+        .await?;
+    if let Insert::Exists(_) = deps.store.insert_connection(&connection).await? {
+        return Err(ApiError::Conflict(
+            "you are already connected; disconnect your personal connection first".into(),
+        ));
+    }
+    tracing::info!(workspace_id = %user.workspace_id, user_id = %user.id, "personal connection stored");
+    Ok(())
+}
+
+/// Messages that waited for a connection are synced now, oldest first. A
+/// failure here is logged, not returned: the connection stands, and the
+/// messages stay waiting (nothing is lost) until the next connect.
+async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<(), ApiError> {
+    let waiting = deps.store.waiting_messages(workspace_id).await?;
+    let count = waiting.len();
     for message in waiting {
         let reference = MessageRef {
             workspace_id: workspace_id.to_owned(),
@@ -274,10 +437,10 @@ async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<(), CrmError
             chat_key: message.chat_key.clone(),
             resend: deps.clock.now(),
         };
-        deps.queue
-            .send(QueueName::Sync, &reference)
-            .await
-            .map_err(|e| CrmError::Transport(e.to_string()))?;
+        if let Err(e) = deps.queue.send(QueueName::Sync, &reference).await {
+            tracing::error!(workspace_id, error = %e, "could not re-queue a waiting message");
+            return Ok(());
+        }
         deps.store
             .set_message_state(
                 workspace_id,
@@ -285,8 +448,169 @@ async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<(), CrmError
                 &MessageState::Queued,
                 Some(&["waiting"]),
             )
-            .await
-            .map_err(|e| CrmError::Transport(e.to_string()))?;
+            .await?;
+    }
+    if count > 0 {
+        tracing::info!(workspace_id, count, "waiting messages queued again");
     }
     Ok(())
+}
+
+async fn revoke_quietly(oauth: &ZohoOAuth, accounts_server: &str, refresh_token: &str) {
+    if let Err(e) = oauth.revoke(accounts_server, refresh_token).await {
+        tracing::warn!(error = %e, "could not revoke a grant at the CRM");
+    }
+}
+
+/// Revokes a stored connection's grant at the CRM (best effort: a grant the
+/// CRM no longer knows is as revoked as it gets).
+async fn revoke_connection(deps: &Deps, connection: &Connection) -> bool {
+    let Ok(keys) = deps.secrets.keys().await else {
+        return false;
+    };
+    let Ok(refresh_token) = keys
+        .token_cipher()
+        .decrypt(&connection.refresh_token_enc, &connection.token_binding())
+    else {
+        return false;
+    };
+    let Ok(oauth) = zoho_oauth(deps).await else {
+        return false;
+    };
+    match oauth
+        .revoke(&connection.accounts_server, &refresh_token)
+        .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(workspace_id = %connection.workspace_id, error = %e, "could not revoke a grant at the CRM");
+            false
+        }
+    }
+}
+
+/// Why `user` may not disconnect the organization, if they may not.
+fn disconnect_refusal(user: &User, org: &Connection, own: Option<&Connection>) -> Option<ApiError> {
+    let made_it = org.user_id == user.id;
+    match user.role {
+        _ if made_it => None,
+        Role::Owner => None,
+        Role::Admin if own.is_some() => Some(ApiError::Conflict(
+            "you have a personal connection: disconnect it first (\"connection\": \"personal\"), then the organization".into(),
+        )),
+        Role::Admin => None,
+        Role::Member => Some(ApiError::Forbidden(
+            "only the workspace owner or an admin can disconnect the organization".into(),
+        )),
+    }
+}
+
+async fn disconnect(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse, ApiError> {
+    let user = caller(deps, req).await?;
+    let input: ConnectionRequest = json_body(req)?;
+    let own = personal(deps, &user, crm).await?;
+    match input.connection {
+        ConnectionKind::Personal => {
+            let own =
+                own.ok_or_else(|| ApiError::NotFound("you have no personal connection".into()))?;
+            deps.store.delete_connection(&own).await?;
+            let revoked = !own.shares_organization_grant && revoke_connection(deps, &own).await;
+            Ok(json_response(
+                200,
+                &json!({ "disconnected": "personal", "revoked": revoked }),
+            ))
+        }
+        ConnectionKind::Organization => {
+            let org = organization(deps, &user.workspace_id, crm)
+                .await?
+                .ok_or_else(|| ApiError::NotFound("the organization is not connected".into()))?;
+            if let Some(refusal) = disconnect_refusal(&user, &org, own.as_ref()) {
+                return Err(refusal);
+            }
+            let all = deps.store.connections(&user.workspace_id, crm).await?;
+            let mut revoked = 0;
+            // Personal connections first, so none outlives the organization's.
+            for connection in all.iter().filter(|c| c.kind == ConnectionKind::Personal) {
+                deps.store.delete_connection(connection).await?;
+                if !connection.shares_organization_grant
+                    && revoke_connection(deps, connection).await
+                {
+                    revoked += 1;
+                }
+            }
+            deps.store.delete_connection(&org).await?;
+            if revoke_connection(deps, &org).await {
+                revoked += 1;
+            }
+            let personal_removed = all.len() - 1;
+            tracing::info!(workspace_id = %user.workspace_id, personal_removed, revoked, "organization disconnected");
+            synclog::record(
+                deps.store.as_ref(),
+                deps.clock.now(),
+                &user.workspace_id,
+                "organization_disconnected",
+                None,
+                None,
+                json!({ "crm": crm.as_str(), "by_user": user.id, "personal_connections_removed": personal_removed, "grants_revoked": revoked }),
+            )
+            .await;
+            Ok(json_response(
+                200,
+                &json!({
+                    "disconnected": "organization",
+                    "personal_connections_removed": personal_removed,
+                    "grants_revoked": revoked,
+                }),
+            ))
+        }
+    }
+}
+
+async fn status(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse, ApiError> {
+    let user = caller(deps, req).await?;
+    let org = organization(deps, &user.workspace_id, crm).await?;
+    let own = personal(deps, &user, crm).await?;
+    let connected_by = match &org {
+        Some(c) => deps
+            .store
+            .user(&user.workspace_id, &c.user_id)
+            .await?
+            .map(|u| json!({ "user_id": u.id, "email": u.email })),
+        None => None,
+    };
+    let describe = |c: &Connection| {
+        json!({
+            "status": c.status,
+            "since": c.connected_at,
+            "crm_user_email": c.crm_user_email,
+            "data_centre": c.location,
+        })
+    };
+    let can_connect_org = connect_refusal(deps, &user, crm, ConnectionKind::Organization)
+        .await?
+        .is_none();
+    let can_connect_personal = connect_refusal(deps, &user, crm, ConnectionKind::Personal)
+        .await?
+        .is_none();
+    let can_disconnect_org = org
+        .as_ref()
+        .is_some_and(|o| disconnect_refusal(&user, o, own.as_ref()).is_none());
+    Ok(json_response(
+        200,
+        &json!({
+            "crm": crm.as_str(),
+            "organization": org.as_ref().map(|c| {
+                let mut d = describe(c);
+                d["connected_by"] = json!(connected_by);
+                d
+            }),
+            "personal": own.as_ref().map(describe),
+            "you_may": {
+                "connect_organization": can_connect_org,
+                "connect_personal": can_connect_personal,
+                "disconnect_organization": can_disconnect_org,
+                "disconnect_personal": own.is_some(),
+            },
+        }),
+    ))
 }

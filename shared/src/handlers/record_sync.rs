@@ -16,6 +16,8 @@ use crate::sync::{
     BROKEN_CONNECTION, NO_CONNECTION, chat_link, choose_owner, confirmed_matches, crm_users,
     organization_crm, park, record_name, record_of, searchable_forms,
 };
+use crate::synclog;
+use serde_json::json;
 
 /// The module new chats land in (configurable settings come with the
 /// settings API).
@@ -145,6 +147,17 @@ async fn link_record(
             record = %record_of(&best.record),
             "matched existing record by phone"
         );
+        let candidates: Vec<String> = matches.iter().map(|m| record_of(&m.record)).collect();
+        synclog::record(
+            deps.store.as_ref(),
+            deps.clock.now(),
+            &chat.workspace_id,
+            "matched",
+            Some(&chat.key),
+            Some(message_id),
+            json!({ "record": best.record, "by": "phone", "candidates": candidates }),
+        )
+        .await;
         return Ok(best.record.clone());
     }
 
@@ -210,5 +223,15 @@ async fn link_record(
         owner_reason,
         "created record"
     );
+    synclog::record(
+        deps.store.as_ref(),
+        deps.clock.now(),
+        &chat.workspace_id,
+        "created",
+        Some(&chat.key),
+        Some(message_id),
+        json!({ "record": record, "owner_id": owner_id, "owner_reason": owner_reason }),
+    )
+    .await;
     Ok(record)
 }

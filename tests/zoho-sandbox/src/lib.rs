@@ -75,6 +75,9 @@ pub struct SeedUser {
     pub active: bool,
     pub confirmed: bool,
     pub time_zone: String,
+    /// A user of another Zoho organization (`GET /org` with their token
+    /// answers this id): for tests of connections across organizations.
+    pub foreign_org_id: Option<String>,
 }
 
 impl SeedUser {
@@ -90,6 +93,7 @@ impl SeedUser {
             active: true,
             confirmed: true,
             time_zone: "Europe/London".into(),
+            foreign_org_id: None,
         }
     }
 }
@@ -155,6 +159,7 @@ impl Default for SandboxConfig {
                     active: true,
                     confirmed: true,
                     time_zone: "Europe/London".into(),
+                    foreign_org_id: None,
                 },
                 SeedUser {
                     id: Some("5725767000000411002".into()),

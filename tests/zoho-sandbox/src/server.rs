@@ -327,10 +327,16 @@ async fn authorize(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Respons
     let Ok(mut url) = url::Url::parse(get("redirect_uri")) else {
         return html_error("Invalid Redirect Uri");
     };
+    let challenge = match (p.get("code_challenge"), get("code_challenge_method")) {
+        (None, _) => None,
+        (Some(c), "S256") => Some(c.clone()),
+        (Some(_), _) => return html_error("unsupported code_challenge_method"),
+    };
     let code = st.issue_code(
         get("client_id"),
         get("redirect_uri"),
         get("access_type") == "offline",
+        challenge,
     );
     {
         let mut qp = url.query_pairs_mut();
@@ -398,10 +404,10 @@ async fn user(State(sh): State<AppState>, Path(id): Path<String>) -> Response {
     to_response(sh.store().get_user(&id))
 }
 
-async fn org(State(sh): State<AppState>) -> Response {
+async fn org(State(sh): State<AppState>, Extension(c): Extension<Caller>) -> Response {
     to_response(ApiResponse::json(
         200,
-        json!({"org": [sh.store().org_json()]}),
+        json!({"org": [sh.store().org_json(&c.0)]}),
     ))
 }
 

@@ -74,6 +74,7 @@ pub struct User {
     pub confirmed: bool,
     pub time_zone: String,
     pub created: DateTime<Utc>,
+    pub foreign_org_id: Option<String>,
 }
 
 impl User {
@@ -98,6 +99,8 @@ struct GrantCode {
     offline: bool,
     expires: Instant,
     used: bool,
+    /// PKCE (RFC 7636, S256): base64url(SHA-256(verifier)).
+    code_challenge: Option<String>,
 }
 
 #[derive(Debug)]
@@ -282,6 +285,7 @@ impl Store {
             confirmed: u.confirmed,
             time_zone: u.time_zone,
             created: now_utc(),
+            foreign_org_id: u.foreign_org_id,
         });
         id
     }
@@ -378,7 +382,13 @@ impl Store {
     }
 
     /// Issues a grant code for the authorizing user.
-    pub fn issue_code(&mut self, client_id: &str, redirect_uri: &str, offline: bool) -> String {
+    pub fn issue_code(
+        &mut self,
+        client_id: &str,
+        redirect_uri: &str,
+        offline: bool,
+        code_challenge: Option<String>,
+    ) -> String {
         let code = random_token("1000");
         self.codes.insert(
             code.clone(),
@@ -389,6 +399,7 @@ impl Store {
                 offline,
                 expires: Instant::now() + self.cfg.grant_code_ttl,
                 used: false,
+                code_challenge,
             },
         );
         code
@@ -459,6 +470,20 @@ impl Store {
                 }
                 if g.redirect_uri != get("redirect_uri") {
                     return json!({"error": "invalid_redirect_uri"});
+                }
+                if let Some(challenge) = &g.code_challenge {
+                    let verifier = get("code_verifier");
+                    let expected = base64::Engine::encode(
+                        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                        sha2::Digest::finalize(sha2::Digest::chain_update(
+                            <sha2::Sha256 as sha2::Digest>::new(),
+                            verifier.as_bytes(),
+                        )),
+                    );
+                    if verifier.is_empty() || expected != *challenge {
+                        g.used = true;
+                        return json!({"error": "invalid_code"});
+                    }
                 }
                 g.used = true;
                 let (user_id, offline) = (g.user_id.clone(), g.offline);
@@ -733,7 +758,23 @@ impl Store {
         Ok(())
     }
 
-    pub fn org_json(&self) -> Value {
+    /// The organization as seen by `caller` (a user id): a user seeded with a
+    /// foreign organization sees that organization's id.
+    pub fn org_json(&self, caller: &str) -> Value {
+        let mut v = self.home_org_json();
+        if let Some(foreign) = self.user(caller).and_then(|u| u.foreign_org_id.clone())
+            && let Some(m) = v.as_object_mut()
+        {
+            m.insert("id".into(), json!(foreign));
+            m.insert(
+                "company_name".into(),
+                json!(format!("Organization {foreign}")),
+            );
+        }
+        v
+    }
+
+    fn home_org_json(&self) -> Value {
         let o = &self.cfg.org;
         let admin = self.users.iter().find(|u| u.is_admin());
         let mut v: Value =

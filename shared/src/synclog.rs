@@ -1,0 +1,37 @@
+//! The sync log: every decision the sync takes, as the workspace reads it.
+//! Entries expire after 30 days and never hold tokens or message text.
+
+use rand::RngCore;
+use serde_json::Value;
+
+use crate::store::{LogEntry, Store};
+
+pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
+
+/// Writes one entry. A failure to log never fails the sync: it is reported
+/// in the function's own logs instead.
+pub async fn record(
+    store: &dyn Store,
+    now: i64,
+    workspace_id: &str,
+    event: &str,
+    chat_key: Option<&str>,
+    message_id: Option<&str>,
+    detail: Value,
+) {
+    let mut suffix = [0u8; 4];
+    rand::rng().fill_bytes(&mut suffix);
+    let at_ms = chrono::Utc::now().timestamp_millis();
+    let entry = LogEntry {
+        id: format!("{at_ms:015}-{}", hex::encode(suffix)),
+        workspace_id: workspace_id.to_owned(),
+        at: now,
+        event: event.to_owned(),
+        chat_key: chat_key.map(str::to_owned),
+        message_id: message_id.map(str::to_owned),
+        detail,
+    };
+    if let Err(e) = store.append_log(&entry, now + RETENTION_SECS).await {
+        tracing::warn!(workspace_id, event, error = %e, "could not write the sync log");
+    }
+}
