@@ -76,6 +76,17 @@ pub async fn park(
     crm: CrmKind,
     reason: &str,
 ) -> Result<(), WorkError> {
+    // Logged first: once the state says waiting, the log says why.
+    crate::synclog::record(
+        deps.store.as_ref(),
+        deps.clock.now(),
+        workspace_id,
+        "parked",
+        None,
+        Some(message_id),
+        serde_json::json!({ "reason": reason }),
+    )
+    .await;
     deps.store
         .set_message_state(
             workspace_id,

@@ -15,6 +15,8 @@ pub const META_VERIFY_TOKEN: &str = "local-verify-token";
 /// Fixture business number 1 and its Cloud API id.
 pub const PHONE_NUMBER_ID: &str = "170000000000001";
 pub const BUSINESS_NUMBER: &str = "447700900100";
+/// The fixtures' first customer, Alice, as WhatsApp identifies her.
+pub const ALICE_WA_ID: &str = "447700900123";
 /// The seeded sandbox users.
 pub const ZOHO_ADMIN_ID: &str = "5725767000000411001";
 pub const ZOHO_BRUNO_ID: &str = "5725767000000411002";
@@ -28,7 +30,10 @@ pub fn fixture(name: &str) -> Vec<u8> {
 
 pub struct TestSystem {
     pub local: LocalSystem,
+    /// The data centre authorization starts at.
     pub sandbox: SandboxHandle,
+    /// Other data centres, if the system was started with several.
+    pub other_sandboxes: Vec<SandboxHandle>,
     pub http: reqwest::Client,
     pub operator_key: String,
 }
@@ -47,7 +52,7 @@ impl TestSystem {
     }
 
     pub async fn start_with(sandbox_config: SandboxConfig) -> Self {
-        Self::start_with_retries(sandbox_config, None).await
+        Self::start_custom(vec![sandbox_config], None, Vec::new()).await
     }
 
     /// A system whose queues redeliver after `visibility_secs` and whose
@@ -56,33 +61,47 @@ impl TestSystem {
         sandbox_config: SandboxConfig,
         visibility_secs: i64,
     ) -> Self {
-        Self::start_with_retries(sandbox_config, Some(visibility_secs)).await
+        Self::start_custom(vec![sandbox_config], Some(visibility_secs), Vec::new()).await
     }
 
-    async fn start_with_retries(
-        sandbox_config: SandboxConfig,
+    /// One sandbox per data centre (the first is where authorization starts),
+    /// optional fast retries, and extra function environment.
+    pub async fn start_custom(
+        data_centres: Vec<SandboxConfig>,
         visibility_secs: Option<i64>,
+        extra_env: Vec<(String, String)>,
     ) -> Self {
         shared::deps::init_tracing();
-        let client_id = sandbox_config.client_id.clone();
-        let client_secret = sandbox_config.client_secret.clone();
-        let location = sandbox_config.location.clone();
-        let sandbox = ZohoSandbox::start(sandbox_config)
-            .await
-            .expect("the Zoho sandbox starts");
+        let first = data_centres.first().cloned().unwrap_or_default();
+        let mut sandboxes = Vec::new();
+        for config in data_centres {
+            let location = config.location.clone();
+            let sandbox = ZohoSandbox::start(config)
+                .await
+                .expect("the Zoho sandbox starts");
+            sandboxes.push((location, sandbox));
+        }
+        let servers: Vec<String> = sandboxes
+            .iter()
+            .map(|(location, s)| format!("{location}={}", s.base_url()))
+            .collect();
+        let domains: Vec<String> = sandboxes.iter().map(|(_, s)| s.base_url()).collect();
+        let mut handles = sandboxes.into_iter().map(|(_, s)| s);
+        let sandbox = handles.next().expect("at least one data centre");
         let prefix = format!("t{}", &uuid_like());
         let local = LocalSystem::start(LocalOptions {
             prefix,
             meta_app_secret: META_APP_SECRET.into(),
             meta_verify_token: META_VERIFY_TOKEN.into(),
-            zoho_client_id: client_id,
-            zoho_client_secret: client_secret,
+            zoho_client_id: first.client_id,
+            zoho_client_secret: first.client_secret,
             zoho_accounts_url: sandbox.base_url(),
-            zoho_accounts_servers: format!("{location}={}", sandbox.base_url()),
-            zoho_api_domains: sandbox.base_url(),
+            zoho_accounts_servers: servers.join(","),
+            zoho_api_domains: domains.join(","),
             port: 0,
             visibility_timeout_secs: visibility_secs,
             retry_backoff_base_secs: visibility_secs.map(|_| 1),
+            extra_env,
         })
         .await
         .unwrap_or_else(|e| panic!("the local system starts: {e}"));
@@ -94,6 +113,7 @@ impl TestSystem {
         Self {
             local,
             sandbox,
+            other_sandboxes: handles.collect(),
             http,
             operator_key,
         }
@@ -139,29 +159,92 @@ impl TestSystem {
     /// The organization connection, through the whole OAuth dance: start,
     /// the sandbox's consent redirect, our callback.
     pub async fn connect_zoho(&self, workspace: &TestWorkspace) {
+        let (status, text) = self.oauth(&workspace.owner_token, "organization").await;
+        assert_eq!(status, 200, "callback stored the connection: {text}");
+    }
+
+    /// Starts an OAuth flow and returns the callback URL the CRM sends the
+    /// browser to (not yet followed).
+    pub async fn oauth_callback_url(
+        &self,
+        token: &str,
+        connection: &str,
+    ) -> Result<String, (u16, Value)> {
         let response = self
             .http
             .post(self.url("/oauth/zoho/start"))
-            .bearer_auth(&workspace.owner_token)
-            .json(&json!({ "connection": "organization" }))
+            .bearer_auth(token)
+            .json(&json!({ "connection": connection }))
             .send()
             .await
             .expect("start OAuth");
-        assert_eq!(response.status(), 200, "OAuth started");
-        let body: Value = response.json().await.expect("json");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or_default();
+        if status != 200 {
+            return Err((status, body));
+        }
         let authorize_url = body["authorize_url"].as_str().expect("authorize_url");
         let consent = self.http.get(authorize_url).send().await.expect("consent");
         assert_eq!(consent.status(), 302, "the sandbox approves and redirects");
-        let callback = consent
+        Ok(consent
             .headers()
             .get("location")
             .and_then(|l| l.to_str().ok())
             .expect("redirect location")
-            .to_owned();
-        let done = self.http.get(&callback).send().await.expect("callback");
-        let status = done.status();
-        let text = done.text().await.unwrap_or_default();
-        assert_eq!(status, 200, "callback stored the connection: {text}");
+            .to_owned())
+    }
+
+    /// The whole flow for `connection`; the callback's status and body (or
+    /// the start's refusal).
+    pub async fn oauth(&self, token: &str, connection: &str) -> (u16, String) {
+        match self.oauth_callback_url(token, connection).await {
+            Ok(callback) => {
+                let done = self.http.get(&callback).send().await.expect("callback");
+                let status = done.status().as_u16();
+                (status, done.text().await.unwrap_or_default())
+            }
+            Err((status, body)) => (status, body.to_string()),
+        }
+    }
+
+    /// Adds a user through the API; returns (user id, token).
+    pub async fn add_user(
+        &self,
+        workspace: &TestWorkspace,
+        email: &str,
+        role: &str,
+    ) -> (String, String) {
+        let response = self
+            .http
+            .post(self.url("/api/users"))
+            .bearer_auth(&workspace.owner_token)
+            .json(&json!({ "email": email, "role": role }))
+            .send()
+            .await
+            .expect("add user");
+        assert_eq!(response.status(), 201, "user added");
+        let body: Value = response.json().await.expect("json");
+        (
+            body["user"]["id"].as_str().expect("id").to_owned(),
+            body["api_token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// An authenticated JSON call; (status, body).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
     }
 
     pub async fn post_webhook(&self, body: &[u8]) -> reqwest::Response {

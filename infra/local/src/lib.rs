@@ -59,6 +59,8 @@ pub struct LocalOptions {
     pub visibility_timeout_secs: Option<i64>,
     /// Replaces the default first retry delay of the workers (tests: 1 s).
     pub retry_backoff_base_secs: Option<i32>,
+    /// Further function environment (e.g. `OAUTH_STATE_TTL_SECS` for tests).
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// A running local system: resources provisioned, functions served, queues polled.
@@ -118,6 +120,7 @@ impl LocalSystem {
             options.zoho_accounts_servers.clone(),
         );
         env.insert("ZOHO_API_DOMAINS".into(), options.zoho_api_domains.clone());
+        env.extend(options.extra_env.iter().cloned());
         if let Some(base) = options.retry_backoff_base_secs {
             env.insert("RETRY_BACKOFF_BASE_SECS".into(), base.to_string());
         }
