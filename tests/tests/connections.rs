@@ -643,3 +643,28 @@ async fn removed_users_and_rotated_tokens_stop_working_at_once() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_about_to_expire_is_refreshed_before_use() {
+    // Tokens that live four minutes are inside the five-minute margin from
+    // the start: the worker refreshes before calling, and Zoho never refuses.
+    let system = TestSystem::start_with(SandboxConfig {
+        access_token_ttl: Duration::from_secs(240),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    system
+        .post_webhook(&fixture("cloud-text-inbound.json"))
+        .await;
+    system.wait_for_note_line("+447700900123", "Elm Road").await;
+    assert!(system.sandbox.token_refresh_count() >= 1);
+    let refused = system
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .count();
+    assert_eq!(refused, 0, "no call was made with a token about to expire");
+}
