@@ -91,13 +91,14 @@ impl ConnectionTokens {
             .ok_or_else(|| CrmError::ConnectionBroken("the connection was removed".into()))
     }
 
-    fn usable_token(&self, connection: &Connection) -> Result<Option<String>, CrmError> {
+    /// The stored access token, if it is valid for `margin` seconds more.
+    fn usable_token(&self, connection: &Connection, margin: i64) -> Result<Option<String>, CrmError> {
         if connection.status == ConnectionStatus::Broken {
             return Err(CrmError::ConnectionBroken(
                 "the organization must reconnect".into(),
             ));
         }
-        if connection.access_expires_at - REFRESH_MARGIN_SECS <= self.clock.now() {
+        if connection.access_expires_at - margin <= self.clock.now() {
             return Ok(None);
         }
         self.cipher
@@ -128,7 +129,7 @@ impl ConnectionTokens {
             // Someone else is refreshing (or just did): wait for their token.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let latest = self.load().await?;
-            if latest.version != connection.version && self.usable_token(&latest)?.is_some() {
+            if latest.version != connection.version && self.usable_token(&latest, 0)?.is_some() {
                 return Ok(latest);
             }
             connection = latest;
@@ -210,13 +211,15 @@ impl AccessTokens for ConnectionTokens {
             Some(c) => c,
             None => self.load().await?,
         };
-        let connection = match self.usable_token(&connection)? {
+        // Refreshed a little before expiry; a token just refreshed is used
+        // as long as it is valid at all (some grants are short-lived).
+        let connection = match self.usable_token(&connection, REFRESH_MARGIN_SECS)? {
             Some(_) => connection,
             None => self.refresh(connection).await?,
         };
         let token = self
-            .usable_token(&connection)?
-            .ok_or_else(|| CrmError::Transport("refreshed token is already expiring".into()))?;
+            .usable_token(&connection, 0)?
+            .ok_or_else(|| CrmError::Transport("the refreshed token has expired already".into()))?;
         *cached = Some(connection);
         Ok(token)
     }
@@ -224,13 +227,13 @@ impl AccessTokens for ConnectionTokens {
     async fn refresh_after_rejection(&self, rejected: &str) -> Result<String, CrmError> {
         let mut cached = self.cached.lock().await;
         let stored = self.load().await?;
-        let connection = match self.usable_token(&stored)? {
+        let connection = match self.usable_token(&stored, 0)? {
             Some(token) if token != rejected => stored,
             _ => self.refresh(stored).await?,
         };
         let token = self
-            .usable_token(&connection)?
-            .ok_or_else(|| CrmError::Transport("refreshed token is already expiring".into()))?;
+            .usable_token(&connection, 0)?
+            .ok_or_else(|| CrmError::Transport("the refreshed token has expired already".into()))?;
         *cached = Some(connection);
         Ok(token)
     }
