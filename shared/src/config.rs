@@ -25,6 +25,11 @@ pub struct Config {
     pub retry_backoff_base_secs: i32,
     /// How long an OAuth `state` stays valid; `OAUTH_STATE_TTL_SECS`, default 600.
     pub oauth_state_ttl_secs: i64,
+    /// Largest note content written to the CRM, in characters; a day that
+    /// needs more continues in `(part 2)` and so on. `NOTE_CONTENT_MAX`,
+    /// default 30 000 (Zoho's exact limit is not documented; its large
+    /// text areas hold 32 000).
+    pub note_content_max: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +104,9 @@ impl Config {
                         .collect(),
                 },
             },
+            note_content_max: get("NOTE_CONTENT_MAX")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30_000),
             oauth_state_ttl_secs: get("OAUTH_STATE_TTL_SECS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(600),

@@ -221,6 +221,9 @@ pub struct DayNote {
     /// creating a second one.
     #[serde(default)]
     pub create_started: bool,
+    /// No more lines fit: the day continues in the next part.
+    #[serde(default)]
+    pub full: bool,
     /// In message-time order.
     pub lines: Vec<NoteLine>,
     pub version: u64,

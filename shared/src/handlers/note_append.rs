@@ -11,7 +11,7 @@ use super::batch::{GroupOutcome, Received, run_fifo_batch};
 use crate::crm::{Crm, CrmError};
 use crate::deps::Deps;
 use crate::error::WorkError;
-use crate::model::{Chat, CrmKind, DayNote, MessageState, NoteLine, StoredMessage};
+use crate::model::{Chat, CrmKind, DayNote, MessageState, NoteLine, RecordRef, StoredMessage};
 use crate::queue::QueueName;
 use crate::sync::{
     BROKEN_CONNECTION, NO_CONNECTION, chat_link, local_times, note_content, note_header,
@@ -163,63 +163,97 @@ async fn append_run(
         .record
         .clone()
         .ok_or_else(|| WorkError::Inconsistent("chat has no record yet".into()))?;
-    let mut note = match deps
+    // Every part of the day so far: a message any of them holds is done.
+    let mut parts = Vec::new();
+    while let Some(part) = deps
         .store
-        .day_note(&chat.workspace_id, &chat.key, &run.day, 1)
+        .day_note(&chat.workspace_id, &chat.key, &run.day, parts.len() as u32 + 1)
         .await?
     {
-        Some(note) => note,
-        None => DayNote {
-            workspace_id: chat.workspace_id.clone(),
-            chat_key: chat.key.clone(),
-            day: run.day.clone(),
-            part: 1,
-            record: record.clone(),
-            // Named as the contact was called when the day began.
-            title: note_title(
-                run.messages
-                    .iter()
-                    .find_map(|(m, _)| m.contact_name.as_deref())
-                    .unwrap_or(contact_display),
-                &run.date,
-            ),
-            note_id: None,
-            create_started: false,
-            lines: Vec::new(),
-            version: 0,
-        },
+        parts.push(part);
+    }
+    // Named as the contact was called when the day began.
+    let base_title = match parts.first() {
+        Some(first) => first.title.clone(),
+        None => note_title(
+            run.messages
+                .iter()
+                .find_map(|(m, _)| m.contact_name.as_deref())
+                .unwrap_or(contact_display),
+            &run.date,
+        ),
     };
+    let mut current = match parts.pop() {
+        Some(last) => last,
+        None => new_part(chat, &record, &run.day, 1, &base_title),
+    };
+    let earlier = parts;
+    let max = deps.config.note_content_max;
+    // Notes this run changed, in part order; `current` is always last.
+    let mut changed: Vec<DayNote> = Vec::new();
     let mut added = Vec::new();
     for (message, text) in &run.messages {
-        if note.insert_line(NoteLine {
-            message_id: message.message_id.clone(),
+        let id = &message.message_id;
+        if earlier.iter().chain(changed.iter()).any(|n| n.holds(id)) || current.holds(id) {
+            continue;
+        }
+        let line = NoteLine {
+            message_id: id.clone(),
             timestamp: message.timestamp,
             text: text.clone(),
-        }) {
-            added.push(message.message_id.clone());
+        };
+        // A note never outgrows the CRM's limit: a full one stays as it is
+        // and the day continues in a new part.
+        let grown = note_content(&current, header).chars().count() + 1 + line.text.chars().count();
+        if !current.lines.is_empty() && grown > max {
+            current.full = true;
+            let next_part = current.part + 1;
+            // Saved as full; written to the CRM only if this run added to it.
+            changed.push(std::mem::replace(
+                &mut current,
+                new_part(chat, &record, &run.day, next_part, &base_title),
+            ));
         }
+        current.insert_line(line);
+        added.push(id.clone());
     }
-    if !added.is_empty() {
+    changed.push(current);
+    let mut note_of: Vec<(String, String)> = Vec::new();
+    for mut note in changed {
+        let lines_added: Vec<String> = note
+            .lines
+            .iter()
+            .filter(|l| added.contains(&l.message_id))
+            .map(|l| l.message_id.clone())
+            .collect();
+        if lines_added.is_empty() && !note.full {
+            continue;
+        }
         let content = note_content(&note, header);
         let note_id = match note.note_id.clone() {
+            Some(id) if lines_added.is_empty() => id,
             Some(id) => {
                 crm.update_note(&id, &note.title, &content).await?;
                 id
             }
             None => create_note_once(deps, crm, &mut note, header, &content).await?,
         };
-        note.note_id = Some(note_id);
+        note.note_id = Some(note_id.clone());
         note.version += 1;
         if !deps.store.save_day_note(&note).await? {
             return Err(WorkError::Contended(
                 "the day note changed meanwhile".into(),
             ));
         }
+        if lines_added.is_empty() {
+            continue;
+        }
         tracing::info!(
             workspace_id = %chat.workspace_id,
             chat = %chat.log_id(),
             day = %note.day,
-            lines_added = added.len(),
+            part = note.part,
+            lines_added = lines_added.len(),
             "day note written"
         );
         synclog::record(
@@ -228,25 +262,50 @@ async fn append_run(
             &chat.workspace_id,
             "appended",
             Some(&chat.key),
-            added.last().map(String::as_str),
-            json!({ "record": note.record, "note_id": note.note_id, "day": note.day, "messages": added }),
+            lines_added.last().map(String::as_str),
+            json!({ "record": note.record, "note_id": note_id, "day": note.day, "part": note.part, "messages": lines_added }),
         )
         .await;
+        note_of.extend(lines_added.into_iter().map(|m| (m, note_id.clone())));
     }
-    let note_id = note.note_id.clone().unwrap_or_default();
     for (message, _) in &run.messages {
+        let note_id = note_of
+            .iter()
+            .find(|(m, _)| *m == message.message_id)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default();
         deps.store
             .set_message_state(
                 &chat.workspace_id,
                 &message.message_id,
-                &MessageState::Appended {
-                    note_id: note_id.clone(),
-                },
+                &MessageState::Appended { note_id },
                 None,
             )
             .await?;
     }
     Ok(())
+}
+
+/// A new, empty part of a day's note: part 1 has the plain title, later
+/// parts say which part they are.
+fn new_part(chat: &Chat, record: &RecordRef, day: &str, part: u32, base_title: &str) -> DayNote {
+    DayNote {
+        workspace_id: chat.workspace_id.clone(),
+        chat_key: chat.key.clone(),
+        day: day.to_owned(),
+        part,
+        record: record.clone(),
+        title: if part == 1 {
+            base_title.to_owned()
+        } else {
+            format!("{base_title} (part {part})")
+        },
+        note_id: None,
+        create_started: false,
+        full: false,
+        lines: Vec::new(),
+        version: 0,
+    }
 }
 
 /// Creates the day's note, or adopts it if an earlier attempt created it and
