@@ -45,6 +45,8 @@ impl MessageRef {
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, queue: QueueName, message: &MessageRef) -> Result<(), QueueError>;
+    /// Sends several messages, in order, in as few requests as the queue allows.
+    async fn send_all(&self, queue: QueueName, messages: &[MessageRef]) -> Result<(), QueueError>;
     /// Makes a received message visible again only after `seconds`: how a
     /// worker backs off without sleeping.
     async fn retry_after(

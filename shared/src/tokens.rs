@@ -92,7 +92,11 @@ impl ConnectionTokens {
     }
 
     /// The stored access token, if it is valid for `margin` seconds more.
-    fn usable_token(&self, connection: &Connection, margin: i64) -> Result<Option<String>, CrmError> {
+    fn usable_token(
+        &self,
+        connection: &Connection,
+        margin: i64,
+    ) -> Result<Option<String>, CrmError> {
         if connection.status == ConnectionStatus::Broken {
             return Err(CrmError::ConnectionBroken(
                 "the organization must reconnect".into(),

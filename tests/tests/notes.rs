@@ -26,7 +26,9 @@ async fn a_day_that_outgrows_the_note_limit_continues_in_numbered_parts() {
     let workspace = system.workspace("bruno@acme.example", "UTC").await;
     system.connect_zoho(&workspace).await;
     let ids: Vec<String> = (1..=12).map(|i| format!("wamid.PART{i:02}")).collect();
-    let texts: Vec<String> = (1..=12).map(|i| format!("message number {i:02} of a long day")).collect();
+    let texts: Vec<String> = (1..=12)
+        .map(|i| format!("message number {i:02} of a long day"))
+        .collect();
     let messages: Vec<(&str, i64, &str)> = ids
         .iter()
         .zip(&texts)
@@ -36,22 +38,36 @@ async fn a_day_that_outgrows_the_note_limit_continues_in_numbered_parts() {
     system
         .post_webhook(&messages_delivery(ALICE_WA_ID, "Alice", &messages[..7]))
         .await;
-    system.wait_for_note_line("+447700900123", "number 07").await;
+    system
+        .wait_for_note_line("+447700900123", "number 07")
+        .await;
     system
         .post_webhook(&messages_delivery(ALICE_WA_ID, "Alice", &messages[7..]))
         .await;
-    let (_, notes) = system.wait_for_note_line("+447700900123", "number 12").await;
+    let (_, notes) = system
+        .wait_for_note_line("+447700900123", "number 12")
+        .await;
 
-    let titles: Vec<&str> = notes.iter().filter_map(|n| n["Note_Title"].as_str()).collect();
+    let titles: Vec<&str> = notes
+        .iter()
+        .filter_map(|n| n["Note_Title"].as_str())
+        .collect();
     assert!(titles.len() >= 3, "{titles:?}");
     assert_eq!(titles[0], "WhatsApp Chat with Alice (20/05/2026)");
     for (i, title) in titles.iter().enumerate().skip(1) {
-        assert_eq!(*title, format!("WhatsApp Chat with Alice (20/05/2026) (part {})", i + 1));
+        assert_eq!(
+            *title,
+            format!("WhatsApp Chat with Alice (20/05/2026) (part {})", i + 1)
+        );
     }
     let mut all_lines = Vec::new();
     for note in &notes {
         let content = note["Note_Content"].as_str().unwrap_or_default();
-        assert!(content.chars().count() <= 300, "{} chars: {content}", content.chars().count());
+        assert!(
+            content.chars().count() <= 300,
+            "{} chars: {content}",
+            content.chars().count()
+        );
         assert!(content.starts_with("WhatsApp chat: https://wa.me/447700900123"));
         all_lines.extend(content.lines().skip(2).map(str::to_owned));
     }
@@ -60,7 +76,10 @@ async fn a_day_that_outgrows_the_note_limit_continues_in_numbered_parts() {
         .enumerate()
         .map(|(i, t)| format!("{:02}:{:02} ← Alice: {t}", 9 + (15 + i) / 60, (15 + i) % 60))
         .collect();
-    assert_eq!(all_lines, expected, "every message once, in order, across the parts");
+    assert_eq!(
+        all_lines, expected,
+        "every message once, in order, across the parts"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,9 +93,17 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
     let before = crm_calls(&system);
     for (i, wa_id) in contacts.iter().enumerate() {
         system
-            .post_webhook(&text_delivery(wa_id, "Contact", &format!("wamid.NEW{i}"), MAY_20_0915, "hello"))
+            .post_webhook(&text_delivery(
+                wa_id,
+                "Contact",
+                &format!("wamid.NEW{i}"),
+                MAY_20_0915,
+                "hello",
+            ))
             .await;
-        system.wait_for_note_line(&format!("+{wa_id}"), "hello").await;
+        system
+            .wait_for_note_line(&format!("+{wa_id}"), "hello")
+            .await;
     }
     let new_chat = (crm_calls(&system) - before) as f64 / contacts.len() as f64;
 
@@ -87,7 +114,13 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
         for (i, wa_id) in contacts.iter().enumerate() {
             let text = format!("steady {round} {i}");
             system
-                .post_webhook(&text_delivery(wa_id, "Contact", &format!("wamid.S{round}{i}"), MAY_20_0915 + 60 + round, &text))
+                .post_webhook(&text_delivery(
+                    wa_id,
+                    "Contact",
+                    &format!("wamid.S{round}{i}"),
+                    MAY_20_0915 + 60 + round,
+                    &text,
+                ))
                 .await;
             system.wait_for_note_line(&format!("+{wa_id}"), &text).await;
             steady += 1;
@@ -98,10 +131,18 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
     // A burst: ten messages of one chat in one delivery.
     let before = crm_calls(&system);
     let burst: Vec<(String, i64, String)> = (0..10)
-        .map(|i| (format!("wamid.B{i}"), MAY_20_0915 + 600 + i, format!("burst {i}")))
+        .map(|i| {
+            (
+                format!("wamid.B{i}"),
+                MAY_20_0915 + 600 + i,
+                format!("burst {i}"),
+            )
+        })
         .collect();
-    let burst_refs: Vec<(&str, i64, &str)> =
-        burst.iter().map(|(a, b, c)| (a.as_str(), *b, c.as_str())).collect();
+    let burst_refs: Vec<(&str, i64, &str)> = burst
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), *b, c.as_str()))
+        .collect();
     system
         .post_webhook(&messages_delivery(contacts[0], "Contact", &burst_refs))
         .await;
@@ -112,7 +153,13 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
         "Zoho calls per message: new chat {new_chat:.2}, steady state {steady_state:.2}, burst of 10 in one delivery {:.2} ({burst_calls} calls)",
         burst_calls as f64 / 10.0
     );
-    assert_eq!(steady_state, 1.0, "a known chat's message costs one note update");
-    assert!(burst_calls < 10, "a burst shares note updates: {burst_calls}");
+    assert_eq!(
+        steady_state, 1.0,
+        "a known chat's message costs one note update"
+    );
+    assert!(
+        burst_calls < 10,
+        "a burst shares note updates: {burst_calls}"
+    );
     system.assert_contract_kept();
 }

@@ -346,10 +346,15 @@ async fn messages_before_the_connection_wait_and_sync_once_connected() {
 
     system.connect_zoho(&workspace).await;
     system.wait_for_note_line(ALICE, "Elm Road").await;
-    assert_eq!(
-        system.message_state(message_id).await.as_deref(),
-        Some("appended")
-    );
+    // The state follows the note write.
+    for _ in 0..100 {
+        state = system.message_state(message_id).await;
+        if state.as_deref() == Some("appended") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state.as_deref(), Some("appended"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::error::QueueError;
 use crate::queue::{MessageRef, Queue, QueueName};
@@ -47,6 +48,40 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+
+    async fn send_all(&self, queue: QueueName, messages: &[MessageRef]) -> Result<(), QueueError> {
+        // SQS takes at most ten entries per batch; FIFO keeps their order.
+        for chunk in messages.chunks(10) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, message) in chunk.iter().enumerate() {
+                entries.push(
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_group_id(message.group_id())
+                        .message_deduplication_id(message.dedup_id())
+                        .message_body(serde_json::to_string(message).map_err(queue_error)?)
+                        .build()
+                        .map_err(queue_error)?,
+                );
+            }
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(self.url(queue))
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            if let Some(failed) = out.failed.first() {
+                return Err(QueueError(format!(
+                    "batch entry {} was refused: {}",
+                    failed.id,
+                    failed.message.as_deref().unwrap_or(&failed.code)
+                )));
+            }
+        }
         Ok(())
     }
 

@@ -183,6 +183,9 @@ mod tests {
         async fn send(&self, _: QueueName, _: &MessageRef) -> Result<(), QueueError> {
             Ok(())
         }
+        async fn send_all(&self, _: QueueName, _: &[MessageRef]) -> Result<(), QueueError> {
+            Ok(())
+        }
         async fn retry_after(
             &self,
             _: QueueName,

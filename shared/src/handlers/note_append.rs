@@ -167,7 +167,12 @@ async fn append_run(
     let mut parts = Vec::new();
     while let Some(part) = deps
         .store
-        .day_note(&chat.workspace_id, &chat.key, &run.day, parts.len() as u32 + 1)
+        .day_note(
+            &chat.workspace_id,
+            &chat.key,
+            &run.day,
+            parts.len() as u32 + 1,
+        )
         .await?
     {
         parts.push(part);

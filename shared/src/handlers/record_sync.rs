@@ -43,19 +43,40 @@ pub async fn handle(
     .await)
 }
 
+/// Links each message's chat, then passes the group's messages on together,
+/// so that note-append sees a burst as one batch (one note write).
 async fn sync_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
+    let mut forward = Vec::new();
+    let mut failure = None;
     for (done, message) in group.iter().enumerate() {
-        if let Err(error) = sync_message(deps, message).await {
-            return GroupOutcome {
-                done,
-                error: Some(error),
-            };
+        match sync_message(deps, message).await {
+            Ok(true) => forward.push(message.reference.clone()),
+            Ok(false) => {}
+            Err(error) => {
+                failure = Some((done, error));
+                break;
+            }
         }
     }
-    GroupOutcome::all(group.len())
+    if let Err(error) = deps.queue.send_all(QueueName::Notes, &forward).await {
+        // Nothing after the last successful send is known to be passed on:
+        // the whole group is retried (linking is idempotent).
+        return GroupOutcome {
+            done: 0,
+            error: Some(error.into()),
+        };
+    }
+    match failure {
+        Some((done, error)) => GroupOutcome {
+            done,
+            error: Some(error),
+        },
+        None => GroupOutcome::all(group.len()),
+    }
 }
 
-async fn sync_message(deps: &Deps, message: &Received) -> Result<(), WorkError> {
+/// Whether the message goes on to note-append (false: done, or parked).
+async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError> {
     let r = &message.reference;
     let stored = deps
         .store
@@ -65,7 +86,7 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<(), WorkError> 
             WorkError::Inconsistent(format!("message {} is not stored", r.message_id))
         })?;
     if matches!(stored.state, MessageState::Appended { .. }) {
-        return Ok(());
+        return Ok(false);
     }
     let chat = deps
         .store
@@ -87,7 +108,8 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<(), WorkError> 
                     CrmKind::Zoho,
                     NO_CONNECTION,
                 )
-                .await;
+                .await
+                .map(|()| false);
             }
             Err(e) => Err(e),
         };
@@ -101,13 +123,13 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<(), WorkError> 
                     CrmKind::Zoho,
                     BROKEN_CONNECTION,
                 )
-                .await;
+                .await
+                .map(|()| false);
             }
             Err(e) => return Err(e),
         }
     }
-    deps.queue.send(QueueName::Notes, r).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Finds the chat's record by number or creates it, and remembers it.

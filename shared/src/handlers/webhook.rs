@@ -46,7 +46,6 @@ async fn verify_subscription(deps: &Deps, req: &Request) -> Result<HttpResponse,
 
 #[derive(Default)]
 struct Tally {
-    queued: usize,
     duplicates: usize,
     skipped: usize,
 }
@@ -69,9 +68,14 @@ async fn receive(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         parse_delivery(body).map_err(|e| ApiError::BadRequest(format!("webhook refused: {e}")))?;
 
     let mut tally = Tally::default();
+    let mut to_queue = Vec::new();
     for item in items {
         match item {
-            WebhookItem::Message(message) => accept(deps, *message, &mut tally).await?,
+            WebhookItem::Message(message) => {
+                if let Some(reference) = store(deps, *message, &mut tally).await? {
+                    to_queue.push(reference);
+                }
+            }
             WebhookItem::Skipped { reason, message_id } => {
                 tally.skipped += 1;
                 tracing::info!(
@@ -82,13 +86,40 @@ async fn receive(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
             }
         }
     }
+    // Queued together, so a burst reaches the workers as one batch.
+    deps.queue
+        .send_all(QueueName::Sync, &to_queue)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    for reference in &to_queue {
+        deps.store
+            .set_message_state(
+                &reference.workspace_id,
+                &reference.message_id,
+                &MessageState::Queued,
+                // A fast worker may already have moved it on: keep its state.
+                Some(&["received"]),
+            )
+            .await?;
+        tracing::info!(
+            workspace_id = %reference.workspace_id,
+            message_id = %reference.message_id,
+            "message queued"
+        );
+    }
     Ok(json_response(
         200,
-        &json!({ "queued": tally.queued, "duplicates": tally.duplicates, "skipped": tally.skipped }),
+        &json!({ "queued": to_queue.len(), "duplicates": tally.duplicates, "skipped": tally.skipped }),
     ))
 }
 
-async fn accept(deps: &Deps, message: ChatMessage, tally: &mut Tally) -> Result<(), ApiError> {
+/// Stores the message (and its chat) once; returns what to queue, if it
+/// still needs queueing.
+async fn store(
+    deps: &Deps,
+    message: ChatMessage,
+    tally: &mut Tally,
+) -> Result<Option<MessageRef>, ApiError> {
     let Some(number) = deps.store.whatsapp_number(&message.phone_number_id).await? else {
         tally.skipped += 1;
         tracing::warn!(
@@ -96,7 +127,7 @@ async fn accept(deps: &Deps, message: ChatMessage, tally: &mut Tally) -> Result<
             message_id = %message.message_id,
             "message for a WhatsApp number no workspace registered"
         );
-        return Ok(());
+        return Ok(None);
     };
     let workspace_id = number.workspace_id;
     let chat = chat_key(&message.phone_number_id, &message.contact);
@@ -134,33 +165,12 @@ async fn accept(deps: &Deps, message: ChatMessage, tally: &mut Tally) -> Result<
     if !needs_queueing {
         tally.duplicates += 1;
         tracing::info!(workspace_id = %workspace_id, message_id = %stored.message_id, "duplicate delivery");
-        return Ok(());
+        return Ok(None);
     }
-    let reference = MessageRef {
-        workspace_id: workspace_id.clone(),
-        message_id: stored.message_id.clone(),
+    Ok(Some(MessageRef {
+        workspace_id,
+        message_id: stored.message_id,
         chat_key: chat,
         resend: 0,
-    };
-    deps.queue
-        .send(QueueName::Sync, &reference)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    deps.store
-        .set_message_state(
-            &workspace_id,
-            &stored.message_id,
-            &MessageState::Queued,
-            // A fast worker may already have moved it on: keep its state.
-            Some(&["received"]),
-        )
-        .await?;
-    tally.queued += 1;
-    tracing::info!(
-        workspace_id = %workspace_id,
-        message_id = %stored.message_id,
-        contact = %message.contact.redacted(),
-        "message queued"
-    );
-    Ok(())
+    }))
 }
