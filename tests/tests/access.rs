@@ -133,34 +133,12 @@ async fn a_whatsapp_number_belongs_to_one_workspace() {
 async fn the_oauth_state_is_single_use_and_tokens_are_stored_encrypted() {
     let system = TestSystem::start().await;
     let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    let (status, start) = post(
-        &system,
-        "/oauth/zoho/start",
-        &workspace.owner_token,
-        json!({ "connection": "organization" }),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let consent = system
-        .http
-        .get(start["authorize_url"].as_str().expect("url"))
-        .send()
+    let callback = system
+        .oauth_callback_url(&workspace.owner_token, "organization")
         .await
-        .expect("consent");
-    let callback = consent.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    assert_eq!(
-        system
-            .http
-            .get(&callback)
-            .send()
-            .await
-            .expect("callback")
-            .status(),
-        200
-    );
+        .expect("started");
+    let done = system.http.get(&callback).send().await.expect("callback");
+    assert_eq!(done.status(), 200);
 
     // The same callback again (a replay): refused, nothing new stored.
     let replay = system.http.get(&callback).send().await.expect("replay");

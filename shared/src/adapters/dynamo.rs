@@ -226,19 +226,10 @@ impl DynamoStore {
     }
 
     async fn user_with_token(&self, user: &User, token_hash: &str) -> Result<(), StoreError> {
-        let token = HashMap::from([
-            ("workspace_id", user.workspace_id.as_str()),
-            ("user_id", user.id.as_str()),
-        ]);
         self.client
             .transact_write_items()
             .transact_items(self.put_in_transaction(user_item(user, token_hash)?)?)
-            .transact_items(self.put_in_transaction(to_item(
-                format!("TOKEN#{token_hash}"),
-                "TOKEN".into(),
-                &token,
-                None,
-            )?)?)
+            .transact_items(self.put_in_transaction(token_lookup_item(user, token_hash)?)?)
             .send()
             .await
             .map_err(request_error)?;
@@ -261,6 +252,19 @@ fn user_item(user: &User, token_hash: &str) -> Result<Item, StoreError> {
     )?;
     item.insert("token_hash".into(), s(token_hash));
     Ok(item)
+}
+
+/// The global lookup from an API token's hash to its user.
+fn token_lookup_item(user: &User, token_hash: &str) -> Result<Item, StoreError> {
+    let token = HashMap::from([
+        ("workspace_id", user.workspace_id.as_str()),
+        ("user_id", user.id.as_str()),
+    ]);
+    to_item(format!("TOKEN#{token_hash}"), "TOKEN".into(), &token, None)
+}
+
+fn delete_token_lookup(table: &str, token_hash: &str) -> Result<TransactWriteItem, StoreError> {
+    delete_in_transaction(table, format!("TOKEN#{token_hash}"), "TOKEN".into())
 }
 
 fn delete_in_transaction(
@@ -330,11 +334,7 @@ impl WorkspaceStore for DynamoStore {
                     format!("USER#{user_id}"),
                 )?);
         if let Some(hash) = item.get("token_hash").and_then(|v| v.as_s().ok()) {
-            transaction = transaction.transact_items(delete_in_transaction(
-                &self.table,
-                format!("TOKEN#{hash}"),
-                "TOKEN".into(),
-            )?);
+            transaction = transaction.transact_items(delete_token_lookup(&self.table, hash)?);
         }
         transaction.send().await.map_err(request_error)?;
         Ok(true)
@@ -345,10 +345,6 @@ impl WorkspaceStore for DynamoStore {
             .get_raw(ws_pk(&user.workspace_id), format!("USER#{}", user.id))
             .await?
             .and_then(|item| item.get("token_hash").and_then(|v| v.as_s().ok()).cloned());
-        let token = HashMap::from([
-            ("workspace_id", user.workspace_id.as_str()),
-            ("user_id", user.id.as_str()),
-        ]);
         let user_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(user_item(user, new_hash)?))
@@ -359,18 +355,9 @@ impl WorkspaceStore for DynamoStore {
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(user_put).build())
-            .transact_items(self.put_in_transaction(to_item(
-                format!("TOKEN#{new_hash}"),
-                "TOKEN".into(),
-                &token,
-                None,
-            )?)?);
+            .transact_items(self.put_in_transaction(token_lookup_item(user, new_hash)?)?);
         if let Some(old) = old {
-            transaction = transaction.transact_items(delete_in_transaction(
-                &self.table,
-                format!("TOKEN#{old}"),
-                "TOKEN".into(),
-            )?);
+            transaction = transaction.transact_items(delete_token_lookup(&self.table, &old)?);
         }
         transaction.send().await.map_err(request_error)?;
         Ok(())
