@@ -72,6 +72,42 @@ impl E164 {
         &self.0[1..]
     }
 
+    /// Other forms of the same line that a national numbering quirk makes
+    /// people (and WhatsApp) write: Brazil's mobile numbers with and without
+    /// the ninth digit, Mexico's mobiles with and without the `1` after
+    /// `+52`, Argentina's with and without the `9` after `+54`. Treating them
+    /// as one number is what keeps a chat from creating a duplicate record.
+    pub fn equivalents(&self) -> Vec<E164> {
+        let d = self.digits();
+        let mut forms = Vec::new();
+        let with = |prefix: &str, insert: &str, rest: &str| format!("{prefix}{insert}{rest}");
+        match (d.get(..2), d.len()) {
+            // +55 AA 9XXXX XXXX ↔ +55 AA XXXX XXXX (mobiles start 6–9).
+            (Some("55"), 13) if d.as_bytes()[4] == b'9' => {
+                forms.push(format!("{}{}", &d[..4], &d[5..]));
+            }
+            (Some("55"), 12) if matches!(d.as_bytes()[4], b'6'..=b'9') => {
+                forms.push(with(&d[..4], "9", &d[4..]));
+            }
+            // +52 1 XX XXXX XXXX ↔ +52 XX XXXX XXXX
+            (Some("52"), 13) if d.as_bytes()[2] == b'1' => forms.push(format!("52{}", &d[3..])),
+            (Some("52"), 12) => forms.push(with("52", "1", &d[2..])),
+            // +54 9 XX XXXX XXXX ↔ +54 XX XXXX XXXX
+            (Some("54"), 13) if d.as_bytes()[2] == b'9' => forms.push(format!("54{}", &d[3..])),
+            (Some("54"), 12) => forms.push(with("54", "9", &d[2..])),
+            _ => {}
+        }
+        forms
+            .into_iter()
+            .filter_map(|digits| Self::from_wa_id(&digits).ok())
+            .collect()
+    }
+
+    /// Whether `other` is this number or one of its equivalent forms.
+    pub fn same_line(&self, other: &E164) -> bool {
+        self == other || self.equivalents().contains(other)
+    }
+
     /// A form that is safe to log: country code and last two digits only.
     pub fn redacted(&self) -> Redacted<'_> {
         Redacted(&self.0)
@@ -166,6 +202,29 @@ mod tests {
         assert_eq!(E164::parse_stored("07700 900123"), None);
         assert_eq!(E164::parse_stored("7700900123"), None);
         assert_eq!(E164::parse_stored("call me"), None);
+    }
+
+    fn e164(digits: &str) -> E164 {
+        E164::from_wa_id(digits).expect("valid")
+    }
+
+    #[test]
+    fn national_quirks_are_one_line() {
+        // Brazil: the ninth digit of mobiles, both ways.
+        assert_eq!(e164("5511987654321").equivalents(), [e164("551187654321")]);
+        assert_eq!(e164("551187654321").equivalents(), [e164("5511987654321")]);
+        assert!(e164("5511987654321").same_line(&e164("551187654321")));
+        // A Brazilian landline (starts 2–5) has no ninth-digit form.
+        assert!(e164("551134567890").equivalents().is_empty());
+        // Mexico: +52 1.
+        assert_eq!(e164("5215512345678").equivalents(), [e164("525512345678")]);
+        assert_eq!(e164("525512345678").equivalents(), [e164("5215512345678")]);
+        // Argentina: +54 9.
+        assert_eq!(e164("5491123456789").equivalents(), [e164("541123456789")]);
+        assert_eq!(e164("541123456789").equivalents(), [e164("5491123456789")]);
+        // Elsewhere, a number is only itself.
+        assert!(e164("447700900123").equivalents().is_empty());
+        assert!(!e164("447700900123").same_line(&e164("447700900124")));
     }
 
     #[test]

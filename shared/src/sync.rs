@@ -120,10 +120,14 @@ pub const NO_CONNECTION: &str = "no CRM connection";
 pub const BROKEN_CONNECTION: &str = "the CRM connection is broken; reconnect it";
 
 /// The forms to search a number by: E.164, then the `00` international
-/// prefix some people type. National forms are not searched: without a
-/// country code a match could be the wrong person.
-pub fn searchable_forms(number: &E164) -> [String; 2] {
-    [number.to_string(), format!("00{}", number.digits())]
+/// prefix some people type, then the same for the number's equivalent forms
+/// (national quirks). National forms are not searched: without a country
+/// code a match could be the wrong person.
+pub fn searchable_forms(number: &E164) -> Vec<String> {
+    std::iter::once(number.clone())
+        .chain(number.equivalents())
+        .flat_map(|n| [n.to_string(), format!("00{}", n.digits())])
+        .collect()
 }
 
 /// Of the records a search found, those that really hold `number` (the
@@ -134,7 +138,7 @@ pub fn confirmed_matches(found: Vec<FoundRecord>, number: &E164) -> Vec<FoundRec
         .filter(|r| {
             r.phones
                 .iter()
-                .any(|p| E164::parse_stored(p).as_ref() == Some(number))
+                .any(|p| E164::parse_stored(p).is_some_and(|stored| number.same_line(&stored)))
         })
         .collect();
     // ISO-8601 times of one org share an offset, so they sort as strings.

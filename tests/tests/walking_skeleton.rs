@@ -401,3 +401,45 @@ async fn outgoing_echoes_are_logged_as_sent_by_the_business() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brazilian_mobile_matches_the_record_that_holds_it_without_the_ninth_digit() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    let existing = system
+        .sandbox
+        .insert_record(
+            "Leads",
+            serde_json::json!({ "Last_Name": "Maria Silva", "Mobile": "+55 11 8765-4321" }),
+        )
+        .expect("seeded lead");
+
+    system
+        .post_webhook(&text_delivery(
+            "5511987654321",
+            "Maria",
+            "wamid.BR1",
+            MAY_20_0915,
+            "Olá!",
+        ))
+        .await;
+    system
+        .wait_for("the note on the existing lead", || {
+            let notes = system.notes_of("Leads", &existing);
+            notes
+                .iter()
+                .any(|n| {
+                    n["Note_Content"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("Olá!"))
+                })
+                .then_some(())
+        })
+        .await;
+    assert_eq!(
+        system.sandbox.records("Leads").len(),
+        1,
+        "no duplicate lead"
+    );
+}
