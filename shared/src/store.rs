@@ -150,6 +150,12 @@ pub trait MessageStore: Send + Sync {
         workspace_id: &str,
         message_id: &str,
     ) -> Result<Option<StoredMessage>, StoreError>;
+    /// A chat's messages, oldest first, with their states.
+    async fn chat_messages(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
     /// Messages of a workspace in the `waiting` state, oldest first.
     async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError>;
     /// Sets the state; with `only_from`, only if the current state is one of

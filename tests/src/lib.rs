@@ -386,6 +386,16 @@ impl TestSystem {
     }
 }
 
+/// A path or query component, percent-encoded (chat keys hold a `#`).
+pub fn urlencode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// The encoded key of the chat between the fixtures' first business number and `wa_id`.
+pub fn chat_key_param(wa_id: &str) -> String {
+    urlencode(&format!("{PHONE_NUMBER_ID}#{wa_id}"))
+}
+
 /// A unique, DynamoDB- and SQS-safe name part.
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

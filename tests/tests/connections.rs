@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{ALICE_WA_ID, TestSystem, TestWorkspace, fixture, text_delivery};
+use e2e::{ALICE_WA_ID, TestSystem, TestWorkspace, fixture, text_delivery, urlencode};
 use reqwest::Method;
 use serde_json::{Value, json};
 use shared::model::{ConnectionKind, CrmKind};
@@ -403,10 +403,6 @@ async fn the_code_is_exchanged_at_the_data_centre_the_callback_names() {
     let eu_calls = system.sandbox.requests();
     assert!(eu_calls.iter().any(|r| r.path == "/oauth/v2/token"));
     assert!(eu_calls.iter().any(|r| r.path == "/crm/v8/Leads"));
-}
-
-fn urlencode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -343,6 +343,27 @@ async fn messages_before_the_connection_wait_and_sync_once_connected() {
     }
     assert_eq!(state.as_deref(), Some("waiting"));
     assert!(system.sandbox.requests().is_empty(), "nothing reached Zoho");
+    // The ledger tells a waiting message from a lost one, and why it waits.
+    let ledger_path = format!(
+        "/api/chats/{}/messages",
+        e2e::chat_key_param(e2e::ALICE_WA_ID)
+    );
+    let (code, ledger) = system
+        .call(
+            reqwest::Method::GET,
+            &ledger_path,
+            &workspace.owner_token,
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{ledger}");
+    assert_eq!(ledger["messages"][0]["message_id"], message_id);
+    assert_eq!(ledger["messages"][0]["state"], "waiting");
+    assert_eq!(ledger["messages"][0]["reason"], "no CRM connection");
+    assert!(
+        !ledger.to_string().contains("Elm Road"),
+        "no message text in the ledger"
+    );
 
     system.connect_zoho(&workspace).await;
     system.wait_for_note_line(ALICE, "Elm Road").await;
@@ -355,6 +376,20 @@ async fn messages_before_the_connection_wait_and_sync_once_connected() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(state.as_deref(), Some("appended"));
+    let (_, ledger) = system
+        .call(
+            reqwest::Method::GET,
+            &ledger_path,
+            &workspace.owner_token,
+            None,
+        )
+        .await;
+    assert_eq!(ledger["messages"][0]["state"], "appended");
+    assert!(
+        ledger["messages"][0]["note_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

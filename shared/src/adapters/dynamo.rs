@@ -196,6 +196,43 @@ impl DynamoStore {
         condition_outcome(result)
     }
 
+    /// A workspace's messages matching a filter on one attribute, oldest first.
+    async fn messages_where(
+        &self,
+        workspace_id: &str,
+        filter: &str,
+        value: &str,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut messages: Vec<StoredMessage> = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :msg)")
+                .filter_expression(filter)
+                .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
+                .expression_attribute_values(":msg", s("MSG#"))
+                .expression_attribute_values(":value", s(value))
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            if filter.contains("#s") {
+                query = query.expression_attribute_names("#s", "state");
+            }
+            let out = query.send().await.map_err(request_error)?;
+            for item in out.items.unwrap_or_default() {
+                messages.push(from_item(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        messages.sort_by_key(|m| m.timestamp);
+        Ok(messages)
+    }
+
     /// Puts the item unless one with its key exists; returns the existing one then.
     async fn insert_once<T: Serialize + DeserializeOwned>(
         &self,
@@ -736,35 +773,18 @@ impl MessageStore for DynamoStore {
             .await
     }
 
+    async fn chat_messages(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.messages_where(workspace_id, "chat_key = :value", chat_key)
+            .await
+    }
+
     async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut messages: Vec<StoredMessage> = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :msg)")
-                .filter_expression("#s = :waiting")
-                .expression_attribute_names("#s", "state")
-                .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
-                .expression_attribute_values(":msg", s("MSG#"))
-                .expression_attribute_values(":waiting", s("waiting"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(request_error)?;
-            for item in out.items.unwrap_or_default() {
-                messages.push(from_item(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        messages.sort_by_key(|m| m.timestamp);
-        Ok(messages)
+        self.messages_where(workspace_id, "#s = :value", "waiting")
+            .await
     }
 
     async fn set_message_state(

@@ -28,6 +28,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("DELETE", ["api", "users", user_id]) => remove_user(deps, req, user_id).await,
         ("POST", ["api", "me", "token"]) => rotate_token(deps, req).await,
         ("GET", ["api", "sync-log"]) => sync_log(deps, req).await,
+        ("GET", ["api", "chats", chat_key, "messages"]) => chat_messages(deps, req, chat_key).await,
         (
             _,
             [
@@ -233,6 +234,44 @@ async fn rotate_token(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiErr
     let token = random_token();
     deps.store.replace_token(&me, &hash_token(&token)).await?;
     Ok(json_response(200, &json!({ "api_token": token })))
+}
+
+/// The message ledger of one chat: every message with its state
+/// (`received`, `queued`, `waiting` and why, `appended` to which note), so a
+/// late message is never mistaken for a lost one. No message text.
+async fn chat_messages(
+    deps: &Deps,
+    req: &Request,
+    chat_key: &str,
+) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let chat = deps
+        .store
+        .chat(&me.workspace_id, chat_key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no chat {chat_key} in this workspace")))?;
+    let messages = deps.store.chat_messages(&me.workspace_id, chat_key).await?;
+    let ledger: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            let mut entry = json!({
+                "message_id": m.message_id,
+                "timestamp": m.timestamp,
+                "direction": m.direction,
+                "kind": m.kind,
+            });
+            if let (Ok(state), Some(object)) =
+                (serde_json::to_value(&m.state), entry.as_object_mut())
+            {
+                object.extend(state.as_object().cloned().unwrap_or_default());
+            }
+            entry
+        })
+        .collect();
+    Ok(json_response(
+        200,
+        &json!({ "chat": chat_key, "record": chat.record, "messages": ledger }),
+    ))
 }
 
 /// The workspace's sync log, newest first: `?chat=<chat key>&before=<id>&limit=`.

@@ -109,12 +109,17 @@ pub fn query_params(req: &Request) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The path's segments, percent-decoded (a chat key carries a `#`).
 pub fn path_segments(req: &Request) -> Vec<String> {
     req.uri()
         .path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
