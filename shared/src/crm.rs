@@ -68,6 +68,7 @@ pub trait Crm: Send + Sync {
         phone: &str,
     ) -> Result<Vec<FoundRecord>, CrmError>;
     async fn create_record(&self, record: &NewRecord) -> Result<RecordRef, CrmError>;
+    async fn rename_record(&self, record: &RecordRef, name: &str) -> Result<(), CrmError>;
     async fn create_note(
         &self,
         parent: &RecordRef,

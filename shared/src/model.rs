@@ -160,6 +160,9 @@ pub struct Chat {
     pub record: Option<RecordRef>,
     #[serde(default)]
     pub record_created_by_us: bool,
+    /// The name this product gave the record (only for records it created).
+    #[serde(default)]
+    pub record_name: Option<String>,
 }
 
 impl Chat {

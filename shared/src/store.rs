@@ -129,12 +129,21 @@ pub trait ChatStore: Send + Sync {
         chat_key: &str,
         claimant: &str,
     ) -> Result<(), StoreError>;
+    /// Remembers the chat's record; `created_with_name` when this product
+    /// created it (with that name), `None` when it was found.
     async fn link_chat_record(
         &self,
         workspace_id: &str,
         chat_key: &str,
         record: &RecordRef,
-        created_by_us: bool,
+        created_with_name: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// The name a record this product created now carries.
+    async fn set_record_name(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        name: &str,
     ) -> Result<(), StoreError>;
 }
 

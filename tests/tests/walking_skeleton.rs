@@ -478,3 +478,36 @@ async fn a_brazilian_mobile_matches_the_record_that_holds_it_without_the_ninth_d
         "no duplicate lead"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_renamed_in_whatsapp_renames_only_the_record_this_product_created() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    let found = system
+        .sandbox
+        .insert_record(
+            "Leads",
+            serde_json::json!({ "Last_Name": "Bob (from the fair)", "Mobile": "+447700900456" }),
+        )
+        .expect("seeded lead");
+
+    for (wa_id, name, id, text) in [
+        ("447700900123", "Alice Example", "wamid.N1", "first"),
+        ("447700900456", "Bob Sample", "wamid.N2", "first"),
+        ("447700900123", "Alice Smith", "wamid.N3", "renamed"),
+        ("447700900456", "Bobby", "wamid.N4", "renamed"),
+    ] {
+        system
+            .post_webhook(&text_delivery(wa_id, name, id, MAY_20_0915, text))
+            .await;
+        system.wait_for_note_line(&format!("+{wa_id}"), text).await;
+    }
+    let alice = &system.leads_with_mobile(ALICE)[0];
+    assert_eq!(alice["Last_Name"], "Alice Smith");
+    let bob = system.sandbox.record("Leads", &found).expect("still there");
+    assert_eq!(
+        bob["Last_Name"], "Bob (from the fair)",
+        "a record people made is theirs"
+    );
+}

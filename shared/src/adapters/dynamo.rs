@@ -727,20 +727,49 @@ impl ChatStore for DynamoStore {
         workspace_id: &str,
         chat_key: &str,
         record: &RecordRef,
-        created_by_us: bool,
+        created_with_name: Option<&str>,
     ) -> Result<(), StoreError> {
         let record_value = serde_dynamo::to_attribute_value(record)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s(format!("CHAT#{chat_key}")))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_values(":record", record_value)
+            .expression_attribute_values(
+                ":ours",
+                AttributeValue::Bool(created_with_name.is_some()),
+            );
+        update = match created_with_name {
+            Some(name) => update
+                .update_expression(
+                    "SET #r = :record, record_created_by_us = :ours, record_name = :name",
+                )
+                .expression_attribute_values(":name", s(name)),
+            None => update.update_expression("SET #r = :record, record_created_by_us = :ours"),
+        };
+        update.send().await.map_err(request_error)?;
+        Ok(())
+    }
+
+    async fn set_record_name(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        name: &str,
+    ) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(ws_pk(workspace_id)))
             .key("sk", s(format!("CHAT#{chat_key}")))
-            .update_expression("SET #r = :record, record_created_by_us = :ours")
+            .update_expression("SET record_name = :name")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_values(":record", record_value)
-            .expression_attribute_values(":ours", AttributeValue::Bool(created_by_us))
+            .expression_attribute_values(":name", s(name))
             .send()
             .await
             .map_err(request_error)?;

@@ -388,6 +388,19 @@ impl Crm for ZohoApi {
         })
     }
 
+    async fn rename_record(&self, record: &RecordRef, name: &str) -> Result<(), CrmError> {
+        let name: String = name.chars().take(NAME_MAX_CHARS).collect();
+        let payload = json!({ "data": [{ "Last_Name": name }] });
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                &format!("{}/{}", record.module, record.id),
+                |r| r.json(&payload),
+            )
+            .await?;
+        single_write_result(status, body).map(|_| ())
+    }
+
     async fn create_note(
         &self,
         parent: &RecordRef,

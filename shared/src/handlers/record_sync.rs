@@ -10,13 +10,14 @@ use super::batch::{GroupOutcome, Received, run_fifo_batch};
 use crate::crm::{Crm, CrmError, NewRecord};
 use crate::deps::Deps;
 use crate::error::WorkError;
-use crate::model::{Chat, Connection, CrmKind, MessageState, RecordRef};
+use crate::model::{Chat, Connection, CrmKind, MessageState, RecordRef, StoredMessage};
 use crate::queue::QueueName;
 use crate::sync::{
     BROKEN_CONNECTION, NO_CONNECTION, chat_link, choose_owner, confirmed_matches, crm_users,
     organization_crm, park, record_name, record_of, searchable_forms,
 };
 use crate::synclog;
+use crate::whatsapp::Direction;
 use serde_json::json;
 
 /// The module new chats land in (configurable settings come with the
@@ -95,6 +96,9 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
         .ok_or_else(|| {
             WorkError::Inconsistent(format!("chat of {} is not stored", r.message_id))
         })?;
+    if let (Some(record), Some(new_name)) = (&chat.record, renamed_to(&chat, &stored)) {
+        rename(deps, &chat, record, &new_name, &r.message_id).await?;
+    }
     if chat.record.is_none() {
         let linked = match organization_crm(deps, &r.workspace_id, CrmKind::Zoho).await {
             Ok(Some((connection, crm))) => {
@@ -132,6 +136,66 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
     Ok(true)
 }
 
+/// The contact's new WhatsApp name, if they renamed themselves and the chat's
+/// record is one this product created (records people made are theirs).
+fn renamed_to(chat: &Chat, message: &StoredMessage) -> Option<String> {
+    let name = message.contact_name.as_deref()?.trim();
+    (chat.record_created_by_us
+        && message.direction == Direction::Inbound
+        && !name.is_empty()
+        && chat.record_name.as_deref() != Some(name))
+    .then(|| name.to_owned())
+}
+
+async fn rename(
+    deps: &Deps,
+    chat: &Chat,
+    record: &RecordRef,
+    name: &str,
+    message_id: &str,
+) -> Result<(), WorkError> {
+    // Best effort: a rename never holds up the messages. Without a working
+    // connection the note stage parks the message, and a later one renames.
+    let crm = match organization_crm(deps, &chat.workspace_id, CrmKind::Zoho).await {
+        Ok(Some((_, crm))) => crm,
+        Ok(None) | Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match crm.rename_record(record, name).await {
+        Ok(()) => {}
+        Err(CrmError::ConnectionBroken(_)) => return Ok(()),
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(workspace_id = %chat.workspace_id, chat = %chat.log_id(), error = %e, "rename refused by the CRM");
+            synclog::record(
+                deps.store.as_ref(),
+                deps.clock.now(),
+                &chat.workspace_id,
+                "rename_failed",
+                Some(&chat.key),
+                Some(message_id),
+                json!({ "record": record, "error": e.to_string() }),
+            )
+            .await;
+            return Ok(());
+        }
+    }
+    deps.store
+        .set_record_name(&chat.workspace_id, &chat.key, name)
+        .await?;
+    synclog::record(
+        deps.store.as_ref(),
+        deps.clock.now(),
+        &chat.workspace_id,
+        "renamed",
+        Some(&chat.key),
+        Some(message_id),
+        json!({ "record": record, "from": chat.record_name, "to": name }),
+    )
+    .await;
+    Ok(())
+}
+
 /// Finds the chat's record by number or creates it, and remembers it.
 async fn link_record(
     deps: &Deps,
@@ -161,7 +225,7 @@ async fn link_record(
             );
         }
         deps.store
-            .link_chat_record(&chat.workspace_id, &chat.key, &best.record, false)
+            .link_chat_record(&chat.workspace_id, &chat.key, &best.record, None)
             .await?;
         tracing::info!(
             workspace_id = %chat.workspace_id,
@@ -211,10 +275,11 @@ async fn link_record(
     };
     let users = crm_users(deps, crm, &chat.workspace_id, connection.crm).await?;
     let (owner_id, owner_reason) = choose_owner(&users, owner_email.as_deref(), connection);
+    let name = record_name(chat.contact_name.as_deref(), &chat.contact);
     let created = crm
         .create_record(&NewRecord {
             module: DESTINATION_MODULE.to_owned(),
-            name: record_name(chat.contact_name.as_deref(), &chat.contact),
+            name: name.clone(),
             phone: chat.contact.clone(),
             lead_source: LEAD_SOURCE.to_owned(),
             chat_link: chat_link(&chat.contact),
@@ -235,7 +300,7 @@ async fn link_record(
         Err(e) => return Err(e.into()),
     };
     deps.store
-        .link_chat_record(&chat.workspace_id, &chat.key, &record, true)
+        .link_chat_record(&chat.workspace_id, &chat.key, &record, Some(&name))
         .await?;
     tracing::info!(
         workspace_id = %chat.workspace_id,
