@@ -239,6 +239,8 @@ pub enum WebhookItem {
     Skipped {
         reason: SkipReason,
         message_id: Option<String>,
+        /// The business number it came to, when the delivery says.
+        phone_number_id: Option<String>,
     },
 }
 
@@ -269,6 +271,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<WebhookItem>, PayloadError> {
         return Ok(vec![WebhookItem::Skipped {
             reason: SkipReason::NotWhatsApp,
             message_id: None,
+            phone_number_id: None,
         }]);
     }
     let mut items = Vec::new();
@@ -279,9 +282,11 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<WebhookItem>, PayloadError> {
 }
 
 fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) {
+    let number = value.metadata.as_ref().map(|m| m.phone_number_id.clone());
     let skip = |reason, id: Option<&str>| WebhookItem::Skipped {
         reason,
         message_id: id.map(str::to_owned),
+        phone_number_id: number.clone(),
     };
     items.extend(
         value

@@ -298,6 +298,23 @@ async fn group_messages_and_status_updates_are_acknowledged_and_not_synced() {
     }
     assert!(system.sort_keys("MSG#").await.is_empty());
     assert!(system.sandbox.records("Leads").is_empty());
+    // The workspace can see why the group message is not in its CRM.
+    let (_, log) = system
+        .call(
+            reqwest::Method::GET,
+            "/api/sync-log",
+            &workspace.owner_token,
+            None,
+        )
+        .await;
+    let skipped: Vec<&Value> = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["event"] == "skipped")
+        .collect();
+    assert_eq!(skipped.len(), 1, "{log}");
+    assert_eq!(skipped[0]["detail"]["reason"], "group_chat");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

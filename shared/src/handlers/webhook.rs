@@ -14,6 +14,7 @@ use crate::deps::Deps;
 use crate::model::{MessageState, StoredMessage, chat_key};
 use crate::queue::{MessageRef, QueueName};
 use crate::store::Insert;
+use crate::synclog;
 use crate::whatsapp::{ChatMessage, WebhookItem, parse_delivery};
 
 /// Meta's largest delivery is 3 MB.
@@ -76,13 +77,33 @@ async fn receive(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
                     to_queue.push(reference);
                 }
             }
-            WebhookItem::Skipped { reason, message_id } => {
+            WebhookItem::Skipped {
+                reason,
+                message_id,
+                phone_number_id,
+            } => {
                 tally.skipped += 1;
                 tracing::info!(
                     reason = reason.as_str(),
                     message_id,
                     "webhook item not synced"
                 );
+                // Messages a workspace would look for (a group chat, a user
+                // without a phone number) are explained in its sync log.
+                if let (Some(message_id), Some(phone_number_id)) = (&message_id, &phone_number_id)
+                    && let Some(number) = deps.store.whatsapp_number(phone_number_id).await?
+                {
+                    synclog::record(
+                        deps.store.as_ref(),
+                        deps.clock.now(),
+                        &number.workspace_id,
+                        "skipped",
+                        None,
+                        Some(message_id),
+                        json!({ "reason": reason.as_str() }),
+                    )
+                    .await;
+                }
             }
         }
     }
