@@ -100,6 +100,12 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
         rename(deps, &chat, record, &new_name, &r.message_id).await?;
     }
     if chat.record.is_none() {
+        // A new record is named as the contact was called in this message,
+        // not by whatever name a later delivery has already stored.
+        let mut chat = chat.clone();
+        if let Some(name) = &stored.contact_name {
+            chat.contact_name = Some(name.clone());
+        }
         let linked = match organization_crm(deps, &r.workspace_id, CrmKind::Zoho).await {
             Ok(Some((connection, crm))) => {
                 link_record(deps, &chat, &connection, crm.as_ref(), &r.message_id).await

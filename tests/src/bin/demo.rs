@@ -119,6 +119,25 @@ async fn main() {
         }
         println!();
     }
+    println!("=== Sync log (newest first, as GET /api/sync-log shows it) ===");
+    let (_, log) = system
+        .call(
+            reqwest::Method::GET,
+            "/api/sync-log?limit=12",
+            &workspace.owner_token,
+            None,
+        )
+        .await;
+    for entry in log["entries"].as_array().into_iter().flatten() {
+        let chat = entry["chat_key"].as_str().unwrap_or("-");
+        println!(
+            "- {:<24} chat {:<29} {}",
+            entry["event"].as_str().unwrap_or("?"),
+            chat,
+            entry["detail"]
+        );
+    }
+    println!();
     let calls = system.sandbox.requests();
     println!(
         "Zoho API calls made: {}",
