@@ -196,6 +196,19 @@ impl DynamoStore {
         condition_outcome(result)
     }
 
+    /// An update of one chat's item.
+    fn update_chat(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s(format!("CHAT#{chat_key}")))
+    }
+
     /// A workspace's messages matching a filter on one attribute, oldest first.
     async fn messages_where(
         &self,
@@ -645,11 +658,7 @@ impl ChatStore for DynamoStore {
         contact_name: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s(format!("CHAT#{chat_key}")))
+            .update_chat(workspace_id, chat_key)
             .expression_attribute_values(":ws", s(workspace_id))
             .expression_attribute_values(":key", s(chat_key))
             .expression_attribute_values(":pnid", s(phone_number_id))
@@ -683,12 +692,7 @@ impl ChatStore for DynamoStore {
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s(format!("CHAT#{chat_key}")))
+        let result = self.update_chat(workspace_id, chat_key)
             .update_expression("SET creating_until = :until, creating_by = :me")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(#r) AND (attribute_not_exists(creating_until) OR creating_until < :now OR creating_by = :me)",
@@ -709,11 +713,7 @@ impl ChatStore for DynamoStore {
         claimant: &str,
     ) -> Result<(), StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s(format!("CHAT#{chat_key}")))
+            .update_chat(workspace_id, chat_key)
             .update_expression("REMOVE creating_until, creating_by")
             .condition_expression("creating_by = :me")
             .expression_attribute_values(":me", s(claimant))
@@ -732,11 +732,7 @@ impl ChatStore for DynamoStore {
         let record_value = serde_dynamo::to_attribute_value(record)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s(format!("CHAT#{chat_key}")))
+            .update_chat(workspace_id, chat_key)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#r", "record")
             .expression_attribute_values(":record", record_value)
@@ -762,11 +758,7 @@ impl ChatStore for DynamoStore {
         chat_key: &str,
         name: &str,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s(format!("CHAT#{chat_key}")))
+        self.update_chat(workspace_id, chat_key)
             .update_expression("SET record_name = :name")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":name", s(name))
