@@ -15,9 +15,14 @@ echo "== cargo test (unit, sandbox and end-to-end tests)"
 log="$root/.local/logs/cargo-test.log"
 mkdir -p "$(dirname "$log")"
 set +e
-cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+# The end-to-end tests run last, so cargo's own last line is about them.
+{
+    cargo test --workspace --all-targets --locked --exclude e2e &&
+        cargo test --locked -p e2e --tests
+} 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+bash "$stack" stop
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
