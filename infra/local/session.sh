@@ -6,6 +6,7 @@ cd "$root" || exit 1
 stack="$root/infra/local/stack.sh"
 bash "$stack" install
 bash "$stack" start
-trap 'bash "$stack" stop' EXIT
+# Quiet: test.sh stops the stack itself before its summary line.
+trap 'bash "$stack" stop >/dev/null 2>&1' EXIT
 # shellcheck source=/dev/null
 . "$root/.local/stack.env"
