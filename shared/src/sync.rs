@@ -116,6 +116,16 @@ pub async fn park(
     Ok(())
 }
 
+/// The waiting reason for a failure that parks a message (no connection, or
+/// a broken one), if the failure is of that kind.
+pub fn parking_reason(error: &WorkError) -> Option<&'static str> {
+    match error {
+        WorkError::NotConnected => Some(NO_CONNECTION),
+        WorkError::Crm(CrmError::ConnectionBroken(_)) => Some(BROKEN_CONNECTION),
+        _ => None,
+    }
+}
+
 pub const NO_CONNECTION: &str = "no CRM connection";
 pub const BROKEN_CONNECTION: &str = "the CRM connection is broken; reconnect it";
 

@@ -8,14 +8,14 @@ use std::time::SystemTime;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::batch::{GroupOutcome, Received, run_fifo_batch};
-use crate::crm::{Crm, CrmError};
+use crate::crm::Crm;
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{Chat, CrmKind, DayNote, MessageState, NoteLine, RecordRef, StoredMessage};
 use crate::queue::QueueName;
 use crate::sync::{
-    BROKEN_CONNECTION, NO_CONNECTION, chat_link, local_times, note_content, note_header,
-    note_line_text, note_title, organization_crm, park, zone,
+    chat_link, local_times, note_content, note_header, note_line_text, note_title,
+    organization_crm, park, parking_reason, zone,
 };
 use crate::synclog;
 use serde_json::json;
@@ -51,15 +51,11 @@ async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
     };
     // Without a working connection the rest of the group waits (parked) for
     // the organization to connect again, instead of failing into the DLQ.
-    let reason = match &error {
-        WorkError::NotConnected => NO_CONNECTION,
-        WorkError::Crm(CrmError::ConnectionBroken(_)) => BROKEN_CONNECTION,
-        _ => {
-            return GroupOutcome {
-                done,
-                error: Some(error),
-            };
-        }
+    let Some(reason) = parking_reason(&error) else {
+        return GroupOutcome {
+            done,
+            error: Some(error),
+        };
     };
     for (index, received) in group.iter().enumerate().skip(done) {
         let r = &received.reference;

@@ -13,8 +13,8 @@ use crate::error::WorkError;
 use crate::model::{Chat, Connection, CrmKind, MessageState, RecordRef, StoredMessage};
 use crate::queue::QueueName;
 use crate::sync::{
-    BROKEN_CONNECTION, NO_CONNECTION, chat_link, choose_owner, confirmed_matches, crm_users,
-    organization_crm, park, record_name, record_of, searchable_forms,
+    chat_link, choose_owner, confirmed_matches, crm_users, organization_crm, park, parking_reason,
+    record_name, record_of, searchable_forms,
 };
 use crate::synclog;
 use crate::whatsapp::Direction;
@@ -108,35 +108,21 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
         }
         let linked = match organization_crm(deps, &r.workspace_id, CrmKind::Zoho).await {
             Ok(Some((connection, crm))) => {
-                link_record(deps, &chat, &connection, crm.as_ref(), &r.message_id).await
+                link_record(deps, &chat, &connection, crm.as_ref(), &r.message_id)
+                    .await
+                    .map(|_| ())
             }
-            Ok(None) => {
-                return park(
-                    deps,
-                    &r.workspace_id,
-                    &r.message_id,
-                    CrmKind::Zoho,
-                    NO_CONNECTION,
-                )
-                .await
-                .map(|()| false);
-            }
+            Ok(None) => Err(WorkError::NotConnected),
             Err(e) => Err(e),
         };
-        match linked {
-            Ok(_) => {}
-            Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => {
-                return park(
-                    deps,
-                    &r.workspace_id,
-                    &r.message_id,
-                    CrmKind::Zoho,
-                    BROKEN_CONNECTION,
-                )
-                .await
-                .map(|()| false);
-            }
-            Err(e) => return Err(e),
+        if let Err(error) = linked {
+            // Kept, not failed: connecting (again) queues it anew.
+            return match parking_reason(&error) {
+                Some(reason) => park(deps, &r.workspace_id, &r.message_id, CrmKind::Zoho, reason)
+                    .await
+                    .map(|()| false),
+                None => Err(error),
+            };
         }
     }
     Ok(true)
