@@ -30,7 +30,14 @@ pub struct Config {
     /// default 30 000 (Zoho's exact limit is not documented; its large
     /// text areas hold 32 000).
     pub note_content_max: usize,
+    /// The queues' `maxReceiveCount`: a message failing on this receive goes
+    /// to the dead-letter queue. `MAX_RECEIVE_COUNT`, default
+    /// [`DEFAULT_MAX_RECEIVE_COUNT`] (the template's value; a test keeps
+    /// them equal).
+    pub max_receive_count: u32,
 }
+
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct ZohoConfig {
@@ -113,6 +120,9 @@ impl Config {
             retry_backoff_base_secs: get("RETRY_BACKOFF_BASE_SECS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10),
+            max_receive_count: get("MAX_RECEIVE_COUNT")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_MAX_RECEIVE_COUNT),
         })
     }
 }

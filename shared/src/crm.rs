@@ -3,7 +3,6 @@
 use async_trait::async_trait;
 
 use crate::model::{CrmUser, RecordRef};
-use crate::phone::E164;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrmError {
@@ -49,26 +48,82 @@ pub struct FoundRecord {
     pub modified_time: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A record to create: its module, field values by API name, and owner.
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewRecord {
     pub module: String,
-    pub name: String,
-    pub phone: E164,
-    pub lead_source: String,
-    pub chat_link: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
     pub owner_id: Option<String>,
+}
+
+/// What became of a record that may have been converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conversion {
+    NotConverted,
+    /// Converted; `into` is the record of the asked module it became, if the
+    /// conversion made one.
+    Converted {
+        into: Option<RecordRef>,
+    },
+}
+
+/// A module as the CRM's metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleMeta {
+    pub api_name: String,
+    pub label: String,
+    pub api_supported: bool,
+    pub creatable: bool,
+    /// `default`, `custom`, `linking`, `subform`, `web`.
+    pub generated_type: String,
+    /// Whether records of the module can be converted (Zoho: Leads).
+    pub convertable: bool,
+}
+
+/// A field as the CRM's metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldMeta {
+    pub api_name: String,
+    pub label: String,
+    pub data_type: String,
+    /// `string`, `integer`, …, `jsonarray` (multi-value).
+    pub json_type: String,
+    pub length: Option<u32>,
+    /// Read-only for everyone, or for the connected user.
+    pub read_only: bool,
+    pub virtual_field: bool,
+    /// Whether the field can be set when a record is created through the API.
+    pub api_create: bool,
+    pub picklist_values: Vec<String>,
 }
 
 #[async_trait]
 pub trait Crm: Send + Sync {
-    /// Records of `module` with a phone field holding `phone` as written.
+    /// Records of `module` whose `field` holds any of `forms` as written
+    /// (one call for all forms).
     async fn search_by_phone(
         &self,
         module: &str,
-        phone: &str,
+        field: &str,
+        forms: &[String],
     ) -> Result<Vec<FoundRecord>, CrmError>;
     async fn create_record(&self, record: &NewRecord) -> Result<RecordRef, CrmError>;
-    async fn rename_record(&self, record: &RecordRef, name: &str) -> Result<(), CrmError>;
+    /// Sets one field of a record (a rename).
+    async fn update_field(
+        &self,
+        record: &RecordRef,
+        field: &str,
+        value: &str,
+    ) -> Result<(), CrmError>;
+    /// Whether the record was converted and, if so, into which record of
+    /// `into_module`.
+    async fn conversion(
+        &self,
+        record: &RecordRef,
+        into_module: &str,
+    ) -> Result<Conversion, CrmError>;
+    async fn modules(&self) -> Result<Vec<ModuleMeta>, CrmError>;
+    async fn fields(&self, module: &str) -> Result<Vec<FieldMeta>, CrmError>;
     async fn create_note(
         &self,
         parent: &RecordRef,

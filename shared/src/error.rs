@@ -38,6 +38,9 @@ pub enum WorkError {
     /// The workspace has no organization connection (any more).
     #[error("the workspace has no CRM connection")]
     NotConnected,
+    /// The workspace's sync settings are not activated (yet, or any more).
+    #[error("sync settings are not active")]
+    NotActive,
     #[error("queue message is not readable: {0}")]
     BadQueueMessage(String),
     #[error("stored state is inconsistent: {0}")]
@@ -50,7 +53,10 @@ impl WorkError {
         match self {
             Self::Store(_) | Self::Queue(_) | Self::Contended(_) => true,
             Self::Crm(e) => e.is_transient(),
-            Self::NotConnected | Self::BadQueueMessage(_) | Self::Inconsistent(_) => false,
+            Self::NotConnected
+            | Self::NotActive
+            | Self::BadQueueMessage(_)
+            | Self::Inconsistent(_) => false,
         }
     }
 }

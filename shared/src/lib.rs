@@ -13,6 +13,7 @@ pub mod model;
 pub mod phone;
 pub mod queue;
 pub mod secrets;
+pub mod settings;
 pub mod store;
 pub mod sync;
 pub mod synclog;

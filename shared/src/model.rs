@@ -103,6 +103,9 @@ pub struct Connection {
     pub access_token_enc: String,
     pub refresh_token_enc: String,
     pub access_expires_at: i64,
+    /// When the access token was issued (0: unknown), to tell its lifetime.
+    #[serde(default)]
+    pub access_issued_at: i64,
     pub status: ConnectionStatus,
     pub connected_at: i64,
     /// Optimistic-concurrency version, bumped by every token write.
@@ -163,6 +166,37 @@ pub struct Chat {
     /// The name this product gave the record (only for records it created).
     #[serde(default)]
     pub record_name: Option<String>,
+    /// The workspace user responsible for the chat: first choice as owner
+    /// of a record created for it.
+    #[serde(default)]
+    pub responsible_user_id: Option<String>,
+    /// Every record that held the number when several did, until a person
+    /// chooses one; the chat syncs to the most recently modified meanwhile.
+    #[serde(default)]
+    pub ambiguous_candidates: Vec<RecordRef>,
+    /// The workspace user who chose the record (a remembered choice).
+    #[serde(default)]
+    pub record_chosen_by: Option<String>,
+    /// When the record was last checked for conversion (unix seconds).
+    #[serde(default)]
+    pub record_checked_at: i64,
+    /// Why sync stopped for this chat (its lead was converted and the
+    /// settings say stop), if it did.
+    #[serde(default)]
+    pub sync_stopped: Option<String>,
+}
+
+/// A change to a chat's item: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatPatch {
+    pub record: Option<RecordRef>,
+    pub record_created_by_us: Option<bool>,
+    pub record_name: Option<Option<String>>,
+    pub responsible_user_id: Option<Option<String>>,
+    pub ambiguous_candidates: Option<Vec<RecordRef>>,
+    pub record_chosen_by: Option<Option<String>>,
+    pub record_checked_at: Option<i64>,
+    pub sync_stopped: Option<Option<String>>,
 }
 
 impl Chat {
@@ -190,6 +224,36 @@ pub enum MessageState {
     Appended {
         note_id: String,
     },
+    /// Deliberately not synced (sync stopped for the chat, …).
+    Skipped {
+        reason: String,
+    },
+    /// Failed; the queue delivers it again at `next_attempt_at`.
+    Retrying {
+        reason: String,
+        attempt: u32,
+        next_attempt_at: i64,
+    },
+    /// Failed on its last attempt: it sits in the dead-letter queue until a
+    /// person replays it.
+    DeadLettered {
+        reason: String,
+    },
+}
+
+impl MessageState {
+    /// The state's tag as stored (`appended`, `waiting`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Queued => "queued",
+            Self::Waiting { .. } => "waiting",
+            Self::Appended { .. } => "appended",
+            Self::Skipped { .. } => "skipped",
+            Self::Retrying { .. } => "retrying",
+            Self::DeadLettered { .. } => "dead_lettered",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -277,4 +341,68 @@ pub struct OAuthState {
 pub struct CrmUser {
     pub id: String,
     pub email: String,
+}
+
+/// What happens to a chat whose Lead was converted.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConverted {
+    /// Follow the Lead to the record it became and keep syncing there.
+    #[default]
+    Continue,
+    /// Stop syncing the chat (logged).
+    Stop,
+}
+
+/// A workspace's sync settings for one CRM. Field names are the CRM's API
+/// names; labels are never stored (they change).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SyncSettings {
+    pub workspace_id: String,
+    pub crm: CrmKind,
+    pub destination_module: Option<String>,
+    pub number_field: Option<String>,
+    pub name_field: Option<String>,
+    /// The name field's length in the CRM, to cut names that would not fit.
+    #[serde(default)]
+    pub name_max_length: Option<u32>,
+    pub chat_link_field: Option<String>,
+    pub lead_source_field: Option<String>,
+    pub lead_source_value: String,
+    pub on_converted: OnConverted,
+    /// Whether records of the destination can be converted (Zoho: Leads),
+    /// as the metadata said at activation.
+    #[serde(default)]
+    pub destination_convertable: bool,
+    pub converted_module: Option<String>,
+    pub converted_number_field: Option<String>,
+    pub active: bool,
+    pub activated_at: Option<i64>,
+    pub updated_at: i64,
+    /// Optimistic-concurrency version, bumped by every write.
+    pub version: u64,
+}
+
+impl SyncSettings {
+    pub fn new(workspace_id: &str, crm: CrmKind, now: i64) -> Self {
+        Self {
+            workspace_id: workspace_id.to_owned(),
+            crm,
+            destination_module: None,
+            number_field: None,
+            name_field: None,
+            name_max_length: None,
+            chat_link_field: None,
+            lead_source_field: None,
+            lead_source_value: "WhatsApp".to_owned(),
+            on_converted: OnConverted::Continue,
+            destination_convertable: false,
+            converted_module: None,
+            converted_number_field: None,
+            active: false,
+            activated_at: None,
+            updated_at: now,
+            version: 0,
+        }
+    }
 }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::model::{
-    Chat, Connection, ConnectionKind, CrmKind, CrmUser, DayNote, MessageState, OAuthState,
-    RecordRef, StoredMessage, User, WhatsAppNumber, Workspace,
+    Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote, MessageState,
+    OAuthState, RecordRef, StoredMessage, SyncSettings, User, WhatsAppNumber, Workspace,
 };
 use crate::phone::E164;
 
@@ -129,22 +129,29 @@ pub trait ChatStore: Send + Sync {
         chat_key: &str,
         claimant: &str,
     ) -> Result<(), StoreError>;
-    /// Remembers the chat's record; `created_with_name` when this product
-    /// created it (with that name), `None` when it was found.
-    async fn link_chat_record(
+    /// Changes the fields the patch sets; false if the chat does not exist.
+    async fn patch_chat(
         &self,
         workspace_id: &str,
         chat_key: &str,
-        record: &RecordRef,
-        created_with_name: Option<&str>,
-    ) -> Result<(), StoreError>;
-    /// The name a record this product created now carries.
-    async fn set_record_name(
+        patch: &ChatPatch,
+    ) -> Result<bool, StoreError>;
+    /// Every chat of the workspace.
+    async fn chats(&self, workspace_id: &str) -> Result<Vec<Chat>, StoreError>;
+}
+
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn sync_settings(
         &self,
         workspace_id: &str,
-        chat_key: &str,
-        name: &str,
-    ) -> Result<(), StoreError>;
+        crm: CrmKind,
+    ) -> Result<Option<SyncSettings>, StoreError>;
+    /// Writes the settings if the stored version is `settings.version - 1`
+    /// (or there are none and this is version 1); false when another writer
+    /// changed them meanwhile.
+    async fn save_sync_settings(&self, settings: &SyncSettings) -> Result<bool, StoreError>;
+    async fn set_time_zone(&self, workspace_id: &str, time_zone: &str) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -181,10 +188,13 @@ pub trait MessageStore: Send + Sync {
 
 #[async_trait]
 pub trait NoteStore: Send + Sync {
+    /// One part of a chat's day note on `record` (a chat whose record
+    /// changes mid-day starts that day's note afresh on the new record).
     async fn day_note(
         &self,
         workspace_id: &str,
         chat_key: &str,
+        record: &RecordRef,
         day: &str,
         part: u32,
     ) -> Result<Option<DayNote>, StoreError>;
@@ -224,11 +234,23 @@ pub trait SyncLogStore: Send + Sync {
 
 /// Everything the handlers need from state.
 pub trait Store:
-    WorkspaceStore + ConnectionStore + ChatStore + MessageStore + NoteStore + SyncLogStore
+    WorkspaceStore
+    + ConnectionStore
+    + ChatStore
+    + MessageStore
+    + NoteStore
+    + SyncLogStore
+    + SettingsStore
 {
 }
 
 impl<T> Store for T where
-    T: WorkspaceStore + ConnectionStore + ChatStore + MessageStore + NoteStore + SyncLogStore
+    T: WorkspaceStore
+        + ConnectionStore
+        + ChatStore
+        + MessageStore
+        + NoteStore
+        + SyncLogStore
+        + SettingsStore
 {
 }

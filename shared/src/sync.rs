@@ -12,9 +12,10 @@ use crate::deps::Deps;
 use crate::error::{StoreError, WorkError};
 use crate::model::{
     Connection, ConnectionKind, ConnectionStatus, CrmKind, CrmUser, DayNote, MessageState,
-    RecordRef, StoredMessage,
+    RecordRef, StoredMessage, SyncSettings,
 };
 use crate::phone::E164;
+use crate::queue::{MessageRef, QueueName};
 use crate::tokens::ConnectionTokens;
 use crate::whatsapp::Direction;
 
@@ -121,12 +122,14 @@ pub async fn park(
 pub fn parking_reason(error: &WorkError) -> Option<&'static str> {
     match error {
         WorkError::NotConnected => Some(NO_CONNECTION),
+        WorkError::NotActive => Some(NOT_ACTIVE),
         WorkError::Crm(CrmError::ConnectionBroken(_)) => Some(BROKEN_CONNECTION),
         _ => None,
     }
 }
 
 pub const NO_CONNECTION: &str = "no CRM connection";
+pub const NOT_ACTIVE: &str = "sync settings are not active; activate them";
 pub const BROKEN_CONNECTION: &str = "the CRM connection is broken; reconnect it";
 
 /// The forms to search a number by: E.164, then the `00` international
@@ -156,22 +159,105 @@ pub fn confirmed_matches(found: Vec<FoundRecord>, number: &E164) -> Vec<FoundRec
     matches
 }
 
-/// The CRM user to own a new record: the one whose e-mail is the WhatsApp
-/// number owner's, else the user who made the organization connection.
+/// The CRM user to own a new record: the first of `candidates` (e-mail and
+/// why that person, in order of preference: the chat's responsible user,
+/// the WhatsApp number's owner) who is an active CRM user, matched by
+/// e-mail case-insensitively; else the user who made the organization
+/// connection.
 pub fn choose_owner(
     users: &[CrmUser],
-    owner_email: Option<&str>,
+    candidates: &[(String, &'static str)],
     connection: &Connection,
 ) -> (String, &'static str) {
-    if let Some(email) = owner_email
-        && let Some(user) = users.iter().find(|u| u.email.eq_ignore_ascii_case(email))
-    {
-        return (user.id.clone(), "whatsapp_number_owner");
+    for (email, reason) in candidates {
+        if let Some(user) = users.iter().find(|u| u.email.eq_ignore_ascii_case(email)) {
+            return (user.id.clone(), reason);
+        }
     }
     (
         connection.crm_user_id.clone(),
         "organization_connection_user",
     )
+}
+
+/// The workspace's active sync settings for `crm`; nothing syncs without.
+pub async fn active_settings(
+    deps: &Deps,
+    workspace_id: &str,
+    crm: CrmKind,
+) -> Result<SyncSettings, WorkError> {
+    match deps.store.sync_settings(workspace_id, crm).await? {
+        Some(settings) if settings.active => Ok(settings),
+        _ => Err(WorkError::NotActive),
+    }
+}
+
+/// The values a new record gets, by field API name, from the settings.
+pub fn record_fields(
+    settings: &SyncSettings,
+    name: &str,
+    number: &E164,
+    link: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    if let Some(field) = &settings.name_field {
+        fields.insert(field.clone(), fitted_name(settings, name).into());
+    }
+    if let Some(field) = &settings.number_field {
+        fields.insert(field.clone(), number.as_str().into());
+    }
+    if let Some(field) = &settings.chat_link_field {
+        fields.insert(field.clone(), link.into());
+    }
+    if let Some(field) = &settings.lead_source_field {
+        fields.insert(field.clone(), settings.lead_source_value.clone().into());
+    }
+    fields
+}
+
+/// A name cut to what the name field holds.
+pub fn fitted_name(settings: &SyncSettings, name: &str) -> String {
+    let max = settings.name_max_length.unwrap_or(80) as usize;
+    name.chars().take(max).collect()
+}
+
+/// Messages that waited (for a connection, or for activation) are queued
+/// again, oldest first. A failure is logged, not returned: the messages stay
+/// waiting (nothing is lost) until the next connect or activation.
+pub async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<usize, StoreError> {
+    let waiting = deps.store.waiting_messages(workspace_id).await?;
+    let mut count = 0;
+    for message in waiting {
+        let reference = MessageRef {
+            workspace_id: workspace_id.to_owned(),
+            message_id: message.message_id.clone(),
+            chat_key: message.chat_key.clone(),
+            resend: resend_marker(deps),
+        };
+        if let Err(e) = deps.queue.send(QueueName::Sync, &reference).await {
+            tracing::error!(workspace_id, error = %e, "could not re-queue a waiting message");
+            return Ok(count);
+        }
+        deps.store
+            .set_message_state(
+                workspace_id,
+                &message.message_id,
+                &MessageState::Queued,
+                Some(&["waiting"]),
+            )
+            .await?;
+        count += 1;
+    }
+    if count > 0 {
+        tracing::info!(workspace_id, count, "waiting messages queued again");
+    }
+    Ok(count)
+}
+
+/// A value that makes a deliberate re-send distinct for FIFO deduplication
+/// (which drops equal ids for 5 minutes), even twice in one second.
+pub fn resend_marker(deps: &Deps) -> i64 {
+    deps.clock.now() * 1000 + i64::from(rand::random::<u16>() % 1000)
 }
 
 /// Active CRM users, from the cache or (once an hour) from the CRM.
@@ -284,6 +370,7 @@ mod tests {
             access_token_enc: String::new(),
             refresh_token_enc: String::new(),
             access_expires_at: 0,
+            access_issued_at: 0,
             status: ConnectionStatus::Active,
             connected_at: 0,
             version: 1,
@@ -326,15 +413,31 @@ mod tests {
             email: "Bruno@Acme.example".into(),
         }];
         let c = connection();
+        let owner = ("bruno@acme.example".to_owned(), "whatsapp_number_owner");
+        let responsible = ("carla@acme.example".to_owned(), "chat_responsible_user");
         assert_eq!(
-            choose_owner(&users, Some("bruno@acme.example"), &c),
-            ("bruno-id".to_owned(), "whatsapp_number_owner")
+            choose_owner(&users, &[responsible.clone(), owner.clone()], &c),
+            ("bruno-id".to_owned(), "whatsapp_number_owner"),
+            "a responsible user who is not a CRM user is passed over"
+        );
+        let carla = CrmUser {
+            id: "carla-id".into(),
+            email: "CARLA@acme.example".into(),
+        };
+        let both = [users[0].clone(), carla];
+        assert_eq!(
+            choose_owner(&both, &[responsible, owner], &c),
+            ("carla-id".to_owned(), "chat_responsible_user")
         );
         assert_eq!(
-            choose_owner(&users, Some("nobody@acme.example"), &c),
+            choose_owner(
+                &users,
+                &[("nobody@acme.example".to_owned(), "whatsapp_number_owner")],
+                &c
+            ),
             ("admin-id".to_owned(), "organization_connection_user")
         );
-        assert_eq!(choose_owner(&users, None, &c).0, "admin-id");
+        assert_eq!(choose_owner(&users, &[], &c).0, "admin-id");
     }
 
     #[test]

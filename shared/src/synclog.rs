@@ -4,6 +4,7 @@
 use rand::RngCore;
 use serde_json::Value;
 
+use crate::deps::Deps;
 use crate::store::{LogEntry, Store};
 
 pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
@@ -34,4 +35,18 @@ pub async fn record(
     if let Err(e) = store.append_log(&entry, now + RETENTION_SECS).await {
         tracing::warn!(workspace_id, event, error = %e, "could not write the sync log");
     }
+}
+
+/// An entry about the workspace as a whole (settings, connections), now.
+pub async fn workspace_event(deps: &Deps, workspace_id: &str, event: &str, detail: Value) {
+    record(
+        deps.store.as_ref(),
+        deps.clock.now(),
+        workspace_id,
+        event,
+        None,
+        None,
+        detail,
+    )
+    .await;
 }

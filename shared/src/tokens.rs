@@ -161,7 +161,8 @@ impl ConnectionTokens {
         {
             Ok(grant) => {
                 next.access_token_enc = self.cipher.encrypt(&grant.access_token, &binding);
-                next.access_expires_at = self.clock.now() + grant.expires_in_secs;
+                next.access_issued_at = self.clock.now();
+                next.access_expires_at = next.access_issued_at + grant.expires_in_secs;
                 tracing::info!(
                     workspace_id = %self.workspace_id,
                     crm = self.crm.as_str(),
@@ -207,6 +208,18 @@ impl ConnectionTokens {
     }
 }
 
+/// How long before expiry a token is refreshed.
+fn refresh_margin(connection: &Connection) -> i64 {
+    margin_for(connection.access_issued_at, connection.access_expires_at)
+}
+
+fn margin_for(issued_at: i64, expires_at: i64) -> i64 {
+    if issued_at <= 0 {
+        return REFRESH_MARGIN_SECS;
+    }
+    REFRESH_MARGIN_SECS.min((expires_at - issued_at) / 2)
+}
+
 #[async_trait]
 impl AccessTokens for ConnectionTokens {
     async fn current(&self) -> Result<String, CrmError> {
@@ -215,9 +228,10 @@ impl AccessTokens for ConnectionTokens {
             Some(c) => c,
             None => self.load().await?,
         };
-        // Refreshed a little before expiry; a token just refreshed is used
-        // as long as it is valid at all (some grants are short-lived).
-        let connection = match self.usable_token(&connection, REFRESH_MARGIN_SECS)? {
+        // Refreshed a little before expiry: five minutes, or half the
+        // token's lifetime for short-lived grants, so that those are not
+        // refreshed on every call.
+        let connection = match self.usable_token(&connection, refresh_margin(&connection))? {
             Some(_) => connection,
             None => self.refresh(connection).await?,
         };
@@ -240,5 +254,20 @@ impl AccessTokens for ConnectionTokens {
             .ok_or_else(|| CrmError::Transport("the refreshed token has expired already".into()))?;
         *cached = Some(connection);
         Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::margin_for;
+
+    #[test]
+    fn tokens_are_refreshed_five_minutes_early_or_at_half_life_if_short_lived() {
+        // Zoho's usual one-hour token: five minutes before expiry.
+        assert_eq!(margin_for(1_000, 1_000 + 3600), 300);
+        // A four-minute token would always be "about to expire": half-life.
+        assert_eq!(margin_for(1_000, 1_000 + 240), 120);
+        // Issue time unknown (stored before it was recorded).
+        assert_eq!(margin_for(0, 5_000), 300);
     }
 }

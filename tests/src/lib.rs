@@ -21,6 +21,25 @@ pub const ALICE_WA_ID: &str = "447700900123";
 pub const ZOHO_ADMIN_ID: &str = "5725767000000411001";
 pub const ZOHO_BRUNO_ID: &str = "5725767000000411002";
 
+/// The number on the test record that activating the settings creates.
+pub const TEST_RECORD_NUMBER: &str = "+15555550100";
+
+/// Settings every test starts from unless it sets its own: new chats become
+/// Leads, converted Leads continue in their Contact.
+pub fn default_settings() -> Value {
+    json!({
+        "destination_module": "Leads",
+        "number_field": "Mobile",
+        "name_field": "Last_Name",
+        "chat_link_field": "WhatsApp_Chat",
+        "lead_source_field": "Lead_Source",
+        "lead_source_value": "WhatsApp",
+        "on_converted": "continue",
+        "converted_module": "Contacts",
+        "converted_number_field": "Mobile",
+    })
+}
+
 const WAIT_LIMIT: Duration = Duration::from_secs(40);
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -158,9 +177,61 @@ impl TestSystem {
 
     /// The organization connection, through the whole OAuth dance: start,
     /// the sandbox's consent redirect, our callback.
+    /// Then configures and activates the default sync settings
+    /// ([`default_settings`]) unless the workspace has active ones.
     pub async fn connect_zoho(&self, workspace: &TestWorkspace) {
+        self.connect_zoho_only(workspace).await;
+        let (status, current) = self
+            .call(
+                reqwest::Method::GET,
+                "/api/settings/zoho",
+                &workspace.owner_token,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "settings readable: {current}");
+        if current["settings"]["active"] != true {
+            self.activate_settings(workspace, default_settings()).await;
+        }
+    }
+
+    /// The organization connection alone: sync settings stay as they are.
+    pub async fn connect_zoho_only(&self, workspace: &TestWorkspace) {
         let (status, text) = self.oauth(&workspace.owner_token, "organization").await;
         assert_eq!(status, 200, "callback stored the connection: {text}");
+    }
+
+    /// Saves `settings` and activates them; the activation's answer.
+    pub async fn activate_settings(&self, workspace: &TestWorkspace, settings: Value) -> Value {
+        let token = &workspace.owner_token;
+        let (status, saved) = self
+            .call(
+                reqwest::Method::PUT,
+                "/api/settings/zoho",
+                token,
+                Some(settings),
+            )
+            .await;
+        assert_eq!(status, 200, "settings saved: {saved}");
+        let (status, activated) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/settings/zoho/activate",
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "settings activated: {activated}");
+        activated
+    }
+
+    /// Leads other than the activation's test record.
+    pub fn customer_leads(&self) -> Vec<Value> {
+        self.sandbox
+            .records("Leads")
+            .into_iter()
+            .filter(|r| r["Mobile"] != TEST_RECORD_NUMBER)
+            .collect()
     }
 
     /// Starts an OAuth flow and returns the callback URL the CRM sends the

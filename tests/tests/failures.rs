@@ -72,5 +72,5 @@ async fn a_message_that_keeps_failing_lands_in_the_dead_letter_queue_after_five_
         "maxReceiveCount receives, then the dead-letter queue"
     );
     assert_eq!(system.queue_depth("SyncQueue").await, 0);
-    assert!(system.sandbox.records("Leads").is_empty());
+    assert!(system.customer_leads().is_empty());
 }

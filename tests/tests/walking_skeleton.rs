@@ -39,10 +39,7 @@ async fn signed_text_message_becomes_a_lead_owned_by_the_number_owner_with_a_day
     assert_eq!(lead["Mobile"], ALICE);
     assert_eq!(lead["Lead_Source"], "WhatsApp");
     assert_eq!(lead["Owner"]["id"], ZOHO_BRUNO_ID);
-    assert_eq!(
-        lead["Description"],
-        "WhatsApp chat: https://wa.me/447700900123"
-    );
+    assert_eq!(lead["WhatsApp_Chat"], "https://wa.me/447700900123");
     assert_eq!(notes.len(), 1);
     assert_eq!(
         notes[0]["Note_Title"],
@@ -167,7 +164,11 @@ async fn two_messages_of_a_new_chat_processed_back_to_back_create_one_lead() {
         .iter()
         .filter(|r| r.method == "POST" && r.path == "/crm/v8/Leads")
         .count();
-    assert_eq!(creates, 1);
+    assert_eq!(
+        creates, 2,
+        "the activation's test record and the chat's lead"
+    );
+    assert_eq!(system.customer_leads().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +298,7 @@ async fn group_messages_and_status_updates_are_acknowledged_and_not_synced() {
         assert_eq!(answer["skipped"], 1, "{name}");
     }
     assert!(system.sort_keys("MSG#").await.is_empty());
-    assert!(system.sandbox.records("Leads").is_empty());
+    assert!(system.customer_leads().is_empty());
     // The workspace can see why the group message is not in its CRM.
     let (_, log) = system
         .call(
@@ -489,11 +490,7 @@ async fn a_brazilian_mobile_matches_the_record_that_holds_it_without_the_ninth_d
                 .then_some(())
         })
         .await;
-    assert_eq!(
-        system.sandbox.records("Leads").len(),
-        1,
-        "no duplicate lead"
-    );
+    assert_eq!(system.customer_leads().len(), 1, "no duplicate lead");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

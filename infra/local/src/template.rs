@@ -289,7 +289,14 @@ mod tests {
             .find(|q| q.logical_id == "SyncQueue")
             .expect("sync queue");
         assert!(sync.fifo);
-        assert_eq!(sync.redrive, Some(("SyncDeadLetterQueue".into(), 5)));
+        assert_eq!(
+            sync.redrive,
+            Some((
+                "SyncDeadLetterQueue".into(),
+                i64::from(shared::config::DEFAULT_MAX_RECEIVE_COUNT)
+            )),
+            "the workers know the template's maxReceiveCount"
+        );
         assert_eq!(t.functions.len(), 5);
         let webhook = t
             .functions

@@ -9,7 +9,8 @@
 //! | CRM users cache | `WS#<ws>` | `CRMUSERS#<crm>` |
 //! | chat | `WS#<ws>` | `CHAT#<chat key>` |
 //! | message | `WS#<ws>` | `MSG#<wamid>` |
-//! | day note | `WS#<ws>` | `NOTE#<chat key>#<day>#<part>` |
+//! | day note | `WS#<ws>` | `NOTE#<chat key>#<day>#<record id>#<part>` |
+//! | sync settings | `WS#<ws>` | `SETTINGS#<crm>` |
 //! | token lookup | `TOKEN#<sha256>` | `TOKEN` |
 //! | number lookup | `WANUMBER#<phone_number_id>` | `WANUMBER` |
 //! | OAuth state | `OAUTHSTATE#<nonce>` | `STATE` |
@@ -28,13 +29,13 @@ use serde::de::DeserializeOwned;
 
 use crate::error::StoreError;
 use crate::model::{
-    Chat, Connection, ConnectionKind, CrmKind, CrmUser, DayNote, MessageState, OAuthState,
-    RecordRef, StoredMessage, User, WhatsAppNumber, Workspace,
+    Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote, MessageState,
+    OAuthState, RecordRef, StoredMessage, SyncSettings, User, WhatsAppNumber, Workspace,
 };
 use crate::phone::E164;
 use crate::store::{
-    ChatStore, ConnectionStore, Insert, LogEntry, MessageStore, NoteStore, SyncLogStore,
-    WorkspaceStore,
+    ChatStore, ConnectionStore, Insert, LogEntry, MessageStore, NoteStore, SettingsStore,
+    SyncLogStore, WorkspaceStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -722,46 +723,131 @@ impl ChatStore for DynamoStore {
         condition_outcome(result).map(|_| ())
     }
 
-    async fn link_chat_record(
+    async fn patch_chat(
         &self,
         workspace_id: &str,
         chat_key: &str,
-        record: &RecordRef,
-        created_with_name: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let record_value = serde_dynamo::to_attribute_value(record)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        patch: &ChatPatch,
+    ) -> Result<bool, StoreError> {
+        fn value<T: Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
+            serde_dynamo::to_attribute_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+        let mut sets: Vec<(&str, AttributeValue)> = Vec::new();
+        let mut removes: Vec<&str> = Vec::new();
+        let mut optional = |name: &'static str, v: &Option<Option<String>>| match v {
+            Some(Some(text)) => sets.push((name, s(text.as_str()))),
+            Some(None) => removes.push(name),
+            None => {}
+        };
+        optional("responsible_user_id", &patch.responsible_user_id);
+        optional("record_chosen_by", &patch.record_chosen_by);
+        optional("sync_stopped", &patch.sync_stopped);
+        optional("record_name", &patch.record_name);
+        if let Some(record) = &patch.record {
+            sets.push(("record", value(record)?));
+        }
+        if let Some(ours) = patch.record_created_by_us {
+            sets.push(("record_created_by_us", AttributeValue::Bool(ours)));
+        }
+        if let Some(candidates) = &patch.ambiguous_candidates {
+            sets.push(("ambiguous_candidates", value(candidates)?));
+        }
+        if let Some(at) = patch.record_checked_at {
+            sets.push(("record_checked_at", n(at)));
+        }
+        if sets.is_empty() && removes.is_empty() {
+            return Ok(self.chat(workspace_id, chat_key).await?.is_some());
+        }
+        // Attribute names go through placeholders: `record` is reserved.
         let mut update = self
             .update_chat(workspace_id, chat_key)
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_values(":record", record_value)
-            .expression_attribute_values(
-                ":ours",
-                AttributeValue::Bool(created_with_name.is_some()),
-            );
-        update = match created_with_name {
-            Some(name) => update
-                .update_expression(
-                    "SET #r = :record, record_created_by_us = :ours, record_name = :name",
-                )
-                .expression_attribute_values(":name", s(name)),
-            None => update.update_expression("SET #r = :record, record_created_by_us = :ours"),
-        };
-        update.send().await.map_err(request_error)?;
-        Ok(())
+            .condition_expression("attribute_exists(pk)");
+        let mut expression = String::new();
+        if !sets.is_empty() {
+            let parts: Vec<String> = (0..sets.len()).map(|i| format!("#a{i} = :v{i}")).collect();
+            expression.push_str(&format!("SET {}", parts.join(", ")));
+        }
+        for (i, (name, v)) in sets.into_iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":v{i}"), v);
+        }
+        if !removes.is_empty() {
+            let parts: Vec<String> = (0..removes.len()).map(|i| format!("#r{i}")).collect();
+            expression.push_str(&format!(" REMOVE {}", parts.join(", ")));
+        }
+        for (i, name) in removes.into_iter().enumerate() {
+            update = update.expression_attribute_names(format!("#r{i}"), name);
+        }
+        condition_outcome(update.update_expression(expression).send().await)
     }
 
-    async fn set_record_name(
+    async fn chats(&self, workspace_id: &str) -> Result<Vec<Chat>, StoreError> {
+        let mut chats = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :chat)")
+                .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
+                .expression_attribute_values(":chat", s("CHAT#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(request_error)?;
+            for item in out.items.unwrap_or_default() {
+                chats.push(from_item(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(chats);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SettingsStore for DynamoStore {
+    async fn sync_settings(
         &self,
         workspace_id: &str,
-        chat_key: &str,
-        name: &str,
-    ) -> Result<(), StoreError> {
-        self.update_chat(workspace_id, chat_key)
-            .update_expression("SET record_name = :name")
+        crm: CrmKind,
+    ) -> Result<Option<SyncSettings>, StoreError> {
+        self.get(ws_pk(workspace_id), format!("SETTINGS#{}", crm.as_str()))
+            .await
+    }
+
+    async fn save_sync_settings(&self, settings: &SyncSettings) -> Result<bool, StoreError> {
+        let item = to_item(
+            ws_pk(&settings.workspace_id),
+            format!("SETTINGS#{}", settings.crm.as_str()),
+            settings,
+            None,
+        )?;
+        if settings.version <= 1 {
+            self.put_if(item, "attribute_not_exists(pk)", None).await
+        } else {
+            self.put_if(
+                item,
+                "version = :v",
+                Some(HashMap::from([(":v".to_owned(), n(settings.version - 1))])),
+            )
+            .await
+        }
+    }
+
+    async fn set_time_zone(&self, workspace_id: &str, time_zone: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s("WORKSPACE"))
+            .update_expression("SET time_zone = :tz")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":name", s(name))
+            .expression_attribute_values(":tz", s(time_zone))
             .send()
             .await
             .map_err(request_error)?;
@@ -832,7 +918,7 @@ impl MessageStore for DynamoStore {
         }
         // The state is a tagged enum flattened into the item: drop the old
         // variant's fields, then write the new ones.
-        for key in ["state", "reason", "note_id"] {
+        for key in ["state", "reason", "note_id", "attempt", "next_attempt_at"] {
             item.remove(key);
         }
         let state_item: Item =
@@ -923,17 +1009,24 @@ impl NoteStore for DynamoStore {
         &self,
         workspace_id: &str,
         chat_key: &str,
+        record: &RecordRef,
         day: &str,
         part: u32,
     ) -> Result<Option<DayNote>, StoreError> {
-        self.get(ws_pk(workspace_id), format!("NOTE#{chat_key}#{day}#{part}"))
-            .await
+        self.get(
+            ws_pk(workspace_id),
+            format!("NOTE#{chat_key}#{day}#{}#{part}", record.id),
+        )
+        .await
     }
 
     async fn save_day_note(&self, note: &DayNote) -> Result<bool, StoreError> {
         let item = to_item(
             ws_pk(&note.workspace_id),
-            format!("NOTE#{}#{}#{}", note.chat_key, note.day, note.part),
+            format!(
+                "NOTE#{}#{}#{}#{}",
+                note.chat_key, note.day, note.record.id, note.part
+            ),
             note,
             None,
         )?;

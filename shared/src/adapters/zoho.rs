@@ -8,7 +8,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::crm::{Crm, CrmError, FoundRecord, NewRecord};
+use crate::crm::{Conversion, Crm, CrmError, FieldMeta, FoundRecord, ModuleMeta, NewRecord};
 use crate::model::{CrmUser, RecordRef};
 use crate::tokens::AccessTokens;
 
@@ -22,8 +22,8 @@ const TOKEN_REJECTED_CODES: &[&str] = &[
     "INVALID_OAUTHTOKEN",
 ];
 
-/// Last_Name is 80 characters on Leads and Contacts.
-const NAME_MAX_CHARS: usize = 80;
+/// Zoho's limit of criteria in one search (reference §4).
+const SEARCH_CRITERIA_MAX: usize = 10;
 
 #[derive(Clone)]
 pub struct ZohoOAuth {
@@ -308,6 +308,26 @@ fn rejection(status: StatusCode, body: Option<&Value>) -> CrmError {
     }
 }
 
+/// `((F:equals:a)or(F:equals:b))`, with the characters Zoho's criteria
+/// syntax reserves escaped.
+fn phone_criteria(field: &str, forms: &[String]) -> String {
+    let terms: Vec<String> = forms
+        .iter()
+        .map(|form| {
+            let escaped = form
+                .replace('\\', "\\\\")
+                .replace('(', "\\(")
+                .replace(')', "\\)")
+                .replace(',', "\\,");
+            format!("({field}:equals:{escaped})")
+        })
+        .collect();
+    match terms.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({})", terms.join("or")),
+    }
+}
+
 fn str_field(value: &Value, key: &str) -> Result<String, CrmError> {
     value[key]
         .as_str()
@@ -335,44 +355,37 @@ impl Crm for ZohoApi {
     async fn search_by_phone(
         &self,
         module: &str,
-        phone: &str,
+        field: &str,
+        forms: &[String],
     ) -> Result<Vec<FoundRecord>, CrmError> {
-        let (_, body) = self
-            .call(Method::GET, &format!("{module}/search"), |r| {
-                // reqwest encodes `+` as %2B; a literal `+` would become a space.
-                r.query(&[("phone", phone), ("fields", "Phone,Mobile,Modified_Time")])
-            })
-            .await?;
-        let Some(body) = body else {
-            return Ok(Vec::new());
-        };
-        let records = body["data"].as_array().cloned().unwrap_or_default();
-        records
-            .iter()
-            .map(|r| {
-                Ok(FoundRecord {
+        let mut found = Vec::new();
+        // Zoho takes at most 10 criteria per search.
+        for chunk in forms.chunks(SEARCH_CRITERIA_MAX) {
+            let criteria = phone_criteria(field, chunk);
+            let fields = format!("{field},Modified_Time");
+            let (_, body) = self
+                .call(Method::GET, &format!("{module}/search"), |r| {
+                    // reqwest encodes `+` as %2B; a literal `+` would become a space.
+                    r.query(&[("criteria", criteria.as_str()), ("fields", fields.as_str())])
+                })
+                .await?;
+            let Some(body) = body else { continue };
+            for r in body["data"].as_array().into_iter().flatten() {
+                found.push(FoundRecord {
                     record: RecordRef {
                         module: module.to_owned(),
                         id: str_field(r, "id")?,
                     },
-                    phones: ["Phone", "Mobile"]
-                        .iter()
-                        .filter_map(|f| r[*f].as_str().map(str::to_owned))
-                        .collect(),
+                    phones: r[field].as_str().map(str::to_owned).into_iter().collect(),
                     modified_time: r["Modified_Time"].as_str().map(str::to_owned),
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(found)
     }
 
     async fn create_record(&self, record: &NewRecord) -> Result<RecordRef, CrmError> {
-        let name: String = record.name.chars().take(NAME_MAX_CHARS).collect();
-        let mut data = json!({
-            "Last_Name": name,
-            "Mobile": record.phone.as_str(),
-            "Lead_Source": record.lead_source,
-            "Description": format!("WhatsApp chat: {}", record.chat_link),
-        });
+        let mut data = Value::Object(record.fields.clone());
         if let Some(owner) = &record.owner_id {
             data["Owner"] = json!({ "id": owner });
         }
@@ -388,9 +401,13 @@ impl Crm for ZohoApi {
         })
     }
 
-    async fn rename_record(&self, record: &RecordRef, name: &str) -> Result<(), CrmError> {
-        let name: String = name.chars().take(NAME_MAX_CHARS).collect();
-        let payload = json!({ "data": [{ "Last_Name": name }] });
+    async fn update_field(
+        &self,
+        record: &RecordRef,
+        field: &str,
+        value: &str,
+    ) -> Result<(), CrmError> {
+        let payload = json!({ "data": [{ field: value }] });
         let (status, body) = self
             .call(
                 Method::PUT,
@@ -399,6 +416,99 @@ impl Crm for ZohoApi {
             )
             .await?;
         single_write_result(status, body).map(|_| ())
+    }
+
+    async fn conversion(
+        &self,
+        record: &RecordRef,
+        into_module: &str,
+    ) -> Result<Conversion, CrmError> {
+        // Zoho keeps a converted lead readable, with read-only lookups to
+        // what it became (reference §10); they must be asked for by name.
+        let lookup = match into_module {
+            "Contacts" => "Converted_Contact",
+            "Accounts" => "Converted_Account",
+            "Deals" => "Converted_Deal",
+            _ => "Converted_Contact",
+        };
+        let fields = format!("Converted__s,{lookup}");
+        let (_, body) = self
+            .call(
+                Method::GET,
+                &format!("{}/{}", record.module, record.id),
+                |r| r.query(&[("fields", fields.as_str())]),
+            )
+            .await?;
+        let Some(data) = body.as_ref().and_then(|b| b["data"].get(0)) else {
+            return Err(CrmError::Rejected {
+                status: 204,
+                code: "RECORD_NOT_FOUND".into(),
+                message: format!("{}/{} no longer exists", record.module, record.id),
+                field: None,
+            });
+        };
+        if data["Converted__s"] != true {
+            return Ok(Conversion::NotConverted);
+        }
+        Ok(Conversion::Converted {
+            into: data[lookup]["id"].as_str().map(|id| RecordRef {
+                module: into_module.to_owned(),
+                id: id.to_owned(),
+            }),
+        })
+    }
+
+    async fn modules(&self) -> Result<Vec<ModuleMeta>, CrmError> {
+        let (_, body) = self.call(Method::GET, "settings/modules", |r| r).await?;
+        Ok(body
+            .as_ref()
+            .and_then(|b| b["modules"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                Some(ModuleMeta {
+                    api_name: m["api_name"].as_str()?.to_owned(),
+                    label: m["plural_label"].as_str().unwrap_or_default().to_owned(),
+                    api_supported: m["api_supported"] == true,
+                    creatable: m["creatable"] == true,
+                    generated_type: m["generated_type"].as_str().unwrap_or_default().to_owned(),
+                    convertable: m["convertable"] == true,
+                })
+            })
+            .collect())
+    }
+
+    async fn fields(&self, module: &str) -> Result<Vec<FieldMeta>, CrmError> {
+        let (_, body) = self
+            .call(Method::GET, "settings/fields", |r| {
+                r.query(&[("module", module)])
+            })
+            .await?;
+        Ok(body
+            .as_ref()
+            .and_then(|b| b["fields"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                Some(FieldMeta {
+                    api_name: f["api_name"].as_str()?.to_owned(),
+                    label: f["display_label"].as_str().unwrap_or_default().to_owned(),
+                    data_type: f["data_type"].as_str().unwrap_or_default().to_owned(),
+                    json_type: f["json_type"].as_str().unwrap_or_default().to_owned(),
+                    length: f["length"].as_u64().and_then(|l| u32::try_from(l).ok()),
+                    read_only: f["read_only"] == true || f["field_read_only"] == true,
+                    virtual_field: f["virtual_field"] == true,
+                    // Absent means allowed: older orgs do not send it.
+                    api_create: f["operation_type"]["api_create"] != false,
+                    picklist_values: f["pick_list_values"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v["actual_value"].as_str().map(str::to_owned))
+                        .collect(),
+                })
+            })
+            .collect())
     }
 
     async fn create_note(

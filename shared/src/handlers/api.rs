@@ -9,7 +9,13 @@ use super::http::{
 };
 use crate::crypto::{hash_token, random_token, secrets_equal};
 use crate::deps::Deps;
-use crate::model::{ConnectionKind, CrmKind, Role, User, WhatsAppNumber, Workspace};
+use crate::model::{
+    Chat, ChatPatch, ConnectionKind, CrmKind, MessageState, RecordRef, Role, User, WhatsAppNumber,
+    Workspace,
+};
+use crate::queue::{MessageRef, QueueName};
+use crate::sync::resend_marker;
+use crate::synclog;
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_http::Error> {
     Ok(route(deps, &req)
@@ -29,13 +35,26 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("POST", ["api", "me", "token"]) => rotate_token(deps, req).await,
         ("GET", ["api", "sync-log"]) => sync_log(deps, req).await,
         ("GET", ["api", "chats", chat_key, "messages"]) => chat_messages(deps, req, chat_key).await,
+        ("GET", ["api", "chats"]) => list_chats(deps, req).await,
+        ("PUT", ["api", "chats", chat_key, "responsible"]) => {
+            set_responsible(deps, req, chat_key).await
+        }
+        ("PUT", ["api", "chats", chat_key, "record"]) => choose_record(deps, req, chat_key).await,
+        ("POST", ["api", "chats", chat_key, "messages", message_id, "replay"]) => {
+            replay(deps, req, chat_key, message_id).await
+        }
+        (_, ["api", "settings", crm, rest @ ..]) => {
+            super::settings::route(deps, req, crm, rest).await
+        }
         (
             _,
             [
                 "api",
-                "workspaces" | "me" | "users" | "whatsapp-numbers" | "sync-log",
+                "workspaces" | "me" | "users" | "whatsapp-numbers" | "sync-log" | "chats",
             ],
         )
+        | (_, ["api", "chats", _, "responsible" | "record" | "messages"])
+        | (_, ["api", "chats", _, "messages", _, "replay"])
         | (_, ["api", "users", _])
         | (_, ["api", "me", "token"]) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
@@ -299,6 +318,200 @@ async fn sync_log(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> 
     Ok(json_response(
         200,
         &json!({ "entries": entries, "next_before": next }),
+    ))
+}
+
+/// The caller's chat, or 404 (a chat of another workspace is not found).
+async fn own_chat(deps: &Deps, me: &User, chat_key: &str) -> Result<Chat, ApiError> {
+    deps.store
+        .chat(&me.workspace_id, chat_key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no chat {chat_key} in this workspace")))
+}
+
+fn chat_summary(chat: &Chat) -> serde_json::Value {
+    json!({
+        "chat": chat.key,
+        "phone_number_id": chat.phone_number_id,
+        "contact": chat.contact.as_str(),
+        "contact_name": chat.contact_name,
+        "record": chat.record,
+        "record_chosen_by": chat.record_chosen_by,
+        "ambiguous_candidates": chat.ambiguous_candidates,
+        "responsible_user_id": chat.responsible_user_id,
+        "sync_stopped": chat.sync_stopped,
+    })
+}
+
+/// The workspace's chats; `?ambiguous=true`: only those whose number
+/// matched several records and that no person has settled yet.
+async fn list_chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let only_ambiguous = query_params(req).get("ambiguous").map(String::as_str) == Some("true");
+    let chats: Vec<serde_json::Value> = deps
+        .store
+        .chats(&me.workspace_id)
+        .await?
+        .iter()
+        .filter(|c| !only_ambiguous || !c.ambiguous_candidates.is_empty())
+        .map(chat_summary)
+        .collect();
+    Ok(json_response(200, &json!({ "chats": chats })))
+}
+
+#[derive(Deserialize)]
+struct Responsible {
+    user_id: Option<String>,
+}
+
+/// Managers assign anyone; a member may take a chat on or hand it back.
+async fn set_responsible(
+    deps: &Deps,
+    req: &Request,
+    chat_key: &str,
+) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let chat = own_chat(deps, &me, chat_key).await?;
+    let input: Responsible = json_body(req)?;
+    let own_change = input.user_id.as_deref().is_none_or(|u| u == me.id)
+        && chat
+            .responsible_user_id
+            .as_deref()
+            .is_none_or(|u| u == me.id);
+    if !me.role.manages_workspace() && !own_change {
+        return Err(ApiError::Forbidden(
+            "a member can only make themselves responsible for a chat, or stop being so".into(),
+        ));
+    }
+    if let Some(user_id) = &input.user_id
+        && deps.store.user(&me.workspace_id, user_id).await?.is_none()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "user_id {user_id} is not a user of this workspace"
+        )));
+    }
+    let patch = ChatPatch {
+        responsible_user_id: Some(input.user_id.clone()),
+        ..ChatPatch::default()
+    };
+    let detail = json!({ "user_id": input.user_id, "by_user": me.id });
+    change_chat(deps, &me, chat_key, &patch, "responsible_set", detail).await
+}
+
+/// Applies a person's change to a chat, logs it, and answers the chat.
+async fn change_chat(
+    deps: &Deps,
+    me: &User,
+    chat_key: &str,
+    patch: &ChatPatch,
+    event: &str,
+    detail: serde_json::Value,
+) -> Result<HttpResponse, ApiError> {
+    deps.store
+        .patch_chat(&me.workspace_id, chat_key, patch)
+        .await?;
+    synclog::record(
+        deps.store.as_ref(),
+        deps.clock.now(),
+        &me.workspace_id,
+        event,
+        Some(chat_key),
+        None,
+        detail,
+    )
+    .await;
+    let chat = own_chat(deps, me, chat_key).await?;
+    Ok(json_response(200, &chat_summary(&chat)))
+}
+
+/// A person settles an ambiguous match: the chosen record is remembered
+/// and the chat syncs to it from now on.
+async fn choose_record(
+    deps: &Deps,
+    req: &Request,
+    chat_key: &str,
+) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let chat = own_chat(deps, &me, chat_key).await?;
+    let chosen: RecordRef = json_body(req)?;
+    if !chat.ambiguous_candidates.contains(&chosen) {
+        return Err(ApiError::BadRequest(format!(
+            "{}/{} is not one of the records that matched this chat's number",
+            chosen.module, chosen.id
+        )));
+    }
+    let patch = ChatPatch {
+        record: Some(chosen.clone()),
+        record_created_by_us: Some(false),
+        record_name: Some(None),
+        ambiguous_candidates: Some(Vec::new()),
+        record_chosen_by: Some(Some(me.id.clone())),
+        ..ChatPatch::default()
+    };
+    let detail = json!({ "record": chosen, "previous": chat.record, "by_user": me.id });
+    change_chat(deps, &me, chat_key, &patch, "record_chosen", detail).await
+}
+
+/// Sends a dead-lettered message through the sync again, once its cause is
+/// fixed. Day notes hold message ids, so a replay never adds a line twice.
+async fn replay(
+    deps: &Deps,
+    req: &Request,
+    chat_key: &str,
+    message_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    own_chat(deps, &me, chat_key).await?;
+    let message = deps
+        .store
+        .message(&me.workspace_id, message_id)
+        .await?
+        .filter(|m| m.chat_key == chat_key)
+        .ok_or_else(|| ApiError::NotFound(format!("no message {message_id} in this chat")))?;
+    if !matches!(message.state, MessageState::DeadLettered { .. }) {
+        return Err(ApiError::Conflict(format!(
+            "message is {}; only a dead-lettered message can be replayed",
+            message.state.name()
+        )));
+    }
+    let reference = MessageRef {
+        workspace_id: me.workspace_id.clone(),
+        message_id: message_id.to_owned(),
+        chat_key: chat_key.to_owned(),
+        resend: resend_marker(deps),
+    };
+    if !deps
+        .store
+        .set_message_state(
+            &me.workspace_id,
+            message_id,
+            &MessageState::Queued,
+            Some(&["dead_lettered"]),
+        )
+        .await?
+    {
+        return Err(ApiError::Conflict("the message changed meanwhile".into()));
+    }
+    if let Err(e) = deps.queue.send(QueueName::Sync, &reference).await {
+        // Back to where it was, so it can be replayed again.
+        deps.store
+            .set_message_state(&me.workspace_id, message_id, &message.state, None)
+            .await?;
+        return Err(ApiError::Internal(e.to_string()));
+    }
+    synclog::record(
+        deps.store.as_ref(),
+        deps.clock.now(),
+        &me.workspace_id,
+        "replayed",
+        Some(chat_key),
+        Some(message_id),
+        json!({ "by_user": me.id }),
+    )
+    .await;
+    Ok(json_response(
+        202,
+        &json!({ "message_id": message_id, "state": "queued" }),
     ))
 }
 

@@ -5,14 +5,17 @@
 //! the batch are reported failed (`batchItemFailures`), so the group's order
 //! holds on redelivery, while other groups carry on. Transient failures are
 //! retried with back-off by changing the failed messages' visibility instead
-//! of sleeping in the function.
+//! of sleeping in the function; the failures are handed back so the worker
+//! can show them in the message ledger.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
+use crate::deps::Deps;
 use crate::error::WorkError;
+use crate::model::MessageState;
 use crate::queue::{MessageRef, Queue, QueueName};
 
 /// One received queue message, read.
@@ -39,6 +42,23 @@ impl GroupOutcome {
     }
 }
 
+/// A message that failed and goes back on the queue.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reference: MessageRef,
+    pub receive_count: u32,
+    pub reason: String,
+    /// When the queue delivers it again.
+    pub retry_in_secs: i32,
+}
+
+/// What a batch came to: the answer for the event source, and the failures.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub response: SqsBatchResponse,
+    pub failures: Vec<Failure>,
+}
+
 /// Back-off for a message received `receive_count` times: base, 2×, 4× …
 /// (10 s, 20 s, 40 s with the default base), capped at 15 minutes.
 pub fn backoff_secs(base_secs: i32, receive_count: u32) -> i32 {
@@ -57,12 +77,13 @@ pub async fn run_fifo_batch<F, Fut>(
     deadline: Option<SystemTime>,
     event: SqsEvent,
     mut work: F,
-) -> SqsBatchResponse
+) -> BatchOutcome
 where
     F: FnMut(Vec<Received>) -> Fut,
     Fut: Future<Output = GroupOutcome>,
 {
     let mut failures: Vec<String> = Vec::new();
+    let mut failed_messages: Vec<Failure> = Vec::new();
     // Groups in order of first appearance, each in batch order.
     let mut groups: Vec<(String, Vec<SqsMessage>)> = Vec::new();
     for record in event.records {
@@ -119,16 +140,21 @@ where
                 error = %error,
                 "messages will be retried"
             );
-            if transient {
-                for message in failed {
-                    let Some(handle) = &message.receipt_handle else {
-                        continue;
-                    };
-                    let delay = backoff_secs(backoff_base_secs, message.receive_count);
-                    if let Err(e) = queue_port.retry_after(queue, handle, delay).await {
-                        tracing::warn!(error = %e, "could not set the retry delay");
-                    }
+            // Every failure backs off, so the ledger can say when the next
+            // attempt is; permanent ones reach the DLQ after maxReceiveCount.
+            for message in failed {
+                let delay = backoff_secs(backoff_base_secs, message.receive_count);
+                if let Some(handle) = &message.receipt_handle
+                    && let Err(e) = queue_port.retry_after(queue, handle, delay).await
+                {
+                    tracing::warn!(error = %e, "could not set the retry delay");
                 }
+                failed_messages.push(Failure {
+                    reference: message.reference.clone(),
+                    receive_count: message.receive_count,
+                    reason: error.to_string(),
+                    retry_in_secs: delay,
+                });
             }
         }
         failures.extend(failed.iter().map(|m| m.sqs_message_id.clone()));
@@ -142,7 +168,66 @@ where
             failure
         })
         .collect();
-    response
+    BatchOutcome {
+        response,
+        failures: failed_messages,
+    }
+}
+
+/// Shows failures in the message ledger and the sync log: `retrying` with
+/// the next attempt, or `dead_lettered` on the last attempt the queue allows.
+pub async fn record_failures(deps: &Deps, failures: &[Failure]) {
+    let now = deps.clock.now();
+    for failure in failures {
+        let r = &failure.reference;
+        let last_attempt = failure.receive_count >= deps.config.max_receive_count;
+        let (state, event) = if last_attempt {
+            (
+                MessageState::DeadLettered {
+                    reason: failure.reason.clone(),
+                },
+                "dead_lettered",
+            )
+        } else {
+            (
+                MessageState::Retrying {
+                    reason: failure.reason.clone(),
+                    attempt: failure.receive_count,
+                    next_attempt_at: now + i64::from(failure.retry_in_secs),
+                },
+                "retrying",
+            )
+        };
+        // Only a message still in flight: a parked or appended one is not
+        // failing, whatever a later message of its group did.
+        let changed = deps
+            .store
+            .set_message_state(
+                &r.workspace_id,
+                &r.message_id,
+                &state,
+                Some(&["received", "queued", "retrying"]),
+            )
+            .await;
+        match changed {
+            Ok(true) => {
+                crate::synclog::record(
+                    deps.store.as_ref(),
+                    now,
+                    &r.workspace_id,
+                    event,
+                    Some(&r.chat_key),
+                    Some(&r.message_id),
+                    serde_json::to_value(&state).unwrap_or_default(),
+                )
+                .await;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(workspace_id = %r.workspace_id, message_id = %r.message_id, error = %e, "could not record a failure in the ledger");
+            }
+        }
+    }
 }
 
 fn read(record: &SqsMessage) -> Result<Received, WorkError> {
@@ -223,7 +308,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failure_fails_the_rest_of_its_group_only_and_backs_off_transient_errors() {
+    async fn a_failure_fails_the_rest_of_its_group_only_and_backs_off() {
         let mut event = SqsEvent::default();
         event.records = vec![
             record("1", "chat-a", "a1", 1),
@@ -254,7 +339,19 @@ mod tests {
         })
         .await;
         assert_eq!(seen_groups, [vec!["a1", "a2", "a3"], vec!["b1", "b2"]]);
-        assert_eq!(failed_ids(&response), ["3", "4"]);
+        assert_eq!(failed_ids(&response.response), ["3", "4"]);
+        let failed: Vec<(&str, u32, i32)> = response
+            .failures
+            .iter()
+            .map(|f| {
+                (
+                    f.reference.message_id.as_str(),
+                    f.receive_count,
+                    f.retry_in_secs,
+                )
+            })
+            .collect();
+        assert_eq!(failed, [("a2", 3, 40), ("a3", 1, 10)]);
         // Received three times → 10 s × 2² = 40 s; once → 10 s.
         assert_eq!(
             *queue.delays.lock().expect("not poisoned"),
@@ -282,8 +379,12 @@ mod tests {
             |group| async move { GroupOutcome::all(group.len()) },
         )
         .await;
-        assert_eq!(failed_ids(&response), ["1", "2"]);
+        assert_eq!(failed_ids(&response.response), ["1", "2"]);
         assert!(queue.delays.lock().expect("not poisoned").is_empty());
+        assert!(
+            response.failures.is_empty(),
+            "unreadable messages have no ledger entry"
+        );
     }
 
     #[tokio::test]
@@ -302,7 +403,7 @@ mod tests {
         })
         .await;
         assert_eq!(calls, 0);
-        assert_eq!(failed_ids(&response), ["1", "2"]);
+        assert_eq!(failed_ids(&response.response), ["1", "2"]);
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("{0}")]
     BadGateway(String),
+    /// A sync setting that cannot be used; names the setting.
+    #[error(transparent)]
+    InvalidSetting(#[from] crate::settings::SettingError),
     #[error("internal error")]
     Internal(String),
 }
@@ -49,6 +52,7 @@ impl ApiError {
             Self::Conflict(_) => (409, "conflict"),
             Self::TooLarge(_) => (413, "payload_too_large"),
             Self::BadGateway(_) => (502, "crm_error"),
+            Self::InvalidSetting(_) => (422, "invalid_setting"),
             Self::Internal(_) => (500, "internal_error"),
         }
     }
@@ -60,10 +64,11 @@ impl ApiError {
         } else {
             tracing::info!(status, code, message = %self, "request refused");
         }
-        json_response(
-            status,
-            &json!({ "error": { "code": code, "message": self.to_string() } }),
-        )
+        let mut error = json!({ "code": code, "message": self.to_string() });
+        if let Self::InvalidSetting(invalid) = &self {
+            error["setting"] = json!(invalid.setting);
+        }
+        json_response(status, &json!({ "error": error }))
     }
 }
 

@@ -7,4 +7,5 @@ pub mod http;
 pub mod note_append;
 pub mod oauth;
 pub mod record_sync;
+pub mod settings;
 pub mod webhook;

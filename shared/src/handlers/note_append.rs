@@ -7,14 +7,14 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
-use super::batch::{GroupOutcome, Received, run_fifo_batch};
+use super::batch::{GroupOutcome, Received, record_failures, run_fifo_batch};
 use crate::crm::Crm;
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{Chat, CrmKind, DayNote, MessageState, NoteLine, RecordRef, StoredMessage};
 use crate::queue::QueueName;
 use crate::sync::{
-    chat_link, local_times, note_content, note_header, note_line_text, note_title,
+    active_settings, chat_link, local_times, note_content, note_header, note_line_text, note_title,
     organization_crm, park, parking_reason, zone,
 };
 use crate::synclog;
@@ -26,7 +26,7 @@ pub async fn handle(
     event: SqsEvent,
     deadline: Option<SystemTime>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(run_fifo_batch(
+    let outcome = run_fifo_batch(
         deps.queue.as_ref(),
         QueueName::Notes,
         deps.config.retry_backoff_base_secs,
@@ -34,7 +34,9 @@ pub async fn handle(
         event,
         |group| append_group(deps, group),
     )
-    .await)
+    .await;
+    record_failures(deps, &outcome.failures).await;
+    Ok(outcome.response)
 }
 
 /// Messages of one chat, cut into runs of the same day.
@@ -99,6 +101,9 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
     else {
         return Err(at_start(WorkError::NotConnected));
     };
+    active_settings(deps, &first.workspace_id, CrmKind::Zoho)
+        .await
+        .map_err(at_start)?;
     let tz = zone(&workspace.time_zone);
     let header = note_header(&chat_link(&chat.contact), &business_number);
     let contact_display = chat
@@ -166,6 +171,7 @@ async fn append_run(
         .day_note(
             &chat.workspace_id,
             &chat.key,
+            &record,
             &run.day,
             parts.len() as u32 + 1,
         )

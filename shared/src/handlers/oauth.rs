@@ -30,10 +30,7 @@ use super::http::{
 use crate::adapters::zoho::{TokenGrant, ZohoApi, ZohoIdentity, ZohoOAuth};
 use crate::crypto::{pkce_challenge, random_token};
 use crate::deps::Deps;
-use crate::model::{
-    Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, OAuthState, Role, User,
-};
-use crate::queue::{MessageRef, QueueName};
+use crate::model::{Connection, ConnectionKind, ConnectionStatus, CrmKind, OAuthState, Role, User};
 use crate::store::Insert;
 use crate::synclog;
 use crate::tokens::FreshToken;
@@ -325,6 +322,7 @@ impl Granted {
             access_token_enc: String::new(),
             refresh_token_enc: String::new(),
             access_expires_at: now + self.grant.expires_in_secs,
+            access_issued_at: now,
             status: ConnectionStatus::Active,
             connected_at: now,
             version: 1,
@@ -382,17 +380,15 @@ async fn connect_organization(
         location = %connection.location,
         "organization connection stored"
     );
-    synclog::record(
-        deps.store.as_ref(),
-        deps.clock.now(),
+    synclog::workspace_event(
+        deps,
         &connection.workspace_id,
         "organization_connected",
-        None,
-        None,
         json!({ "crm": crm.as_str(), "by_user": user.id, "location": connection.location }),
     )
     .await;
-    requeue_waiting(deps, &connection.workspace_id).await
+    crate::sync::requeue_waiting(deps, &connection.workspace_id).await?;
+    Ok(())
 }
 
 async fn connect_personal(
@@ -421,38 +417,6 @@ async fn connect_personal(
         ));
     }
     tracing::info!(workspace_id = %user.workspace_id, user_id = %user.id, "personal connection stored");
-    Ok(())
-}
-
-/// Messages that waited for a connection are synced now, oldest first. A
-/// failure here is logged, not returned: the connection stands, and the
-/// messages stay waiting (nothing is lost) until the next connect.
-async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<(), ApiError> {
-    let waiting = deps.store.waiting_messages(workspace_id).await?;
-    let count = waiting.len();
-    for message in waiting {
-        let reference = MessageRef {
-            workspace_id: workspace_id.to_owned(),
-            message_id: message.message_id.clone(),
-            chat_key: message.chat_key.clone(),
-            resend: deps.clock.now(),
-        };
-        if let Err(e) = deps.queue.send(QueueName::Sync, &reference).await {
-            tracing::error!(workspace_id, error = %e, "could not re-queue a waiting message");
-            return Ok(());
-        }
-        deps.store
-            .set_message_state(
-                workspace_id,
-                &message.message_id,
-                &MessageState::Queued,
-                Some(&["waiting"]),
-            )
-            .await?;
-    }
-    if count > 0 {
-        tracing::info!(workspace_id, count, "waiting messages queued again");
-    }
     Ok(())
 }
 
@@ -544,16 +508,7 @@ async fn disconnect(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResp
             }
             let personal_removed = all.len() - 1;
             tracing::info!(workspace_id = %user.workspace_id, personal_removed, revoked, "organization disconnected");
-            synclog::record(
-                deps.store.as_ref(),
-                deps.clock.now(),
-                &user.workspace_id,
-                "organization_disconnected",
-                None,
-                None,
-                json!({ "crm": crm.as_str(), "by_user": user.id, "personal_connections_removed": personal_removed, "grants_revoked": revoked }),
-            )
-            .await;
+            synclog::workspace_event(deps, &user.workspace_id, "organization_disconnected", json!({ "crm": crm.as_str(), "by_user": user.id, "personal_connections_removed": personal_removed, "grants_revoked": revoked })).await;
             Ok(json_response(
                 200,
                 &json!({

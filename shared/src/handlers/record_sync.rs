@@ -6,24 +6,26 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
-use super::batch::{GroupOutcome, Received, run_fifo_batch};
-use crate::crm::{Crm, CrmError, NewRecord};
+use super::batch::{GroupOutcome, Received, record_failures, run_fifo_batch};
+use crate::crm::{Conversion, Crm, CrmError, NewRecord};
 use crate::deps::Deps;
 use crate::error::WorkError;
-use crate::model::{Chat, Connection, CrmKind, MessageState, RecordRef, StoredMessage};
+use crate::model::{
+    Chat, ChatPatch, Connection, CrmKind, MessageState, OnConverted, RecordRef, StoredMessage,
+    SyncSettings,
+};
 use crate::queue::QueueName;
 use crate::sync::{
-    chat_link, choose_owner, confirmed_matches, crm_users, organization_crm, park, parking_reason,
-    record_name, record_of, searchable_forms,
+    active_settings, chat_link, choose_owner, confirmed_matches, crm_users, fitted_name,
+    organization_crm, park, parking_reason, record_fields, record_name, record_of,
+    searchable_forms,
 };
 use crate::synclog;
 use crate::whatsapp::Direction;
 use serde_json::json;
 
-/// The module new chats land in (configurable settings come with the
-/// settings API).
-const DESTINATION_MODULE: &str = "Leads";
-const LEAD_SOURCE: &str = "WhatsApp";
+/// How often a remembered Lead is checked for conversion.
+const CONVERSION_CHECK_SECS: i64 = 3600;
 /// How long a worker may take to create a record before another may try.
 const CREATION_CLAIM_SECS: i64 = 120;
 
@@ -33,7 +35,7 @@ pub async fn handle(
     event: SqsEvent,
     deadline: Option<SystemTime>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(run_fifo_batch(
+    let outcome = run_fifo_batch(
         deps.queue.as_ref(),
         QueueName::Sync,
         deps.config.retry_backoff_base_secs,
@@ -41,7 +43,9 @@ pub async fn handle(
         event,
         |group| sync_group(deps, group),
     )
-    .await)
+    .await;
+    record_failures(deps, &outcome.failures).await;
+    Ok(outcome.response)
 }
 
 /// Links each message's chat, then passes the group's messages on together,
@@ -76,7 +80,8 @@ async fn sync_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
     }
 }
 
-/// Whether the message goes on to note-append (false: done, or parked).
+/// Whether the message goes on to note-append (false: done, skipped or
+/// parked).
 async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError> {
     let r = &message.reference;
     let stored = deps
@@ -86,7 +91,10 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
         .ok_or_else(|| {
             WorkError::Inconsistent(format!("message {} is not stored", r.message_id))
         })?;
-    if matches!(stored.state, MessageState::Appended { .. }) {
+    if matches!(
+        stored.state,
+        MessageState::Appended { .. } | MessageState::Skipped { .. }
+    ) {
         return Ok(false);
     }
     let chat = deps
@@ -96,37 +104,196 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
         .ok_or_else(|| {
             WorkError::Inconsistent(format!("chat of {} is not stored", r.message_id))
         })?;
-    if let (Some(record), Some(new_name)) = (&chat.record, renamed_to(&chat, &stored)) {
-        rename(deps, &chat, record, &new_name, &r.message_id).await?;
+    if let Some(reason) = &chat.sync_stopped {
+        skip(deps, &chat, &r.message_id, reason).await?;
+        return Ok(false);
     }
-    if chat.record.is_none() {
+    match link(deps, &chat, &stored).await {
+        Ok(proceed) => Ok(proceed),
+        // Kept, not failed: activating or connecting (again) queues it anew.
+        Err(error) => match parking_reason(&error) {
+            Some(reason) => park(deps, &r.workspace_id, &r.message_id, CrmKind::Zoho, reason)
+                .await
+                .map(|()| false),
+            None => Err(error),
+        },
+    }
+}
+
+/// Makes sure the chat has a live record; false when the chat's sync
+/// stopped on the way (a converted lead with `stop`).
+async fn link(deps: &Deps, chat: &Chat, message: &StoredMessage) -> Result<bool, WorkError> {
+    // The connection first: without one, that is the reason to give.
+    let (connection, crm) = organization_crm(deps, &chat.workspace_id, CrmKind::Zoho)
+        .await?
+        .ok_or(WorkError::NotConnected)?;
+    let settings = active_settings(deps, &chat.workspace_id, CrmKind::Zoho).await?;
+    let Some(record) = &chat.record else {
         // A new record is named as the contact was called in this message,
         // not by whatever name a later delivery has already stored.
         let mut chat = chat.clone();
-        if let Some(name) = &stored.contact_name {
+        if let Some(name) = &message.contact_name {
             chat.contact_name = Some(name.clone());
         }
-        let linked = match organization_crm(deps, &r.workspace_id, CrmKind::Zoho).await {
-            Ok(Some((connection, crm))) => {
-                link_record(deps, &chat, &connection, crm.as_ref(), &r.message_id)
-                    .await
-                    .map(|_| ())
-            }
-            Ok(None) => Err(WorkError::NotConnected),
-            Err(e) => Err(e),
+        let ctx = Linking {
+            deps,
+            chat: &chat,
+            settings: &settings,
+            connection: &connection,
+            crm: crm.as_ref(),
+            message_id: &message.message_id,
         };
-        if let Err(error) = linked {
-            // Kept, not failed: connecting (again) queues it anew.
-            return match parking_reason(&error) {
-                Some(reason) => park(deps, &r.workspace_id, &r.message_id, CrmKind::Zoho, reason)
-                    .await
-                    .map(|()| false),
-                None => Err(error),
-            };
-        }
+        link_record(&ctx).await?;
+        return Ok(true);
+    };
+    let ctx = Linking {
+        deps,
+        chat,
+        settings: &settings,
+        connection: &connection,
+        crm: crm.as_ref(),
+        message_id: &message.message_id,
+    };
+    if !follow_conversion(&ctx, record).await? {
+        return Ok(false);
+    }
+    if let Some(new_name) = renamed_to(chat, message) {
+        rename(&ctx, record, &new_name).await?;
     }
     Ok(true)
 }
+
+/// What linking one message's chat works with.
+struct Linking<'a> {
+    deps: &'a Deps,
+    chat: &'a Chat,
+    settings: &'a SyncSettings,
+    connection: &'a Connection,
+    crm: &'a dyn Crm,
+    message_id: &'a str,
+}
+
+impl Linking<'_> {
+    async fn log(&self, event: &str, detail: serde_json::Value) {
+        synclog::record(
+            self.deps.store.as_ref(),
+            self.deps.clock.now(),
+            &self.chat.workspace_id,
+            event,
+            Some(&self.chat.key),
+            Some(self.message_id),
+            detail,
+        )
+        .await;
+    }
+
+    async fn patch(&self, patch: ChatPatch) -> Result<(), WorkError> {
+        self.deps
+            .store
+            .patch_chat(&self.chat.workspace_id, &self.chat.key, &patch)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Marks a message not synced on purpose, and logs why.
+async fn skip(deps: &Deps, chat: &Chat, message_id: &str, reason: &str) -> Result<(), WorkError> {
+    deps.store
+        .set_message_state(
+            &chat.workspace_id,
+            message_id,
+            &MessageState::Skipped {
+                reason: reason.to_owned(),
+            },
+            None,
+        )
+        .await?;
+    synclog::record(
+        deps.store.as_ref(),
+        deps.clock.now(),
+        &chat.workspace_id,
+        "skipped",
+        Some(&chat.key),
+        Some(message_id),
+        json!({ "reason": reason }),
+    )
+    .await;
+    Ok(())
+}
+
+/// A remembered record of a convertible module (a Lead) is checked for
+/// conversion at most once per `CONVERSION_CHECK_SECS`, so the steady state
+/// stays at one CRM call per message. A converted one is followed to what
+/// it became (`continue`), or the chat's sync stops (`stop`). False when
+/// the chat's sync stopped.
+async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool, WorkError> {
+    let settings = ctx.settings;
+    let now = ctx.deps.clock.now();
+    let convertible = settings.destination_convertable
+        && settings.destination_module.as_deref() == Some(record.module.as_str());
+    if !convertible || now - ctx.chat.record_checked_at < CONVERSION_CHECK_SECS {
+        return Ok(true);
+    }
+    let into_module = settings.converted_module.as_deref().unwrap_or("Contacts");
+    let conversion = match ctx.crm.conversion(record, into_module).await {
+        Ok(conversion) => conversion,
+        Err(e) if e.is_transient() || matches!(e, CrmError::ConnectionBroken(_)) => {
+            return Err(e.into());
+        }
+        Err(e) => {
+            // Not worth holding messages up for: checked again next time.
+            tracing::warn!(workspace_id = %ctx.chat.workspace_id, chat = %ctx.chat.log_id(), error = %e, "could not check the record for conversion");
+            return Ok(true);
+        }
+    };
+    let into = match (conversion, settings.on_converted) {
+        (Conversion::NotConverted, _) => {
+            ctx.patch(ChatPatch {
+                record_checked_at: Some(now),
+                ..ChatPatch::default()
+            })
+            .await?;
+            return Ok(true);
+        }
+        (Conversion::Converted { into: Some(into) }, OnConverted::Continue) => into,
+        (Conversion::Converted { into }, rule) => {
+            let reason = match (rule, into) {
+                (OnConverted::Stop, _) => CONVERTED_STOP.to_owned(),
+                (OnConverted::Continue, _) => {
+                    format!("the lead was converted without a {into_module} record to continue in")
+                }
+            };
+            ctx.patch(ChatPatch {
+                sync_stopped: Some(Some(reason.clone())),
+                record_checked_at: Some(now),
+                ..ChatPatch::default()
+            })
+            .await?;
+            ctx.log(
+                "sync_stopped",
+                json!({ "record": record, "reason": reason }),
+            )
+            .await;
+            skip(ctx.deps, ctx.chat, ctx.message_id, &reason).await?;
+            return Ok(false);
+        }
+    };
+    // The record it became is a person's, not ours: it is never renamed.
+    ctx.patch(ChatPatch {
+        record: Some(into.clone()),
+        record_created_by_us: Some(false),
+        record_name: Some(None),
+        record_checked_at: Some(now),
+        ..ChatPatch::default()
+    })
+    .await?;
+    tracing::info!(workspace_id = %ctx.chat.workspace_id, chat = %ctx.chat.log_id(), from = %record_of(record), to = %record_of(&into), "followed a converted record");
+    ctx.log("converted_followed", json!({ "from": record, "to": into }))
+        .await;
+    Ok(true)
+}
+
+const CONVERTED_STOP: &str = "the lead was converted and the settings say stop";
 
 /// The contact's new WhatsApp name, if they renamed themselves and the chat's
 /// record is one this product created (records people made are theirs).
@@ -139,113 +306,121 @@ fn renamed_to(chat: &Chat, message: &StoredMessage) -> Option<String> {
     .then(|| name.to_owned())
 }
 
-async fn rename(
-    deps: &Deps,
-    chat: &Chat,
-    record: &RecordRef,
-    name: &str,
-    message_id: &str,
-) -> Result<(), WorkError> {
-    // Best effort: a rename never holds up the messages. Without a working
-    // connection the note stage parks the message, and a later one renames.
-    let crm = match organization_crm(deps, &chat.workspace_id, CrmKind::Zoho).await {
-        Ok(Some((_, crm))) => crm,
-        Ok(None) | Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => return Ok(()),
-        Err(e) => return Err(e),
+async fn rename(ctx: &Linking<'_>, record: &RecordRef, name: &str) -> Result<(), WorkError> {
+    let Some(name_field) = &ctx.settings.name_field else {
+        return Ok(());
     };
-    match crm.rename_record(record, name).await {
+    let fitted = fitted_name(ctx.settings, name);
+    // Best effort: a rename never holds up the messages.
+    match ctx.crm.update_field(record, name_field, &fitted).await {
         Ok(()) => {}
-        Err(CrmError::ConnectionBroken(_)) => return Ok(()),
-        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) if e.is_transient() || matches!(e, CrmError::ConnectionBroken(_)) => {
+            return Err(e.into());
+        }
         Err(e) => {
-            tracing::warn!(workspace_id = %chat.workspace_id, chat = %chat.log_id(), error = %e, "rename refused by the CRM");
-            synclog::record(
-                deps.store.as_ref(),
-                deps.clock.now(),
-                &chat.workspace_id,
+            tracing::warn!(workspace_id = %ctx.chat.workspace_id, chat = %ctx.chat.log_id(), error = %e, "rename refused by the CRM");
+            ctx.log(
                 "rename_failed",
-                Some(&chat.key),
-                Some(message_id),
                 json!({ "record": record, "error": e.to_string() }),
             )
             .await;
             return Ok(());
         }
     }
-    deps.store
-        .set_record_name(&chat.workspace_id, &chat.key, name)
-        .await?;
-    synclog::record(
-        deps.store.as_ref(),
-        deps.clock.now(),
-        &chat.workspace_id,
+    ctx.patch(ChatPatch {
+        record_name: Some(Some(name.to_owned())),
+        ..ChatPatch::default()
+    })
+    .await?;
+    ctx.log(
         "renamed",
-        Some(&chat.key),
-        Some(message_id),
-        json!({ "record": record, "from": chat.record_name, "to": name }),
+        json!({ "record": record, "from": ctx.chat.record_name, "to": name }),
     )
     .await;
     Ok(())
 }
 
-/// Finds the chat's record by number or creates it, and remembers it.
-async fn link_record(
-    deps: &Deps,
-    chat: &Chat,
-    connection: &Connection,
-    crm: &dyn Crm,
-    message_id: &str,
-) -> Result<RecordRef, WorkError> {
-    let mut matches = Vec::new();
-    // The forms a CRM may hold the number in, most likely first.
-    for form in searchable_forms(&chat.contact) {
-        let found = crm.search_by_phone(DESTINATION_MODULE, &form).await?;
-        matches = confirmed_matches(found, &chat.contact);
-        if !matches.is_empty() {
-            break;
-        }
+/// Finds the chat's record by number — in the destination, then in the
+/// converted destination — or creates it, and remembers it.
+async fn link_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
+    let chat = ctx.chat;
+    let settings = ctx.settings;
+    let forms = searchable_forms(&chat.contact);
+    let mut places = Vec::new();
+    if let (Some(module), Some(field)) = (&settings.destination_module, &settings.number_field) {
+        places.push((module.clone(), field.clone()));
     }
-    if let Some(best) = matches.first() {
-        if matches.len() > 1 {
-            let candidates: Vec<String> = matches.iter().map(|m| record_of(&m.record)).collect();
+    if settings.destination_convertable
+        && settings.on_converted == OnConverted::Continue
+        && let (Some(module), Some(field)) =
+            (&settings.converted_module, &settings.converted_number_field)
+    {
+        places.push((module.clone(), field.clone()));
+    }
+    for (module, field) in &places {
+        let found = ctx.crm.search_by_phone(module, field, &forms).await?;
+        let matches = confirmed_matches(found, &chat.contact);
+        let Some(best) = matches.first() else {
+            continue;
+        };
+        let candidates: Vec<RecordRef> = matches.iter().map(|m| m.record.clone()).collect();
+        let ambiguous = candidates.len() > 1;
+        if ambiguous {
             tracing::warn!(
                 workspace_id = %chat.workspace_id,
                 chat = %chat.log_id(),
-                ?candidates,
+                candidates = candidates.len(),
                 chosen = %record_of(&best.record),
                 "several records hold this number; chose the most recently modified"
             );
         }
-        deps.store
-            .link_chat_record(&chat.workspace_id, &chat.key, &best.record, None)
-            .await?;
+        ctx.patch(ChatPatch {
+            record: Some(best.record.clone()),
+            record_created_by_us: Some(false),
+            ambiguous_candidates: Some(if ambiguous {
+                candidates.clone()
+            } else {
+                Vec::new()
+            }),
+            record_checked_at: Some(ctx.deps.clock.now()),
+            ..ChatPatch::default()
+        })
+        .await?;
         tracing::info!(
             workspace_id = %chat.workspace_id,
             chat = %chat.log_id(),
             record = %record_of(&best.record),
             "matched existing record by phone"
         );
-        let candidates: Vec<String> = matches.iter().map(|m| record_of(&m.record)).collect();
-        synclog::record(
-            deps.store.as_ref(),
-            deps.clock.now(),
-            &chat.workspace_id,
+        let candidate_names: Vec<String> = candidates.iter().map(record_of).collect();
+        ctx.log(
             "matched",
-            Some(&chat.key),
-            Some(message_id),
-            json!({ "record": best.record, "by": "phone", "candidates": candidates }),
+            json!({
+                "record": best.record,
+                "by": format!("{module}.{field}"),
+                "candidates": candidate_names,
+                "rule": if ambiguous { Some("most recently modified") } else { None },
+            }),
         )
         .await;
         return Ok(best.record.clone());
     }
+    create_record(ctx).await
+}
 
+async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
+    let (deps, chat, settings) = (ctx.deps, ctx.chat, ctx.settings);
+    let module = settings
+        .destination_module
+        .clone()
+        .ok_or(WorkError::NotActive)?;
     let now = deps.clock.now();
     if !deps
         .store
         .claim_record_creation(
             &chat.workspace_id,
             &chat.key,
-            message_id,
+            ctx.message_id,
             now,
             now + CREATION_CLAIM_SECS,
         )
@@ -257,24 +432,15 @@ async fn link_record(
             "the chat's record is being created by another worker".into(),
         ));
     }
-    let owner_email = match deps.store.whatsapp_number(&chat.phone_number_id).await? {
-        Some(number) => deps
-            .store
-            .user(&chat.workspace_id, &number.owner_user_id)
-            .await?
-            .map(|u| u.email),
-        None => None,
-    };
-    let users = crm_users(deps, crm, &chat.workspace_id, connection.crm).await?;
-    let (owner_id, owner_reason) = choose_owner(&users, owner_email.as_deref(), connection);
+    let users = crm_users(deps, ctx.crm, &chat.workspace_id, ctx.connection.crm).await?;
+    let (owner_id, owner_reason) =
+        choose_owner(&users, &owner_candidates(deps, chat).await?, ctx.connection);
     let name = record_name(chat.contact_name.as_deref(), &chat.contact);
-    let created = crm
+    let created = ctx
+        .crm
         .create_record(&NewRecord {
-            module: DESTINATION_MODULE.to_owned(),
-            name: name.clone(),
-            phone: chat.contact.clone(),
-            lead_source: LEAD_SOURCE.to_owned(),
-            chat_link: chat_link(&chat.contact),
+            module,
+            fields: record_fields(settings, &name, &chat.contact, &chat_link(&chat.contact)),
             owner_id: Some(owner_id.clone()),
         })
         .await;
@@ -283,7 +449,7 @@ async fn link_record(
         // Refused outright: nothing was created, so the claim can go.
         Err(e @ CrmError::Rejected { .. }) => {
             deps.store
-                .release_record_claim(&chat.workspace_id, &chat.key, message_id)
+                .release_record_claim(&chat.workspace_id, &chat.key, ctx.message_id)
                 .await?;
             return Err(e.into());
         }
@@ -291,9 +457,14 @@ async fn link_record(
         // stays with this message until it expires.
         Err(e) => return Err(e.into()),
     };
-    deps.store
-        .link_chat_record(&chat.workspace_id, &chat.key, &record, Some(&name))
-        .await?;
+    ctx.patch(ChatPatch {
+        record: Some(record.clone()),
+        record_created_by_us: Some(true),
+        record_name: Some(Some(name)),
+        record_checked_at: Some(now),
+        ..ChatPatch::default()
+    })
+    .await?;
     tracing::info!(
         workspace_id = %chat.workspace_id,
         chat = %chat.log_id(),
@@ -302,15 +473,33 @@ async fn link_record(
         owner_reason,
         "created record"
     );
-    synclog::record(
-        deps.store.as_ref(),
-        deps.clock.now(),
-        &chat.workspace_id,
+    ctx.log(
         "created",
-        Some(&chat.key),
-        Some(message_id),
         json!({ "record": record, "owner_id": owner_id, "owner_reason": owner_reason }),
     )
     .await;
     Ok(record)
+}
+
+/// The people who could own a new record, in order of preference, by
+/// e-mail: the chat's responsible user, then the WhatsApp number's owner.
+async fn owner_candidates(
+    deps: &Deps,
+    chat: &Chat,
+) -> Result<Vec<(String, &'static str)>, WorkError> {
+    let mut candidates = Vec::new();
+    if let Some(responsible) = &chat.responsible_user_id
+        && let Some(user) = deps.store.user(&chat.workspace_id, responsible).await?
+    {
+        candidates.push((user.email, "chat_responsible_user"));
+    }
+    if let Some(number) = deps.store.whatsapp_number(&chat.phone_number_id).await?
+        && let Some(user) = deps
+            .store
+            .user(&chat.workspace_id, &number.owner_user_id)
+            .await?
+    {
+        candidates.push((user.email, "whatsapp_number_owner"));
+    }
+    Ok(candidates)
 }

@@ -1,0 +1,548 @@
+//! Sync settings (owner or admin): the choices the CRM offers right now,
+//! editing while inactive, activation with a test record, deactivation.
+
+use std::sync::Arc;
+
+use lambda_http::Request;
+use serde_json::{Map, Value, json};
+
+use super::http::{ApiError, HttpResponse, caller, json_response, query_params};
+use crate::crm::{Crm, CrmError, FieldMeta, ModuleMeta, NewRecord};
+use crate::deps::Deps;
+use crate::error::WorkError;
+use crate::model::{Connection, CrmKind, OnConverted, SyncSettings, User};
+use crate::phone::E164;
+use crate::settings::{
+    FieldSetting, SettingError, candidate_module, check_field, check_lead_source_value,
+    check_module, eligible_fields, eligible_module, missing_setting,
+};
+use crate::sync::{chat_link, organization_crm, record_fields, requeue_waiting};
+use crate::synclog;
+
+/// The test record's number: in the range reserved for fiction (NANP
+/// 555-01xx), so no real chat ever matches it.
+const TEST_RECORD_NUMBER: &str = "15555550100";
+const TEST_RECORD_NAME: &str = "WhatsApp sync test record";
+
+/// `/api/settings/{crm}/…` routes.
+pub async fn route(
+    deps: &Deps,
+    req: &Request,
+    crm: &str,
+    rest: &[&str],
+) -> Result<HttpResponse, ApiError> {
+    let crm =
+        CrmKind::parse(crm).ok_or_else(|| ApiError::NotFound(format!("no CRM called `{crm}`")))?;
+    let me = caller(deps, req).await?;
+    match (req.method().as_str(), rest) {
+        ("GET", []) => show(deps, &me, crm).await,
+        ("PUT" | "PATCH", []) => edit(deps, req, &me, crm).await,
+        ("GET", ["modules"]) => modules(deps, &me, crm).await,
+        ("GET", ["fields"]) => fields(deps, req, &me, crm).await,
+        ("POST", ["activate"]) => activate(deps, &me, crm).await,
+        ("POST", ["deactivate"]) => deactivate(deps, &me, crm).await,
+        (_, [] | ["modules" | "fields" | "activate" | "deactivate"]) => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        _ => Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
+    }
+}
+
+fn require_manager(me: &User) -> Result<(), ApiError> {
+    if me.role.manages_workspace() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "only the workspace owner or an admin can manage sync settings".into(),
+        ))
+    }
+}
+
+async fn stored_or_new(deps: &Deps, me: &User, crm: CrmKind) -> Result<SyncSettings, ApiError> {
+    Ok(deps
+        .store
+        .sync_settings(&me.workspace_id, crm)
+        .await?
+        .unwrap_or_else(|| SyncSettings::new(&me.workspace_id, crm, deps.clock.now())))
+}
+
+async fn settings_response(
+    deps: &Deps,
+    me: &User,
+    settings: &SyncSettings,
+    status: u16,
+    extra: Value,
+) -> Result<HttpResponse, ApiError> {
+    let time_zone = deps
+        .store
+        .workspace(&me.workspace_id)
+        .await?
+        .map(|w| w.time_zone);
+    let mut body = json!({ "settings": settings, "time_zone": time_zone });
+    if let (Some(object), Value::Object(more)) = (body.as_object_mut(), extra) {
+        object.extend(more);
+    }
+    Ok(json_response(status, &body))
+}
+
+async fn show(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, ApiError> {
+    let settings = stored_or_new(deps, me, crm).await?;
+    settings_response(deps, me, &settings, 200, json!({})).await
+}
+
+/// The organization connection's CRM client, for reading metadata.
+async fn connected_crm(
+    deps: &Deps,
+    me: &User,
+    crm: CrmKind,
+) -> Result<(Connection, Arc<dyn Crm>), ApiError> {
+    match organization_crm(deps, &me.workspace_id, crm).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(ApiError::Conflict(
+            "connect the organization to the CRM first".into(),
+        )),
+        Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => Err(ApiError::Conflict(
+            "the CRM connection is broken; reconnect the organization first".into(),
+        )),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+fn crm_failure(e: CrmError) -> ApiError {
+    match e {
+        CrmError::ConnectionBroken(_) => ApiError::Conflict(
+            "the CRM connection is broken; reconnect the organization first".into(),
+        ),
+        other => ApiError::BadGateway(format!("the CRM could not answer: {other}")),
+    }
+}
+
+/// Destination modules: creatable through the API, with a phone field.
+async fn modules(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, ApiError> {
+    require_manager(me)?;
+    let (_, client) = connected_crm(deps, me, crm).await?;
+    let mut eligible = Vec::new();
+    for module in client
+        .modules()
+        .await
+        .map_err(crm_failure)?
+        .into_iter()
+        .filter(candidate_module)
+    {
+        let fields = client.fields(&module.api_name).await.map_err(crm_failure)?;
+        if eligible_module(&module, &fields) {
+            let number_fields: Vec<&str> = eligible_fields(FieldSetting::Number, &fields)
+                .iter()
+                .map(|f| f.api_name.as_str())
+                .collect();
+            eligible.push(json!({
+                "api_name": module.api_name,
+                "label": module.label,
+                "convertable": module.convertable,
+                "number_fields": number_fields,
+            }));
+        }
+    }
+    Ok(json_response(200, &json!({ "modules": eligible })))
+}
+
+/// The fields each setting may use in `?module=`, read live.
+async fn fields(
+    deps: &Deps,
+    req: &Request,
+    me: &User,
+    crm: CrmKind,
+) -> Result<HttpResponse, ApiError> {
+    require_manager(me)?;
+    let module = query_params(req)
+        .remove("module")
+        .ok_or_else(|| ApiError::BadRequest("`module` is required".into()))?;
+    let (_, client) = connected_crm(deps, me, crm).await?;
+    let modules = client.modules().await.map_err(crm_failure)?;
+    check_module("module", &modules, &module)?;
+    let all = client.fields(&module).await.map_err(crm_failure)?;
+    let mut choices = Map::new();
+    for setting in [
+        FieldSetting::Number,
+        FieldSetting::Name,
+        FieldSetting::ChatLink,
+        FieldSetting::LeadSource,
+    ] {
+        let offered: Vec<Value> = eligible_fields(setting, &all)
+            .into_iter()
+            .map(|f| {
+                let mut choice =
+                    json!({ "api_name": f.api_name, "label": f.label, "data_type": f.data_type });
+                if setting == FieldSetting::LeadSource && f.data_type == "picklist" {
+                    choice["values"] = json!(f.picklist_values);
+                }
+                choice
+            })
+            .collect();
+        choices.insert(setting.name().to_owned(), Value::Array(offered));
+    }
+    Ok(json_response(
+        200,
+        &json!({ "module": module, "fields": choices }),
+    ))
+}
+
+/// A patch of the settings: keys present are set (`null` clears).
+async fn edit(
+    deps: &Deps,
+    req: &Request,
+    me: &User,
+    crm: CrmKind,
+) -> Result<HttpResponse, ApiError> {
+    require_manager(me)?;
+    let patch: Map<String, Value> = serde_json::from_slice(req.body().as_ref())
+        .map_err(|e| ApiError::BadRequest(format!("request body is not a JSON object: {e}")))?;
+    let mut settings = stored_or_new(deps, me, crm).await?;
+    if settings.active {
+        return Err(ApiError::Conflict(
+            "sync settings are active and cannot be edited; deactivate them first".into(),
+        ));
+    }
+    let time_zone = apply_patch(&mut settings, &patch)?;
+    let (_, client) = connected_crm(deps, me, crm).await?;
+    let checked = validate(client.as_ref(), &settings).await?;
+    settings.name_max_length = checked.name_max_length;
+    settings.destination_convertable = checked.destination_convertable;
+    save(deps, &mut settings).await?;
+    if let Some(zone) = &time_zone {
+        deps.store.set_time_zone(&me.workspace_id, zone).await?;
+    }
+    tracing::info!(workspace_id = %me.workspace_id, crm = crm.as_str(), "sync settings saved");
+    settings_response(deps, me, &settings, 200, json!({})).await
+}
+
+/// Applies a patch; returns the new time zone if it sets one. A new
+/// destination clears the fields that belonged to the old one.
+fn apply_patch(
+    settings: &mut SyncSettings,
+    patch: &Map<String, Value>,
+) -> Result<Option<String>, SettingError> {
+    let text = |key: &str, value: &Value| -> Result<Option<String>, SettingError> {
+        match value {
+            Value::Null => Ok(None),
+            Value::String(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+            _ => Err(SettingError::new(key, "must be a non-empty string or null")),
+        }
+    };
+    let mut time_zone = None;
+    // The destination first: changing it clears its fields before any
+    // new ones in the same patch are set.
+    if let Some(value) = patch.get("destination_module") {
+        let module = text("destination_module", value)?;
+        if module != settings.destination_module {
+            settings.destination_module = module;
+            settings.number_field = None;
+            settings.name_field = None;
+            settings.name_max_length = None;
+            settings.chat_link_field = None;
+            settings.lead_source_field = None;
+            settings.destination_convertable = false;
+        }
+    }
+    if let Some(value) = patch.get("converted_module") {
+        let module = text("converted_module", value)?;
+        if module != settings.converted_module {
+            settings.converted_module = module;
+            settings.converted_number_field = None;
+        }
+    }
+    for (key, value) in patch {
+        match key.as_str() {
+            "destination_module" | "converted_module" => {}
+            "number_field" => settings.number_field = text(key, value)?,
+            "name_field" => settings.name_field = text(key, value)?,
+            "chat_link_field" => settings.chat_link_field = text(key, value)?,
+            "lead_source_field" => settings.lead_source_field = text(key, value)?,
+            "converted_number_field" => settings.converted_number_field = text(key, value)?,
+            "lead_source_value" => {
+                settings.lead_source_value =
+                    text(key, value)?.ok_or_else(|| SettingError::new(key, "cannot be empty"))?;
+            }
+            "on_converted" => {
+                settings.on_converted = serde_json::from_value::<OnConverted>(value.clone())
+                    .map_err(|_| SettingError::new(key, "must be `continue` or `stop`"))?;
+            }
+            "time_zone" => {
+                let zone =
+                    text(key, value)?.ok_or_else(|| SettingError::new(key, "cannot be empty"))?;
+                if zone.parse::<chrono_tz::Tz>().is_err() {
+                    return Err(SettingError::new(
+                        key,
+                        format!("`{zone}` is not an IANA time zone"),
+                    ));
+                }
+                time_zone = Some(zone);
+            }
+            other => {
+                return Err(SettingError::new(other, "is not a sync setting"));
+            }
+        }
+    }
+    Ok(time_zone)
+}
+
+/// What validation learnt from the metadata.
+struct Checked {
+    name_max_length: Option<u32>,
+    destination_convertable: bool,
+}
+
+/// Checks every setting that is set against the CRM's metadata now.
+async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, ApiError> {
+    let mut checked = Checked {
+        name_max_length: None,
+        destination_convertable: false,
+    };
+    let Some(destination) = &settings.destination_module else {
+        return Ok(checked);
+    };
+    let modules: Vec<ModuleMeta> = crm.modules().await.map_err(crm_failure)?;
+    let module = check_module("destination_module", &modules, destination)?;
+    checked.destination_convertable = module.convertable;
+    let fields: Vec<FieldMeta> = crm.fields(destination).await.map_err(crm_failure)?;
+    if !eligible_module(module, &fields) {
+        return Err(SettingError::new(
+            "destination_module",
+            format!("`{destination}` has no phone field to hold the contact's number"),
+        )
+        .into());
+    }
+    for setting in [
+        FieldSetting::Number,
+        FieldSetting::Name,
+        FieldSetting::ChatLink,
+        FieldSetting::LeadSource,
+    ] {
+        let Some(api_name) = setting.value(settings) else {
+            continue;
+        };
+        let field = check_field(setting, destination, &fields, api_name)?;
+        match setting {
+            FieldSetting::Name => checked.name_max_length = field.length,
+            FieldSetting::LeadSource => {
+                check_lead_source_value(field, &settings.lead_source_value)?;
+            }
+            _ => {}
+        }
+    }
+    if let Some(converted) = &settings.converted_module {
+        check_module("converted_module", &modules, converted)?;
+        if converted == destination {
+            return Err(SettingError::new(
+                "converted_module",
+                "must differ from the destination module",
+            )
+            .into());
+        }
+        if let Some(api_name) = &settings.converted_number_field {
+            let converted_fields = crm.fields(converted).await.map_err(crm_failure)?;
+            check_field(
+                FieldSetting::ConvertedNumber,
+                converted,
+                &converted_fields,
+                api_name,
+            )?;
+        }
+    }
+    Ok(checked)
+}
+
+async fn save(deps: &Deps, settings: &mut SyncSettings) -> Result<(), ApiError> {
+    settings.version += 1;
+    settings.updated_at = deps.clock.now();
+    if deps.store.save_sync_settings(settings).await? {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict(
+            "the settings changed meanwhile; read them again".into(),
+        ))
+    }
+}
+
+/// Validates everything, creates a test record, then activates and queues
+/// the messages that waited for activation.
+async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, ApiError> {
+    require_manager(me)?;
+    let mut settings = stored_or_new(deps, me, crm).await?;
+    if settings.active {
+        return settings_response(deps, me, &settings, 200, json!({ "already_active": true }))
+            .await;
+    }
+    let (connection, client) = connected_crm(deps, me, crm).await?;
+    let checked = validate(client.as_ref(), &settings).await?;
+    settings.name_max_length = checked.name_max_length;
+    settings.destination_convertable = checked.destination_convertable;
+    if let Some(missing) = missing_setting(&settings, checked.destination_convertable) {
+        return Err(SettingError::new(missing, "is not set").into());
+    }
+    let test_record = create_test_record(client.as_ref(), &settings, &connection).await?;
+    settings.active = true;
+    settings.activated_at = Some(deps.clock.now());
+    save(deps, &mut settings).await?;
+    synclog::workspace_event(deps, &me.workspace_id, "settings_activated", json!({ "by_user": me.id, "test_record": test_record, "destination": settings.destination_module })).await;
+    tracing::info!(workspace_id = %me.workspace_id, crm = crm.as_str(), "sync settings activated");
+    let requeued = requeue_waiting(deps, &me.workspace_id).await?;
+    settings_response(
+        deps,
+        me,
+        &settings,
+        200,
+        json!({ "test_record": test_record, "requeued_messages": requeued }),
+    )
+    .await
+}
+
+/// Creates a record the way a new chat would; a refusal names the setting
+/// behind the field the CRM refused.
+async fn create_test_record(
+    crm: &dyn Crm,
+    settings: &SyncSettings,
+    connection: &Connection,
+) -> Result<crate::model::RecordRef, ApiError> {
+    let number = E164::from_wa_id(TEST_RECORD_NUMBER)
+        .map_err(|e| ApiError::Internal(format!("the test number does not parse: {e}")))?;
+    let module = settings
+        .destination_module
+        .clone()
+        .ok_or_else(|| SettingError::new("destination_module", "is not set"))?;
+    let created = crm
+        .create_record(&NewRecord {
+            module: module.clone(),
+            fields: record_fields(settings, TEST_RECORD_NAME, &number, &chat_link(&number)),
+            owner_id: Some(connection.crm_user_id.clone()),
+        })
+        .await;
+    match created {
+        Ok(record) => Ok(record),
+        Err(CrmError::Rejected {
+            code,
+            message,
+            field,
+            ..
+        }) => {
+            let setting = field
+                .as_deref()
+                .and_then(|f| {
+                    FieldSetting::ALL
+                        .into_iter()
+                        .find(|s| s.value(settings) == Some(f))
+                        .map(|s| s.name())
+                })
+                .unwrap_or("destination_module");
+            let about = match &field {
+                Some(f) if setting == "destination_module" => format!(
+                    "{module} refused a test record because of field `{f}`, which the sync does not fill"
+                ),
+                Some(f) => format!("{module} refused a test record because of field `{f}`"),
+                None => format!("{module} refused a test record"),
+            };
+            Err(SettingError::new(setting, format!("{about}: {code} {message}")).into())
+        }
+        Err(other) => Err(crm_failure(other)),
+    }
+}
+
+async fn deactivate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, ApiError> {
+    require_manager(me)?;
+    let mut settings = stored_or_new(deps, me, crm).await?;
+    if settings.active {
+        settings.active = false;
+        save(deps, &mut settings).await?;
+        synclog::workspace_event(
+            deps,
+            &me.workspace_id,
+            "settings_deactivated",
+            json!({ "by_user": me.id }),
+        )
+        .await;
+    }
+    settings_response(deps, me, &settings, 200, json!({})).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored() -> SyncSettings {
+        SyncSettings {
+            destination_module: Some("Leads".into()),
+            number_field: Some("Mobile".into()),
+            name_field: Some("Last_Name".into()),
+            name_max_length: Some(80),
+            chat_link_field: Some("Website".into()),
+            lead_source_field: Some("Lead_Source".into()),
+            destination_convertable: true,
+            converted_module: Some("Contacts".into()),
+            converted_number_field: Some("Mobile".into()),
+            ..SyncSettings::new("ws", CrmKind::Zoho, 0)
+        }
+    }
+
+    fn patch(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn changing_the_destination_clears_the_fields_of_the_old_one() {
+        let mut settings = stored();
+        apply_patch(
+            &mut settings,
+            &patch(json!({ "destination_module": "Contacts", "name_field": "Last_Name" })),
+        )
+        .expect("valid patch");
+        assert_eq!(settings.destination_module.as_deref(), Some("Contacts"));
+        assert_eq!(settings.number_field, None);
+        assert_eq!(settings.chat_link_field, None);
+        assert_eq!(settings.lead_source_field, None);
+        assert_eq!(
+            settings.name_field.as_deref(),
+            Some("Last_Name"),
+            "set in the same patch"
+        );
+        // The converted destination is its own setting and stays.
+        assert_eq!(settings.converted_number_field.as_deref(), Some("Mobile"));
+    }
+
+    #[test]
+    fn the_same_destination_keeps_its_fields_and_null_clears_one() {
+        let mut settings = stored();
+        apply_patch(
+            &mut settings,
+            &patch(json!({ "destination_module": "Leads", "chat_link_field": null })),
+        )
+        .expect("valid patch");
+        assert_eq!(settings.number_field.as_deref(), Some("Mobile"));
+        assert_eq!(settings.chat_link_field, None);
+    }
+
+    #[test]
+    fn unknown_keys_bad_rules_and_zones_are_refused_by_name() {
+        let mut settings = stored();
+        let unknown =
+            apply_patch(&mut settings, &patch(json!({ "colour": "red" }))).expect_err("unknown");
+        assert_eq!(unknown.setting, "colour");
+        let rule = apply_patch(&mut settings, &patch(json!({ "on_converted": "maybe" })))
+            .expect_err("rule");
+        assert_eq!(rule.setting, "on_converted");
+        let zone = apply_patch(
+            &mut settings,
+            &patch(json!({ "time_zone": "Mars/Olympus" })),
+        )
+        .expect_err("zone");
+        assert_eq!(zone.setting, "time_zone");
+        assert_eq!(
+            apply_patch(
+                &mut settings,
+                &patch(json!({ "time_zone": "Europe/Berlin", "on_converted": "stop" }))
+            )
+            .expect("valid"),
+            Some("Europe/Berlin".to_owned())
+        );
+        assert_eq!(settings.on_converted, OnConverted::Stop);
+    }
+}
