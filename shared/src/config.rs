@@ -35,6 +35,10 @@ pub struct Config {
     /// [`DEFAULT_MAX_RECEIVE_COUNT`] (the template's value; a test keeps
     /// them equal).
     pub max_receive_count: u32,
+    /// How often a chat's remembered Lead is checked for conversion, in
+    /// seconds; `CONVERSION_CHECK_SECS`, default 3600 (an hour: the steady
+    /// state stays at one CRM call per message). Tests set 0.
+    pub conversion_check_secs: i64,
 }
 
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
@@ -123,6 +127,9 @@ impl Config {
             max_receive_count: get("MAX_RECEIVE_COUNT")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_MAX_RECEIVE_COUNT),
+            conversion_check_secs: get("CONVERSION_CHECK_SECS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3600),
         })
     }
 }

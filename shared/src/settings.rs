@@ -125,7 +125,7 @@ fn check(setting: FieldSetting, field: &FieldMeta) -> Result<(), SettingError> {
         return Err(SettingError::new(
             name,
             format!(
-                "`{}` is a {} field, which holds several values; {name} takes a single-value {} field",
+                "`{}` is a {} field, which holds several values or files; {name} takes a single-value {} field",
                 field.api_name,
                 field.data_type,
                 setting.data_types().join(" or ")

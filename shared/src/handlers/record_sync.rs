@@ -24,8 +24,6 @@ use crate::synclog;
 use crate::whatsapp::Direction;
 use serde_json::json;
 
-/// How often a remembered Lead is checked for conversion.
-const CONVERSION_CHECK_SECS: i64 = 3600;
 /// How long a worker may take to create a record before another may try.
 const CREATION_CLAIM_SECS: i64 = 120;
 
@@ -222,7 +220,7 @@ async fn skip(deps: &Deps, chat: &Chat, message_id: &str, reason: &str) -> Resul
 }
 
 /// A remembered record of a convertible module (a Lead) is checked for
-/// conversion at most once per `CONVERSION_CHECK_SECS`, so the steady state
+/// conversion at most once per `conversion_check_secs` (an hour), so the steady state
 /// stays at one CRM call per message. A converted one is followed to what
 /// it became (`continue`), or the chat's sync stops (`stop`). False when
 /// the chat's sync stopped.
@@ -231,7 +229,7 @@ async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool
     let now = ctx.deps.clock.now();
     let convertible = settings.destination_convertable
         && settings.destination_module.as_deref() == Some(record.module.as_str());
-    if !convertible || now - ctx.chat.record_checked_at < CONVERSION_CHECK_SECS {
+    if !convertible || now - ctx.chat.record_checked_at < ctx.deps.config.conversion_check_secs {
         return Ok(true);
     }
     let into_module = settings.converted_module.as_deref().unwrap_or("Contacts");

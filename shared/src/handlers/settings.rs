@@ -290,6 +290,7 @@ fn apply_patch(
 struct Checked {
     name_max_length: Option<u32>,
     destination_convertable: bool,
+    destination_fields: Vec<FieldMeta>,
 }
 
 /// Checks every setting that is set against the CRM's metadata now.
@@ -297,6 +298,7 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
     let mut checked = Checked {
         name_max_length: None,
         destination_convertable: false,
+        destination_fields: Vec::new(),
     };
     let Some(destination) = &settings.destination_module else {
         return Ok(checked);
@@ -330,7 +332,12 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
             _ => {}
         }
     }
-    if let Some(converted) = &settings.converted_module {
+    // Converted records only exist for a convertible destination (Leads).
+    if let Some(converted) = settings
+        .converted_module
+        .as_ref()
+        .filter(|_| module.convertable)
+    {
         check_module("converted_module", &modules, converted)?;
         if converted == destination {
             return Err(SettingError::new(
@@ -349,6 +356,7 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
             )?;
         }
     }
+    checked.destination_fields = fields;
     Ok(checked)
 }
 
@@ -380,7 +388,13 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     if let Some(missing) = missing_setting(&settings, checked.destination_convertable) {
         return Err(SettingError::new(missing, "is not set").into());
     }
-    let test_record = create_test_record(client.as_ref(), &settings, &connection).await?;
+    let test_record = create_test_record(
+        client.as_ref(),
+        &settings,
+        &checked.destination_fields,
+        &connection,
+    )
+    .await?;
     settings.active = true;
     settings.activated_at = Some(deps.clock.now());
     save(deps, &mut settings).await?;
@@ -402,6 +416,7 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
 async fn create_test_record(
     crm: &dyn Crm,
     settings: &SyncSettings,
+    fields: &[FieldMeta],
     connection: &Connection,
 ) -> Result<crate::model::RecordRef, ApiError> {
     let number = E164::from_wa_id(TEST_RECORD_NUMBER)
@@ -425,18 +440,26 @@ async fn create_test_record(
             field,
             ..
         }) => {
-            let setting = field
-                .as_deref()
-                .and_then(|f| {
-                    FieldSetting::ALL
-                        .into_iter()
-                        .find(|s| s.value(settings) == Some(f))
-                        .map(|s| s.name())
-                })
-                .unwrap_or("destination_module");
+            let chosen = field.as_deref().and_then(|f| {
+                FieldSetting::ALL
+                    .into_iter()
+                    .find(|s| s.value(settings) == Some(f))
+                    .map(|s| s.name())
+            });
+            // A mandatory text field the sync leaves empty is, in practice,
+            // the name field chosen wrong (First_Name instead of Last_Name).
+            let unfilled_text = code == "MANDATORY_NOT_FOUND"
+                && fields
+                    .iter()
+                    .any(|f| Some(&f.api_name) == field.as_ref() && f.data_type == "text");
+            let setting = match chosen {
+                Some(setting) => setting,
+                None if unfilled_text => "name_field",
+                None => "destination_module",
+            };
             let about = match &field {
-                Some(f) if setting == "destination_module" => format!(
-                    "{module} refused a test record because of field `{f}`, which the sync does not fill"
+                Some(f) if chosen.is_none() => format!(
+                    "{module} refused a test record because field `{f}`, which the sync does not fill, is required"
                 ),
                 Some(f) => format!("{module} refused a test record because of field `{f}`"),
                 None => format!("{module} refused a test record"),
