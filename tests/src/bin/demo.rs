@@ -40,9 +40,15 @@ async fn main() {
         .expect("register the second number");
     assert_eq!(response.status(), 201);
 
-    system.connect_zoho(&workspace).await;
+    system.connect_zoho_only(&workspace).await;
+    println!("Zoho CRM connected through OAuth (consent by the sandbox's admin, ana@acme.example)");
+    let activated = system
+        .activate_settings(&workspace, e2e::default_settings())
+        .await;
     println!(
-        "Zoho CRM connected through OAuth (consent by the sandbox's admin, ana@acme.example)\n"
+        "Sync settings saved and activated: {}\n  (activation created the test record {})\n",
+        activated["settings"],
+        activated["test_record"]
     );
 
     let deliveries: Vec<(&str, Vec<u8>)> = vec![
