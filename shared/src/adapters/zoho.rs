@@ -498,3 +498,5 @@ impl Crm for ZohoApi {
         }
     }
 }
+
+pub mod attachments;
