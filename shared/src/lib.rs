@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod deps;
 pub mod error;
 pub mod handlers;
+pub mod media;
 pub mod model;
 pub mod phone;
 pub mod queue;

@@ -608,3 +608,5 @@ impl Crm for ZohoApi {
         }
     }
 }
+
+pub mod attachments;

@@ -1,0 +1,345 @@
+//! WhatsApp media through the Meta Graph API (WhatsApp reference §7): the
+//! metadata call `GET /{version}/{media_id}` gives the MIME type, the size and
+//! a download URL that lives 5 minutes; the URL gives the bytes. Both calls
+//! carry the same bearer token, which is never logged.
+
+use async_trait::async_trait;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use crate::media::{MediaError, MediaFile, MediaSource};
+
+/// Longest Graph error message kept in [`MediaError::Rejected`].
+const MESSAGE_MAX_CHARS: usize = 300;
+
+pub struct GraphMedia {
+    http: reqwest::Client,
+    base_url: String,
+    api_version: String,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    url: String,
+    mime_type: String,
+    #[serde(default)]
+    file_size: Option<FileSize>,
+}
+
+/// Meta's documented example quotes `file_size`; client libraries report it
+/// as a number too. Both are read.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileSize {
+    Number(u64),
+    Text(String),
+}
+
+impl FileSize {
+    fn bytes(&self) -> Option<u64> {
+        match self {
+            Self::Number(n) => Some(*n),
+            Self::Text(s) => s.trim().parse().ok(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct GraphErrorBody {
+    error: GraphError,
+}
+
+#[derive(Deserialize)]
+struct GraphError {
+    #[serde(default)]
+    message: String,
+    code: Option<i64>,
+}
+
+impl GraphMedia {
+    /// `base_url`: `https://graph.facebook.com` (or a sandbox);
+    /// `api_version`: e.g. `v25.0`.
+    pub fn new(http: reqwest::Client, base_url: &str, api_version: &str) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_version: api_version.trim_matches('/').to_owned(),
+        }
+    }
+
+    async fn metadata(&self, token: &str, media_id: &str) -> Result<Metadata, MediaError> {
+        let url = format!(
+            "{}/{}/{}",
+            self.base_url,
+            self.api_version,
+            utf8_percent_encode(media_id, NON_ALPHANUMERIC)
+        );
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let body = response.text().await.map_err(transport)?;
+        tracing::debug!(media_id, status = status.as_u16(), "graph media metadata");
+        if !status.is_success() {
+            return Err(graph_error(status, &body, token));
+        }
+        let metadata: Metadata = serde_json::from_str(&body)
+            .map_err(|e| MediaError::Invalid(format!("media metadata: {e}")))?;
+        self.check_url(&metadata.url)?;
+        Ok(metadata)
+    }
+
+    /// The token goes wherever the metadata's URL points, so it must at least
+    /// not leave in clear text when we talk to Graph over TLS.
+    fn check_url(&self, url: &str) -> Result<(), MediaError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|_| MediaError::Invalid("the media URL is not a URL".into()))?;
+        match parsed.scheme() {
+            "https" => Ok(()),
+            "http" if !self.base_url.starts_with("https:") => Ok(()),
+            other => Err(MediaError::Invalid(format!(
+                "refusing to send the token to a {other} media URL"
+            ))),
+        }
+    }
+
+    /// The bytes at a download URL, at most `max_bytes` of them. A 404
+    /// (the URL expired) is `NotFound`.
+    async fn download(
+        &self,
+        token: &str,
+        media_id: &str,
+        url: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, MediaError> {
+        let mut response = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        tracing::debug!(media_id, status = status.as_u16(), "graph media download");
+        if status == StatusCode::NOT_FOUND {
+            return Err(MediaError::NotFound);
+        }
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(graph_error(status, &body, token));
+        }
+        let announced = response.content_length();
+        if let Some(size) = announced.filter(|size| *size > max_bytes) {
+            return Err(MediaError::TooLarge {
+                size,
+                max: max_bytes,
+            });
+        }
+        let capacity = usize::try_from(announced.unwrap_or(0)).unwrap_or(0);
+        let mut bytes = Vec::with_capacity(capacity);
+        // Counted while reading: a chunked answer announces nothing, and the
+        // metadata's size may be wrong.
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            let size = bytes.len() as u64 + chunk.len() as u64;
+            if size > max_bytes {
+                return Err(MediaError::TooLarge {
+                    size,
+                    max: max_bytes,
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
+#[async_trait]
+impl MediaSource for GraphMedia {
+    async fn fetch(
+        &self,
+        access_token: &str,
+        media_id: &str,
+        max_bytes: u64,
+    ) -> Result<MediaFile, MediaError> {
+        // A download URL lives 5 minutes and answers 404 once expired (e.g.
+        // after a slow first attempt): one fresh URL is worth one more try.
+        for attempt in 0..2 {
+            let metadata = self.metadata(access_token, media_id).await?;
+            let announced = metadata.file_size.as_ref().and_then(FileSize::bytes);
+            if let Some(size) = announced.filter(|size| *size > max_bytes) {
+                tracing::info!(
+                    media_id,
+                    size,
+                    max_bytes,
+                    "media over the size limit; not downloaded"
+                );
+                return Err(MediaError::TooLarge {
+                    size,
+                    max: max_bytes,
+                });
+            }
+            match self
+                .download(access_token, media_id, &metadata.url, max_bytes)
+                .await
+            {
+                Ok(bytes) => {
+                    return Ok(MediaFile {
+                        file_size: bytes.len() as u64,
+                        bytes,
+                        mime_type: metadata.mime_type,
+                    });
+                }
+                Err(MediaError::NotFound) if attempt == 0 => {
+                    tracing::info!(media_id, "media URL expired; asking Graph for a new one");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(MediaError::NotFound)
+    }
+}
+
+fn transport(e: reqwest::Error) -> MediaError {
+    // Without the URL: a download URL is a signed link.
+    MediaError::Transport(e.without_url().to_string())
+}
+
+/// Maps a Graph error answer by HTTP status and Graph `code` (reference §8
+/// "Error codes worth handling"; code 100 is Graph's "cannot load this id").
+fn graph_error(status: StatusCode, body: &str, token: &str) -> MediaError {
+    let error = serde_json::from_str::<GraphErrorBody>(body)
+        .ok()
+        .map(|b| b.error);
+    let code = error.as_ref().and_then(|e| e.code);
+    match (status.as_u16(), code) {
+        // 190: token invalid/expired; 102: session; 3, 10, 200–299: missing
+        // permission. None of these is fixed by retrying.
+        (401 | 403, _) | (_, Some(190 | 102 | 3 | 10 | 200..=299)) => MediaError::Unauthorized,
+        (429, _) | (_, Some(4 | 17 | 32 | 613 | 80007 | 130429)) => MediaError::RateLimited,
+        (s, _) if s >= 500 => MediaError::Unavailable(s),
+        // Graph's "unknown/temporary" codes: retry with back-off.
+        (s, Some(1 | 2 | 131000 | 131016)) => MediaError::Unavailable(s),
+        (404, _) | (_, Some(100)) => MediaError::NotFound,
+        (s, code) => {
+            // Some Graph messages quote the token they refused.
+            let message = error
+                .map(|e| e.message)
+                .unwrap_or_default()
+                .replace(token, "[token]")
+                .chars()
+                .take(MESSAGE_MAX_CHARS)
+                .collect();
+            MediaError::Rejected {
+                status: s,
+                code,
+                message,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(status: u16, body: &str) -> MediaError {
+        graph_error(
+            StatusCode::from_u16(status).expect("valid status"),
+            body,
+            "EAAtoken",
+        )
+    }
+
+    fn envelope(code: i64, message: &str) -> String {
+        serde_json::json!({"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "x"}})
+            .to_string()
+    }
+
+    #[test]
+    fn graph_errors_map_by_status_and_code() {
+        assert_eq!(error(401, &envelope(190, "bad")), MediaError::Unauthorized);
+        assert_eq!(error(400, &envelope(190, "bad")), MediaError::Unauthorized);
+        assert_eq!(error(403, "<html>"), MediaError::Unauthorized);
+        assert_eq!(error(400, &envelope(200, "perm")), MediaError::Unauthorized);
+        assert_eq!(error(429, ""), MediaError::RateLimited);
+        assert_eq!(error(400, &envelope(4, "limit")), MediaError::RateLimited);
+        assert_eq!(
+            error(400, &envelope(130429, "tput")),
+            MediaError::RateLimited
+        );
+        assert_eq!(
+            error(503, &envelope(2, "down")),
+            MediaError::Unavailable(503)
+        );
+        assert_eq!(error(502, "bad gateway"), MediaError::Unavailable(502));
+        assert_eq!(
+            error(400, &envelope(1, "unknown")),
+            MediaError::Unavailable(400)
+        );
+        assert_eq!(
+            error(400, &envelope(100, "no such id")),
+            MediaError::NotFound
+        );
+        assert_eq!(error(404, ""), MediaError::NotFound);
+        assert_eq!(
+            error(400, &envelope(131052, "Media download error")),
+            MediaError::Rejected {
+                status: 400,
+                code: Some(131052),
+                message: "Media download error".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejections_never_carry_the_token() {
+        let MediaError::Rejected { message, .. } =
+            error(400, &envelope(12345, "Malformed access token EAAtoken"))
+        else {
+            panic!("expected a rejection");
+        };
+        assert_eq!(message, "Malformed access token [token]");
+    }
+
+    #[test]
+    fn file_size_reads_numbers_and_strings() {
+        let read = |json: &str| {
+            serde_json::from_str::<Metadata>(json)
+                .expect("metadata")
+                .file_size
+                .and_then(|s| s.bytes())
+        };
+        assert_eq!(
+            read(r#"{"url":"https://x","mime_type":"a/b","file_size":12}"#),
+            Some(12)
+        );
+        assert_eq!(
+            read(r#"{"url":"https://x","mime_type":"a/b","file_size":"12"}"#),
+            Some(12)
+        );
+        assert_eq!(
+            read(r#"{"url":"https://x","mime_type":"a/b","file_size":"?"}"#),
+            None
+        );
+        assert_eq!(read(r#"{"url":"https://x","mime_type":"a/b"}"#), None);
+    }
+
+    #[test]
+    fn the_token_never_goes_to_a_clear_text_url_from_tls_graph() {
+        let http = reqwest::Client::new();
+        let tls = GraphMedia::new(http.clone(), "https://graph.facebook.com/", "/v25.0/");
+        assert_eq!(tls.base_url, "https://graph.facebook.com");
+        assert_eq!(tls.api_version, "v25.0");
+        assert!(tls.check_url("https://lookaside.fbsbx.com/x?mid=1").is_ok());
+        assert!(tls.check_url("http://lookaside.fbsbx.com/x").is_err());
+        assert!(tls.check_url("ftp://x/y").is_err());
+        assert!(tls.check_url("not a url").is_err());
+        let local = GraphMedia::new(http, "http://127.0.0.1:9", "v25.0");
+        assert!(local.check_url("http://127.0.0.1:9/x").is_ok());
+    }
+}

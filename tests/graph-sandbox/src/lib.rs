@@ -1,0 +1,364 @@
+//! Graph API sandbox: a local HTTP server that behaves like the Meta Graph
+//! API's WhatsApp media endpoints, for tests and the local demo (the team's
+//! WhatsApp reference, section 7 "Downloading media"):
+//!
+//! 1. `GET /{version}/{media_id}[?phone_number_id=…]` with
+//!    `Authorization: Bearer <token>` answers the media's metadata and a
+//!    download URL that lives 5 minutes;
+//! 2. `GET <url>` with the same bearer answers the bytes, `Content-Type` being
+//!    the media's MIME type; an expired URL answers 404.
+//!
+//! Errors use Graph's envelope `{"error":{"message","type","code",
+//! "fbtrace_id"}}`. Admin helpers on [`GraphSandboxHandle`] seed media, set
+//! the accepted tokens, inject failures, move the clock and count requests.
+
+mod server;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The token a default sandbox accepts.
+pub const DEFAULT_ACCESS_TOKEN: &str = "sandbox-graph-token";
+/// The Graph version used in the current WhatsApp documentation examples; the
+/// sandbox accepts any `vNN.N`.
+pub const DEFAULT_API_VERSION: &str = "v25.0";
+/// How long a download URL works after the metadata call issued it (Meta:
+/// "media URL lifetime 5 minutes").
+pub const MEDIA_URL_LIFETIME: Duration = Duration::from_secs(300);
+
+/// How `file_size` is written in the metadata answer. Meta's documented
+/// example shows a quoted value (`"file_size": "<FILE_SIZE>"`), while several
+/// client libraries type it as a number; a client must read both, so the
+/// sandbox can answer either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileSizeFormat {
+    #[default]
+    String,
+    Number,
+}
+
+/// Sandbox configuration.
+#[derive(Debug, Clone)]
+pub struct GraphSandboxConfig {
+    /// 0 = ephemeral port.
+    pub port: u16,
+    /// Bearer tokens the sandbox accepts.
+    pub access_tokens: Vec<String>,
+    /// Lifetime of a download URL.
+    pub url_lifetime: Duration,
+    pub file_size_format: FileSizeFormat,
+}
+
+impl Default for GraphSandboxConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            access_tokens: vec![DEFAULT_ACCESS_TOKEN.to_owned()],
+            url_lifetime: MEDIA_URL_LIFETIME,
+            file_size_format: FileSizeFormat::default(),
+        }
+    }
+}
+
+/// What a media item's download answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaContent {
+    Bytes(bytes::Bytes),
+    /// `size` bytes of [`generated_bytes`], produced while streaming, so a
+    /// test can serve a large file without holding it.
+    Generated {
+        size: u64,
+    },
+}
+
+impl MediaContent {
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Bytes(b) => b.len() as u64,
+            Self::Generated { size } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A media item as WhatsApp would hold it after a user sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedMedia {
+    pub id: String,
+    pub mime_type: String,
+    /// Documents carry the sender's file name in the webhook (not in the
+    /// Graph answers); kept for [`GraphSandboxHandle::webhook_media`].
+    pub filename: Option<String>,
+    pub content: MediaContent,
+    /// `file_size` to announce instead of the real size: for clients that
+    /// must not trust the metadata.
+    pub declared_size: Option<u64>,
+    /// The business number the media belongs to; a metadata call naming
+    /// another `phone_number_id` fails.
+    pub phone_number_id: Option<String>,
+    /// `false` = the download is sent chunked, without `Content-Length`.
+    pub send_content_length: bool,
+}
+
+impl SeedMedia {
+    pub fn bytes(id: &str, mime_type: &str, bytes: impl Into<bytes::Bytes>) -> Self {
+        Self::with_content(id, mime_type, MediaContent::Bytes(bytes.into()))
+    }
+
+    /// `size` bytes of [`generated_bytes`].
+    pub fn generated(id: &str, mime_type: &str, size: u64) -> Self {
+        Self::with_content(id, mime_type, MediaContent::Generated { size })
+    }
+
+    fn with_content(id: &str, mime_type: &str, content: MediaContent) -> Self {
+        Self {
+            id: id.to_owned(),
+            mime_type: mime_type.to_owned(),
+            filename: None,
+            content,
+            declared_size: None,
+            phone_number_id: None,
+            send_content_length: true,
+        }
+    }
+
+    pub fn with_filename(mut self, filename: &str) -> Self {
+        self.filename = Some(filename.to_owned());
+        self
+    }
+
+    pub fn with_declared_size(mut self, size: u64) -> Self {
+        self.declared_size = Some(size);
+        self
+    }
+
+    pub fn with_phone_number_id(mut self, phone_number_id: &str) -> Self {
+        self.phone_number_id = Some(phone_number_id.to_owned());
+        self
+    }
+
+    pub fn without_content_length(mut self) -> Self {
+        self.send_content_length = false;
+        self
+    }
+}
+
+/// The bytes a [`MediaContent::Generated`] item serves: byte `i` is
+/// `i % 251` (a prime, so chunk boundaries never line up with the pattern).
+pub fn generated_bytes(size: u64) -> Vec<u8> {
+    pattern_chunk(0, size)
+}
+
+pub(crate) fn pattern_chunk(offset: u64, len: u64) -> Vec<u8> {
+    (offset..offset + len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Which endpoint a request was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /{version}/{media_id}`.
+    Metadata,
+    /// `GET` of a download URL.
+    Download,
+    /// Anything else (admin calls are not recorded).
+    Unknown,
+}
+
+/// One request the sandbox received. The token is never kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub endpoint: Endpoint,
+    pub method: String,
+    pub path: String,
+    /// Raw query string ("" when absent).
+    pub query: String,
+    pub status: u16,
+    /// Whether a bearer token (right or wrong) came with the request.
+    pub bearer_present: bool,
+}
+
+/// Errors of the library API.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphSandboxError {
+    #[error("cannot bind the sandbox listener: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
+pub(crate) struct Shared {
+    pub store: Mutex<store::Store>,
+}
+
+impl Shared {
+    pub fn store(&self) -> MutexGuard<'_, store::Store> {
+        // A panicking handler must not wedge every later test call.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Entry point.
+pub struct GraphSandbox;
+
+impl GraphSandbox {
+    /// Binds 127.0.0.1:`config.port` and starts serving in the background.
+    pub async fn start(
+        config: GraphSandboxConfig,
+    ) -> Result<GraphSandboxHandle, GraphSandboxError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        let addr = listener.local_addr()?;
+        let base_url = format!("http://{addr}");
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store::Store::new(config, base_url.clone())),
+        });
+        let (tx, mut rx) = watch::channel(false);
+        let app = server::router(Arc::clone(&shared));
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                while !*rx.borrow() {
+                    if rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "graph sandbox server stopped");
+            }
+        });
+        Ok(GraphSandboxHandle {
+            shared,
+            addr,
+            base_url,
+            stop: Arc::new(tx),
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+}
+
+/// Control and inspection handle (cheap to clone).
+#[derive(Clone)]
+pub struct GraphSandboxHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    base_url: String,
+    stop: Arc<watch::Sender<bool>>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for GraphSandboxHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSandboxHandle")
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+impl GraphSandboxHandle {
+    /// `http://127.0.0.1:<port>`: stands for `https://graph.facebook.com`
+    /// (download URLs are issued on the same origin).
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Adds (or replaces) a media item.
+    pub fn seed_media(&self, media: SeedMedia) {
+        self.shared.store().seed(media);
+    }
+
+    /// Forgets a media item (as WhatsApp does after 7 days); returns whether
+    /// it existed. URLs already issued for it answer 404.
+    pub fn remove_media(&self, id: &str) -> bool {
+        self.shared.store().media.remove(id).is_some()
+    }
+
+    /// The bytes a media item serves.
+    pub fn media_bytes(&self, id: &str) -> Option<Vec<u8>> {
+        self.shared
+            .store()
+            .media
+            .get(id)
+            .map(|m| match &m.seed.content {
+                MediaContent::Bytes(b) => b.to_vec(),
+                MediaContent::Generated { size } => generated_bytes(*size),
+            })
+    }
+
+    /// The media object a webhook would carry for this item
+    /// (`{"id","mime_type","sha256"[,"filename"]}`), to build test deliveries
+    /// that agree with the sandbox.
+    pub fn webhook_media(&self, id: &str) -> Option<Value> {
+        self.shared.store().webhook_media(id)
+    }
+
+    /// Replaces the accepted bearer tokens.
+    pub fn set_access_tokens<I, S>(&self, tokens: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.shared.store().tokens = tokens.into_iter().map(Into::into).collect();
+    }
+
+    /// The next `n` media requests (either endpoint) answer `status` with a
+    /// Graph error (503 → code 2, 429 → code 4, 401 → code 190, others →
+    /// code 1; a 404 on a download is the expired-URL answer).
+    pub fn fail_next(&self, n: u32, status: u16) {
+        self.shared.store().add_fault(None, n, status);
+    }
+
+    /// Like [`Self::fail_next`], counting only requests to `endpoint`.
+    pub fn fail_next_at(&self, endpoint: Endpoint, n: u32, status: u16) {
+        self.shared.store().add_fault(Some(endpoint), n, status);
+    }
+
+    /// Moves the sandbox's clock forward (URL expiry), without sleeping.
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.store().clock_offset += by;
+    }
+
+    /// Lifetime of URLs issued from now on and of those already issued.
+    pub fn set_url_lifetime(&self, lifetime: Duration) {
+        self.shared.store().url_lifetime = lifetime;
+    }
+
+    /// Requests received by `endpoint` so far, whatever they were answered.
+    pub fn request_count(&self, endpoint: Endpoint) -> usize {
+        self.shared
+            .store()
+            .requests
+            .iter()
+            .filter(|r| r.endpoint == endpoint)
+            .count()
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.store().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.store().requests.clear();
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! HTTP surface: the Graph media endpoints and the sandbox admin endpoints
+//! (`/__sandbox/...`, for the demo scripts; not recorded).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::store::{CHUNK, Store, random_alnum};
+use crate::{Endpoint, MediaContent, RecordedRequest, SeedMedia, Shared, pattern_chunk};
+
+type AppState = Arc<Shared>;
+
+/// Largest body the admin seeding endpoint takes (WhatsApp's largest media
+/// is 100 MB; larger test items use `size=`).
+const ADMIN_BODY_MAX: usize = 110 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/whatsapp_business/attachments/", get(download))
+        .route(
+            "/__sandbox/media",
+            post(admin_seed).layer(DefaultBodyLimit::max(ADMIN_BODY_MAX)),
+        )
+        .route("/__sandbox/fail-next", post(admin_fail_next))
+        .route("/__sandbox/requests", get(admin_requests))
+        .route("/{version}/{media_id}", get(metadata_versioned))
+        // Graph also serves unversioned paths (at the app's default version).
+        .route("/{media_id}", get(metadata_unversioned))
+        .fallback(unknown)
+        .with_state(state)
+}
+
+fn parse_query(raw: Option<&str>) -> HashMap<String, String> {
+    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The query as recorded: an `access_token` parameter's value is dropped.
+fn recorded_query(raw: Option<&str>) -> String {
+    let raw = raw.unwrap_or("");
+    if !raw.contains("access_token") {
+        return raw.to_owned();
+    }
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if k == "access_token" {
+            out.append_pair(&k, "REDACTED");
+        } else {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.finish()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Graph takes the token from the header or the `access_token` parameter.
+fn token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
+    bearer(headers).or_else(|| query.get("access_token").map(String::as_str))
+}
+
+fn record(st: &mut Store, endpoint: Endpoint, uri: &Uri, headers: &HeaderMap, status: StatusCode) {
+    st.record(RecordedRequest {
+        endpoint,
+        method: Method::GET.to_string(),
+        path: uri.path().to_owned(),
+        query: recorded_query(uri.query()),
+        status: status.as_u16(),
+        bearer_present: bearer(headers).is_some(),
+    });
+}
+
+fn json_response(status: u16, body: Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Graph's error envelope.
+fn graph_error(
+    status: u16,
+    code: i64,
+    error_type: &str,
+    message: &str,
+    subcode: Option<i64>,
+) -> Response {
+    let mut error = json!({
+        "message": message,
+        "type": error_type,
+        "code": code,
+        "fbtrace_id": random_alnum(23),
+    });
+    if let Some(subcode) = subcode {
+        error["error_subcode"] = json!(subcode);
+    }
+    json_response(status, json!({ "error": error }))
+}
+
+fn invalid_token() -> Response {
+    const MESSAGE: &str = "Invalid OAuth access token - Cannot parse access token";
+    let mut response = graph_error(401, 190, "OAuthException", MESSAGE, None);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(
+            "OAuth \"Facebook Platform\" \"invalid_token\" \"Invalid OAuth access token - Cannot parse access token\"",
+        ),
+    );
+    response
+}
+
+/// What Graph answers for an id it cannot load: HTTP 400, code 100,
+/// subcode 33 (as seen in Graph answers for unknown object ids).
+fn unknown_object(id: &str) -> Response {
+    graph_error(
+        400,
+        100,
+        "GraphMethodException",
+        &format!(
+            "Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"
+        ),
+        Some(33),
+    )
+}
+
+/// The reference only says an expired download URL answers 404.
+fn expired_url() -> Response {
+    (StatusCode::NOT_FOUND, "URL signature expired").into_response()
+}
+
+fn fault(endpoint: Endpoint, status: u16) -> Response {
+    match status {
+        404 if endpoint == Endpoint::Download => expired_url(),
+        401 => invalid_token(),
+        429 => graph_error(
+            429,
+            4,
+            "OAuthException",
+            "(#4) Application request limit reached",
+            None,
+        ),
+        503 => graph_error(
+            503,
+            2,
+            "OAuthException",
+            "(#2) Service temporarily unavailable",
+            None,
+        ),
+        s => graph_error(s, 1, "OAuthException", "An unknown error occurred", None),
+    }
+}
+
+fn is_version(segment: &str) -> bool {
+    segment
+        .strip_prefix('v')
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.bytes().all(|b| b.is_ascii_digit())
+                && minor.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+async fn metadata_versioned(
+    State(sh): State<AppState>,
+    Path((version, media_id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if !is_version(&version) {
+        return unknown_path(&sh, &uri, &headers);
+    }
+    metadata(&sh, &media_id, &uri, &headers)
+}
+
+async fn metadata_unversioned(
+    State(sh): State<AppState>,
+    Path(media_id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    metadata(&sh, &media_id, &uri, &headers)
+}
+
+fn metadata(sh: &Shared, media_id: &str, uri: &Uri, headers: &HeaderMap) -> Response {
+    let query = parse_query(uri.query());
+    let mut st = sh.store();
+    let response = metadata_answer(&mut st, media_id, &query, token(headers, &query));
+    record(&mut st, Endpoint::Metadata, uri, headers, response.status());
+    response
+}
+
+fn metadata_answer(
+    st: &mut Store,
+    media_id: &str,
+    query: &HashMap<String, String>,
+    token: Option<&str>,
+) -> Response {
+    if let Some(status) = st.take_fault(Endpoint::Metadata) {
+        return fault(Endpoint::Metadata, status);
+    }
+    if !st.accepts(token) {
+        return invalid_token();
+    }
+    // With `phone_number_id`, the call only succeeds for the number the media
+    // belongs to (reference §7).
+    let visible = st.media.get(media_id).is_some_and(|m| {
+        match (&m.seed.phone_number_id, query.get("phone_number_id")) {
+            (Some(owner), Some(asked)) => owner == asked,
+            _ => true,
+        }
+    });
+    if !visible {
+        return unknown_object(media_id);
+    }
+    match st.metadata(media_id) {
+        Some(body) => json_response(200, body),
+        None => unknown_object(media_id),
+    }
+}
+
+async fn download(State(sh): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let query = parse_query(uri.query());
+    let mut st = sh.store();
+    let response = download_answer(&mut st, &query, token(&headers, &query));
+    record(
+        &mut st,
+        Endpoint::Download,
+        &uri,
+        &headers,
+        response.status(),
+    );
+    response
+}
+
+fn download_answer(
+    st: &mut Store,
+    query: &HashMap<String, String>,
+    token: Option<&str>,
+) -> Response {
+    if let Some(status) = st.take_fault(Endpoint::Download) {
+        return fault(Endpoint::Download, status);
+    }
+    // The download needs the same bearer as the metadata call.
+    if !st.accepts(token) {
+        return invalid_token();
+    }
+    let Some(media) = query.get("hash").and_then(|h| st.resolve_url(h)) else {
+        return expired_url();
+    };
+    if query.get("mid") != Some(&media.id) {
+        return expired_url();
+    }
+    media_body(media)
+}
+
+fn media_body(media: &SeedMedia) -> Response {
+    let body = match (&media.content, media.send_content_length) {
+        (MediaContent::Bytes(b), true) => Body::from(b.clone()),
+        // Streamed: generated content is never held whole, and a stream has
+        // no length of its own, so without the header the answer is chunked.
+        (content, _) => Body::from_stream(chunks(content.clone())),
+    };
+    let mut response = Response::new(body);
+    let content_type = HeaderValue::from_str(&media.mime_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    if media.send_content_length {
+        response.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(media.content.len()),
+        );
+    }
+    response
+}
+
+fn chunks(
+    content: MediaContent,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let len = content.len();
+    futures_util::stream::iter((0..len.div_ceil(CHUNK)).map(move |i| {
+        let offset = i * CHUNK;
+        let n = CHUNK.min(len - offset);
+        Ok(match &content {
+            // In range: offset + n <= len, the length of `b`.
+            MediaContent::Bytes(b) => b.slice(offset as usize..(offset + n) as usize),
+            MediaContent::Generated { .. } => Bytes::from(pattern_chunk(offset, n)),
+        })
+    }))
+}
+
+fn unknown_path(sh: &Shared, uri: &Uri, headers: &HeaderMap) -> Response {
+    let response = graph_error(
+        400,
+        2500,
+        "OAuthException",
+        &format!("Unknown path components: {}", uri.path()),
+        None,
+    );
+    record(
+        &mut sh.store(),
+        Endpoint::Unknown,
+        uri,
+        headers,
+        response.status(),
+    );
+    response
+}
+
+async fn unknown(State(sh): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    unknown_path(&sh, &uri, &headers)
+}
+
+// --------------------------------------------------------------------- admin
+
+fn endpoint_name(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Metadata => "metadata",
+        Endpoint::Download => "download",
+        Endpoint::Unknown => "unknown",
+    }
+}
+
+/// `POST /__sandbox/media?id=…&mime_type=…[&filename=…][&phone_number_id=…]
+/// [&size=N]`: the body is the content, or `size=N` generates N bytes.
+async fn admin_seed(State(sh): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let p = parse_query(q.as_deref());
+    let (Some(id), Some(mime_type)) = (p.get("id"), p.get("mime_type")) else {
+        return json_response(400, json!({"error": "id and mime_type are required"}));
+    };
+    let mut media = match p.get("size") {
+        Some(size) => match size.parse() {
+            Ok(size) => SeedMedia::generated(id, mime_type, size),
+            Err(_) => return json_response(400, json!({"error": "size must be a number"})),
+        },
+        None => SeedMedia::bytes(id, mime_type, body),
+    };
+    if let Some(filename) = p.get("filename") {
+        media = media.with_filename(filename);
+    }
+    if let Some(number) = p.get("phone_number_id") {
+        media = media.with_phone_number_id(number);
+    }
+    sh.store().seed(media);
+    json_response(200, json!({"status": "success"}))
+}
+
+/// `POST /__sandbox/fail-next?n=1&status=503[&endpoint=metadata|download]`.
+async fn admin_fail_next(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let p = parse_query(q.as_deref());
+    let n = p.get("n").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let status = p.get("status").and_then(|v| v.parse().ok()).unwrap_or(503);
+    let endpoint = match p.get("endpoint").map(String::as_str) {
+        Some("metadata") => Some(Endpoint::Metadata),
+        Some("download") => Some(Endpoint::Download),
+        _ => None,
+    };
+    sh.store().add_fault(endpoint, n, status);
+    json_response(200, json!({"status": "success"}))
+}
+
+async fn admin_requests(State(sh): State<AppState>) -> Response {
+    let list: Vec<Value> = sh
+        .store()
+        .requests
+        .iter()
+        .map(|r| {
+            json!({"endpoint": endpoint_name(r.endpoint), "method": r.method, "path": r.path,
+                   "query": r.query, "status": r.status, "bearer_present": r.bearer_present})
+        })
+        .collect();
+    json_response(200, json!({ "requests": list }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_look_like_graph_versions() {
+        assert!(is_version("v25.0"));
+        assert!(is_version("v3.2"));
+        assert!(!is_version("v25"));
+        assert!(!is_version("25.0"));
+        assert!(!is_version("vX.0"));
+        assert!(!is_version("whatsapp_business"));
+    }
+
+    #[test]
+    fn recorded_query_drops_the_token() {
+        assert_eq!(recorded_query(Some("a=1")), "a=1");
+        assert_eq!(
+            recorded_query(Some("access_token=secret&phone_number_id=9")),
+            "access_token=REDACTED&phone_number_id=9"
+        );
+    }
+}
