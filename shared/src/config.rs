@@ -39,6 +39,15 @@ pub struct Config {
     /// seconds; `CONVERSION_CHECK_SECS`, default 3600 (an hour: the steady
     /// state stays at one CRM call per message). Tests set 0.
     pub conversion_check_secs: i64,
+    /// The Graph API's base URL (`GRAPH_API_URL`, default
+    /// `https://graph.facebook.com`) and version (`GRAPH_API_VERSION`,
+    /// default `v23.0`), for media downloads.
+    pub graph_api_url: String,
+    pub graph_api_version: String,
+    /// Largest file attached to a CRM record, in bytes; a larger one gets a
+    /// note line that says so. `ATTACHMENT_MAX_BYTES`, default Zoho's
+    /// documented 100 MB.
+    pub attachment_max_bytes: u64,
 }
 
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
@@ -130,6 +139,13 @@ impl Config {
             conversion_check_secs: get("CONVERSION_CHECK_SECS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(3600),
+            graph_api_url: get("GRAPH_API_URL")
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| "https://graph.facebook.com".to_owned()),
+            graph_api_version: get("GRAPH_API_VERSION").unwrap_or_else(|| "v23.0".to_owned()),
+            attachment_max_bytes: get("ATTACHMENT_MAX_BYTES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(crate::adapters::zoho::attachments::ZOHO_ATTACHMENT_MAX_BYTES),
         })
     }
 }

@@ -122,6 +122,14 @@ pub trait Crm: Send + Sync {
         record: &RecordRef,
         into_module: &str,
     ) -> Result<Conversion, CrmError>;
+    /// Attaches a file to a record; the attachment's id.
+    async fn attach_file(
+        &self,
+        parent: &RecordRef,
+        file_name: &str,
+        mime_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, CrmError>;
     async fn modules(&self) -> Result<Vec<ModuleMeta>, CrmError>;
     async fn fields(&self, module: &str) -> Result<Vec<FieldMeta>, CrmError>;
     async fn create_note(

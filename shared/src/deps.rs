@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::graph::GraphMedia;
 use crate::adapters::sqs::SqsQueue;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, MissingVar};
+use crate::media::MediaSource;
 use crate::queue::Queue;
 use crate::secrets::{Secrets, SecretsManagerSource};
 use crate::store::Store;
@@ -26,6 +28,8 @@ pub struct Deps {
     pub secrets: Secrets,
     pub http: reqwest::Client,
     pub clock: Arc<dyn Clock>,
+    /// WhatsApp media, through the Graph API.
+    pub media: Arc<dyn MediaSource>,
 }
 
 impl Deps {
@@ -57,6 +61,11 @@ impl Deps {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| InitError::Http(e.to_string()))?;
+        let media = GraphMedia::new(
+            http.clone(),
+            &config.graph_api_url,
+            &config.graph_api_version,
+        );
         Ok(Self {
             config,
             store: Arc::new(store),
@@ -64,6 +73,7 @@ impl Deps {
             secrets,
             http,
             clock: Arc::new(SystemClock),
+            media: Arc::new(media),
         })
     }
 }

@@ -32,6 +32,8 @@ pub enum WorkError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Crm(#[from] CrmError),
+    #[error("WhatsApp media: {0}")]
+    Media(#[from] crate::media::MediaError),
     /// Another worker holds what this one needs; trying again soon works.
     #[error("busy elsewhere: {0}")]
     Contended(String),
@@ -53,6 +55,7 @@ impl WorkError {
         match self {
             Self::Store(_) | Self::Queue(_) | Self::Contended(_) => true,
             Self::Crm(e) => e.is_transient(),
+            Self::Media(e) => e.is_transient(),
             Self::NotConnected
             | Self::NotActive
             | Self::BadQueueMessage(_)

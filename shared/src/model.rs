@@ -46,6 +46,17 @@ pub struct WhatsAppNumber {
     pub display_phone_number: String,
     /// The user who connected the number: the default owner of new records.
     pub owner_user_id: String,
+    /// The Cloud API access token for this number (media downloads),
+    /// encrypted like CRM tokens and bound to this number. Never returned.
+    #[serde(default)]
+    pub access_token_enc: Option<String>,
+}
+
+impl WhatsAppNumber {
+    /// The associated data that binds the number's encrypted token to it.
+    pub fn token_binding(&self) -> String {
+        format!("{}|whatsapp|{}", self.workspace_id, self.phone_number_id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -270,6 +281,35 @@ pub struct StoredMessage {
     #[serde(flatten)]
     pub state: MessageState,
     pub received_at: i64,
+    /// What became of a media message's file, once decided.
+    #[serde(default)]
+    pub attachment: Option<AttachmentOutcome>,
+}
+
+/// A media message's file: attached to the record, or why not.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum AttachmentOutcome {
+    Attached {
+        file_name: String,
+        attachment_id: String,
+    },
+    NotAttached {
+        file_name: String,
+        reason: String,
+    },
+}
+
+impl AttachmentOutcome {
+    /// What the message's note line says about the file.
+    pub fn line_suffix(&self) -> String {
+        match self {
+            Self::Attached { file_name, .. } => format!(" (attached: {file_name})"),
+            Self::NotAttached { file_name, reason } => {
+                format!(" (not attached: {file_name}, {reason})")
+            }
+        }
+    }
 }
 
 /// The note that holds one chat's messages of one day (one part of it).

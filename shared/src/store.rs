@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::model::{
-    Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote, MessageState,
-    OAuthState, RecordRef, StoredMessage, SyncSettings, User, WhatsAppNumber, Workspace,
+    AttachmentOutcome, Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote,
+    MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User, WhatsAppNumber,
+    Workspace,
 };
 use crate::phone::E164;
 
@@ -172,6 +173,13 @@ pub trait MessageStore: Send + Sync {
         workspace_id: &str,
         chat_key: &str,
     ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Records what became of a media message's file.
+    async fn set_message_attachment(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        outcome: &AttachmentOutcome,
+    ) -> Result<(), StoreError>;
     /// Messages of a workspace in the `waiting` state, oldest first.
     async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError>;
     /// Sets the state; with `only_from`, only if the current state is one of

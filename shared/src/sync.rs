@@ -319,9 +319,17 @@ pub fn note_line_text(
     business_number: &str,
     time: &str,
 ) -> String {
+    let attachment = message
+        .attachment
+        .as_ref()
+        .map(|a| a.line_suffix())
+        .unwrap_or_default();
     match message.direction {
-        Direction::Inbound => format!("{time} ← {contact_display}: {}", message.text),
-        Direction::Outbound => format!("{time} → Business +{business_number}: {}", message.text),
+        Direction::Inbound => format!("{time} ← {contact_display}: {}{attachment}", message.text),
+        Direction::Outbound => format!(
+            "{time} → Business +{business_number}: {}{attachment}",
+            message.text
+        ),
     }
 }
 

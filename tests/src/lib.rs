@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use graph_sandbox::{GraphSandbox, GraphSandboxConfig, GraphSandboxHandle};
 use local_stack::{LocalOptions, LocalSystem};
 use serde_json::{Value, json};
 use shared::crypto::meta_signature;
@@ -53,6 +54,8 @@ pub struct TestSystem {
     pub sandbox: SandboxHandle,
     /// Other data centres, if the system was started with several.
     pub other_sandboxes: Vec<SandboxHandle>,
+    /// The Graph API (WhatsApp media).
+    pub graph: GraphSandboxHandle,
     pub http: reqwest::Client,
     pub operator_key: String,
 }
@@ -88,9 +91,17 @@ impl TestSystem {
     pub async fn start_custom(
         data_centres: Vec<SandboxConfig>,
         visibility_secs: Option<i64>,
-        extra_env: Vec<(String, String)>,
+        mut extra_env: Vec<(String, String)>,
     ) -> Self {
         shared::deps::init_tracing();
+        let graph = GraphSandbox::start(GraphSandboxConfig::default())
+            .await
+            .expect("the Graph sandbox starts");
+        extra_env.push(("GRAPH_API_URL".into(), graph.base_url()));
+        extra_env.push((
+            "GRAPH_API_VERSION".into(),
+            graph_sandbox::DEFAULT_API_VERSION.into(),
+        ));
         let first = data_centres.first().cloned().unwrap_or_default();
         let mut sandboxes = Vec::new();
         for config in data_centres {
@@ -133,6 +144,7 @@ impl TestSystem {
             local,
             sandbox,
             other_sandboxes: handles.collect(),
+            graph,
             http,
             operator_key,
         }
@@ -167,6 +179,7 @@ impl TestSystem {
             .json(&json!({
                 "phone_number_id": PHONE_NUMBER_ID,
                 "display_phone_number": BUSINESS_NUMBER,
+                "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN,
             }))
             .send()
             .await

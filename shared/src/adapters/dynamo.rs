@@ -29,8 +29,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::StoreError;
 use crate::model::{
-    Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote, MessageState,
-    OAuthState, RecordRef, StoredMessage, SyncSettings, User, WhatsAppNumber, Workspace,
+    AttachmentOutcome, Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote,
+    MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User, WhatsAppNumber,
+    Workspace,
 };
 use crate::phone::E164;
 use crate::store::{
@@ -887,6 +888,28 @@ impl MessageStore for DynamoStore {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         self.messages_where(workspace_id, "chat_key = :value", chat_key)
             .await
+    }
+
+    async fn set_message_attachment(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        outcome: &AttachmentOutcome,
+    ) -> Result<(), StoreError> {
+        let value = serde_dynamo::to_attribute_value(outcome)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s(format!("MSG#{message_id}")))
+            .update_expression("SET attachment = :a")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":a", value)
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
     }
 
     async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError> {

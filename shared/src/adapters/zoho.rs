@@ -458,6 +458,17 @@ impl Crm for ZohoApi {
         })
     }
 
+    async fn attach_file(
+        &self,
+        parent: &RecordRef,
+        file_name: &str,
+        mime_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, CrmError> {
+        self.upload_attachment(parent, file_name, mime_type, bytes)
+            .await
+    }
+
     async fn modules(&self) -> Result<Vec<ModuleMeta>, CrmError> {
         let (_, body) = self.call(Method::GET, "settings/modules", |r| r).await?;
         Ok(body

@@ -161,6 +161,8 @@ struct NewWhatsAppNumber {
     phone_number_id: String,
     display_phone_number: String,
     owner_user_id: Option<String>,
+    /// The Cloud API access token for media downloads; stored encrypted.
+    access_token: Option<String>,
 }
 
 async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
@@ -189,21 +191,44 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
             "owner_user_id {owner_user_id} is not a user of this workspace"
         )));
     }
-    let number = WhatsAppNumber {
+    let mut number = WhatsAppNumber {
         workspace_id: me.workspace_id.clone(),
         phone_number_id: input.phone_number_id,
         display_phone_number: input.display_phone_number,
         owner_user_id,
+        access_token_enc: None,
     };
-    if let Some(existing) = deps.store.whatsapp_number(&number.phone_number_id).await?
+    let existing = deps.store.whatsapp_number(&number.phone_number_id).await?;
+    if let Some(existing) = &existing
         && existing.workspace_id != me.workspace_id
     {
         return Err(ApiError::Conflict(
             "this WhatsApp number is registered to another workspace".into(),
         ));
     }
+    number.access_token_enc = match input.access_token.filter(|t| !t.trim().is_empty()) {
+        Some(token) => Some(
+            deps.secrets
+                .keys()
+                .await?
+                .token_cipher()
+                .encrypt(token.trim(), &number.token_binding()),
+        ),
+        // Registering again without a token keeps the one stored.
+        None => existing.and_then(|e| e.access_token_enc),
+    };
     deps.store.put_whatsapp_number(&number).await?;
-    Ok(json_response(201, &json!({ "whatsapp_number": number })))
+    // Never the token, not even encrypted.
+    Ok(json_response(
+        201,
+        &json!({ "whatsapp_number": {
+            "workspace_id": number.workspace_id,
+            "phone_number_id": number.phone_number_id,
+            "display_phone_number": number.display_phone_number,
+            "owner_user_id": number.owner_user_id,
+            "has_access_token": number.access_token_enc.is_some(),
+        } }),
+    ))
 }
 
 /// The owner removes anyone but themselves; an admin removes members. A user

@@ -11,7 +11,11 @@ use super::batch::{GroupOutcome, Received, record_failures, run_fifo_batch};
 use crate::crm::Crm;
 use crate::deps::Deps;
 use crate::error::WorkError;
-use crate::model::{Chat, CrmKind, DayNote, MessageState, NoteLine, RecordRef, StoredMessage};
+use crate::media::{MediaError, media_file_name};
+use crate::model::{
+    AttachmentOutcome, Chat, CrmKind, DayNote, MessageState, NoteLine, RecordRef, StoredMessage,
+    WhatsAppNumber,
+};
 use crate::queue::QueueName;
 use crate::sync::{
     active_settings, chat_link, local_times, note_content, note_header, note_line_text, note_title,
@@ -88,12 +92,14 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
         .await
         .map_err(|e| at_start(e.into()))?
         .ok_or_else(|| at_start(WorkError::Inconsistent("workspace is not stored".into())))?;
-    let business_number = deps
+    let number = deps
         .store
         .whatsapp_number(&chat.phone_number_id)
         .await
-        .map_err(|e| at_start(e.into()))?
-        .map(|n| n.display_phone_number)
+        .map_err(|e| at_start(e.into()))?;
+    let business_number = number
+        .as_ref()
+        .map(|n| n.display_phone_number.clone())
         .unwrap_or_default();
     let Some((_, crm)) = organization_crm(deps, &first.workspace_id, CrmKind::Zoho)
         .await
@@ -114,7 +120,7 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
     let mut runs: Vec<DayRun> = Vec::new();
     for received in group {
         let r = &received.reference;
-        let message = deps
+        let mut message = deps
             .store
             .message(&r.workspace_id, &r.message_id)
             .await
@@ -125,6 +131,17 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
                     r.message_id
                 )))
             })?;
+        if message.media.is_some() && message.attachment.is_none() {
+            // Decided once per message: a retry reuses the stored outcome.
+            let outcome = attach_media(deps, &chat, number.as_ref(), crm.as_ref(), &message)
+                .await
+                .map_err(at_start)?;
+            deps.store
+                .set_message_attachment(&r.workspace_id, &r.message_id, &outcome)
+                .await
+                .map_err(|e| at_start(e.into()))?;
+            message.attachment = Some(outcome);
+        }
         let (day, date, time) = local_times(message.timestamp, tz);
         let sender = message
             .contact_name
@@ -291,6 +308,104 @@ async fn append_run(
             .await?;
     }
     Ok(())
+}
+
+/// Downloads a media message's file from WhatsApp and attaches it to the
+/// chat's record. A file that cannot be attached for good (too large, gone,
+/// refused) is an outcome the note line reports, not a failure; only
+/// transient trouble fails the message, to be retried.
+async fn attach_media(
+    deps: &Deps,
+    chat: &Chat,
+    number: Option<&WhatsAppNumber>,
+    crm: &dyn Crm,
+    message: &StoredMessage,
+) -> Result<AttachmentOutcome, WorkError> {
+    let Some(media) = &message.media else {
+        return Err(WorkError::Inconsistent("no media to attach".into()));
+    };
+    let record = chat
+        .record
+        .as_ref()
+        .ok_or_else(|| WorkError::Inconsistent("chat has no record yet".into()))?;
+    let declared_mime = media
+        .mime_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
+    let file_name = media_file_name(
+        &message.kind,
+        &media.id,
+        declared_mime,
+        media.filename.as_deref(),
+    );
+    let not_attached = |reason: String| AttachmentOutcome::NotAttached {
+        file_name: file_name.clone(),
+        reason,
+    };
+    let Some(sealed) = number.and_then(|n| n.access_token_enc.as_deref()) else {
+        return Ok(not_attached(
+            "no WhatsApp access token is registered for this number".into(),
+        ));
+    };
+    let binding = number
+        .map(WhatsAppNumber::token_binding)
+        .unwrap_or_default();
+    let keys = deps
+        .secrets
+        .keys()
+        .await
+        .map_err(|e| WorkError::Store(crate::error::StoreError::Request(e.to_string())))?;
+    let Ok(token) = keys.token_cipher().decrypt(sealed, &binding) else {
+        return Ok(not_attached(
+            "the stored WhatsApp access token does not decrypt".into(),
+        ));
+    };
+    let max = deps.config.attachment_max_bytes;
+    let file = match deps.media.fetch(&token, &media.id, max).await {
+        Ok(file) => file,
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(MediaError::TooLarge { size, max }) => {
+            return Ok(not_attached(format!(
+                "too large to attach ({}; the CRM takes up to {})",
+                megabytes(size),
+                megabytes(max)
+            )));
+        }
+        Err(MediaError::NotFound) => {
+            return Ok(not_attached("WhatsApp no longer has the file".into()));
+        }
+        Err(other) => return Ok(not_attached(other.to_string())),
+    };
+    match crm
+        .attach_file(record, &file_name, &file.mime_type, file.bytes)
+        .await
+    {
+        Ok(attachment_id) => {
+            synclog::record(
+                deps.store.as_ref(),
+                deps.clock.now(),
+                &chat.workspace_id,
+                "attached",
+                Some(&chat.key),
+                Some(&message.message_id),
+                json!({ "record": record, "attachment_id": attachment_id, "file_name": file_name, "bytes": file.file_size }),
+            )
+            .await;
+            Ok(AttachmentOutcome::Attached {
+                file_name,
+                attachment_id,
+            })
+        }
+        Err(e @ crate::crm::CrmError::Rejected { .. }) => {
+            Ok(not_attached(format!("the CRM refused the file: {e}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `12.3 MB`, for people.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
 
 /// A new, empty part of a day's note: part 1 has the plain title, later

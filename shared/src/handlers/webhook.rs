@@ -170,6 +170,7 @@ async fn store(
         kind: message.kind,
         text: message.text,
         media: message.media,
+        attachment: None,
         contact_name: message.contact_name,
         state: MessageState::Received,
         received_at: deps.clock.now(),

@@ -47,9 +47,21 @@ async fn main() {
         .await;
     println!(
         "Sync settings saved and activated: {}\n  (activation created the test record {})\n",
-        activated["settings"],
-        activated["test_record"]
+        activated["settings"], activated["test_record"]
     );
+
+    // The photos the fixtures refer to, as the Graph API would serve them.
+    for (media_id, bytes) in [
+        ("1200000000000001", 48_213),
+        ("1200000000000006", 35_120),
+        ("1200000000000007", 61_004),
+    ] {
+        system.graph.seed_media(graph_sandbox::SeedMedia::generated(
+            media_id,
+            "image/jpeg",
+            bytes,
+        ));
+    }
 
     let deliveries: Vec<(&str, Vec<u8>)> = vec![
         ("Alice: a question", fixture("cloud-text-inbound.json")),
@@ -115,8 +127,20 @@ async fn main() {
             lead["Mobile"].as_str().unwrap_or("?"),
             lead["Lead_Source"].as_str().unwrap_or("?"),
             owner,
-            lead["Description"].as_str().unwrap_or("")
+            lead["WhatsApp_Chat"].as_str().unwrap_or("")
         );
+        for attachment in system
+            .sandbox
+            .attachments()
+            .iter()
+            .filter(|a| a["Parent_Id"]["id"] == lead["id"])
+        {
+            println!(
+                "  Attachment: {} ({} bytes)",
+                attachment["File_Name"].as_str().unwrap_or("?"),
+                attachment["Size"].as_str().unwrap_or("?")
+            );
+        }
         for note in system.notes_of("Leads", lead["id"].as_str().unwrap_or_default()) {
             println!("\n  Note: {}", note["Note_Title"].as_str().unwrap_or("?"));
             for line in note["Note_Content"].as_str().unwrap_or_default().lines() {

@@ -1,0 +1,162 @@
+//! Media messages: the file is downloaded through the Graph API media
+//! endpoint, attached to the record in Zoho, and named in the note line; a
+//! file that cannot be attached gets a line that says why, and the message
+//! is still synced.
+
+use e2e::{TestSystem, fixture};
+use graph_sandbox::{Endpoint, SeedMedia};
+use zoho_sandbox::SandboxConfig;
+
+const ALICE: &str = "+447700900123";
+
+/// (fixture, media id, mime type, file size, the file name the CRM gets)
+const MEDIA: [(&str, &str, &str, u64, &str); 5] = [
+    (
+        "cloud-image-inbound.json",
+        "1200000000000001",
+        "image/jpeg",
+        48_213,
+        "image-1200000000000001.jpg",
+    ),
+    (
+        "cloud-video-inbound.json",
+        "1200000000000005",
+        "video/mp4",
+        310_000,
+        "video-1200000000000005.mp4",
+    ),
+    (
+        "cloud-audio-inbound.json",
+        "1200000000000003",
+        "audio/ogg; codecs=opus",
+        9_876,
+        "audio-1200000000000003.ogg",
+    ),
+    (
+        "cloud-document-inbound.json",
+        "1200000000000002",
+        "application/pdf",
+        120_004,
+        "tenancy-form-signed.pdf",
+    ),
+    (
+        "cloud-sticker-inbound.json",
+        "1200000000000004",
+        "image/webp",
+        21_000,
+        "sticker-1200000000000004.webp",
+    ),
+];
+
+async fn note_of_alice_with(system: &TestSystem, needles: &[String]) -> (String, String) {
+    system
+        .wait_for("every media line", || {
+            let lead = system.leads_with_mobile(ALICE).into_iter().next()?;
+            let id = lead["id"].as_str()?.to_owned();
+            system
+                .notes_of("Leads", &id)
+                .iter()
+                .filter_map(|n| n["Note_Content"].as_str())
+                .find(|c| needles.iter().all(|n| c.contains(n.as_str())))
+                .map(|c| (id.clone(), c.to_owned()))
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_media_type_is_downloaded_attached_to_the_record_and_named_in_its_line() {
+    let system = TestSystem::start_with_fast_retries(SandboxConfig::default(), 1).await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    for (_, id, mime, size, _) in MEDIA {
+        system
+            .graph
+            .seed_media(SeedMedia::generated(id, mime, size));
+    }
+    // The Graph API is briefly unavailable: the message waits, nothing is lost.
+    system.graph.fail_next(1, 503);
+    for (name, ..) in MEDIA {
+        let response = system.post_webhook(&fixture(name)).await;
+        assert_eq!(response.status(), 200, "{name}");
+    }
+    let needles: Vec<String> = MEDIA
+        .iter()
+        .map(|(.., file)| format!("(attached: {file})"))
+        .collect();
+    let (lead_id, content) = note_of_alice_with(&system, &needles).await;
+    for line in [
+        "← Alice Example: [Image] Damp patch in the kitchen (attached: image-1200000000000001.jpg)",
+        "← Alice Example: [Document: tenancy-form-signed.pdf] Signed tenancy form (attached: tenancy-form-signed.pdf)",
+        "← Alice Example: [Voice message] (attached: audio-1200000000000003.ogg)",
+    ] {
+        assert!(content.contains(line), "`{line}` in:\n{content}");
+    }
+    let mut attached: Vec<(String, String)> = system
+        .sandbox
+        .attachments()
+        .iter()
+        .filter(|a| a["Parent_Id"]["id"] == lead_id.as_str())
+        .map(|a| {
+            (
+                a["File_Name"].as_str().unwrap_or_default().to_owned(),
+                a["Size"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    attached.sort();
+    let mut expected: Vec<(String, String)> = MEDIA
+        .iter()
+        .map(|(.., size, file)| ((*file).to_owned(), size.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(attached, expected, "each file once, whole");
+    system.assert_contract_kept();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_the_limit_or_gone_gets_a_line_that_says_so_and_the_message_still_syncs() {
+    let system = TestSystem::start_custom(
+        vec![SandboxConfig::default()],
+        None,
+        vec![("ATTACHMENT_MAX_BYTES".into(), "1000000".into())],
+    )
+    .await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    // A 2 MB video over a 1 MB limit; the image was never seeded (gone).
+    system.graph.seed_media(SeedMedia::generated(
+        "1200000000000005",
+        "video/mp4",
+        2_000_000,
+    ));
+    for name in ["cloud-video-inbound.json", "cloud-image-inbound.json"] {
+        system.post_webhook(&fixture(name)).await;
+    }
+    let needles = [
+        "[Video] Walk-through of the garden (not attached: video-1200000000000005.mp4, too large to attach (2.0 MB; the CRM takes up to 1.0 MB))".to_owned(),
+        "[Image] Damp patch in the kitchen (not attached: image-1200000000000001.jpg, WhatsApp no longer has the file)".to_owned(),
+    ];
+    note_of_alice_with(&system, &needles).await;
+    assert_eq!(
+        system.graph.request_count(Endpoint::Download),
+        0,
+        "the oversized file was refused from its size, never downloaded"
+    );
+    assert!(system.sandbox.attachments().is_empty());
+    let (_, log) = system
+        .call(
+            reqwest::Method::GET,
+            "/api/sync-log",
+            &workspace.owner_token,
+            None,
+        )
+        .await;
+    let events: Vec<&str> = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(!events.contains(&"dead_lettered"), "{events:?}");
+    assert!(!events.contains(&"attached"), "{events:?}");
+}
