@@ -45,12 +45,15 @@ pub struct Config {
     pub graph_api_url: String,
     pub graph_api_version: String,
     /// Largest file attached to a CRM record, in bytes; a larger one gets a
-    /// note line that says so. `ATTACHMENT_MAX_BYTES`, default Zoho's
-    /// documented 100 MB.
+    /// note line that says so. `ATTACHMENT_MAX_BYTES`, default 20 MB: the
+    /// file passes through the function's memory (256 MB) within its 30 s,
+    /// well under Zoho's documented 100 MB per attachment.
     pub attachment_max_bytes: u64,
 }
 
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
+/// Within Zoho's documented 100 MB per attachment (`ZOHO_ATTACHMENT_MAX_BYTES`).
+pub const DEFAULT_ATTACHMENT_MAX_BYTES: u64 = 20_000_000;
 
 #[derive(Debug, Clone)]
 pub struct ZohoConfig {
@@ -145,7 +148,7 @@ impl Config {
             graph_api_version: get("GRAPH_API_VERSION").unwrap_or_else(|| "v23.0".to_owned()),
             attachment_max_bytes: get("ATTACHMENT_MAX_BYTES")
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(crate::adapters::zoho::attachments::ZOHO_ATTACHMENT_MAX_BYTES),
+                .unwrap_or(DEFAULT_ATTACHMENT_MAX_BYTES),
         })
     }
 }

@@ -28,6 +28,10 @@ pub enum CrmError {
     },
     #[error("the CRM answered something we cannot read: {0}")]
     Decode(String),
+    /// A create refused because a record with the same unique value (an
+    /// org may mark phone fields unique) exists: this one.
+    #[error("the CRM already holds this record: {}/{}", record.module, record.id)]
+    Duplicate { record: RecordRef },
 }
 
 impl CrmError {

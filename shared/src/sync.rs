@@ -66,10 +66,10 @@ pub async fn organization_crm(
     Ok(Some((connection, Arc::new(api))))
 }
 
-/// Keeps a message that cannot sync now (no connection yet, or a broken
-/// one) in the `waiting` state; making the connection queues it again. If a
-/// healthy connection appeared while parking, the message is retried instead,
-/// so it cannot be missed by the re-queueing.
+/// Keeps a message that cannot sync now (no connection yet, a broken one,
+/// settings not active) in the `waiting` state; connecting or activating
+/// queues it again. If the cause went away while parking, the message is
+/// retried instead, so it cannot be missed by the re-queueing.
 pub async fn park(
     deps: &Deps,
     workspace_id: &str,
@@ -98,20 +98,23 @@ pub async fn park(
             None,
         )
         .await?;
-    tracing::info!(
-        workspace_id,
-        message_id,
-        reason,
-        "message parked until the CRM is connected"
-    );
-    let healthy = deps
-        .store
-        .connection(workspace_id, crm, ConnectionKind::Organization, None)
-        .await?
-        .is_some_and(|c| c.status == ConnectionStatus::Active);
-    if healthy {
+    tracing::info!(workspace_id, message_id, reason, "message parked");
+    // Whatever would have re-queued the message (activation, connecting)
+    // may have happened while it was being parked: then it is retried now.
+    let cause_gone = if reason == NOT_ACTIVE {
+        deps.store
+            .sync_settings(workspace_id, crm)
+            .await?
+            .is_some_and(|s| s.active)
+    } else {
+        deps.store
+            .connection(workspace_id, crm, ConnectionKind::Organization, None)
+            .await?
+            .is_some_and(|c| c.status == ConnectionStatus::Active)
+    };
+    if cause_gone {
         return Err(WorkError::Contended(
-            "the CRM was connected while the message was parked".into(),
+            "the cause went away while the message was parked".into(),
         ));
     }
     Ok(())

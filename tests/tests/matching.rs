@@ -218,6 +218,38 @@ async fn a_converted_lead_stops_the_chat_with_stop_and_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_stop_a_number_found_only_on_a_converted_record_stops_instead_of_creating_a_lead() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho_only(&workspace).await;
+    let mut settings = default_settings();
+    settings["on_converted"] = json!("stop");
+    system.activate_settings(&workspace, settings).await;
+    system
+        .sandbox
+        .insert_record("Contacts", json!({ "Last_Name": "Alice", "Mobile": ALICE }))
+        .expect("seeded");
+    say(&system, "wamid.X1", 0, "hello again").await;
+    let ledger_path = format!("/api/chats/{}/messages", chat_key_param(ALICE_WA));
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        let (_, ledger) = system
+            .call(Method::GET, &ledger_path, &workspace.owner_token, None)
+            .await;
+        state = ledger["messages"][0].clone();
+        if state["state"] == "skipped" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state["state"], "skipped", "{state}");
+    assert!(
+        system.customer_leads().is_empty(),
+        "no new lead for a converted person"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_matching_records_are_listed_and_a_persons_choice_is_remembered() {
     let system = TestSystem::start().await;
     let workspace = system.workspace("bruno@acme.example", "UTC").await;

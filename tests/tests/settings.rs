@@ -4,7 +4,7 @@
 
 use e2e::{
     ALICE_WA_ID, TEST_RECORD_NUMBER, TestSystem, TestWorkspace, chat_key_param, default_settings,
-    fixture,
+    text_delivery,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -313,36 +313,65 @@ async fn activation_names_a_bad_setting_then_creates_a_test_record_and_locks_the
 async fn messages_before_activation_are_kept_and_synced_once_activated() {
     let (system, workspace) = connected().await;
     let token = &workspace.owner_token;
-    system
-        .post_webhook(&fixture("cloud-text-inbound.json"))
-        .await;
+    let texts = ["first before activation", "second", "third"];
+    for (i, text) in texts.iter().enumerate() {
+        system
+            .post_webhook(&text_delivery(
+                ALICE_WA_ID,
+                "Alice Example",
+                &format!("wamid.PRE{i}"),
+                1_779_268_500 + i as i64,
+                text,
+            ))
+            .await;
+    }
     let ledger_path = format!("/api/chats/{}/messages", chat_key_param(ALICE_WA_ID));
     let mut ledger = Value::Null;
     for _ in 0..100 {
         let (_, now) = system.call(Method::GET, &ledger_path, token, None).await;
-        if now["messages"][0]["state"] == "waiting" {
+        let states: Vec<&str> = now["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["state"].as_str())
+            .collect();
+        if states == ["waiting"; 3] {
             ledger = now;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(ledger["messages"][0]["state"], "waiting", "{ledger}");
-    assert_eq!(
-        ledger["messages"][0]["reason"],
-        "sync settings are not active; activate them"
-    );
+    for message in ledger["messages"].as_array().into_iter().flatten() {
+        assert_eq!(message["state"], "waiting", "{ledger}");
+        assert_eq!(
+            message["reason"],
+            "sync settings are not active; activate them"
+        );
+    }
+    // They stay waiting: not retried into the dead-letter queue.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (_, still) = system.call(Method::GET, &ledger_path, token, None).await;
+    assert_eq!(still["messages"], ledger["messages"], "nothing moved");
     assert!(
         system.sandbox.records("Leads").is_empty(),
         "nothing synced before activation"
     );
 
-    system
+    let activated = system
         .activate_settings(&workspace, default_settings())
         .await;
-    let (lead, notes) = system.wait_for_note_line(ALICE, "Elm Road").await;
+    assert_eq!(activated["requeued_messages"], 3);
+    let (lead, notes) = system.wait_for_note_line(ALICE, "third").await;
     assert_eq!(lead["Last_Name"], "Alice Example");
     assert_eq!(notes.len(), 1);
+    let content = notes[0]["Note_Content"].as_str().unwrap_or_default();
+    for text in texts {
+        assert_eq!(content.matches(text).count(), 1, "{content}");
+    }
     let (_, ledger) = system.call(Method::GET, &ledger_path, token, None).await;
-    assert_eq!(ledger["messages"][0]["state"], "appended", "{ledger}");
+    for message in ledger["messages"].as_array().into_iter().flatten() {
+        assert_eq!(message["state"], "appended", "{ledger}");
+        assert_eq!(message["note_id"], notes[0]["id"]);
+    }
     assert_eq!(system.customer_leads().len(), 1);
 }

@@ -292,6 +292,20 @@ fn is_token_rejection(body: Option<&Value>) -> bool {
 
 fn rejection(status: StatusCode, body: Option<&Value>) -> CrmError {
     let entry = body.map(|b| b.get("data").and_then(|d| d.get(0)).unwrap_or(b));
+    if let Some(e) = entry
+        && e["code"] == "DUPLICATE_DATA"
+        && let (Some(id), Some(module)) = (
+            e["details"]["duplicate_record"]["id"].as_str(),
+            e["details"]["duplicate_record"]["module"]["api_name"].as_str(),
+        )
+    {
+        return CrmError::Duplicate {
+            record: RecordRef {
+                module: module.to_owned(),
+                id: id.to_owned(),
+            },
+        };
+    }
     CrmError::Rejected {
         status: status.as_u16(),
         code: entry
@@ -306,6 +320,20 @@ fn rejection(status: StatusCode, body: Option<&Value>) -> CrmError {
             .and_then(|e| e["details"]["api_name"].as_str())
             .map(str::to_owned),
     }
+}
+
+/// The modules a Zoho Lead converts into, and the lookup naming each.
+pub const CONVERSION_TARGETS: [(&str, &str); 3] = [
+    ("Contacts", "Converted_Contact"),
+    ("Accounts", "Converted_Account"),
+    ("Deals", "Converted_Deal"),
+];
+
+fn conversion_lookup(module: &str) -> Option<&'static str> {
+    CONVERSION_TARGETS
+        .iter()
+        .find(|(m, _)| *m == module)
+        .map(|(_, lookup)| *lookup)
 }
 
 /// `((F:equals:a)or(F:equals:b))`, with the characters Zoho's criteria
@@ -425,11 +453,13 @@ impl Crm for ZohoApi {
     ) -> Result<Conversion, CrmError> {
         // Zoho keeps a converted lead readable, with read-only lookups to
         // what it became (reference §10); they must be asked for by name.
-        let lookup = match into_module {
-            "Contacts" => "Converted_Contact",
-            "Accounts" => "Converted_Account",
-            "Deals" => "Converted_Deal",
-            _ => "Converted_Contact",
+        let Some(lookup) = conversion_lookup(into_module) else {
+            return Err(CrmError::Rejected {
+                status: 400,
+                code: "NOT_A_CONVERSION_TARGET".into(),
+                message: format!("a converted Lead never becomes a record of {into_module}"),
+                field: None,
+            });
         };
         let fields = format!("Converted__s,{lookup}");
         let (_, body) = self
@@ -621,3 +651,41 @@ impl Crm for ZohoApi {
 }
 
 pub mod attachments;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_of_a_number_goes_in_one_criteria_with_reserved_characters_escaped() {
+        let forms = vec!["+447700900123".to_owned(), "00447700900123".to_owned()];
+        assert_eq!(
+            phone_criteria("Mobile", &forms),
+            "((Mobile:equals:+447700900123)or(Mobile:equals:00447700900123))"
+        );
+        assert_eq!(
+            phone_criteria("Phone", &["+1 (555), x".to_owned()]),
+            "(Phone:equals:+1 \\(555\\)\\, x)"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_refusal_names_the_record_that_exists() {
+        let body = json!({ "data": [{
+            "code": "DUPLICATE_DATA", "status": "error", "message": "duplicate data",
+            "details": { "api_name": "Mobile", "duplicate_record": {
+                "id": "4876876000000999001", "module": { "api_name": "Leads", "id": "1" } } }
+        }]});
+        let error = rejection(StatusCode::BAD_REQUEST, Some(&body));
+        assert!(
+            matches!(&error, CrmError::Duplicate { record } if record.id == "4876876000000999001" && record.module == "Leads"),
+            "{error:?}"
+        );
+        let other = json!({ "data": [{ "code": "INVALID_DATA", "status": "error", "message": "bad",
+            "details": { "api_name": "Mobile" } }] });
+        assert!(matches!(
+            rejection(StatusCode::BAD_REQUEST, Some(&other)),
+            CrmError::Rejected { field: Some(f), .. } if f == "Mobile"
+        ));
+    }
+}

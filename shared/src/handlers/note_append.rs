@@ -242,7 +242,20 @@ async fn append_run(
         added.push(id.clone());
     }
     changed.push(current);
+    // Which note holds each message, including those held before this run
+    // (a redelivery), so the ledger always says where a message is.
     let mut note_of: Vec<(String, String)> = Vec::new();
+    let held_by = |note: &DayNote, id: &str| -> Vec<(String, String)> {
+        note.lines
+            .iter()
+            .map(|l| (l.message_id.clone(), id.to_owned()))
+            .collect()
+    };
+    for note in &earlier {
+        if let Some(id) = &note.note_id {
+            note_of.extend(held_by(note, id));
+        }
+    }
     for mut note in changed {
         let lines_added: Vec<String> = note
             .lines
@@ -251,6 +264,9 @@ async fn append_run(
             .map(|l| l.message_id.clone())
             .collect();
         if lines_added.is_empty() && !note.full {
+            if let Some(id) = &note.note_id {
+                note_of.extend(held_by(&note, id));
+            }
             continue;
         }
         let content = note_content(&note, header);
@@ -269,6 +285,7 @@ async fn append_run(
                 "the day note changed meanwhile".into(),
             ));
         }
+        note_of.extend(held_by(&note, &note_id));
         if lines_added.is_empty() {
             continue;
         }
@@ -290,7 +307,6 @@ async fn append_run(
             json!({ "record": note.record, "note_id": note_id, "day": note.day, "part": note.part, "messages": lines_added }),
         )
         .await;
-        note_of.extend(lines_added.into_iter().map(|m| (m, note_id.clone())));
     }
     for (message, _) in &run.messages {
         let note_id = note_of

@@ -141,8 +141,7 @@ async fn link(deps: &Deps, chat: &Chat, message: &StoredMessage) -> Result<bool,
             crm: crm.as_ref(),
             message_id: &message.message_id,
         };
-        link_record(&ctx).await?;
-        return Ok(true);
+        return Ok(link_record(&ctx).await?.is_some());
     };
     let ctx = Linking {
         deps,
@@ -254,25 +253,14 @@ async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool
             return Ok(true);
         }
         (Conversion::Converted { into: Some(into) }, OnConverted::Continue) => into,
-        (Conversion::Converted { into }, rule) => {
-            let reason = match (rule, into) {
-                (OnConverted::Stop, _) => CONVERTED_STOP.to_owned(),
-                (OnConverted::Continue, _) => {
+        (Conversion::Converted { .. }, rule) => {
+            let reason = match rule {
+                OnConverted::Stop => CONVERTED_STOP.to_owned(),
+                OnConverted::Continue => {
                     format!("the lead was converted without a {into_module} record to continue in")
                 }
             };
-            ctx.patch(ChatPatch {
-                sync_stopped: Some(Some(reason.clone())),
-                record_checked_at: Some(now),
-                ..ChatPatch::default()
-            })
-            .await?;
-            ctx.log(
-                "sync_stopped",
-                json!({ "record": record, "reason": reason }),
-            )
-            .await;
-            skip(ctx.deps, ctx.chat, ctx.message_id, &reason).await?;
+            stop_chat(ctx, record, &reason).await?;
             return Ok(false);
         }
     };
@@ -292,6 +280,22 @@ async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool
 }
 
 const CONVERTED_STOP: &str = "the lead was converted and the settings say stop";
+
+/// Stops the chat's sync for good (logged), skipping this message.
+async fn stop_chat(ctx: &Linking<'_>, record: &RecordRef, reason: &str) -> Result<(), WorkError> {
+    ctx.patch(ChatPatch {
+        sync_stopped: Some(Some(reason.to_owned())),
+        record_checked_at: Some(ctx.deps.clock.now()),
+        ..ChatPatch::default()
+    })
+    .await?;
+    ctx.log(
+        "sync_stopped",
+        json!({ "record": record, "reason": reason }),
+    )
+    .await;
+    skip(ctx.deps, ctx.chat, ctx.message_id, reason).await
+}
 
 /// The contact's new WhatsApp name, if they renamed themselves and the chat's
 /// record is one this product created (records people made are theirs).
@@ -322,6 +326,13 @@ async fn rename(ctx: &Linking<'_>, record: &RecordRef, name: &str) -> Result<(),
                 json!({ "record": record, "error": e.to_string() }),
             )
             .await;
+            // Remembered as tried, so later messages do not pay for the same
+            // refused rename again; a further rename is tried afresh.
+            ctx.patch(ChatPatch {
+                record_name: Some(Some(name.to_owned())),
+                ..ChatPatch::default()
+            })
+            .await?;
             return Ok(());
         }
     }
@@ -339,8 +350,9 @@ async fn rename(ctx: &Linking<'_>, record: &RecordRef, name: &str) -> Result<(),
 }
 
 /// Finds the chat's record by number — in the destination, then in the
-/// converted destination — or creates it, and remembers it.
-async fn link_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
+/// converted destination — or creates it, and remembers it. `None` when the
+/// number belongs to a converted record and the settings say stop.
+async fn link_record(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> {
     let chat = ctx.chat;
     let settings = ctx.settings;
     let forms = searchable_forms(&chat.contact);
@@ -348,8 +360,9 @@ async fn link_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
     if let (Some(module), Some(field)) = (&settings.destination_module, &settings.number_field) {
         places.push((module.clone(), field.clone()));
     }
+    // Searched whatever the rule: with `stop`, a person whose Lead was
+    // converted must not come back as a new Lead either.
     if settings.destination_convertable
-        && settings.on_converted == OnConverted::Continue
         && let (Some(module), Some(field)) =
             (&settings.converted_module, &settings.converted_number_field)
     {
@@ -361,6 +374,11 @@ async fn link_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         let Some(best) = matches.first() else {
             continue;
         };
+        let in_converted = Some(module) != settings.destination_module.as_ref();
+        if in_converted && settings.on_converted == OnConverted::Stop {
+            stop_chat(ctx, &best.record, CONVERTED_STOP).await?;
+            return Ok(None);
+        }
         let candidates: Vec<RecordRef> = matches.iter().map(|m| m.record.clone()).collect();
         let ambiguous = candidates.len() > 1;
         if ambiguous {
@@ -401,9 +419,9 @@ async fn link_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
             }),
         )
         .await;
-        return Ok(best.record.clone());
+        return Ok(Some(best.record.clone()));
     }
-    create_record(ctx).await
+    create_record(ctx).await.map(Some)
 }
 
 async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
@@ -444,6 +462,23 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         .await;
     let record = match created {
         Ok(record) => record,
+        // The org marks the number unique and holds it already, where the
+        // search did not see it (index delay): that record is the match.
+        Err(CrmError::Duplicate { record }) => {
+            ctx.patch(ChatPatch {
+                record: Some(record.clone()),
+                record_created_by_us: Some(false),
+                record_checked_at: Some(now),
+                ..ChatPatch::default()
+            })
+            .await?;
+            ctx.log(
+                "matched",
+                json!({ "record": record, "by": "the CRM's duplicate check", "candidates": [record_of(&record)] }),
+            )
+            .await;
+            return Ok(record);
+        }
         // Refused outright: nothing was created, so the claim can go.
         Err(e @ CrmError::Rejected { .. }) => {
             deps.store

@@ -7,6 +7,7 @@ use lambda_http::Request;
 use serde_json::{Map, Value, json};
 
 use super::http::{ApiError, HttpResponse, caller, json_response, query_params};
+use crate::adapters::zoho::CONVERSION_TARGETS;
 use crate::crm::{Crm, CrmError, FieldMeta, ModuleMeta, NewRecord};
 use crate::deps::Deps;
 use crate::error::WorkError;
@@ -339,6 +340,13 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
         .filter(|_| module.convertable)
     {
         check_module("converted_module", &modules, converted)?;
+        if !CONVERSION_TARGETS.iter().any(|(m, _)| m == converted) {
+            return Err(SettingError::new(
+                "converted_module",
+                format!("a converted Lead never becomes a record of `{converted}`; choose Contacts, Accounts or Deals"),
+            )
+            .into());
+        }
         if converted == destination {
             return Err(SettingError::new(
                 "converted_module",
@@ -378,8 +386,17 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     require_manager(me)?;
     let mut settings = stored_or_new(deps, me, crm).await?;
     if settings.active {
-        return settings_response(deps, me, &settings, 200, json!({ "already_active": true }))
-            .await;
+        // Activating again re-queues whatever still waits (say, after a
+        // re-queue that failed half-way): it is harmless when nothing does.
+        let requeued = requeue_after_activation(deps, &me.workspace_id).await;
+        return settings_response(
+            deps,
+            me,
+            &settings,
+            200,
+            json!({ "already_active": true, "requeued_messages": requeued }),
+        )
+        .await;
     }
     let (connection, client) = connected_crm(deps, me, crm).await?;
     let checked = validate(client.as_ref(), &settings).await?;
@@ -400,7 +417,7 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     save(deps, &mut settings).await?;
     synclog::workspace_event(deps, &me.workspace_id, "settings_activated", json!({ "by_user": me.id, "test_record": test_record, "destination": settings.destination_module })).await;
     tracing::info!(workspace_id = %me.workspace_id, crm = crm.as_str(), "sync settings activated");
-    let requeued = requeue_waiting(deps, &me.workspace_id).await?;
+    let requeued = requeue_after_activation(deps, &me.workspace_id).await;
     settings_response(
         deps,
         me,
@@ -409,6 +426,18 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
         json!({ "test_record": test_record, "requeued_messages": requeued }),
     )
     .await
+}
+
+/// The activation stands even if re-queueing fails: the messages stay
+/// waiting, and activating again re-queues them.
+async fn requeue_after_activation(deps: &Deps, workspace_id: &str) -> usize {
+    match requeue_waiting(deps, workspace_id).await {
+        Ok(count) => count,
+        Err(e) => {
+            tracing::error!(workspace_id, error = %e, "could not re-queue the waiting messages");
+            0
+        }
+    }
 }
 
 /// Creates a record the way a new chat would; a refusal names the setting
@@ -434,6 +463,9 @@ async fn create_test_record(
         .await;
     match created {
         Ok(record) => Ok(record),
+        // The number is unique in this org and an earlier activation's test
+        // record holds it: creating works, the check is made.
+        Err(CrmError::Duplicate { record }) => Ok(record),
         Err(CrmError::Rejected {
             code,
             message,
