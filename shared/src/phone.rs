@@ -67,6 +67,26 @@ impl E164 {
         &self.0
     }
 
+    /// The number as people commonly write it with its country code, if
+    /// the phone metadata knows its shape: `+44 7700 900123` and
+    /// `+44-7700-900123`.
+    pub fn written_forms(&self) -> Vec<String> {
+        let Ok(number) = phonenumber::parse(None, &self.0) else {
+            return Vec::new();
+        };
+        let spaced = number.format().mode(Mode::International).to_string();
+        let dashed = number
+            .format()
+            .mode(Mode::Rfc3966)
+            .to_string()
+            .trim_start_matches("tel:")
+            .to_owned();
+        [spaced, dashed]
+            .into_iter()
+            .filter(|f| f != &self.0)
+            .collect()
+    }
+
     /// Digits without `+`, the form WhatsApp and wa.me links use.
     pub fn digits(&self) -> &str {
         &self.0[1..]
@@ -162,6 +182,20 @@ impl fmt::Debug for Redacted<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_is_also_searched_as_people_write_it() {
+        let uk = E164::from_wa_id("447700900123").expect("valid");
+        assert_eq!(uk.written_forms(), ["+44 7700 900123", "+44-7700-900123"]);
+        let br = E164::from_wa_id("5511987654321").expect("valid");
+        assert_eq!(
+            br.written_forms(),
+            ["+55 11 98765-4321", "+55-11-98765-4321"]
+        );
+        // A range the metadata does not know: only the digits forms.
+        let unknown = E164::from_wa_id("999123456789").expect("shape is fine");
+        assert!(unknown.written_forms().is_empty());
+    }
 
     #[test]
     fn wa_ids_become_e164_without_metadata_validation() {

@@ -135,14 +135,20 @@ pub const NO_CONNECTION: &str = "no CRM connection";
 pub const NOT_ACTIVE: &str = "sync settings are not active; activate them";
 pub const BROKEN_CONNECTION: &str = "the CRM connection is broken; reconnect it";
 
-/// The forms to search a number by: E.164, then the `00` international
-/// prefix some people type, then the same for the number's equivalent forms
-/// (national quirks). National forms are not searched: without a country
-/// code a match could be the wrong person.
+/// The forms to search a number by: E.164, the `00` international prefix
+/// some people type, and the spaced and dashed ways of writing it (Zoho's
+/// normalisation of phone searches is not documented, so the common
+/// written forms are asked for too; all go in one search), then the same
+/// for the number's equivalent forms (national quirks). National forms are
+/// not searched: without a country code a match could be the wrong person.
 pub fn searchable_forms(number: &E164) -> Vec<String> {
     std::iter::once(number.clone())
         .chain(number.equivalents())
-        .flat_map(|n| [n.to_string(), format!("00{}", n.digits())])
+        .flat_map(|n| {
+            let mut forms = vec![n.to_string(), format!("00{}", n.digits())];
+            forms.extend(n.written_forms());
+            forms
+        })
         .collect()
 }
 
