@@ -477,6 +477,10 @@ async fn choose_record(
     change_chat(deps, &me, chat_key, &patch, "record_chosen", detail).await
 }
 
+/// How long past its announced next attempt a retrying message may be
+/// replayed.
+const REPLAY_OVERDUE_SECS: i64 = 15 * 60;
+
 /// Sends a dead-lettered message through the sync again, once its cause is
 /// fixed. Day notes hold message ids, so a replay never adds a line twice.
 async fn replay(
@@ -493,10 +497,23 @@ async fn replay(
         .await?
         .filter(|m| m.chat_key == chat_key)
         .ok_or_else(|| ApiError::NotFound(format!("no message {message_id} in this chat")))?;
-    if !matches!(message.state, MessageState::DeadLettered { .. }) {
+    // A retry long overdue means the queue lost track of the message (the
+    // invocation died before it could record the last failure): it is as
+    // good as dead-lettered. Replaying one still in flight is harmless
+    // anyway: notes hold message ids and a chat creates one record.
+    let overdue = |at: i64| at + REPLAY_OVERDUE_SECS < deps.clock.now();
+    let replayable = match &message.state {
+        MessageState::DeadLettered { .. } => true,
+        MessageState::Retrying {
+            next_attempt_at, ..
+        } => overdue(*next_attempt_at),
+        _ => false,
+    };
+    if !replayable {
         return Err(ApiError::Conflict(format!(
-            "message is {}; only a dead-lettered message can be replayed",
-            message.state.name()
+            "message is {}; only a dead-lettered message (or one whose retry is {} min overdue) can be replayed",
+            message.state.name(),
+            REPLAY_OVERDUE_SECS / 60
         )));
     }
     let reference = MessageRef {
@@ -511,7 +528,7 @@ async fn replay(
             &me.workspace_id,
             message_id,
             &MessageState::Queued,
-            Some(&["dead_lettered"]),
+            Some(&["dead_lettered", "retrying"]),
         )
         .await?
     {
