@@ -112,6 +112,14 @@ pub trait Crm: Send + Sync {
         forms: &[String],
     ) -> Result<Vec<FoundRecord>, CrmError>;
     async fn create_record(&self, record: &NewRecord) -> Result<RecordRef, CrmError>;
+    /// The most recently created records of `module` with `field`, read
+    /// without the search index's delay: what an interrupted create may
+    /// have made.
+    async fn recently_created(
+        &self,
+        module: &str,
+        field: &str,
+    ) -> Result<Vec<FoundRecord>, CrmError>;
     /// Sets one field of a record (a rename).
     async fn update_field(
         &self,

@@ -195,6 +195,10 @@ pub struct Chat {
     /// settings say stop), if it did.
     #[serde(default)]
     pub sync_stopped: Option<String>,
+    /// The message whose worker claimed the record's creation; still set
+    /// while no record is linked means an attempt may have created it.
+    #[serde(default)]
+    pub creating_by: Option<String>,
 }
 
 /// A change to a chat's item: `None` leaves a field as it is.

@@ -74,3 +74,53 @@ async fn a_message_that_keeps_failing_lands_in_the_dead_letter_queue_after_five_
     assert_eq!(system.queue_depth("SyncQueue").await, 0);
     assert!(system.customer_leads().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_is_found_on_retry_not_made_twice() {
+    // Zoho's search does not see new records for ten minutes here, so only
+    // reading the newest records can tell that the lost create happened.
+    let system = TestSystem::start_with_fast_retries(
+        SandboxConfig {
+            search_index_delay: std::time::Duration::from_secs(600),
+            ..SandboxConfig::default()
+        },
+        1,
+    )
+    .await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    system
+        .sandbox
+        .lose_next_response("POST", "/crm/v8/Leads", 504);
+    system
+        .post_webhook(&fixture("cloud-text-inbound.json"))
+        .await;
+    let (lead, notes) = system.wait_for_note_line(ALICE, "Elm Road").await;
+    assert_eq!(system.customer_leads().len(), 1, "one lead, not two");
+    assert_eq!(notes.len(), 1);
+    let creates = system
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/crm/v8/Leads" && r.status == 504)
+        .count();
+    assert_eq!(creates, 1, "the create's answer was lost once");
+    let (_, log) = system
+        .call(
+            reqwest::Method::GET,
+            "/api/sync-log",
+            &workspace.owner_token,
+            None,
+        )
+        .await;
+    let matched = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["event"] == "matched")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(matched["detail"]["by"], "an earlier interrupted create");
+    assert_eq!(matched["detail"]["record"]["id"], lead["id"]);
+    system.assert_contract_kept();
+}

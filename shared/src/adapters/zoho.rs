@@ -356,6 +356,29 @@ fn phone_criteria(field: &str, forms: &[String]) -> String {
     }
 }
 
+/// The records of a list or search answer, with the phone `field` (none
+/// for a 204).
+fn found_records(
+    module: &str,
+    field: &str,
+    body: Option<&Value>,
+) -> Result<Vec<FoundRecord>, CrmError> {
+    body.and_then(|b| b["data"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            Ok(FoundRecord {
+                record: RecordRef {
+                    module: module.to_owned(),
+                    id: str_field(r, "id")?,
+                },
+                phones: r[field].as_str().map(str::to_owned).into_iter().collect(),
+                modified_time: r["Modified_Time"].as_str().map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
 fn str_field(value: &Value, key: &str) -> Result<String, CrmError> {
     value[key]
         .as_str()
@@ -397,17 +420,7 @@ impl Crm for ZohoApi {
                     r.query(&[("criteria", criteria.as_str()), ("fields", fields.as_str())])
                 })
                 .await?;
-            let Some(body) = body else { continue };
-            for r in body["data"].as_array().into_iter().flatten() {
-                found.push(FoundRecord {
-                    record: RecordRef {
-                        module: module.to_owned(),
-                        id: str_field(r, "id")?,
-                    },
-                    phones: r[field].as_str().map(str::to_owned).into_iter().collect(),
-                    modified_time: r["Modified_Time"].as_str().map(str::to_owned),
-                });
-            }
+            found.extend(found_records(module, field, body.as_ref())?);
         }
         Ok(found)
     }
@@ -427,6 +440,27 @@ impl Crm for ZohoApi {
             module: record.module.clone(),
             id: str_field(&entry["details"], "id")?,
         })
+    }
+
+    async fn recently_created(
+        &self,
+        module: &str,
+        field: &str,
+    ) -> Result<Vec<FoundRecord>, CrmError> {
+        // Get Records reads the records themselves, not the search index,
+        // so a record made seconds ago is there.
+        let fields = format!("{field},Modified_Time");
+        let (_, body) = self
+            .call(Method::GET, module, |r| {
+                r.query(&[
+                    ("fields", fields.as_str()),
+                    ("sort_by", "Created_Time"),
+                    ("sort_order", "desc"),
+                    ("per_page", "200"),
+                ])
+            })
+            .await?;
+        found_records(module, field, body.as_ref())
     }
 
     async fn update_field(

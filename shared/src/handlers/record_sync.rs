@@ -448,6 +448,34 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
             "the chat's record is being created by another worker".into(),
         ));
     }
+    // An earlier attempt that claimed the creation and never linked a
+    // record may have created it (the answer was lost): Zoho's search
+    // cannot see a record that new, so the newest records are read first.
+    if chat.creating_by.is_some()
+        && let Some(field) = &settings.number_field
+    {
+        let recent = ctx.crm.recently_created(&module, field).await?;
+        let made = confirmed_matches(recent, &chat.contact);
+        if let Some(found) = made.first() {
+            ctx.patch(ChatPatch {
+                record: Some(found.record.clone()),
+                record_created_by_us: Some(true),
+                record_name: Some(Some(record_name(
+                    chat.contact_name.as_deref(),
+                    &chat.contact,
+                ))),
+                record_checked_at: Some(now),
+                ..ChatPatch::default()
+            })
+            .await?;
+            ctx.log(
+                "matched",
+                json!({ "record": found.record, "by": "an earlier interrupted create", "candidates": [record_of(&found.record)] }),
+            )
+            .await;
+            return Ok(found.record.clone());
+        }
+    }
     let users = crm_users(deps, ctx.crm, &chat.workspace_id, ctx.connection.crm).await?;
     let (owner_id, owner_reason) =
         choose_owner(&users, &owner_candidates(deps, chat).await?, ctx.connection);

@@ -377,6 +377,13 @@ impl SandboxHandle {
         self.shared.store().set_fault(n, status, zoho_code);
     }
 
+    /// The next `method` `path` request (e.g. `POST`, `/crm/v8/Leads`) is
+    /// carried out, but the client gets `status` instead of the answer: the
+    /// "did it happen or not?" case.
+    pub fn lose_next_response(&self, method: &str, path: &str, status: u16) {
+        self.shared.store().lose_next_response(method, path, status);
+    }
+
     /// API credits available from now on (counted against `credits_used`).
     pub fn set_credit_limit(&self, limit: u64) {
         self.shared.store().credit_limit = Some(limit);

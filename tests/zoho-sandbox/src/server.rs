@@ -228,8 +228,17 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
     let response = match early {
         Some(e) => to_response(e),
         None => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+            let done = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            let lost = sh.store().take_lost_response(&method, &path);
+            match lost {
+                Some(instead) => {
+                    injected = true;
+                    to_response(instead)
+                }
+                None => done,
+            }
         }
     };
     let (mut rparts, rbody) = response.into_parts();

@@ -156,6 +156,10 @@ pub struct Store {
     pub requests: Vec<RecordedRequest>,
     pub violations: Vec<ContractViolation>,
     fault: Option<Fault>,
+    /// `(method, path, status)`: the next such request is carried out, but
+    /// its answer is lost and the client gets `status` (a gateway timeout
+    /// after Zoho did the work).
+    lost_response: Option<(String, String, u16)>,
     pub credits_used: u64,
     pub credit_limit: Option<u64>,
     pub token_refreshes: u64,
@@ -228,6 +232,7 @@ impl Store {
             requests: Vec::new(),
             violations: Vec::new(),
             fault: None,
+            lost_response: None,
             credits_used: 0,
             token_refreshes: 0,
             next_id: 5_725_767_000_000_400_001,
@@ -631,6 +636,27 @@ impl Store {
             status,
             code: code.to_string(),
         });
+    }
+
+    pub fn lose_next_response(&mut self, method: &str, path: &str, status: u16) {
+        self.lost_response = Some((method.to_owned(), path.to_owned(), status));
+    }
+
+    /// The answer that replaces a carried-out request's, if it is the one
+    /// whose answer is to be lost.
+    pub fn take_lost_response(&mut self, method: &str, path: &str) -> Option<ApiResponse> {
+        let (m, p, status) = self.lost_response.as_ref()?;
+        if m != method || p != path {
+            return None;
+        }
+        let status = *status;
+        self.lost_response = None;
+        Some(error(
+            status,
+            "INTERNAL_ERROR",
+            default_message("INTERNAL_ERROR"),
+            json!({}),
+        ))
     }
 
     pub fn take_fault(&mut self) -> Option<ApiResponse> {
@@ -1344,16 +1370,44 @@ impl Store {
             );
         };
         let converted = q.get("converted").map(String::as_str).unwrap_or("false");
-        let all: Vec<Value> = self
+        let mut all: Vec<Value> = self
             .records
             .get(module)
             .map(|rs| {
                 rs.iter()
                     .filter(|r| converted_filter(module, r, converted))
-                    .map(|r| self.render(module, r, Some(&fields)))
+                    .map(|r| {
+                        // Sort keys travel along, then only `fields` stay.
+                        let mut v = self.render(module, r, Some(&fields));
+                        for key in ["Created_Time", "Modified_Time"] {
+                            if let (Some(o), Some(t)) = (v.as_object_mut(), r.data.get(key)) {
+                                o.entry(format!("$sort_{key}")).or_insert(t.clone());
+                            }
+                        }
+                        v
+                    })
                     .collect()
             })
             .unwrap_or_default();
+        // Get Records sorts by id (default), Created_Time or Modified_Time.
+        let sort_by = q.get("sort_by").map(String::as_str).unwrap_or("id");
+        let key = match sort_by {
+            "id" => "id".to_owned(),
+            "Created_Time" | "Modified_Time" => format!("$sort_{sort_by}"),
+            other => return invalid_query("sort_by", "invalid value for sort_by", other),
+        };
+        // Records made in the same second keep their creation order.
+        all.sort_by(|a, b| a[key.as_str()].as_str().cmp(&b[key.as_str()].as_str()));
+        match q.get("sort_order").map(String::as_str).unwrap_or("asc") {
+            "asc" => {}
+            "desc" => all.reverse(),
+            other => return invalid_query("sort_order", "invalid value for sort_order", other),
+        }
+        for v in &mut all {
+            if let Some(o) = v.as_object_mut() {
+                o.retain(|k, _| !k.starts_with("$sort_"));
+            }
+        }
         paged(all, q)
     }
 
