@@ -128,6 +128,25 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
     }
     let steady_state = (crm_calls(&system) - before) as f64 / steady as f64;
 
+    // A photo in a known chat: the upload, then the note update.
+    system.graph.seed_media(graph_sandbox::SeedMedia::generated(
+        "1200000000000001",
+        "image/jpeg",
+        48_213,
+    ));
+    let before = crm_calls(&system);
+    // Sent under the name the chat already has (a new name would rename).
+    let mut photo: serde_json::Value =
+        serde_json::from_slice(&e2e::fixture("cloud-image-inbound.json")).expect("fixture");
+    photo["entry"][0]["changes"][0]["value"]["contacts"][0]["profile"]["name"] = "Contact".into();
+    system
+        .post_webhook(&serde_json::to_vec(&photo).expect("serialisable"))
+        .await;
+    system
+        .wait_for_note_line("+447700900123", "(attached: image-1200000000000001.jpg)")
+        .await;
+    let media_calls = crm_calls(&system) - before;
+
     // A burst: ten messages of one chat in one delivery.
     let before = crm_calls(&system);
     let burst: Vec<(String, i64, String)> = (0..10)
@@ -149,9 +168,17 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
     system.wait_for_note_line("+447700900123", "burst 9").await;
     let burst_calls = crm_calls(&system) - before;
 
+    let mix_messages = contacts.len() + steady + 1 + 10;
+    let mix_calls =
+        (new_chat * contacts.len() as f64) as usize + steady + media_calls + burst_calls;
     println!(
-        "Zoho calls per message: new chat {new_chat:.2}, steady state {steady_state:.2}, burst of 10 in one delivery {:.2} ({burst_calls} calls)",
-        burst_calls as f64 / 10.0
+        "Zoho calls per message: new chat {new_chat:.2}, steady state {steady_state:.2}, media message {media_calls}.00, burst of 10 in one delivery {:.2} ({burst_calls} calls); the whole mix {:.2} ({mix_calls} calls for {mix_messages} messages)",
+        burst_calls as f64 / 10.0,
+        mix_calls as f64 / mix_messages as f64
+    );
+    assert_eq!(
+        media_calls, 2,
+        "a photo costs its upload and the note update"
     );
     assert_eq!(
         steady_state, 1.0,
