@@ -112,6 +112,8 @@ pub trait Crm: Send + Sync {
         forms: &[String],
     ) -> Result<Vec<FoundRecord>, CrmError>;
     async fn create_record(&self, record: &NewRecord) -> Result<RecordRef, CrmError>;
+    /// Whether the record still exists (a person may have deleted it).
+    async fn record_exists(&self, record: &RecordRef) -> Result<bool, CrmError>;
     /// The most recently created records of `module` with `field`, read
     /// without the search index's delay: what an interrupted create may
     /// have made.

@@ -212,6 +212,9 @@ pub struct ChatPatch {
     pub record_chosen_by: Option<Option<String>>,
     pub record_checked_at: Option<i64>,
     pub sync_stopped: Option<Option<String>>,
+    /// Forgets the record (it was deleted in the CRM) and everything about
+    /// how it was found or made, so the next message links afresh.
+    pub forget_record: bool,
 }
 
 impl Chat {

@@ -241,7 +241,7 @@ pub async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<usize, S
             workspace_id: workspace_id.to_owned(),
             message_id: message.message_id.clone(),
             chat_key: message.chat_key.clone(),
-            resend: resend_marker(deps),
+            resend: resend_marker(),
         };
         if let Err(e) = deps.queue.send(QueueName::Sync, &reference).await {
             tracing::error!(workspace_id, error = %e, "could not re-queue a waiting message");
@@ -264,9 +264,9 @@ pub async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<usize, S
 }
 
 /// A value that makes a deliberate re-send distinct for FIFO deduplication
-/// (which drops equal ids for 5 minutes), even twice in one second.
-pub fn resend_marker(deps: &Deps) -> i64 {
-    deps.clock.now() * 1000 + i64::from(rand::random::<u16>() % 1000)
+/// (which drops equal ids for 5 minutes), however often it happens.
+pub fn resend_marker() -> i64 {
+    i64::from(rand::random::<u32>()) + 1
 }
 
 /// Active CRM users, from the cache or (once an hour) from the CRM.

@@ -443,3 +443,32 @@ async fn a_failing_message_shows_retrying_then_dead_lettered_and_a_replay_append
     let (status, body) = system.call(Method::POST, &replay, token, None).await;
     assert_eq!(status, 409, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_deleted_in_the_crm_is_forgotten_and_the_chat_links_afresh() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    say(&system, "wamid.G1", 0, "before the deletion").await;
+    let (lead, _) = system
+        .wait_for_note_line(ALICE, "before the deletion")
+        .await;
+    let old_id = lead["id"].as_str().expect("lead id").to_owned();
+    assert!(system.sandbox.delete_record("Leads", &old_id));
+
+    say(&system, "wamid.G2", 1, "after the deletion").await;
+    let (lead, notes) = system.wait_for_note_line(ALICE, "after the deletion").await;
+    assert_ne!(lead["id"], old_id.as_str(), "a new lead");
+    assert_eq!(notes.len(), 1);
+    assert_eq!(system.customer_leads().len(), 1);
+    let events = log_events(&system, &workspace).await;
+    let gone = events
+        .iter()
+        .find(|e| e["event"] == "record_gone")
+        .expect("record_gone entry");
+    assert_eq!(gone["detail"]["record"]["id"], old_id.as_str());
+    assert!(
+        !events.iter().any(|e| e["event"] == "dead_lettered"),
+        "nothing dead-lettered"
+    );
+}

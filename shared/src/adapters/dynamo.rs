@@ -756,6 +756,17 @@ impl ChatStore for DynamoStore {
         if let Some(at) = patch.record_checked_at {
             sets.push(("record_checked_at", n(at)));
         }
+        if patch.forget_record {
+            removes.extend([
+                "record",
+                "record_created_by_us",
+                "record_name",
+                "ambiguous_candidates",
+                "record_chosen_by",
+                "creating_by",
+                "creating_until",
+            ]);
+        }
         if sets.is_empty() && removes.is_empty() {
             return Ok(self.chat(workspace_id, chat_key).await?.is_some());
         }

@@ -442,6 +442,18 @@ impl Crm for ZohoApi {
         })
     }
 
+    async fn record_exists(&self, record: &RecordRef) -> Result<bool, CrmError> {
+        // 204 (no body) when the id is unknown or deleted.
+        let (_, body) = self
+            .call(
+                Method::GET,
+                &format!("{}/{}", record.module, record.id),
+                |r| r.query(&[("fields", "id")]),
+            )
+            .await?;
+        Ok(body.is_some_and(|b| b["data"].get(0).is_some()))
+    }
+
     async fn recently_created(
         &self,
         module: &str,

@@ -520,7 +520,7 @@ async fn replay(
         workspace_id: me.workspace_id.clone(),
         message_id: message_id.to_owned(),
         chat_key: chat_key.to_owned(),
-        resend: resend_marker(deps),
+        resend: resend_marker(),
     };
     if !deps
         .store

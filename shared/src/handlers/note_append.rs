@@ -9,17 +9,18 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::batch::{GroupOutcome, Received, record_failures, run_fifo_batch};
 use crate::crm::Crm;
+use crate::crm::CrmError;
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::media::{MediaError, media_file_name};
 use crate::model::{
-    AttachmentOutcome, Chat, CrmKind, DayNote, MessageState, NoteLine, RecordRef, StoredMessage,
-    WhatsAppNumber,
+    AttachmentOutcome, Chat, ChatPatch, CrmKind, DayNote, MessageState, NoteLine, RecordRef,
+    StoredMessage, WhatsAppNumber,
 };
-use crate::queue::QueueName;
+use crate::queue::{MessageRef, QueueName};
 use crate::sync::{
     active_settings, chat_link, local_times, note_content, note_header, note_line_text, note_title,
-    organization_crm, park, parking_reason, zone,
+    organization_crm, park, parking_reason, record_of, resend_marker, zone,
 };
 use crate::synclog;
 use serde_json::json;
@@ -55,6 +56,20 @@ async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
         Ok(()) => return GroupOutcome::all(group.len()),
         Err(failure) => failure,
     };
+    // A refused note write may mean a person deleted the record: then the
+    // rest of the group goes back to record-sync to find or make another.
+    if matches!(error, WorkError::Crm(CrmError::Rejected { .. })) {
+        match relink_if_record_gone(deps, &group[done..]).await {
+            Ok(true) => return GroupOutcome::all(group.len()),
+            Ok(false) => {}
+            Err(check_failed) => {
+                return GroupOutcome {
+                    done,
+                    error: Some(check_failed),
+                };
+            }
+        }
+    }
     // Without a working connection the rest of the group waits (parked) for
     // the organization to connect again, instead of failing into the DLQ.
     let Some(reason) = parking_reason(&error) else {
@@ -74,6 +89,58 @@ async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
         }
     }
     GroupOutcome::all(group.len())
+}
+
+/// If the chat's record no longer exists in the CRM, forgets it and sends
+/// `rest` back through record-sync (which links the chat afresh); true if
+/// it did.
+async fn relink_if_record_gone(deps: &Deps, rest: &[Received]) -> Result<bool, WorkError> {
+    let Some(first) = rest.first() else {
+        return Ok(false);
+    };
+    let r = &first.reference;
+    let Some(chat) = deps.store.chat(&r.workspace_id, &r.chat_key).await? else {
+        return Ok(false);
+    };
+    let Some(record) = &chat.record else {
+        return Ok(false);
+    };
+    let Some((_, crm)) = organization_crm(deps, &r.workspace_id, CrmKind::Zoho).await? else {
+        return Ok(false);
+    };
+    if crm.record_exists(record).await? {
+        return Ok(false);
+    }
+    deps.store
+        .patch_chat(
+            &r.workspace_id,
+            &r.chat_key,
+            &ChatPatch {
+                forget_record: true,
+                ..ChatPatch::default()
+            },
+        )
+        .await?;
+    tracing::warn!(workspace_id = %r.workspace_id, chat = %chat.log_id(), record = %record_of(record), "the chat's record was deleted in the CRM; linking afresh");
+    synclog::record(
+        deps.store.as_ref(),
+        deps.clock.now(),
+        &r.workspace_id,
+        "record_gone",
+        Some(&r.chat_key),
+        Some(&r.message_id),
+        json!({ "record": record }),
+    )
+    .await;
+    let again: Vec<MessageRef> = rest
+        .iter()
+        .map(|m| MessageRef {
+            resend: resend_marker(),
+            ..m.reference.clone()
+        })
+        .collect();
+    deps.queue.send_all(QueueName::Sync, &again).await?;
+    Ok(true)
 }
 
 /// Returns how many messages were done before a failure.

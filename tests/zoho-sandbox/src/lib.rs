@@ -411,6 +411,11 @@ impl SandboxHandle {
     }
 
     /// Converts a lead as the authorizing user; returns the Contact id.
+    /// Deletes a record as a person would in Zoho (notes go with it).
+    pub fn delete_record(&self, module: &str, id: &str) -> bool {
+        self.shared.store().delete_record(module, id)
+    }
+
     pub fn convert_lead(&self, lead_id: &str) -> Result<String, SandboxError> {
         self.shared.store().convert_lead_helper(lead_id)
     }

@@ -2068,6 +2068,29 @@ impl Store {
             .to_string())
     }
 
+    /// A person deletes a record in Zoho: it goes, with its notes and
+    /// attachments (Zoho moves them to the recycle bin together).
+    pub fn delete_record(&mut self, module: &str, id: &str) -> bool {
+        let Some(records) = self.records.get_mut(module) else {
+            return false;
+        };
+        let before = records.len();
+        records.retain(|r| r.data.get("id").and_then(Value::as_str) != Some(id));
+        let deleted = records.len() < before;
+        if let Some(notes) = self.records.get_mut("Notes") {
+            notes.retain(|n| {
+                n.data
+                    .get("Parent_Id")
+                    .and_then(|p| p.get("id"))
+                    .and_then(Value::as_str)
+                    != Some(id)
+            });
+        }
+        self.attachments
+            .retain(|a| a.pointer("/Parent_Id/id").and_then(Value::as_str) != Some(id));
+        deleted
+    }
+
     pub fn convert_lead_helper(&mut self, id: &str) -> Result<String, SandboxError> {
         let caller = self.authorizing_user.clone();
         let r = self.convert_lead(id, None, &caller);
