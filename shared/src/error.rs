@@ -43,6 +43,10 @@ pub enum WorkError {
     /// The workspace's sync settings are not activated (yet, or any more).
     #[error("sync settings are not active")]
     NotActive,
+    /// WhatsApp media cannot be fetched: the number has no access token, or
+    /// WhatsApp refuses it. A person must register one.
+    #[error("no usable WhatsApp access token: {0}")]
+    NoMediaAccess(String),
     #[error("queue message is not readable: {0}")]
     BadQueueMessage(String),
     #[error("stored state is inconsistent: {0}")]
@@ -58,6 +62,7 @@ impl WorkError {
             Self::Media(e) => e.is_transient(),
             Self::NotConnected
             | Self::NotActive
+            | Self::NoMediaAccess(_)
             | Self::BadQueueMessage(_)
             | Self::Inconsistent(_) => false,
         }

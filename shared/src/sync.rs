@@ -106,6 +106,10 @@ pub async fn park(
             .sync_settings(workspace_id, crm)
             .await?
             .is_some_and(|s| s.active)
+    } else if reason == NO_MEDIA_ACCESS {
+        // Registering a token re-queues waiting messages; whether the new
+        // one works only a fetch can tell.
+        false
     } else {
         deps.store
             .connection(workspace_id, crm, ConnectionKind::Organization, None)
@@ -126,6 +130,7 @@ pub fn parking_reason(error: &WorkError) -> Option<&'static str> {
     match error {
         WorkError::NotConnected => Some(NO_CONNECTION),
         WorkError::NotActive => Some(NOT_ACTIVE),
+        WorkError::NoMediaAccess(_) => Some(NO_MEDIA_ACCESS),
         WorkError::Crm(CrmError::ConnectionBroken(_)) => Some(BROKEN_CONNECTION),
         _ => None,
     }
@@ -133,6 +138,8 @@ pub fn parking_reason(error: &WorkError) -> Option<&'static str> {
 
 pub const NO_CONNECTION: &str = "no CRM connection";
 pub const NOT_ACTIVE: &str = "sync settings are not active; activate them";
+pub const NO_MEDIA_ACCESS: &str =
+    "the WhatsApp number has no usable access token for media; register it again with one";
 pub const BROKEN_CONNECTION: &str = "the CRM connection is broken; reconnect it";
 
 /// The forms to search a number by: E.164, the `00` international prefix

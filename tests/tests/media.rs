@@ -160,3 +160,76 @@ async fn a_file_over_the_limit_or_gone_gets_a_line_that_says_so_and_the_message_
     assert!(!events.contains(&"dead_lettered"), "{events:?}");
     assert!(!events.contains(&"attached"), "{events:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_whatsapp_token_parks_the_media_message_until_a_new_token_is_registered() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    let token = &workspace.owner_token;
+    system.graph.seed_media(SeedMedia::generated(
+        "1200000000000001",
+        "image/jpeg",
+        48_213,
+    ));
+    // The token we hold has been revoked at Meta.
+    system.graph.set_access_tokens(["a-newer-token"]);
+    system
+        .post_webhook(&fixture("cloud-text-inbound.json"))
+        .await;
+    system
+        .post_webhook(&fixture("cloud-image-inbound.json"))
+        .await;
+    // The text goes on; the photo waits, and the ledger says why.
+    system.wait_for_note_line(ALICE, "Elm Road").await;
+    let ledger_path = format!(
+        "/api/chats/{}/messages",
+        e2e::chat_key_param(e2e::ALICE_WA_ID)
+    );
+    let mut photo = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, ledger) = system
+            .call(reqwest::Method::GET, &ledger_path, token, None)
+            .await;
+        photo = ledger["messages"][1].clone();
+        if photo["state"] == "waiting" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(photo["kind"], "image");
+    assert_eq!(photo["state"], "waiting", "{photo}");
+    assert_eq!(
+        photo["reason"],
+        "the WhatsApp number has no usable access token for media; register it again with one"
+    );
+
+    // Registering the number again with the new token fetches the photo.
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/api/whatsapp-numbers",
+            token,
+            Some(serde_json::json!({
+                "phone_number_id": e2e::PHONE_NUMBER_ID,
+                "display_phone_number": e2e::BUSINESS_NUMBER,
+                "access_token": "a-newer-token",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["whatsapp_number"]["has_access_token"], true);
+    assert!(
+        !body.to_string().contains("a-newer-token"),
+        "never returned"
+    );
+    let (_, notes) = system
+        .wait_for_note_line(ALICE, "(attached: image-1200000000000001.jpg)")
+        .await;
+    let content = notes[0]["Note_Content"].as_str().unwrap_or_default();
+    assert_eq!(content.matches("Elm Road").count(), 1, "{content}");
+    assert!(
+        content.find("Elm Road") < content.find("Damp patch"),
+        "lines stay in message order: {content}"
+    );
+}

@@ -206,7 +206,9 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
             "this WhatsApp number is registered to another workspace".into(),
         ));
     }
-    number.access_token_enc = match input.access_token.filter(|t| !t.trim().is_empty()) {
+    let given_token = input.access_token.filter(|t| !t.trim().is_empty());
+    let input_had_token = given_token.is_some();
+    number.access_token_enc = match given_token {
         Some(token) => Some(
             deps.secrets
                 .keys()
@@ -218,6 +220,12 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
         None => existing.and_then(|e| e.access_token_enc),
     };
     deps.store.put_whatsapp_number(&number).await?;
+    if input_had_token {
+        // Media messages that waited for a token can be fetched now.
+        if let Err(e) = crate::sync::requeue_waiting(deps, &me.workspace_id).await {
+            tracing::error!(workspace_id = %me.workspace_id, error = %e, "could not re-queue waiting messages");
+        }
+    }
     // Never the token, not even encrypted.
     Ok(json_response(
         201,

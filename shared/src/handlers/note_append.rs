@@ -19,8 +19,9 @@ use crate::model::{
 };
 use crate::queue::{MessageRef, QueueName};
 use crate::sync::{
-    active_settings, chat_link, local_times, note_content, note_header, note_line_text, note_title,
-    organization_crm, park, parking_reason, record_of, resend_marker, zone,
+    NO_MEDIA_ACCESS, active_settings, chat_link, local_times, note_content, note_header,
+    note_line_text, note_title, organization_crm, park, parking_reason, record_of, resend_marker,
+    zone,
 };
 use crate::synclog;
 use serde_json::json;
@@ -48,6 +49,8 @@ pub async fn handle(
 struct DayRun {
     day: String,
     date: String,
+    /// Where the run's first message is in the group.
+    first_index: usize,
     messages: Vec<(StoredMessage, String)>,
 }
 
@@ -185,7 +188,7 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
         .unwrap_or_else(|| chat.contact.to_string());
 
     let mut runs: Vec<DayRun> = Vec::new();
-    for received in group {
+    for (index, received) in group.iter().enumerate() {
         let r = &received.reference;
         let mut message = deps
             .store
@@ -200,9 +203,26 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
             })?;
         if message.media.is_some() && message.attachment.is_none() {
             // Decided once per message: a retry reuses the stored outcome.
-            let outcome = attach_media(deps, &chat, number.as_ref(), crm.as_ref(), &message)
+            let outcome = match attach_media(deps, &chat, number.as_ref(), crm.as_ref(), &message)
                 .await
-                .map_err(at_start)?;
+            {
+                Ok(outcome) => outcome,
+                // This message waits for a token; the others go on.
+                Err(WorkError::NoMediaAccess(why)) => {
+                    tracing::warn!(workspace_id = %r.workspace_id, message_id = %r.message_id, why, "media message waits for a WhatsApp access token");
+                    park(
+                        deps,
+                        &r.workspace_id,
+                        &r.message_id,
+                        CrmKind::Zoho,
+                        NO_MEDIA_ACCESS,
+                    )
+                    .await
+                    .map_err(|e| (index, e))?;
+                    continue;
+                }
+                Err(e) => return Err((index, e)),
+            };
             deps.store
                 .set_message_attachment(&r.workspace_id, &r.message_id, &outcome)
                 .await
@@ -220,18 +240,19 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
             _ => runs.push(DayRun {
                 day,
                 date,
+                first_index: index,
                 messages: vec![(message, line)],
             }),
         }
     }
 
-    let mut done = 0;
+    // A failed run fails its messages and every later one of the group;
+    // those before it are done (or parked).
     for run in runs {
-        let count = run.messages.len();
+        let first_index = run.first_index;
         append_run(deps, &chat, crm.as_ref(), &contact_display, &header, run)
             .await
-            .map_err(|e| (done, e))?;
-        done += count;
+            .map_err(|e| (first_index, e))?;
     }
     Ok(())
 }
@@ -425,9 +446,11 @@ async fn attach_media(
         file_name: file_name.clone(),
         reason,
     };
+    // Without a usable token the message waits for one: Meta keeps media
+    // for 7 days, so registering a token in time still gets the file.
     let Some(sealed) = number.and_then(|n| n.access_token_enc.as_deref()) else {
-        return Ok(not_attached(
-            "no WhatsApp access token is registered for this number".into(),
+        return Err(WorkError::NoMediaAccess(
+            "none is registered for this number".into(),
         ));
     };
     let binding = number
@@ -439,8 +462,8 @@ async fn attach_media(
         .await
         .map_err(|e| WorkError::Store(crate::error::StoreError::Request(e.to_string())))?;
     let Ok(token) = keys.token_cipher().decrypt(sealed, &binding) else {
-        return Ok(not_attached(
-            "the stored WhatsApp access token does not decrypt".into(),
+        return Err(WorkError::NoMediaAccess(
+            "the stored one does not decrypt".into(),
         ));
     };
     let max = deps.config.attachment_max_bytes;
@@ -456,6 +479,9 @@ async fn attach_media(
         }
         Err(MediaError::NotFound) => {
             return Ok(not_attached("WhatsApp no longer has the file".into()));
+        }
+        Err(MediaError::Unauthorized) => {
+            return Err(WorkError::NoMediaAccess("WhatsApp refused it".into()));
         }
         Err(other) => return Ok(not_attached(other.to_string())),
     };
