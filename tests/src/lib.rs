@@ -438,6 +438,46 @@ impl TestSystem {
         })
     }
 
+    /// Waits until the stored message is in `state` (`waiting`, `appended`,
+    /// `skipped`, …), or fails the test naming the state it is in.
+    pub async fn wait_for_message_state(&self, message_id: &str, state: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+        while tokio::time::Instant::now() < deadline {
+            if self.message_state(message_id).await.as_deref() == Some(state) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "message {message_id} never reached `{state}` (is {:?})",
+            self.message_state(message_id).await
+        );
+    }
+
+    /// The sync log through the API, newest first; `query` such as
+    /// `?chat=…` or empty.
+    pub async fn sync_log(&self, token: &str, query: &str) -> Vec<Value> {
+        let (code, body) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/sync-log{query}"),
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        body["entries"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The message ledger of the chat with `wa_id` on the fixtures' first
+    /// number, through the API, oldest first.
+    pub async fn ledger(&self, token: &str, wa_id: &str) -> Vec<Value> {
+        let path = format!("/api/chats/{}/messages", chat_key_param(wa_id));
+        let (code, body) = self.call(reqwest::Method::GET, &path, token, None).await;
+        assert_eq!(code, 200, "{body}");
+        body["messages"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Messages on a queue, visible or in flight.
     pub async fn queue_depth(&self, logical_id: &str) -> u64 {
         use aws_sdk_sqs::types::QueueAttributeName;

@@ -213,34 +213,13 @@ async fn disconnecting_the_organization_removes_every_personal_connection_and_re
         .post_webhook(&fixture("cloud-text-inbound.json"))
         .await;
     let id = "wamid.HBgMNDQ3NzAwOTAwMTIzFQIAEhgURkFLRTAwMDAwMDAwMDAwMDAwMDEA";
-    wait_for_state(&system, id, "waiting").await;
+    system.wait_for_message_state(id, "waiting").await;
     assert_eq!(system.sandbox.records("Leads").len(), creates_before);
-    let log = sync_log(&system, &workspace.owner_token, "").await;
+    let log = system.sync_log(&workspace.owner_token, "").await;
     assert!(
         log.iter()
             .any(|e| e["event"] == "organization_disconnected")
     );
-}
-
-async fn wait_for_state(system: &TestSystem, message_id: &str, state: &str) {
-    for _ in 0..300 {
-        if system.message_state(message_id).await.as_deref() == Some(state) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "message {message_id} never reached `{state}` (is {:?})",
-        system.message_state(message_id).await
-    );
-}
-
-async fn sync_log(system: &TestSystem, token: &str, query: &str) -> Vec<Value> {
-    let (code, body) = system
-        .call(Method::GET, &format!("/api/sync-log{query}"), token, None)
-        .await;
-    assert_eq!(code, 200, "{body}");
-    body["entries"].as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,11 +463,11 @@ async fn a_revoked_grant_parks_messages_and_a_reconnect_syncs_them_in_order_once
             ))
             .await;
     }
-    wait_for_state(&system, "wamid.R2", "waiting").await;
-    wait_for_state(&system, "wamid.R3", "waiting").await;
+    system.wait_for_message_state("wamid.R2", "waiting").await;
+    system.wait_for_message_state("wamid.R3", "waiting").await;
     let now = status(&system, &workspace.owner_token).await;
     assert_eq!(now["organization"]["status"], "broken");
-    let log = sync_log(&system, &workspace.owner_token, "").await;
+    let log = system.sync_log(&workspace.owner_token, "").await;
     assert!(
         log.iter().any(|e| e["event"] == "connection_broken"),
         "{log:?}"
@@ -558,16 +537,18 @@ async fn no_workspace_can_read_or_change_another_ones_items() {
     // Its chat's log entries, by chat key.
     let chat = urlencode(&format!("{}#447700900123", e2e::PHONE_NUMBER_ID));
     assert!(
-        !sync_log(&system, &first.owner_token, &format!("?chat={chat}"))
+        !system
+            .sync_log(&first.owner_token, &format!("?chat={chat}"))
             .await
             .is_empty()
     );
     assert!(
-        sync_log(&system, &intruder, &format!("?chat={chat}"))
+        system
+            .sync_log(&intruder, &format!("?chat={chat}"))
             .await
             .is_empty()
     );
-    assert!(sync_log(&system, &intruder, "").await.is_empty());
+    assert!(system.sync_log(&intruder, "").await.is_empty());
     // Its connection: neither visible nor removable.
     let seen = status(&system, &intruder).await;
     assert!(seen["organization"].is_null());

@@ -105,20 +105,11 @@ async fn a_create_whose_answer_was_lost_is_found_on_retry_not_made_twice() {
         .filter(|r| r.method == "POST" && r.path == "/crm/v8/Leads" && r.status == 504)
         .count();
     assert_eq!(creates, 1, "the create's answer was lost once");
-    let (_, log) = system
-        .call(
-            reqwest::Method::GET,
-            "/api/sync-log",
-            &workspace.owner_token,
-            None,
-        )
-        .await;
-    let matched = log["entries"]
-        .as_array()
+    let matched = system
+        .sync_log(&workspace.owner_token, "")
+        .await
         .into_iter()
-        .flatten()
         .find(|e| e["event"] == "matched")
-        .cloned()
         .unwrap_or_default();
     assert_eq!(matched["detail"]["by"], "an earlier interrupted create");
     assert_eq!(matched["detail"]["record"]["id"], lead["id"]);

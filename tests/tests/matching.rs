@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use e2e::{TestSystem, TestWorkspace, chat_key_param, default_settings, text_delivery};
+use e2e::{TestSystem, chat_key_param, default_settings, text_delivery};
 use reqwest::Method;
 use serde_json::{Value, json};
 use zoho_sandbox::{SandboxConfig, SeedUser};
@@ -52,16 +52,9 @@ async fn note_with(system: &TestSystem, module: &str, id: &str, text: &str) -> S
         .await
 }
 
-async fn log_events(system: &TestSystem, workspace: &TestWorkspace) -> Vec<Value> {
-    let (_, log) = system
-        .call(
-            Method::GET,
-            &format!("/api/sync-log?chat={}", chat_key_param(ALICE_WA)),
-            &workspace.owner_token,
-            None,
-        )
-        .await;
-    log["entries"].as_array().cloned().unwrap_or_default()
+/// `?chat=` for Alice's chat.
+fn chat_filter() -> String {
+    format!("?chat={}", chat_key_param(ALICE_WA))
 }
 
 fn searches(system: &TestSystem) -> usize {
@@ -98,7 +91,8 @@ async fn a_number_stored_with_formatting_matches_and_the_record_is_remembered() 
         "the remembered record is not searched for"
     );
     assert_eq!(system.customer_leads().len(), 1, "no lead created");
-    let matched = log_events(&system, &workspace)
+    let matched = system
+        .sync_log(&workspace.owner_token, &chat_filter())
         .await
         .into_iter()
         .find(|e| e["event"] == "matched")
@@ -119,7 +113,8 @@ async fn a_contact_in_the_converted_destination_is_found_before_creating_a_lead(
     say(&system, "wamid.C1", 0, "hello contact").await;
     note_with(&system, "Contacts", &contact, "hello contact").await;
     assert!(system.customer_leads().is_empty(), "no lead created");
-    let matched = log_events(&system, &workspace)
+    let matched = system
+        .sync_log(&workspace.owner_token, &chat_filter())
         .await
         .into_iter()
         .find(|e| e["event"] == "matched")
@@ -149,7 +144,8 @@ async fn a_converted_lead_is_followed_to_its_contact_with_continue() {
             .is_some_and(|c| c.contains("after conversion"))
     });
     assert!(!on_lead, "nothing more on the converted lead");
-    let followed = log_events(&system, &workspace)
+    let followed = system
+        .sync_log(&workspace.owner_token, &chat_filter())
         .await
         .into_iter()
         .find(|e| e["event"] == "converted_followed")
@@ -176,18 +172,8 @@ async fn a_converted_lead_stops_the_chat_with_stop_and_says_so() {
     let contact_id = system.sandbox.convert_lead(lead_id).expect("converted");
 
     say(&system, "wamid.S2", 1, "after conversion").await;
-    let ledger_path = format!("/api/chats/{}/messages", chat_key_param(ALICE_WA));
-    let mut state = Value::Null;
-    for _ in 0..100 {
-        let (_, ledger) = system
-            .call(Method::GET, &ledger_path, &workspace.owner_token, None)
-            .await;
-        state = ledger["messages"][1].clone();
-        if state["state"] == "skipped" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    system.wait_for_message_state("wamid.S2", "skipped").await;
+    let state = system.ledger(&workspace.owner_token, ALICE_WA).await[1].clone();
     assert_eq!(state["message_id"], "wamid.S2");
     assert_eq!(state["state"], "skipped", "{state}");
     assert_eq!(
@@ -195,7 +181,8 @@ async fn a_converted_lead_stops_the_chat_with_stop_and_says_so() {
         "the lead was converted and the settings say stop"
     );
     assert!(system.notes_of("Contacts", &contact_id).is_empty());
-    let events: Vec<String> = log_events(&system, &workspace)
+    let events: Vec<String> = system
+        .sync_log(&workspace.owner_token, &chat_filter())
         .await
         .iter()
         .filter_map(|e| e["event"].as_str().map(str::to_owned))
@@ -205,15 +192,7 @@ async fn a_converted_lead_stops_the_chat_with_stop_and_says_so() {
     // Later messages of the chat are skipped without asking Zoho.
     let calls = system.sandbox.requests().len();
     say(&system, "wamid.S3", 2, "still there?").await;
-    for _ in 0..100 {
-        let (_, ledger) = system
-            .call(Method::GET, &ledger_path, &workspace.owner_token, None)
-            .await;
-        if ledger["messages"][2]["state"] == "skipped" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    system.wait_for_message_state("wamid.S3", "skipped").await;
     assert_eq!(system.sandbox.requests().len(), calls);
 }
 
@@ -230,19 +209,12 @@ async fn with_stop_a_number_found_only_on_a_converted_record_stops_instead_of_cr
         .insert_record("Contacts", json!({ "Last_Name": "Alice", "Mobile": ALICE }))
         .expect("seeded");
     say(&system, "wamid.X1", 0, "hello again").await;
-    let ledger_path = format!("/api/chats/{}/messages", chat_key_param(ALICE_WA));
-    let mut state = Value::Null;
-    for _ in 0..100 {
-        let (_, ledger) = system
-            .call(Method::GET, &ledger_path, &workspace.owner_token, None)
-            .await;
-        state = ledger["messages"][0].clone();
-        if state["state"] == "skipped" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(state["state"], "skipped", "{state}");
+    system.wait_for_message_state("wamid.X1", "skipped").await;
+    let state = system.ledger(&workspace.owner_token, ALICE_WA).await[0].clone();
+    assert_eq!(
+        state["reason"],
+        "the lead was converted and the settings say stop"
+    );
     assert!(
         system.customer_leads().is_empty(),
         "no new lead for a converted person"
@@ -291,7 +263,8 @@ async fn several_matching_records_are_listed_and_a_persons_choice_is_remembered(
         .filter_map(|c| c["id"].as_str())
         .collect();
     assert_eq!(candidates, [newer.as_str(), older.as_str()]);
-    let matched = log_events(&system, &workspace)
+    let matched = system
+        .sync_log(&workspace.owner_token, &chat_filter())
         .await
         .into_iter()
         .find(|e| e["event"] == "matched")
@@ -331,7 +304,9 @@ async fn several_matching_records_are_listed_and_a_persons_choice_is_remembered(
     say(&system, "wamid.A2", 1, "this one").await;
     note_with(&system, "Leads", &older, "this one").await;
     assert_eq!(system.customer_leads().len(), 2, "no third record");
-    let events: Vec<Value> = log_events(&system, &workspace).await;
+    let events: Vec<Value> = system
+        .sync_log(&workspace.owner_token, &chat_filter())
+        .await;
     assert!(events.iter().any(|e| e["event"] == "record_chosen"));
 }
 
@@ -373,7 +348,8 @@ async fn the_chats_responsible_user_owns_the_new_record() {
     // Bruno owns the WhatsApp number, but Erin is responsible for the chat
     // (her e-mail matched case-insensitively).
     assert_eq!(lead["Owner"]["id"], erin_crm_id);
-    let created = log_events(&system, &workspace)
+    let created = system
+        .sync_log(&workspace.owner_token, &chat_filter())
         .await
         .into_iter()
         .find(|e| e["event"] == "created")
@@ -416,7 +392,8 @@ async fn a_failing_message_shows_retrying_then_dead_lettered_and_a_replay_append
             .is_some_and(|r| r.contains("INVALID_DATA")),
         "the CRM's error: {last}"
     );
-    let events: Vec<String> = log_events(&system, &workspace)
+    let events: Vec<String> = system
+        .sync_log(&workspace.owner_token, &chat_filter())
         .await
         .iter()
         .filter_map(|e| e["event"].as_str().map(str::to_owned))
@@ -461,7 +438,9 @@ async fn a_record_deleted_in_the_crm_is_forgotten_and_the_chat_links_afresh() {
     assert_ne!(lead["id"], old_id.as_str(), "a new lead");
     assert_eq!(notes.len(), 1);
     assert_eq!(system.customer_leads().len(), 1);
-    let events = log_events(&system, &workspace).await;
+    let events = system
+        .sync_log(&workspace.owner_token, &chat_filter())
+        .await;
     let gone = events
         .iter()
         .find(|e| e["event"] == "record_gone")

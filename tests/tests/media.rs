@@ -143,20 +143,8 @@ async fn a_file_over_the_limit_or_gone_gets_a_line_that_says_so_and_the_message_
         "the oversized file was refused from its size, never downloaded"
     );
     assert!(system.sandbox.attachments().is_empty());
-    let (_, log) = system
-        .call(
-            reqwest::Method::GET,
-            "/api/sync-log",
-            &workspace.owner_token,
-            None,
-        )
-        .await;
-    let events: Vec<&str> = log["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["event"].as_str())
-        .collect();
+    let log = system.sync_log(&workspace.owner_token, "").await;
+    let events: Vec<&str> = log.iter().filter_map(|e| e["event"].as_str()).collect();
     assert!(!events.contains(&"dead_lettered"), "{events:?}");
     assert!(!events.contains(&"attached"), "{events:?}");
 }
@@ -182,21 +170,10 @@ async fn a_refused_whatsapp_token_parks_the_media_message_until_a_new_token_is_r
         .await;
     // The text goes on; the photo waits, and the ledger says why.
     system.wait_for_note_line(ALICE, "Elm Road").await;
-    let ledger_path = format!(
-        "/api/chats/{}/messages",
-        e2e::chat_key_param(e2e::ALICE_WA_ID)
-    );
-    let mut photo = serde_json::Value::Null;
-    for _ in 0..100 {
-        let (_, ledger) = system
-            .call(reqwest::Method::GET, &ledger_path, token, None)
-            .await;
-        photo = ledger["messages"][1].clone();
-        if photo["state"] == "waiting" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let photo_id = "wamid.HBgMNDQ3NzAwOTAwMTIzFQIAEhgURkFLRTAwMDAwMDAwMDAwMDAwMDQA";
+    system.wait_for_message_state(photo_id, "waiting").await;
+    let photo = system.ledger(token, e2e::ALICE_WA_ID).await[1].clone();
+    assert_eq!(photo["message_id"], photo_id);
     assert_eq!(photo["kind"], "image");
     assert_eq!(photo["state"], "waiting", "{photo}");
     assert_eq!(

@@ -3,8 +3,7 @@
 //! messages kept until activation.
 
 use e2e::{
-    ALICE_WA_ID, TEST_RECORD_NUMBER, TestSystem, TestWorkspace, chat_key_param, default_settings,
-    text_delivery,
+    ALICE_WA_ID, TEST_RECORD_NUMBER, TestSystem, TestWorkspace, default_settings, text_delivery,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -294,13 +293,8 @@ async fn activation_names_a_bad_setting_then_creates_a_test_record_and_locks_the
     );
     assert_eq!(settings["active"], false);
 
-    let (_, log) = system.call(Method::GET, "/api/sync-log", token, None).await;
-    let events: Vec<&str> = log["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["event"].as_str())
-        .collect();
+    let log = system.sync_log(token, "").await;
+    let events: Vec<&str> = log.iter().filter_map(|e| e["event"].as_str()).collect();
     assert_eq!(
         events[..2],
         ["settings_deactivated", "settings_activated"],
@@ -325,24 +319,15 @@ async fn messages_before_activation_are_kept_and_synced_once_activated() {
             ))
             .await;
     }
-    let ledger_path = format!("/api/chats/{}/messages", chat_key_param(ALICE_WA_ID));
-    let mut ledger = Value::Null;
-    for _ in 0..100 {
-        let (_, now) = system.call(Method::GET, &ledger_path, token, None).await;
-        let states: Vec<&str> = now["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["state"].as_str())
-            .collect();
-        if states == ["waiting"; 3] {
-            ledger = now;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for i in 0..texts.len() {
+        system
+            .wait_for_message_state(&format!("wamid.PRE{i}"), "waiting")
+            .await;
     }
-    for message in ledger["messages"].as_array().into_iter().flatten() {
-        assert_eq!(message["state"], "waiting", "{ledger}");
+    let ledger = system.ledger(token, ALICE_WA_ID).await;
+    assert_eq!(ledger.len(), 3);
+    for message in &ledger {
+        assert_eq!(message["state"], "waiting", "{message}");
         assert_eq!(
             message["reason"],
             "sync settings are not active; activate them"
@@ -350,8 +335,11 @@ async fn messages_before_activation_are_kept_and_synced_once_activated() {
     }
     // They stay waiting: not retried into the dead-letter queue.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let (_, still) = system.call(Method::GET, &ledger_path, token, None).await;
-    assert_eq!(still["messages"], ledger["messages"], "nothing moved");
+    assert_eq!(
+        system.ledger(token, ALICE_WA_ID).await,
+        ledger,
+        "nothing moved"
+    );
     assert!(
         system.sandbox.records("Leads").is_empty(),
         "nothing synced before activation"
@@ -368,9 +356,8 @@ async fn messages_before_activation_are_kept_and_synced_once_activated() {
     for text in texts {
         assert_eq!(content.matches(text).count(), 1, "{content}");
     }
-    let (_, ledger) = system.call(Method::GET, &ledger_path, token, None).await;
-    for message in ledger["messages"].as_array().into_iter().flatten() {
-        assert_eq!(message["state"], "appended", "{ledger}");
+    for message in system.ledger(token, ALICE_WA_ID).await {
+        assert_eq!(message["state"], "appended", "{message}");
         assert_eq!(message["note_id"], notes[0]["id"]);
     }
     assert_eq!(system.customer_leads().len(), 1);
