@@ -150,6 +150,24 @@ impl TestSystem {
         }
     }
 
+    /// The usual start: a system, a workspace owned by bruno@acme.example
+    /// (UTC), the organization connected and the default settings active.
+    pub async fn with_connected_workspace() -> (Self, TestWorkspace) {
+        let system = Self::start().await;
+        let workspace = system.workspace("bruno@acme.example", "UTC").await;
+        system.connect_zoho(&workspace).await;
+        (system, workspace)
+    }
+
+    /// The newest sync-log entry of `event` (`query` as for [`Self::sync_log`]).
+    pub async fn log_entry(&self, token: &str, query: &str, event: &str) -> Value {
+        self.sync_log(token, query)
+            .await
+            .into_iter()
+            .find(|e| e["event"] == event)
+            .unwrap_or_else(|| panic!("no `{event}` entry in the sync log"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.local.base_url())
     }

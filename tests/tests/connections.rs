@@ -33,9 +33,7 @@ async fn disconnect(system: &TestSystem, token: &str, connection: &str) -> (u16,
 }
 
 async fn connected_system() -> (TestSystem, TestWorkspace) {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
     (system, workspace)
 }
 

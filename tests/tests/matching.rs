@@ -68,9 +68,7 @@ fn searches(system: &TestSystem) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_number_stored_with_formatting_matches_and_the_record_is_remembered() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
     let existing = system
         .sandbox
         .insert_record(
@@ -92,20 +90,15 @@ async fn a_number_stored_with_formatting_matches_and_the_record_is_remembered() 
     );
     assert_eq!(system.customer_leads().len(), 1, "no lead created");
     let matched = system
-        .sync_log(&workspace.owner_token, &chat_filter())
-        .await
-        .into_iter()
-        .find(|e| e["event"] == "matched")
-        .expect("matched entry");
+        .log_entry(&workspace.owner_token, &chat_filter(), "matched")
+        .await;
     assert_eq!(matched["detail"]["by"], "Leads.Mobile");
     assert_eq!(matched["detail"]["record"]["id"], existing);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_in_the_converted_destination_is_found_before_creating_a_lead() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
     let contact = system
         .sandbox
         .insert_record("Contacts", json!({ "Last_Name": "Alice", "Mobile": ALICE }))
@@ -114,11 +107,8 @@ async fn a_contact_in_the_converted_destination_is_found_before_creating_a_lead(
     note_with(&system, "Contacts", &contact, "hello contact").await;
     assert!(system.customer_leads().is_empty(), "no lead created");
     let matched = system
-        .sync_log(&workspace.owner_token, &chat_filter())
-        .await
-        .into_iter()
-        .find(|e| e["event"] == "matched")
-        .expect("matched entry");
+        .log_entry(&workspace.owner_token, &chat_filter(), "matched")
+        .await;
     assert_eq!(matched["detail"]["by"], "Contacts.Mobile");
 }
 
@@ -145,11 +135,8 @@ async fn a_converted_lead_is_followed_to_its_contact_with_continue() {
     });
     assert!(!on_lead, "nothing more on the converted lead");
     let followed = system
-        .sync_log(&workspace.owner_token, &chat_filter())
-        .await
-        .into_iter()
-        .find(|e| e["event"] == "converted_followed")
-        .expect("converted_followed entry");
+        .log_entry(&workspace.owner_token, &chat_filter(), "converted_followed")
+        .await;
     assert_eq!(followed["detail"]["from"]["id"], lead_id);
     assert_eq!(
         followed["detail"]["to"],
@@ -223,9 +210,7 @@ async fn with_stop_a_number_found_only_on_a_converted_record_stops_instead_of_cr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_matching_records_are_listed_and_a_persons_choice_is_remembered() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
     let older = system
         .sandbox
         .insert_record(
@@ -264,11 +249,8 @@ async fn several_matching_records_are_listed_and_a_persons_choice_is_remembered(
         .collect();
     assert_eq!(candidates, [newer.as_str(), older.as_str()]);
     let matched = system
-        .sync_log(&workspace.owner_token, &chat_filter())
-        .await
-        .into_iter()
-        .find(|e| e["event"] == "matched")
-        .expect("matched entry");
+        .log_entry(&workspace.owner_token, &chat_filter(), "matched")
+        .await;
     assert_eq!(matched["detail"]["rule"], "most recently modified");
     assert_eq!(
         matched["detail"]["candidates"].as_array().map(Vec::len),
@@ -349,11 +331,8 @@ async fn the_chats_responsible_user_owns_the_new_record() {
     // (her e-mail matched case-insensitively).
     assert_eq!(lead["Owner"]["id"], erin_crm_id);
     let created = system
-        .sync_log(&workspace.owner_token, &chat_filter())
-        .await
-        .into_iter()
-        .find(|e| e["event"] == "created")
-        .expect("created entry");
+        .log_entry(&workspace.owner_token, &chat_filter(), "created")
+        .await;
     assert_eq!(created["detail"]["owner_reason"], "chat_responsible_user");
 }
 
@@ -423,9 +402,7 @@ async fn a_failing_message_shows_retrying_then_dead_lettered_and_a_replay_append
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_deleted_in_the_crm_is_forgotten_and_the_chat_links_afresh() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
     say(&system, "wamid.G1", 0, "before the deletion").await;
     let (lead, _) = system
         .wait_for_note_line(ALICE, "before the deletion")

@@ -151,9 +151,7 @@ async fn a_file_over_the_limit_or_gone_gets_a_line_that_says_so_and_the_message_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_whatsapp_token_parks_the_media_message_until_a_new_token_is_registered() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
     let token = &workspace.owner_token;
     system.graph.seed_media(SeedMedia::generated(
         "1200000000000001",

@@ -84,9 +84,7 @@ async fn a_day_that_outgrows_the_note_limit_continues_in_numbered_parts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zoho_calls_per_message_for_a_realistic_mix() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, _) = TestSystem::with_connected_workspace().await;
     let contacts = ["447700900123", "447700900456", "447700900789"];
 
     // New chats: the first message of each.

@@ -356,6 +356,12 @@ async fn messages_before_activation_are_kept_and_synced_once_activated() {
     for text in texts {
         assert_eq!(content.matches(text).count(), 1, "{content}");
     }
+    // The states follow the note write.
+    for i in 0..texts.len() {
+        system
+            .wait_for_message_state(&format!("wamid.PRE{i}"), "appended")
+            .await;
+    }
     for message in system.ledger(token, ALICE_WA_ID).await {
         assert_eq!(message["state"], "appended", "{message}");
         assert_eq!(message["note_id"], notes[0]["id"]);

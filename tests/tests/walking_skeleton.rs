@@ -69,9 +69,7 @@ async fn lead_is_owned_by_the_connecting_user_when_the_number_owner_is_not_a_zoh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_sent_three_times_gives_one_line() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, _) = TestSystem::with_connected_workspace().await;
 
     let body = text_delivery(
         "447700900123",
@@ -173,9 +171,7 @@ async fn two_messages_of_a_new_chat_processed_back_to_back_create_one_lead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_on_a_second_day_opens_a_second_note() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, _) = TestSystem::with_connected_workspace().await;
 
     system
         .post_webhook(&messages_delivery(
@@ -237,9 +233,7 @@ async fn days_are_cut_in_the_workspace_time_zone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_signature_gets_401_and_leaves_no_item_and_no_queued_message() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, _) = TestSystem::with_connected_workspace().await;
     let body = fixture("cloud-text-inbound.json");
     let forged = shared::crypto::meta_signature(b"not the app secret", &body);
 
@@ -287,9 +281,7 @@ async fn malformed_and_oversized_deliveries_are_refused_before_anything_is_store
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_messages_and_status_updates_are_acknowledged_and_not_synced() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
     for name in ["cloud-group-message.json", "cloud-status-delivered.json"] {
         let response = system.post_webhook(&fixture(name)).await;
         assert_eq!(response.status(), 200, "{name}");
@@ -308,9 +300,7 @@ async fn group_messages_and_status_updates_are_acknowledged_and_not_synced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_access_token_is_refreshed_and_the_call_retried_once() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, _) = TestSystem::with_connected_workspace().await;
     let refreshes_before = system.sandbox.token_refresh_count();
     system.sandbox.expire_access_tokens();
 
@@ -425,9 +415,7 @@ async fn the_subscription_handshake_echoes_the_challenge_only_for_our_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outgoing_echoes_are_logged_as_sent_by_the_business() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, _) = TestSystem::with_connected_workspace().await;
     system
         .post_webhook(&fixture("cloud-smb-message-echo.json"))
         .await;
@@ -445,9 +433,7 @@ async fn outgoing_echoes_are_logged_as_sent_by_the_business() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_brazilian_mobile_matches_the_record_that_holds_it_without_the_ninth_digit() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, _) = TestSystem::with_connected_workspace().await;
     let existing = system
         .sandbox
         .insert_record(
@@ -483,9 +469,7 @@ async fn a_brazilian_mobile_matches_the_record_that_holds_it_without_the_ninth_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_renamed_in_whatsapp_renames_only_the_record_this_product_created() {
-    let system = TestSystem::start().await;
-    let workspace = system.workspace("bruno@acme.example", "UTC").await;
-    system.connect_zoho(&workspace).await;
+    let (system, _) = TestSystem::with_connected_workspace().await;
     let found = system
         .sandbox
         .insert_record(
