@@ -20,8 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// The token a default sandbox accepts.
 pub const DEFAULT_ACCESS_TOKEN: &str = "sandbox-graph-token";
@@ -212,36 +210,13 @@ impl GraphSandbox {
     pub async fn start(
         config: GraphSandboxConfig,
     ) -> Result<GraphSandboxHandle, GraphSandboxError> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
-        let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
+        let bound = sandbox_kit::Bound::loopback(config.port).await?;
+        let base_url = bound.base_url.clone();
         let shared = Arc::new(Shared {
             store: Mutex::new(store::Store::new(config, base_url.clone())),
         });
-        let (tx, mut rx) = watch::channel(false);
-        let app = server::router(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                while !*rx.borrow() {
-                    if rx.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "graph sandbox server stopped");
-            }
-        });
-        Ok(GraphSandboxHandle {
-            shared,
-            addr,
-            base_url,
-            stop: Arc::new(tx),
-            task: Arc::new(Mutex::new(Some(task))),
-        })
+        let served = bound.serve(server::router(Arc::clone(&shared)), "graph sandbox");
+        Ok(GraphSandboxHandle { shared, served })
     }
 }
 
@@ -249,16 +224,13 @@ impl GraphSandbox {
 #[derive(Clone)]
 pub struct GraphSandboxHandle {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    base_url: String,
-    stop: Arc<watch::Sender<bool>>,
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    served: sandbox_kit::Served,
 }
 
 impl std::fmt::Debug for GraphSandboxHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GraphSandboxHandle")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.served.base_url)
             .finish()
     }
 }
@@ -267,11 +239,11 @@ impl GraphSandboxHandle {
     /// `http://127.0.0.1:<port>`: stands for `https://graph.facebook.com`
     /// (download URLs are issued on the same origin).
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.served.base_url.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.served.addr
     }
 
     /// Adds (or replaces) a media item.
@@ -355,10 +327,6 @@ impl GraphSandboxHandle {
 
     /// Stops the server and waits for it to finish.
     pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = task {
-            let _ = t.await;
-        }
+        self.served.shutdown().await;
     }
 }

@@ -2,7 +2,6 @@
 //! Runs the Graph API media sandbox for the local demo until SIGTERM / ctrl-c.
 //! Media are seeded over HTTP: `POST /__sandbox/media?id=…&mime_type=…`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use graph_sandbox::{FileSizeFormat, GraphSandbox, GraphSandboxConfig};
@@ -39,80 +38,14 @@ fn parse_args(args: &[String]) -> Result<GraphSandboxConfig, String> {
     Ok(cfg)
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match parse_args(&args) {
-        Ok(c) => c,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
-    let handle = match GraphSandbox::start(cfg).await {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("graph-sandbox: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut out = std::io::stdout();
-    // Scripts wait for this exact line.
-    let _ = writeln!(out, "graph-sandbox listening on {}", handle.base_url());
-    let _ = out.flush();
-    wait_for_signal().await;
-    handle.shutdown().await;
-    ExitCode::SUCCESS
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn tokens_replace_the_default() {
-        let cfg = parse_args(&args(&["--port", "9", "--token", "a", "--token", "b"]))
-            .expect("valid arguments");
-        assert_eq!(cfg.port, 9);
-        assert_eq!(cfg.access_tokens, vec!["a".to_owned(), "b".to_owned()]);
-    }
-
-    #[test]
-    fn unknown_flags_are_refused() {
-        assert!(parse_args(&args(&["--nope"])).is_err());
-        assert!(parse_args(&args(&["--port"])).is_err());
-    }
+    sandbox_kit::run_binary(
+        "graph-sandbox",
+        parse_args,
+        GraphSandbox::start,
+        |handle| handle.base_url(),
+        async |handle| handle.shutdown().await,
+    )
+    .await
 }

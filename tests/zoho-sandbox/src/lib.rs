@@ -19,8 +19,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use contract::ContractViolation;
 pub use store::IssuedTokens;
@@ -233,38 +231,15 @@ impl ZohoSandbox {
         } else {
             None
         };
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
-        let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
+        let bound = sandbox_kit::Bound::loopback(config.port).await?;
+        let base_url = bound.base_url.clone();
         let shared = Arc::new(Shared {
             store: Mutex::new(store::Store::new(config, base_url.clone())),
             contract,
             in_flight: std::sync::atomic::AtomicUsize::new(0),
         });
-        let (tx, mut rx) = watch::channel(false);
-        let app = server::router(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                while !*rx.borrow() {
-                    if rx.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "zoho sandbox server stopped");
-            }
-        });
-        Ok(SandboxHandle {
-            shared,
-            addr,
-            base_url,
-            stop: Arc::new(tx),
-            task: Arc::new(Mutex::new(Some(task))),
-        })
+        let served = bound.serve(server::router(Arc::clone(&shared)), "zoho sandbox");
+        Ok(SandboxHandle { shared, served })
     }
 }
 
@@ -272,16 +247,13 @@ impl ZohoSandbox {
 #[derive(Clone)]
 pub struct SandboxHandle {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    base_url: String,
-    stop: Arc<watch::Sender<bool>>,
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    served: sandbox_kit::Served,
 }
 
 impl std::fmt::Debug for SandboxHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxHandle")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.served.base_url)
             .finish()
     }
 }
@@ -289,11 +261,11 @@ impl std::fmt::Debug for SandboxHandle {
 impl SandboxHandle {
     /// `http://127.0.0.1:<port>`: accounts server and API domain.
     pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        self.served.base_url.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.served.addr
     }
 
     /// Records of a module in insertion order, in the full read shape.
@@ -436,10 +408,6 @@ impl SandboxHandle {
 
     /// Stops the server and waits for it to finish.
     pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = task {
-            let _ = t.await;
-        }
+        self.served.shutdown().await;
     }
 }

@@ -1,7 +1,6 @@
 //! `zoho-sandbox --port <p> --client-id <id> --client-secret <s> [--location us]`
 //! Runs the Zoho CRM sandbox for the local demo until SIGTERM / ctrl-c.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use zoho_sandbox::{SandboxConfig, ZohoSandbox};
@@ -39,57 +38,14 @@ fn parse_args(args: &[String]) -> Result<SandboxConfig, String> {
     Ok(cfg)
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match parse_args(&args) {
-        Ok(c) => c,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
-    let handle = match ZohoSandbox::start(cfg).await {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("zoho-sandbox: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut out = std::io::stdout();
-    // The demo scripts wait for this exact line.
-    let _ = writeln!(out, "zoho-sandbox listening on {}", handle.base_url());
-    let _ = out.flush();
-    wait_for_signal().await;
-    handle.shutdown().await;
-    ExitCode::SUCCESS
+    sandbox_kit::run_binary(
+        "zoho-sandbox",
+        parse_args,
+        ZohoSandbox::start,
+        |handle| handle.base_url(),
+        async |handle| handle.shutdown().await,
+    )
+    .await
 }
