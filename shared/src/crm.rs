@@ -28,10 +28,13 @@ pub enum CrmError {
     },
     #[error("the CRM answered something we cannot read: {0}")]
     Decode(String),
-    /// A create refused because a record with the same unique value (an
-    /// org may mark phone fields unique) exists: this one.
-    #[error("the CRM already holds this record: {}/{}", record.module, record.id)]
-    Duplicate { record: RecordRef },
+    /// A create refused because a record with the same value in a unique
+    /// field (`field`; an org may mark phone fields unique) exists: this one.
+    #[error("the CRM already holds a record with this {}: {}/{}", field.as_deref().unwrap_or("value"), record.module, record.id)]
+    Duplicate {
+        record: RecordRef,
+        field: Option<String>,
+    },
 }
 
 impl CrmError {

@@ -47,6 +47,9 @@ pub enum WorkError {
     /// WhatsApp refuses it. A person must register one.
     #[error("no usable WhatsApp access token: {0}")]
     NoMediaAccess(String),
+    /// The chat has no record (any more): record-sync must link it first.
+    #[error("the chat has no CRM record yet")]
+    Unlinked,
     #[error("queue message is not readable: {0}")]
     BadQueueMessage(String),
     #[error("stored state is inconsistent: {0}")]
@@ -57,7 +60,7 @@ impl WorkError {
     /// Whether a later attempt may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Store(_) | Self::Queue(_) | Self::Contended(_) => true,
+            Self::Store(_) | Self::Queue(_) | Self::Contended(_) | Self::Unlinked => true,
             Self::Crm(e) => e.is_transient(),
             Self::Media(e) => e.is_transient(),
             Self::NotConnected

@@ -105,13 +105,14 @@ async fn a_create_whose_answer_was_lost_is_found_on_retry_not_made_twice() {
         .filter(|r| r.method == "POST" && r.path == "/crm/v8/Leads" && r.status == 504)
         .count();
     assert_eq!(creates, 1, "the create's answer was lost once");
-    let matched = system
-        .sync_log(&workspace.owner_token, "")
-        .await
-        .into_iter()
-        .find(|e| e["event"] == "matched")
-        .unwrap_or_default();
-    assert_eq!(matched["detail"]["by"], "an earlier interrupted create");
-    assert_eq!(matched["detail"]["record"]["id"], lead["id"]);
+    let created = system
+        .log_entry(&workspace.owner_token, "", "created")
+        .await;
+    assert_eq!(
+        created["detail"]["found_after"],
+        "an interrupted create whose answer was lost"
+    );
+    assert_eq!(created["detail"]["record"]["id"], lead["id"]);
+    assert_eq!(created["detail"]["owner_reason"], "whatsapp_number_owner");
     system.assert_contract_kept();
 }

@@ -200,7 +200,7 @@ async fn with_stop_a_number_found_only_on_a_converted_record_stops_instead_of_cr
     let state = system.ledger(&workspace.owner_token, ALICE_WA).await[0].clone();
     assert_eq!(
         state["reason"],
-        "the lead was converted and the settings say stop"
+        "the number belongs to a Contacts record (where converted leads go) and the settings say stop"
     );
     assert!(
         system.customer_leads().is_empty(),

@@ -133,7 +133,7 @@ async fn a_file_over_the_limit_or_gone_gets_a_line_that_says_so_and_the_message_
         system.post_webhook(&fixture(name)).await;
     }
     let needles = [
-        "[Video] Walk-through of the garden (not attached: video-1200000000000005.mp4, too large to attach (2.0 MB; the CRM takes up to 1.0 MB))".to_owned(),
+        "[Video] Walk-through of the garden (not attached: video-1200000000000005.mp4, too large to attach (2.0 MB; files up to 1.0 MB are attached))".to_owned(),
         "[Image] Damp patch in the kitchen (not attached: image-1200000000000001.jpg, WhatsApp no longer has the file)".to_owned(),
     ];
     note_of_alice_with(&system, &needles).await;
@@ -207,4 +207,47 @@ async fn a_refused_whatsapp_token_parks_the_media_message_until_a_new_token_is_r
         content.find("Elm Road") < content.find("Damp patch"),
         "lines stay in message order: {content}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_outage_on_a_photo_after_two_texts_of_one_delivery_loses_neither_text() {
+    let system = TestSystem::start_with_fast_retries(SandboxConfig::default(), 1).await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    system.graph.seed_media(SeedMedia::generated(
+        "1200000000000001",
+        "image/jpeg",
+        48_213,
+    ));
+    // One delivery: two texts, then the photo; the photo's download fails
+    // once, after the texts were read but before anything was written.
+    let mut delivery: serde_json::Value =
+        serde_json::from_slice(&fixture("cloud-image-inbound.json")).expect("fixture");
+    let value = &mut delivery["entry"][0]["changes"][0]["value"];
+    let photo = value["messages"][0].clone();
+    let text = |id: &str, ts: i64, body: &str| {
+        serde_json::json!({ "from": "447700900123", "id": id, "timestamp": ts.to_string(),
+            "type": "text", "text": { "body": body } })
+    };
+    value["messages"] = serde_json::json!([
+        text("wamid.T1", 1_779_268_500, "first text"),
+        text("wamid.T2", 1_779_268_530, "second text"),
+        photo
+    ]);
+    system.graph.fail_next(1, 503);
+    system
+        .post_webhook(&serde_json::to_vec(&delivery).expect("serialisable"))
+        .await;
+    let needles = [
+        "first text".to_owned(),
+        "second text".to_owned(),
+        "(attached: image-1200000000000001.jpg)".to_owned(),
+    ];
+    let (_, content) = note_of_alice_with(&system, &needles).await;
+    for needle in &needles {
+        assert_eq!(content.matches(needle.as_str()).count(), 1, "{content}");
+    }
+    for id in ["wamid.T1", "wamid.T2"] {
+        system.wait_for_message_state(id, "appended").await;
+    }
 }

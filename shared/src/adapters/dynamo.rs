@@ -767,6 +767,11 @@ impl ChatStore for DynamoStore {
                 "creating_until",
             ]);
         }
+        // One path may appear once per update expression: what is set
+        // wins over a removal of the same attribute.
+        removes.sort_unstable();
+        removes.dedup();
+        removes.retain(|r| !sets.iter().any(|(name, _)| name == r));
         if sets.is_empty() && removes.is_empty() {
             return Ok(self.chat(workspace_id, chat_key).await?.is_some());
         }

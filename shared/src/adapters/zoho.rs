@@ -304,6 +304,7 @@ fn rejection(status: StatusCode, body: Option<&Value>) -> CrmError {
                 module: module.to_owned(),
                 id: id.to_owned(),
             },
+            field: e["details"]["api_name"].as_str().map(str::to_owned),
         };
     }
     CrmError::Rejected {
@@ -724,7 +725,7 @@ mod tests {
         }]});
         let error = rejection(StatusCode::BAD_REQUEST, Some(&body));
         assert!(
-            matches!(&error, CrmError::Duplicate { record } if record.id == "4876876000000999001" && record.module == "Leads"),
+            matches!(&error, CrmError::Duplicate { record, field } if record.id == "4876876000000999001" && record.module == "Leads" && field.as_deref() == Some("Mobile")),
             "{error:?}"
         );
         let other = json!({ "data": [{ "code": "INVALID_DATA", "status": "error", "message": "bad",

@@ -59,18 +59,26 @@ async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
         Ok(()) => return GroupOutcome::all(group.len()),
         Err(failure) => failure,
     };
+    // A chat without a record (forgotten after a deletion, while these
+    // messages were on their way) is linked by record-sync first.
+    if matches!(error, WorkError::Unlinked) {
+        return match send_back_to_sync(deps, &group[done..]).await {
+            Ok(()) => GroupOutcome::all(group.len()),
+            Err(e) => GroupOutcome {
+                done,
+                error: Some(e),
+            },
+        };
+    }
     // A refused note write may mean a person deleted the record: then the
     // rest of the group goes back to record-sync to find or make another.
+    let mut error = error;
     if matches!(error, WorkError::Crm(CrmError::Rejected { .. })) {
         match relink_if_record_gone(deps, &group[done..]).await {
             Ok(true) => return GroupOutcome::all(group.len()),
             Ok(false) => {}
-            Err(check_failed) => {
-                return GroupOutcome {
-                    done,
-                    error: Some(check_failed),
-                };
-            }
+            // A broken connection, found while checking, parks below.
+            Err(check_failed) => error = check_failed,
         }
     }
     // Without a working connection the rest of the group waits (parked) for
@@ -135,7 +143,13 @@ async fn relink_if_record_gone(deps: &Deps, rest: &[Received]) -> Result<bool, W
         json!({ "record": record }),
     )
     .await;
-    let again: Vec<MessageRef> = rest
+    send_back_to_sync(deps, rest).await?;
+    Ok(true)
+}
+
+/// Queues messages for record-sync again (marked as deliberate re-sends).
+async fn send_back_to_sync(deps: &Deps, messages: &[Received]) -> Result<(), WorkError> {
+    let again: Vec<MessageRef> = messages
         .iter()
         .map(|m| MessageRef {
             resend: resend_marker(),
@@ -143,7 +157,7 @@ async fn relink_if_record_gone(deps: &Deps, rest: &[Received]) -> Result<bool, W
         })
         .collect();
     deps.queue.send_all(QueueName::Sync, &again).await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Returns how many messages were done before a failure.
@@ -218,10 +232,12 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
                         NO_MEDIA_ACCESS,
                     )
                     .await
-                    .map_err(|e| (index, e))?;
+                    .map_err(at_start)?;
                     continue;
                 }
-                Err(e) => return Err((index, e)),
+                // Nothing of the group is written yet: all of it is
+                // retried (attachments already decided are not redone).
+                Err(e) => return Err(at_start(e)),
             };
             deps.store
                 .set_message_attachment(&r.workspace_id, &r.message_id, &outcome)
@@ -265,10 +281,7 @@ async fn append_run(
     header: &str,
     run: DayRun,
 ) -> Result<(), WorkError> {
-    let record = chat
-        .record
-        .clone()
-        .ok_or_else(|| WorkError::Inconsistent("chat has no record yet".into()))?;
+    let record = chat.record.clone().ok_or(WorkError::Unlinked)?;
     // Every part of the day so far: a message any of them holds is done.
     let mut parts = Vec::new();
     while let Some(part) = deps
@@ -428,10 +441,7 @@ async fn attach_media(
     let Some(media) = &message.media else {
         return Err(WorkError::Inconsistent("no media to attach".into()));
     };
-    let record = chat
-        .record
-        .as_ref()
-        .ok_or_else(|| WorkError::Inconsistent("chat has no record yet".into()))?;
+    let record = chat.record.as_ref().ok_or(WorkError::Unlinked)?;
     let declared_mime = media
         .mime_type
         .as_deref()
@@ -472,7 +482,7 @@ async fn attach_media(
         Err(e) if e.is_transient() => return Err(e.into()),
         Err(MediaError::TooLarge { size, max }) => {
             return Ok(not_attached(format!(
-                "too large to attach ({}; the CRM takes up to {})",
+                "too large to attach ({}; files up to {} are attached)",
                 megabytes(size),
                 megabytes(max)
             )));
@@ -505,7 +515,12 @@ async fn attach_media(
                 attachment_id,
             })
         }
-        Err(e @ crate::crm::CrmError::Rejected { .. }) => {
+        Err(e @ CrmError::Rejected { .. }) => {
+            // A record deleted meanwhile refuses files too: then the chat
+            // links afresh and the file goes to the new record.
+            if !crm.record_exists(record).await? {
+                return Err(e.into());
+            }
             Ok(not_attached(format!("the CRM refused the file: {e}")))
         }
         Err(e) => Err(e.into()),

@@ -353,6 +353,9 @@ async fn rename(ctx: &Linking<'_>, record: &RecordRef, name: &str) -> Result<(),
 /// converted destination — or creates it, and remembers it. `None` when the
 /// number belongs to a converted record and the settings say stop.
 async fn link_record(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> {
+    if let Some(record) = recover_interrupted_create(ctx).await? {
+        return Ok(Some(record));
+    }
     let chat = ctx.chat;
     let settings = ctx.settings;
     let forms = searchable_forms(&chat.contact);
@@ -376,7 +379,10 @@ async fn link_record(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> 
         };
         let in_converted = Some(module) != settings.destination_module.as_ref();
         if in_converted && settings.on_converted == OnConverted::Stop {
-            stop_chat(ctx, &best.record, CONVERTED_STOP).await?;
+            let reason = format!(
+                "the number belongs to a {module} record (where converted leads go) and the settings say stop"
+            );
+            stop_chat(ctx, &best.record, &reason).await?;
             return Ok(None);
         }
         let candidates: Vec<RecordRef> = matches.iter().map(|m| m.record.clone()).collect();
@@ -424,6 +430,53 @@ async fn link_record(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> 
     create_record(ctx).await.map(Some)
 }
 
+/// An earlier attempt that claimed the creation and never linked a record
+/// may have created it (its answer was lost). Zoho's search cannot see a
+/// record that new, so the newest records are read, before any search; a
+/// record found there is the one this product made.
+async fn recover_interrupted_create(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> {
+    let (chat, settings) = (ctx.chat, ctx.settings);
+    let (Some(_), Some(module), Some(field)) = (
+        &chat.creating_by,
+        &settings.destination_module,
+        &settings.number_field,
+    ) else {
+        return Ok(None);
+    };
+    let recent = ctx.crm.recently_created(module, field).await?;
+    let Some(found) = confirmed_matches(recent, &chat.contact).into_iter().next() else {
+        return Ok(None);
+    };
+    let users = crm_users(ctx.deps, ctx.crm, &chat.workspace_id, ctx.connection.crm).await?;
+    let (owner_id, owner_reason) = choose_owner(
+        &users,
+        &owner_candidates(ctx.deps, chat).await?,
+        ctx.connection,
+    );
+    ctx.patch(ChatPatch {
+        record: Some(found.record.clone()),
+        record_created_by_us: Some(true),
+        record_name: Some(Some(record_name(
+            chat.contact_name.as_deref(),
+            &chat.contact,
+        ))),
+        record_checked_at: Some(ctx.deps.clock.now()),
+        ..ChatPatch::default()
+    })
+    .await?;
+    ctx.log(
+        "created",
+        json!({
+            "record": found.record,
+            "owner_id": owner_id,
+            "owner_reason": owner_reason,
+            "found_after": "an interrupted create whose answer was lost",
+        }),
+    )
+    .await;
+    Ok(Some(found.record))
+}
+
 async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
     let (deps, chat, settings) = (ctx.deps, ctx.chat, ctx.settings);
     let module = settings
@@ -448,34 +501,6 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
             "the chat's record is being created by another worker".into(),
         ));
     }
-    // An earlier attempt that claimed the creation and never linked a
-    // record may have created it (the answer was lost): Zoho's search
-    // cannot see a record that new, so the newest records are read first.
-    if chat.creating_by.is_some()
-        && let Some(field) = &settings.number_field
-    {
-        let recent = ctx.crm.recently_created(&module, field).await?;
-        let made = confirmed_matches(recent, &chat.contact);
-        if let Some(found) = made.first() {
-            ctx.patch(ChatPatch {
-                record: Some(found.record.clone()),
-                record_created_by_us: Some(true),
-                record_name: Some(Some(record_name(
-                    chat.contact_name.as_deref(),
-                    &chat.contact,
-                ))),
-                record_checked_at: Some(now),
-                ..ChatPatch::default()
-            })
-            .await?;
-            ctx.log(
-                "matched",
-                json!({ "record": found.record, "by": "an earlier interrupted create", "candidates": [record_of(&found.record)] }),
-            )
-            .await;
-            return Ok(found.record.clone());
-        }
-    }
     let users = crm_users(deps, ctx.crm, &chat.workspace_id, ctx.connection.crm).await?;
     let (owner_id, owner_reason) =
         choose_owner(&users, &owner_candidates(deps, chat).await?, ctx.connection);
@@ -490,9 +515,13 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         .await;
     let record = match created {
         Ok(record) => record,
-        // The org marks the number unique and holds it already, where the
-        // search did not see it (index delay): that record is the match.
-        Err(CrmError::Duplicate { record }) => {
+        // The org marks the number field unique and holds the number
+        // already, where the search did not see it (index delay): that
+        // record is the match. A duplicate on another field (a unique name)
+        // is someone else: refused like any other refusal.
+        Err(CrmError::Duplicate { record, field })
+            if field.is_some() && field == settings.number_field =>
+        {
             ctx.patch(ChatPatch {
                 record: Some(record.clone()),
                 record_created_by_us: Some(false),
@@ -508,7 +537,7 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
             return Ok(record);
         }
         // Refused outright: nothing was created, so the claim can go.
-        Err(e @ CrmError::Rejected { .. }) => {
+        Err(e @ (CrmError::Rejected { .. } | CrmError::Duplicate { .. })) => {
             deps.store
                 .release_record_claim(&chat.workspace_id, &chat.key, ctx.message_id)
                 .await?;

@@ -11,7 +11,7 @@ use crate::adapters::zoho::CONVERSION_TARGETS;
 use crate::crm::{Crm, CrmError, FieldMeta, ModuleMeta, NewRecord};
 use crate::deps::Deps;
 use crate::error::WorkError;
-use crate::model::{Connection, CrmKind, OnConverted, SyncSettings, User};
+use crate::model::{ChatPatch, Connection, CrmKind, OnConverted, SyncSettings, User};
 use crate::phone::E164;
 use crate::settings::{
     FieldSetting, SettingError, candidate_module, check_field, check_lead_source_value,
@@ -418,14 +418,37 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     synclog::workspace_event(deps, &me.workspace_id, "settings_activated", json!({ "by_user": me.id, "test_record": test_record, "destination": settings.destination_module })).await;
     tracing::info!(workspace_id = %me.workspace_id, crm = crm.as_str(), "sync settings activated");
     let requeued = requeue_after_activation(deps, &me.workspace_id).await;
+    let resumed = resume_stopped_chats(deps, &me.workspace_id).await?;
     settings_response(
         deps,
         me,
         &settings,
         200,
-        json!({ "test_record": test_record, "requeued_messages": requeued }),
+        json!({ "test_record": test_record, "requeued_messages": requeued, "resumed_chats": resumed }),
     )
     .await
+}
+
+/// Activating settings gives chats whose sync stopped (a converted lead
+/// with `stop`) a new start under the new settings: their record is checked
+/// again on the next message. Their skipped messages stay skipped.
+async fn resume_stopped_chats(deps: &Deps, workspace_id: &str) -> Result<usize, ApiError> {
+    let mut resumed = 0;
+    for chat in deps.store.chats(workspace_id).await? {
+        if chat.sync_stopped.is_none() {
+            continue;
+        }
+        let patch = ChatPatch {
+            sync_stopped: Some(None),
+            record_checked_at: Some(0),
+            ..ChatPatch::default()
+        };
+        deps.store
+            .patch_chat(workspace_id, &chat.key, &patch)
+            .await?;
+        resumed += 1;
+    }
+    Ok(resumed)
 }
 
 /// The activation stands even if re-queueing fails: the messages stay
@@ -465,19 +488,30 @@ async fn create_test_record(
         Ok(record) => Ok(record),
         // The number is unique in this org and an earlier activation's test
         // record holds it: creating works, the check is made.
-        Err(CrmError::Duplicate { record }) => Ok(record),
+        Err(CrmError::Duplicate { record, field })
+            if field.is_some() && field == settings.number_field =>
+        {
+            Ok(record)
+        }
+        Err(CrmError::Duplicate { field, .. }) => {
+            let setting =
+                setting_of_field(settings, field.as_deref()).unwrap_or("destination_module");
+            Err(SettingError::new(
+                setting,
+                format!(
+                    "{module} refused a test record as a duplicate on `{}`, a unique field",
+                    field.as_deref().unwrap_or("?")
+                ),
+            )
+            .into())
+        }
         Err(CrmError::Rejected {
             code,
             message,
             field,
             ..
         }) => {
-            let chosen = field.as_deref().and_then(|f| {
-                FieldSetting::ALL
-                    .into_iter()
-                    .find(|s| s.value(settings) == Some(f))
-                    .map(|s| s.name())
-            });
+            let chosen = setting_of_field(settings, field.as_deref());
             // A mandatory text field the sync leaves empty is, in practice,
             // the name field chosen wrong (First_Name instead of Last_Name).
             let unfilled_text = code == "MANDATORY_NOT_FOUND"
@@ -500,6 +534,15 @@ async fn create_test_record(
         }
         Err(other) => Err(crm_failure(other)),
     }
+}
+
+/// The setting that chose `field`, if one did.
+fn setting_of_field(settings: &SyncSettings, field: Option<&str>) -> Option<&'static str> {
+    let field = field?;
+    FieldSetting::ALL
+        .into_iter()
+        .find(|s| s.value(settings) == Some(field))
+        .map(|s| s.name())
 }
 
 async fn deactivate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, ApiError> {
