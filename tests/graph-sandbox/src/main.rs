@@ -49,3 +49,26 @@ async fn main() -> ExitCode {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn tokens_replace_the_default() {
+        let cfg = parse_args(&args(&["--port", "9", "--token", "a", "--token", "b"]))
+            .expect("valid arguments");
+        assert_eq!(cfg.port, 9);
+        assert_eq!(cfg.access_tokens, vec!["a".to_owned(), "b".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_flags_are_refused() {
+        assert!(parse_args(&args(&["--nope"])).is_err());
+        assert!(parse_args(&args(&["--port"])).is_err());
+    }
+}
