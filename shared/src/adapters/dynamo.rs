@@ -211,39 +211,58 @@ impl DynamoStore {
             .key("sk", s(format!("CHAT#{chat_key}")))
     }
 
-    /// A workspace's messages matching a filter on one attribute, oldest first.
-    async fn messages_where(
+    /// Every item of a workspace whose sort key starts with `prefix`, all
+    /// pages, optionally filtered on one attribute (`filter` names it `#a`
+    /// and compares it with `:value`).
+    async fn items_with_prefix<T: DeserializeOwned>(
         &self,
         workspace_id: &str,
-        filter: &str,
-        value: &str,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut messages: Vec<StoredMessage> = Vec::new();
+        prefix: &str,
+        filter: Option<(&str, &str, &str)>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut items: Vec<T> = Vec::new();
         let mut start = None;
         loop {
             let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :msg)")
-                .filter_expression(filter)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
-                .expression_attribute_values(":msg", s("MSG#"))
-                .expression_attribute_values(":value", s(value))
+                .expression_attribute_values(":prefix", s(prefix))
                 .consistent_read(true)
                 .set_exclusive_start_key(start);
-            if filter.contains("#s") {
-                query = query.expression_attribute_names("#s", "state");
+            if let Some((expression, attribute, value)) = filter {
+                query = query
+                    .filter_expression(expression)
+                    .expression_attribute_names("#a", attribute)
+                    .expression_attribute_values(":value", s(value));
             }
             let out = query.send().await.map_err(request_error)?;
             for item in out.items.unwrap_or_default() {
-                messages.push(from_item(item)?);
+                items.push(from_item(item)?);
             }
             start = out.last_evaluated_key;
             if start.is_none() {
-                break;
+                return Ok(items);
             }
         }
+    }
+
+    /// A workspace's messages whose `attribute` equals `value`, oldest first.
+    async fn messages_where(
+        &self,
+        workspace_id: &str,
+        attribute: &str,
+        value: &str,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut messages: Vec<StoredMessage> = self
+            .items_with_prefix(
+                workspace_id,
+                "MSG#",
+                Some(("#a = :value", attribute, value)),
+            )
+            .await?;
         messages.sort_by_key(|m| m.timestamp);
         Ok(messages)
     }
@@ -496,22 +515,8 @@ impl ConnectionStore for DynamoStore {
         workspace_id: &str,
         crm: CrmKind,
     ) -> Result<Vec<Connection>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
-            .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
-            .expression_attribute_values(":conn", s(format!("CONN#{}#", crm.as_str())))
-            .consistent_read(true)
-            .send()
+        self.items_with_prefix(workspace_id, &format!("CONN#{}#", crm.as_str()), None)
             .await
-            .map_err(request_error)?;
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_item)
-            .collect()
     }
 
     async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -800,29 +805,7 @@ impl ChatStore for DynamoStore {
     }
 
     async fn chats(&self, workspace_id: &str) -> Result<Vec<Chat>, StoreError> {
-        let mut chats = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :chat)")
-                .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
-                .expression_attribute_values(":chat", s("CHAT#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(request_error)?;
-            for item in out.items.unwrap_or_default() {
-                chats.push(from_item(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(chats);
-            }
-        }
+        self.items_with_prefix(workspace_id, "CHAT#", None).await
     }
 }
 
@@ -902,7 +885,7 @@ impl MessageStore for DynamoStore {
         workspace_id: &str,
         chat_key: &str,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        self.messages_where(workspace_id, "chat_key = :value", chat_key)
+        self.messages_where(workspace_id, "chat_key", chat_key)
             .await
     }
 
@@ -929,8 +912,7 @@ impl MessageStore for DynamoStore {
     }
 
     async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        self.messages_where(workspace_id, "#s = :value", "waiting")
-            .await
+        self.messages_where(workspace_id, "state", "waiting").await
     }
 
     async fn set_message_state(

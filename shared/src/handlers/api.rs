@@ -297,11 +297,7 @@ async fn chat_messages(
     chat_key: &str,
 ) -> Result<HttpResponse, ApiError> {
     let me = caller(deps, req).await?;
-    let chat = deps
-        .store
-        .chat(&me.workspace_id, chat_key)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no chat {chat_key} in this workspace")))?;
+    let chat = own_chat(deps, &me, chat_key).await?;
     let messages = deps.store.chat_messages(&me.workspace_id, chat_key).await?;
     let ledger: Vec<serde_json::Value> = messages
         .iter()

@@ -184,6 +184,65 @@ impl Linking<'_> {
         .await;
     }
 
+    /// The CRM user to own a record made for this chat, and why.
+    async fn owner(&self) -> Result<(String, &'static str), WorkError> {
+        let chat = self.chat;
+        let users = crm_users(self.deps, self.crm, &chat.workspace_id, self.connection.crm).await?;
+        let candidates = owner_candidates(self.deps, chat).await?;
+        Ok(choose_owner(&users, &candidates, self.connection))
+    }
+
+    /// Links the chat to an existing record: the first of `candidates`
+    /// (most recently modified first); several are kept for a person to
+    /// settle. `by` says how it was found.
+    async fn link_found(&self, candidates: &[RecordRef], by: &str) -> Result<RecordRef, WorkError> {
+        let chat = self.chat;
+        let best = candidates
+            .first()
+            .cloned()
+            .ok_or_else(|| WorkError::Inconsistent("no record to link".into()))?;
+        let ambiguous = candidates.len() > 1;
+        if ambiguous {
+            tracing::warn!(
+                workspace_id = %chat.workspace_id,
+                chat = %chat.log_id(),
+                candidates = candidates.len(),
+                chosen = %record_of(&best),
+                "several records hold this number; chose the most recently modified"
+            );
+        }
+        self.patch(ChatPatch {
+            record: Some(best.clone()),
+            record_created_by_us: Some(false),
+            ambiguous_candidates: Some(if ambiguous {
+                candidates.to_vec()
+            } else {
+                Vec::new()
+            }),
+            record_checked_at: Some(self.deps.clock.now()),
+            ..ChatPatch::default()
+        })
+        .await?;
+        tracing::info!(
+            workspace_id = %chat.workspace_id,
+            chat = %chat.log_id(),
+            record = %record_of(&best),
+            "linked an existing record"
+        );
+        let candidate_names: Vec<String> = candidates.iter().map(record_of).collect();
+        self.log(
+            "matched",
+            json!({
+                "record": best,
+                "by": by,
+                "candidates": candidate_names,
+                "rule": if ambiguous { Some("most recently modified") } else { None },
+            }),
+        )
+        .await;
+        Ok(best)
+    }
+
     async fn patch(&self, patch: ChatPatch) -> Result<(), WorkError> {
         self.deps
             .store
@@ -386,46 +445,10 @@ async fn link_record(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> 
             return Ok(None);
         }
         let candidates: Vec<RecordRef> = matches.iter().map(|m| m.record.clone()).collect();
-        let ambiguous = candidates.len() > 1;
-        if ambiguous {
-            tracing::warn!(
-                workspace_id = %chat.workspace_id,
-                chat = %chat.log_id(),
-                candidates = candidates.len(),
-                chosen = %record_of(&best.record),
-                "several records hold this number; chose the most recently modified"
-            );
-        }
-        ctx.patch(ChatPatch {
-            record: Some(best.record.clone()),
-            record_created_by_us: Some(false),
-            ambiguous_candidates: Some(if ambiguous {
-                candidates.clone()
-            } else {
-                Vec::new()
-            }),
-            record_checked_at: Some(ctx.deps.clock.now()),
-            ..ChatPatch::default()
-        })
-        .await?;
-        tracing::info!(
-            workspace_id = %chat.workspace_id,
-            chat = %chat.log_id(),
-            record = %record_of(&best.record),
-            "matched existing record by phone"
-        );
-        let candidate_names: Vec<String> = candidates.iter().map(record_of).collect();
-        ctx.log(
-            "matched",
-            json!({
-                "record": best.record,
-                "by": format!("{module}.{field}"),
-                "candidates": candidate_names,
-                "rule": if ambiguous { Some("most recently modified") } else { None },
-            }),
-        )
-        .await;
-        return Ok(Some(best.record.clone()));
+        return ctx
+            .link_found(&candidates, &format!("{module}.{field}"))
+            .await
+            .map(Some);
     }
     create_record(ctx).await.map(Some)
 }
@@ -447,12 +470,7 @@ async fn recover_interrupted_create(ctx: &Linking<'_>) -> Result<Option<RecordRe
     let Some(found) = confirmed_matches(recent, &chat.contact).into_iter().next() else {
         return Ok(None);
     };
-    let users = crm_users(ctx.deps, ctx.crm, &chat.workspace_id, ctx.connection.crm).await?;
-    let (owner_id, owner_reason) = choose_owner(
-        &users,
-        &owner_candidates(ctx.deps, chat).await?,
-        ctx.connection,
-    );
+    let (owner_id, owner_reason) = ctx.owner().await?;
     ctx.patch(ChatPatch {
         record: Some(found.record.clone()),
         record_created_by_us: Some(true),
@@ -501,9 +519,7 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
             "the chat's record is being created by another worker".into(),
         ));
     }
-    let users = crm_users(deps, ctx.crm, &chat.workspace_id, ctx.connection.crm).await?;
-    let (owner_id, owner_reason) =
-        choose_owner(&users, &owner_candidates(deps, chat).await?, ctx.connection);
+    let (owner_id, owner_reason) = ctx.owner().await?;
     let name = record_name(chat.contact_name.as_deref(), &chat.contact);
     let created = ctx
         .crm
@@ -522,19 +538,7 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         Err(CrmError::Duplicate { record, field })
             if field.is_some() && field == settings.number_field =>
         {
-            ctx.patch(ChatPatch {
-                record: Some(record.clone()),
-                record_created_by_us: Some(false),
-                record_checked_at: Some(now),
-                ..ChatPatch::default()
-            })
-            .await?;
-            ctx.log(
-                "matched",
-                json!({ "record": record, "by": "the CRM's duplicate check", "candidates": [record_of(&record)] }),
-            )
-            .await;
-            return Ok(record);
+            return ctx.link_found(&[record], "the CRM's duplicate check").await;
         }
         // Refused outright: nothing was created, so the claim can go.
         Err(e @ (CrmError::Rejected { .. } | CrmError::Duplicate { .. })) => {
