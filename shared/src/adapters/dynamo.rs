@@ -198,6 +198,22 @@ impl DynamoStore {
         condition_outcome(result)
     }
 
+    /// Puts an item of optimistic-concurrency `version`: version 1 only if
+    /// none exists, later ones only over `version - 1`. False when another
+    /// writer got there first.
+    async fn put_versioned(&self, item: Item, version: u64) -> Result<bool, StoreError> {
+        if version <= 1 {
+            self.put_if(item, "attribute_not_exists(pk)", None).await
+        } else {
+            self.put_if(
+                item,
+                "version = :v",
+                Some(HashMap::from([(":v".to_owned(), n(version - 1))])),
+            )
+            .await
+        }
+    }
+
     /// An update of one chat's item.
     fn update_chat(
         &self,
@@ -827,16 +843,7 @@ impl SettingsStore for DynamoStore {
             settings,
             None,
         )?;
-        if settings.version <= 1 {
-            self.put_if(item, "attribute_not_exists(pk)", None).await
-        } else {
-            self.put_if(
-                item,
-                "version = :v",
-                Some(HashMap::from([(":v".to_owned(), n(settings.version - 1))])),
-            )
-            .await
-        }
+        self.put_versioned(item, settings.version).await
     }
 
     async fn set_time_zone(&self, workspace_id: &str, time_zone: &str) -> Result<(), StoreError> {
@@ -1051,15 +1058,6 @@ impl NoteStore for DynamoStore {
             note,
             None,
         )?;
-        if note.version <= 1 {
-            self.put_if(item, "attribute_not_exists(pk)", None).await
-        } else {
-            self.put_if(
-                item,
-                "version = :v",
-                Some(HashMap::from([(":v".to_owned(), n(note.version - 1))])),
-            )
-            .await
-        }
+        self.put_versioned(item, note.version).await
     }
 }
