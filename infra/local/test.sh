@@ -16,10 +16,13 @@ log="$root/.local/logs/cargo-test.log"
 mkdir -p "$(dirname "$log")"
 set +e
 # The end-to-end tests run last, so cargo's own last line is about them.
-{
-    cargo test --workspace --all-targets --locked --exclude e2e &&
-        cargo test --locked -p e2e --tests
-} 2>&1 | tee "$log"
+# --no-fail-fast: one failing test binary does not hide the others' results.
+(
+    unit=0 e2e=0
+    cargo test --workspace --all-targets --locked --no-fail-fast --exclude e2e || unit=$?
+    cargo test --locked --no-fail-fast -p e2e --tests || e2e=$?
+    exit $((unit != 0 ? unit : e2e))
+) 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 bash "$stack" stop

@@ -182,9 +182,10 @@ pub trait MessageStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Messages of a workspace in the `waiting` state, oldest first.
     async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError>;
-    /// Sets the state; with `only_from`, only if the current state is one of
-    /// those (`received`, `queued`, `waiting`, `appended`). False when the
-    /// state was not one of them or changed meanwhile.
+    /// Sets the state in one atomic write; with `only_from`, only if the
+    /// current state is one of those (`received`, `queued`, `waiting`,
+    /// `appended`), else false. Without it the write always happens: a state
+    /// a worker reached is never lost to a concurrent writer.
     async fn set_message_state(
         &self,
         workspace_id: &str,

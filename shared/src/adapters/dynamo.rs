@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -70,6 +71,34 @@ where
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
+}
+
+/// `update` with an expression that sets `sets` and removes `removes`, one
+/// atomic write. Attribute names go through placeholders: several of ours
+/// (`record`, `state`) are reserved words.
+fn set_and_remove<N: AsRef<str>>(
+    mut update: UpdateItemFluentBuilder,
+    sets: Vec<(N, AttributeValue)>,
+    removes: &[N],
+) -> UpdateItemFluentBuilder {
+    let mut expression = String::new();
+    if !sets.is_empty() {
+        let parts: Vec<String> = (0..sets.len()).map(|i| format!("#a{i} = :v{i}")).collect();
+        expression.push_str(&format!("SET {}", parts.join(", ")));
+    }
+    for (i, (name, v)) in sets.into_iter().enumerate() {
+        update = update
+            .expression_attribute_names(format!("#a{i}"), name.as_ref())
+            .expression_attribute_values(format!(":v{i}"), v);
+    }
+    if !removes.is_empty() {
+        let parts: Vec<String> = (0..removes.len()).map(|i| format!("#r{i}")).collect();
+        expression.push_str(&format!(" REMOVE {}", parts.join(", ")));
+    }
+    for (i, name) in removes.iter().enumerate() {
+        update = update.expression_attribute_names(format!("#r{i}"), name.as_ref());
+    }
+    update.update_expression(expression)
 }
 
 fn n(value: impl ToString) -> AttributeValue {
@@ -215,11 +244,7 @@ impl DynamoStore {
     }
 
     /// An update of one chat's item.
-    fn update_chat(
-        &self,
-        workspace_id: &str,
-        chat_key: &str,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    fn update_chat(&self, workspace_id: &str, chat_key: &str) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -796,28 +821,10 @@ impl ChatStore for DynamoStore {
         if sets.is_empty() && removes.is_empty() {
             return Ok(self.chat(workspace_id, chat_key).await?.is_some());
         }
-        // Attribute names go through placeholders: `record` is reserved.
-        let mut update = self
+        let update = self
             .update_chat(workspace_id, chat_key)
             .condition_expression("attribute_exists(pk)");
-        let mut expression = String::new();
-        if !sets.is_empty() {
-            let parts: Vec<String> = (0..sets.len()).map(|i| format!("#a{i} = :v{i}")).collect();
-            expression.push_str(&format!("SET {}", parts.join(", ")));
-        }
-        for (i, (name, v)) in sets.into_iter().enumerate() {
-            update = update
-                .expression_attribute_names(format!("#a{i}"), name)
-                .expression_attribute_values(format!(":v{i}"), v);
-        }
-        if !removes.is_empty() {
-            let parts: Vec<String> = (0..removes.len()).map(|i| format!("#r{i}")).collect();
-            expression.push_str(&format!(" REMOVE {}", parts.join(", ")));
-        }
-        for (i, name) in removes.into_iter().enumerate() {
-            update = update.expression_attribute_names(format!("#r{i}"), name);
-        }
-        condition_outcome(update.update_expression(expression).send().await)
+        condition_outcome(set_and_remove(update, sets, &removes).send().await)
     }
 
     async fn chats(&self, workspace_id: &str) -> Result<Vec<Chat>, StoreError> {
@@ -929,43 +936,48 @@ impl MessageStore for DynamoStore {
         state: &MessageState,
         only_from: Option<&[&str]>,
     ) -> Result<bool, StoreError> {
-        let pk = ws_pk(workspace_id);
-        let sk = format!("MSG#{message_id}");
-        let Some(mut item) = self.get_raw(pk, sk).await? else {
+        // The state is a tagged enum flattened into the item: one update
+        // writes the new variant's fields and drops the old one's. It is a
+        // single conditional write, not a read then a put: a worker's state
+        // must not be lost to the webhook marking the message queued at the
+        // same moment (that left skipped messages showing `queued`).
+        let state_item: Item =
+            serde_dynamo::to_item(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let removes: Vec<String> = MESSAGE_STATE_FIELDS
+            .iter()
+            .filter(|field| !state_item.contains_key(**field))
+            .map(|field| (*field).to_owned())
+            .collect();
+        let sets: Vec<(String, AttributeValue)> = state_item.into_iter().collect();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ws_pk(workspace_id)))
+            .key("sk", s(format!("MSG#{message_id}")));
+        let mut condition = "attribute_exists(pk)".to_owned();
+        if let Some(allowed) = only_from {
+            let names: Vec<String> = (0..allowed.len()).map(|i| format!(":from{i}")).collect();
+            condition.push_str(&format!(" AND #state IN ({})", names.join(", ")));
+            update = update.expression_attribute_names("#state", "state");
+            for (name, from) in names.into_iter().zip(allowed) {
+                update = update.expression_attribute_values(name, s(*from));
+            }
+        }
+        let update = set_and_remove(update.condition_expression(condition), sets, &removes);
+        let written = condition_outcome(update.send().await)?;
+        if !written && self.message(workspace_id, message_id).await?.is_none() {
             return Err(StoreError::Corrupt(format!(
                 "message {message_id} is not stored"
             )));
-        };
-        let current = item
-            .get("state")
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default();
-        if only_from.is_some_and(|allowed| !allowed.contains(&current.as_str())) {
-            return Ok(false);
         }
-        // The state is a tagged enum flattened into the item: drop the old
-        // variant's fields, then write the new ones.
-        for key in ["state", "reason", "note_id", "attempt", "next_attempt_at"] {
-            item.remove(key);
-        }
-        let state_item: Item =
-            serde_dynamo::to_item(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        item.extend(state_item);
-        // Written only if nobody changed the state since it was read.
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("#s = :current")
-            .expression_attribute_names("#s", "state")
-            .expression_attribute_values(":current", s(current))
-            .send()
-            .await;
-        condition_outcome(result)
+        Ok(written)
     }
 }
+
+/// Every field a [`MessageState`] variant may write into a message item.
+const MESSAGE_STATE_FIELDS: [&str; 5] =
+    ["state", "reason", "note_id", "attempt", "next_attempt_at"];
 
 #[async_trait]
 impl SyncLogStore for DynamoStore {
