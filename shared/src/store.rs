@@ -65,7 +65,8 @@ pub trait ConnectionStore: Send + Sync {
         crm: CrmKind,
     ) -> Result<Vec<Connection>, StoreError>;
     async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError>;
-    /// Replaces a connection if it still has `expected_version`; false if
+    /// Replaces a connection if it still has `expected_version` and its
+    /// connection time (a reconnect starts again at version 1); false if
     /// another writer got there first.
     async fn replace_connection(
         &self,

@@ -244,6 +244,22 @@ pub async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<usize, S
     let waiting = deps.store.waiting_messages(workspace_id).await?;
     let mut count = 0;
     for message in waiting {
+        // Marked before it is sent: a worker may take the copy at once and
+        // park it again, and that new `waiting` must not be overwritten by a
+        // late `queued` (the message would then be on no queue, unseen by
+        // the next activation). Another re-queue that got there first wins.
+        if !deps
+            .store
+            .set_message_state(
+                workspace_id,
+                &message.message_id,
+                &MessageState::Queued,
+                Some(&["waiting"]),
+            )
+            .await?
+        {
+            continue;
+        }
         let reference = MessageRef {
             workspace_id: workspace_id.to_owned(),
             message_id: message.message_id.clone(),
@@ -252,16 +268,17 @@ pub async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<usize, S
         };
         if let Err(e) = deps.queue.send(QueueName::Sync, &reference).await {
             tracing::error!(workspace_id, error = %e, "could not re-queue a waiting message");
+            // Back to waiting, so the next connect or activation finds it.
+            deps.store
+                .set_message_state(
+                    workspace_id,
+                    &message.message_id,
+                    &message.state,
+                    Some(&["queued"]),
+                )
+                .await?;
             return Ok(count);
         }
-        deps.store
-            .set_message_state(
-                workspace_id,
-                &message.message_id,
-                &MessageState::Queued,
-                Some(&["waiting"]),
-            )
-            .await?;
         count += 1;
     }
     if count > 0 {

@@ -22,9 +22,13 @@ pub async fn record(
 ) {
     let mut suffix = [0u8; 4];
     rand::rng().fill_bytes(&mut suffix);
-    let at_ms = chrono::Utc::now().timestamp_millis();
+    // Microseconds, so that entries one worker writes in a row keep their
+    // order (milliseconds tied, and the random suffix then shuffled them).
+    // The first 15 digits are the millisecond ids older entries carry, so
+    // both sort together.
+    let at_us = chrono::Utc::now().timestamp_micros();
     let entry = LogEntry {
-        id: format!("{at_ms:015}-{}", hex::encode(suffix)),
+        id: format!("{at_us:018}-{}", hex::encode(suffix)),
         workspace_id: workspace_id.to_owned(),
         at: now,
         event: event.to_owned(),

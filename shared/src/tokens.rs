@@ -177,10 +177,15 @@ impl ConnectionTokens {
                     reason,
                     "refresh refused: connection marked broken"
                 );
-                self.store
+                if !self
+                    .store
                     .replace_connection(&next, connection.version)
                     .await
-                    .map_err(store_failure)?;
+                    .map_err(store_failure)?
+                {
+                    // Reconnected meanwhile: the refused token was the old one.
+                    return self.load().await;
+                }
                 crate::synclog::record(
                     self.store.as_ref(),
                     self.clock.now(),

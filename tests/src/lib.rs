@@ -77,8 +77,8 @@ impl TestSystem {
         Self::start_custom(vec![sandbox_config], None, Vec::new()).await
     }
 
-    /// A system whose queues redeliver after `visibility_secs` and whose
-    /// workers back off from 1 s, so retries and dead-lettering show quickly.
+    /// A system whose queues redeliver after `visibility_secs` (a message
+    /// its function failed on without saying so comes back that soon).
     pub async fn start_with_fast_retries(
         sandbox_config: SandboxConfig,
         visibility_secs: i64,
@@ -130,7 +130,10 @@ impl TestSystem {
             zoho_api_domains: domains.join(","),
             port: 0,
             visibility_timeout_secs: visibility_secs,
-            retry_backoff_base_secs: visibility_secs.map(|_| 1),
+            // Retries come back after 1 s, 2 s, 4 s … rather than 10 s, 20 s …:
+            // the behaviour is the same, and a transient error costs a test
+            // seconds, not a good part of its wait limit.
+            retry_backoff_base_secs: Some(1),
             extra_env,
         })
         .await
@@ -159,13 +162,21 @@ impl TestSystem {
         (system, workspace)
     }
 
-    /// The newest sync-log entry of `event` (`query` as for [`Self::sync_log`]).
+    /// The newest sync-log entry of `event` (`query` as for
+    /// [`Self::sync_log`]), waited for: entries may land just after the
+    /// state a test waited for.
     pub async fn log_entry(&self, token: &str, query: &str, event: &str) -> Value {
-        self.sync_log(token, query)
-            .await
-            .into_iter()
-            .find(|e| e["event"] == event)
-            .unwrap_or_else(|| panic!("no `{event}` entry in the sync log"))
+        self.eventually(&format!("a `{event}` entry in the sync log"), || async {
+            let entries = self.sync_log(token, query).await;
+            match entries.iter().find(|e| e["event"] == event) {
+                Some(entry) => Ok(entry.clone()),
+                None => Err(format!(
+                    "entries {:?}",
+                    entries.iter().map(|e| &e["event"]).collect::<Vec<_>>()
+                )),
+            }
+        })
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -385,6 +396,27 @@ impl TestSystem {
         }
     }
 
+    /// Like [`Self::wait_for`], for a probe that asks the stack (DynamoDB,
+    /// SQS, the API): polls until it answers `Ok`, or fails the test with
+    /// what the last `Err` said things were instead.
+    pub async fn eventually<T, F>(&self, what: &str, probe: impl Fn() -> F) -> T
+    where
+        F: std::future::Future<Output = Result<T, String>>,
+    {
+        let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+        loop {
+            let last = match probe().await {
+                Ok(found) => return found,
+                Err(instead) => instead,
+            };
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; instead: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Leads whose Mobile is `e164`.
     pub fn leads_with_mobile(&self, e164: &str) -> Vec<Value> {
         self.sandbox
@@ -459,17 +491,14 @@ impl TestSystem {
     /// Waits until the stored message is in `state` (`waiting`, `appended`,
     /// `skipped`, …), or fails the test naming the state it is in.
     pub async fn wait_for_message_state(&self, message_id: &str, state: &str) {
-        let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
-        while tokio::time::Instant::now() < deadline {
-            if self.message_state(message_id).await.as_deref() == Some(state) {
-                return;
+        let what = format!("message {message_id} to reach `{state}`");
+        self.eventually(&what, || async {
+            match self.message_state(message_id).await {
+                Some(now) if now == state => Ok(()),
+                other => Err(format!("it is {other:?}")),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "message {message_id} never reached `{state}` (is {:?})",
-            self.message_state(message_id).await
-        );
+        })
+        .await;
     }
 
     /// The sync log through the API, newest first; `query` such as

@@ -52,14 +52,14 @@ async fn a_message_that_keeps_failing_lands_in_the_dead_letter_queue_after_five_
         .post_webhook(&fixture("cloud-text-inbound.json"))
         .await;
 
-    let mut depth = 0;
-    for _ in 0..300 {
-        depth = system.queue_depth("SyncDeadLetterQueue").await;
-        if depth > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let depth = system
+        .eventually("the message in the dead-letter queue", || async {
+            match system.queue_depth("SyncDeadLetterQueue").await {
+                0 => Err("the dead-letter queue is empty".to_owned()),
+                depth => Ok(depth),
+            }
+        })
+        .await;
     assert_eq!(depth, 1, "the message is dead-lettered, not dropped");
     let attempts = system
         .sandbox

@@ -155,6 +155,8 @@ async fn a_converted_lead_stops_the_chat_with_stop_and_says_so() {
     system.activate_settings(&workspace, settings).await;
     say(&system, "wamid.S1", 0, "before conversion").await;
     let (lead, _) = system.wait_for_note_line(ALICE, "before conversion").await;
+    // Note-append is done with it (its log entries written) before S2.
+    system.wait_for_message_state("wamid.S1", "appended").await;
     let lead_id = lead["id"].as_str().expect("lead id");
     let contact_id = system.sandbox.convert_lead(lead_id).expect("converted");
 
@@ -307,22 +309,24 @@ async fn the_chats_responsible_user_owns_the_new_record() {
     system.connect_zoho_only(&workspace).await;
     say(&system, "wamid.R1", 0, "hello").await;
     let responsible = format!("/api/chats/{}/responsible", chat_key_param(ALICE_WA));
-    let mut status = 0;
-    for _ in 0..50 {
-        (status, _) = system
-            .call(
-                Method::PUT,
-                &responsible,
-                &workspace.owner_token,
-                Some(json!({ "user_id": erin })),
-            )
-            .await;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 200);
+    // Answered once the webhook has stored the chat.
+    system
+        .eventually("the responsible user to be set", || async {
+            let (status, body) = system
+                .call(
+                    Method::PUT,
+                    &responsible,
+                    &workspace.owner_token,
+                    Some(json!({ "user_id": erin })),
+                )
+                .await;
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        })
+        .await;
     system
         .activate_settings(&workspace, default_settings())
         .await;
@@ -345,20 +349,26 @@ async fn a_failing_message_shows_retrying_then_dead_lettered_and_a_replay_append
     system.sandbox.fail_next(1000, 400, "INVALID_DATA");
     say(&system, "wamid.D1", 0, "lost?").await;
     let ledger_path = format!("/api/chats/{}/messages", chat_key_param(ALICE_WA));
-    let mut seen_retrying = None;
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        let (_, ledger) = system.call(Method::GET, &ledger_path, token, None).await;
-        last = ledger["messages"][0].clone();
-        if last["state"] == "retrying" && seen_retrying.is_none() {
-            seen_retrying = Some(last.clone());
-        }
-        if last["state"] == "dead_lettered" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let retrying = seen_retrying.expect("the ledger showed the retries");
+    let seen_retrying = std::sync::Mutex::new(None);
+    let last = system
+        .eventually("the message to be dead-lettered", || async {
+            let (_, ledger) = system.call(Method::GET, &ledger_path, token, None).await;
+            let now = ledger["messages"][0].clone();
+            let mut seen = seen_retrying.lock().expect("not poisoned");
+            if now["state"] == "retrying" && seen.is_none() {
+                *seen = Some(now.clone());
+            }
+            if now["state"] == "dead_lettered" {
+                Ok(now)
+            } else {
+                Err(now.to_string())
+            }
+        })
+        .await;
+    let retrying = seen_retrying
+        .into_inner()
+        .expect("not poisoned")
+        .expect("the ledger showed the retries");
     assert!(retrying["next_attempt_at"].as_i64().is_some(), "{retrying}");
     assert!(
         retrying["attempt"].as_u64().is_some_and(|a| a >= 1),
@@ -371,6 +381,9 @@ async fn a_failing_message_shows_retrying_then_dead_lettered_and_a_replay_append
             .is_some_and(|r| r.contains("INVALID_DATA")),
         "the CRM's error: {last}"
     );
+    system
+        .log_entry(&workspace.owner_token, &chat_filter(), "dead_lettered")
+        .await;
     let events: Vec<String> = system
         .sync_log(&workspace.owner_token, &chat_filter())
         .await

@@ -1,11 +1,19 @@
-//! The DynamoDB adapter against DynamoDB Local: message states under the
-//! concurrent writers the product has (the webhook marking a message
-//! `queued` while a worker already moves it on).
+//! Message states against DynamoDB Local under the concurrent writers the
+//! product has: the webhook marking a message `queued` while a worker
+//! already moves it on, and a re-queue racing the worker that parks the
+//! message again; and a token refresh racing a reconnect.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use e2e::TestSystem;
-use shared::model::{MessageState, StoredMessage};
+use shared::deps::Deps;
+use shared::error::QueueError;
+use shared::model::{
+    Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, StoredMessage,
+};
+use shared::queue::{MessageRef, Queue, QueueName};
+use shared::secrets::{Secrets, SecretsManagerSource};
 use shared::store::Store;
 use shared::whatsapp::Direction;
 
@@ -164,5 +172,146 @@ async fn a_state_change_drops_the_old_states_fields_and_keeps_the_rest_of_the_me
             .set_message_state(WORKSPACE, "wamid.NEVER", &MessageState::Queued, None)
             .await
             .is_err()
+    );
+}
+
+/// A queue with the fastest worker there can be: the moment a message is
+/// sent, the worker has taken it and parked it again (its cause is back).
+struct ReparkingQueue {
+    store: Arc<dyn Store>,
+}
+
+const REPARKED: &str = "sync settings are not active; activate them";
+
+#[async_trait]
+impl Queue for ReparkingQueue {
+    async fn send(&self, _queue: QueueName, message: &MessageRef) -> Result<(), QueueError> {
+        let waiting = MessageState::Waiting {
+            reason: REPARKED.into(),
+        };
+        self.store
+            .set_message_state(&message.workspace_id, &message.message_id, &waiting, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError(e.to_string()))
+    }
+
+    async fn send_all(&self, queue: QueueName, messages: &[MessageRef]) -> Result<(), QueueError> {
+        for message in messages {
+            self.send(queue, message).await?;
+        }
+        Ok(())
+    }
+
+    async fn retry_after(&self, _: QueueName, _: &str, _: i32) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_parked_again_while_being_requeued_stays_waiting_for_the_next_requeue() {
+    let system = TestSystem::start().await;
+    let base = &system.local.deps;
+    let deps = Deps {
+        config: base.config.clone(),
+        store: base.store.clone(),
+        queue: Arc::new(ReparkingQueue {
+            store: base.store.clone(),
+        }),
+        secrets: Secrets::new(
+            Box::new(SecretsManagerSource(aws_sdk_secretsmanager::Client::new(
+                &system.local.aws,
+            ))),
+            &base.config,
+        ),
+        http: base.http.clone(),
+        clock: base.clock.clone(),
+        media: base.media.clone(),
+    };
+    let mut waiting = message("wamid.W1");
+    waiting.state = MessageState::Waiting {
+        reason: "no CRM connection".into(),
+    };
+    deps.store
+        .insert_message(&waiting, i64::MAX / 2)
+        .await
+        .expect("inserted");
+
+    let requeued = shared::sync::requeue_waiting(&deps, WORKSPACE)
+        .await
+        .expect("requeued");
+
+    assert_eq!(requeued, 1);
+    // Parked again by the worker, so the next activation finds it; not
+    // `queued` while on no queue at all.
+    assert_eq!(
+        state_of(deps.store.as_ref(), "wamid.W1").await,
+        MessageState::Waiting {
+            reason: REPARKED.into()
+        }
+    );
+}
+
+fn organization_connection(connected_at: i64, access_token_enc: &str) -> Connection {
+    Connection {
+        workspace_id: WORKSPACE.into(),
+        crm: CrmKind::Zoho,
+        kind: ConnectionKind::Organization,
+        user_id: "owner".into(),
+        location: "us".into(),
+        accounts_server: "https://accounts.zoho.com".into(),
+        api_domain: "https://www.zohoapis.com".into(),
+        crm_user_id: "5725767000000411001".into(),
+        crm_user_email: "bruno@acme.example".into(),
+        crm_org_id: "org".into(),
+        access_token_enc: access_token_enc.into(),
+        refresh_token_enc: "refresh".into(),
+        access_expires_at: connected_at + 3600,
+        access_issued_at: connected_at,
+        status: ConnectionStatus::Active,
+        connected_at,
+        version: 1,
+        refresh_lease_until: 0,
+        shares_organization_grant: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_begun_before_a_reconnect_does_not_overwrite_the_new_connection() {
+    let system = TestSystem::start().await;
+    let store = system.local.deps.store.as_ref();
+    let old = organization_connection(1_779_000_000, "old access");
+    store.insert_connection(&old).await.expect("connected");
+    // A worker starts refreshing the old connection's token (version 1)…
+    let mut refreshed = old.clone();
+    refreshed.version = 2;
+    refreshed.access_token_enc = "refreshed old access".into();
+    // …while the owner disconnects and connects again (version 1 again).
+    store.delete_connection(&old).await.expect("disconnected");
+    let new = organization_connection(1_779_000_600, "new access");
+    store.insert_connection(&new).await.expect("reconnected");
+
+    let written = store
+        .replace_connection(&refreshed, old.version)
+        .await
+        .expect("answered");
+
+    assert!(!written, "the old refresh lost");
+    let stored = store
+        .connection(WORKSPACE, CrmKind::Zoho, ConnectionKind::Organization, None)
+        .await
+        .expect("read")
+        .expect("connected");
+    assert_eq!(stored.access_token_enc, "new access");
+    assert_eq!(stored.connected_at, new.connected_at);
+
+    // The refresh of the connection as it is now still goes through.
+    let mut next = stored.clone();
+    next.version += 1;
+    assert!(
+        store
+            .replace_connection(&next, stored.version)
+            .await
+            .expect("answered")
     );
 }

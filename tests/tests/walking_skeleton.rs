@@ -329,15 +329,7 @@ async fn messages_before_the_connection_wait_and_sync_once_connected() {
         .post_webhook(&fixture("cloud-text-inbound.json"))
         .await;
     let message_id = "wamid.HBgMNDQ3NzAwOTAwMTIzFQIAEhgURkFLRTAwMDAwMDAwMDAwMDAwMDEA";
-    let mut state = None;
-    for _ in 0..200 {
-        state = system.message_state(message_id).await;
-        if state.as_deref() == Some("waiting") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(state.as_deref(), Some("waiting"));
+    system.wait_for_message_state(message_id, "waiting").await;
     assert!(system.sandbox.requests().is_empty(), "nothing reached Zoho");
     // The ledger tells a waiting message from a lost one, and why it waits.
     let ledger_path = format!(
@@ -364,14 +356,7 @@ async fn messages_before_the_connection_wait_and_sync_once_connected() {
     system.connect_zoho(&workspace).await;
     system.wait_for_note_line(ALICE, "Elm Road").await;
     // The state follows the note write.
-    for _ in 0..100 {
-        state = system.message_state(message_id).await;
-        if state.as_deref() == Some("appended") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(state.as_deref(), Some("appended"));
+    system.wait_for_message_state(message_id, "appended").await;
     let (_, ledger) = system
         .call(
             reqwest::Method::GET,

@@ -205,23 +205,43 @@ async fn poll(
                 .collect();
             event.records.push(message);
         }
-        let result = match function.binary.as_str() {
-            "record-sync" => record_sync::handle(&deps, event, None).await,
-            "note-append" => note_append::handle(&deps, event, None).await,
-            other => {
-                tracing::error!(binary = other, "no local handler for this queue function");
+        // Each invocation is a task of its own, so a panic fails its batch
+        // (as a crashed Lambda does) instead of silently ending this poller.
+        let invocation = {
+            let deps = deps.clone();
+            let binary = function.binary.clone();
+            tokio::spawn(async move {
+                match binary.as_str() {
+                    "record-sync" => Some(record_sync::handle(&deps, event, None).await),
+                    "note-append" => Some(note_append::handle(&deps, event, None).await),
+                    _ => None,
+                }
+            })
+        };
+        let response = match invocation.await {
+            Ok(Some(Ok(response))) => Some(response),
+            Ok(Some(Err(e))) => {
+                tracing::error!(error = %e, queue = %url, "function failed");
+                None
+            }
+            Ok(None) => {
+                tracing::error!(binary = %function.binary, "no local handler for this queue function");
                 return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, queue = %url, "function panicked; its batch comes back after the visibility time-out");
+                None
             }
         };
         // Like the event source: an error retries the whole batch; without
         // ReportBatchItemFailures any failure does too.
-        let failed: HashSet<String> = match result {
-            Ok(response) if function.reports_batch_item_failures => response
+        let failed: HashSet<String> = match response {
+            Some(response) if function.reports_batch_item_failures => response
                 .batch_item_failures
                 .into_iter()
                 .map(|f| f.item_identifier)
                 .collect(),
-            Ok(response) if response.batch_item_failures.is_empty() => HashSet::new(),
+            Some(response) if response.batch_item_failures.is_empty() => HashSet::new(),
             _ => messages
                 .iter()
                 .filter_map(|m| m.message_id.clone())
@@ -239,15 +259,25 @@ async fn poll(
                     .ok()
             })
             .collect();
-        if !entries.is_empty()
-            && let Err(e) = sqs
-                .delete_message_batch()
-                .queue_url(&url)
-                .set_entries(Some(entries))
-                .send()
-                .await
+        if entries.is_empty() {
+            continue;
+        }
+        // A message not deleted comes back after its visibility time-out, and
+        // holds its FIFO group until then: worth a loud line.
+        match sqs
+            .delete_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
         {
-            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "delete failed");
+            Ok(out) if !out.failed.is_empty() => {
+                tracing::warn!(queue = %url, failed = ?out.failed, "some deletes were refused");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), queue = %url, "delete failed");
+            }
         }
     }
 }

@@ -590,10 +590,15 @@ impl ConnectionStore for DynamoStore {
             connection,
             None,
         )?;
+        // The connection time too: a reconnect starts again at version 1, and
+        // a refresh begun before it must not overwrite the new tokens.
         self.put_if(
             item,
-            "version = :v",
-            Some(HashMap::from([(":v".to_owned(), n(expected_version))])),
+            "version = :v AND connected_at = :connected",
+            Some(HashMap::from([
+                (":v".to_owned(), n(expected_version)),
+                (":connected".to_owned(), n(connection.connected_at)),
+            ])),
         )
         .await
     }

@@ -57,6 +57,10 @@ struct GraphError {
     code: Option<i64>,
 }
 
+/// Meta's own domains, the only hosts (besides Graph's) a media download
+/// URL may send the WhatsApp token to.
+const META_DOMAINS: [&str; 4] = ["fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net"];
+
 impl GraphMedia {
     /// `base_url`: `https://graph.facebook.com` (or a sandbox);
     /// `api_version`: e.g. `v25.0`.
@@ -94,17 +98,34 @@ impl GraphMedia {
         Ok(metadata)
     }
 
-    /// The token goes wherever the metadata's URL points, so it must at least
-    /// not leave in clear text when we talk to Graph over TLS.
+    /// The token goes with the download, so the metadata's URL must point
+    /// at Meta (its download host is `lookaside.fbsbx.com`) or at the Graph
+    /// host itself, and must not be clear text when Graph is TLS: a forged
+    /// or hijacked answer cannot make us hand the number's token elsewhere.
     fn check_url(&self, url: &str) -> Result<(), MediaError> {
         let parsed = url::Url::parse(url)
             .map_err(|_| MediaError::Invalid("the media URL is not a URL".into()))?;
         match parsed.scheme() {
-            "https" => Ok(()),
-            "http" if !self.base_url.starts_with("https:") => Ok(()),
-            other => Err(MediaError::Invalid(format!(
-                "refusing to send the token to a {other} media URL"
-            ))),
+            "https" => {}
+            "http" if !self.base_url.starts_with("https:") => {}
+            other => {
+                return Err(MediaError::Invalid(format!(
+                    "refusing to send the token to a {other} media URL"
+                )));
+            }
+        }
+        let host = parsed.host_str().unwrap_or_default();
+        let on_meta = META_DOMAINS
+            .iter()
+            .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")));
+        let on_graph =
+            url::Url::parse(&self.base_url).is_ok_and(|graph| graph.origin() == parsed.origin());
+        if on_meta || on_graph {
+            Ok(())
+        } else {
+            Err(MediaError::Invalid(format!(
+                "refusing to send the token to {host}, which is not a Meta host"
+            )))
         }
     }
 
@@ -341,5 +362,36 @@ mod tests {
         assert!(tls.check_url("not a url").is_err());
         let local = GraphMedia::new(http, "http://127.0.0.1:9", "v25.0");
         assert!(local.check_url("http://127.0.0.1:9/x").is_ok());
+    }
+
+    #[test]
+    fn the_token_goes_only_to_meta_hosts_or_graph_itself() {
+        let graph = GraphMedia::new(
+            reqwest::Client::new(),
+            "https://graph.facebook.com",
+            "v25.0",
+        );
+        for allowed in [
+            "https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1",
+            "https://graph.facebook.com/v25.0/media/1",
+            "https://mmg.whatsapp.net/d/f/x.enc",
+            "https://scontent.xx.fbcdn.net/v/x.jpg",
+        ] {
+            assert!(graph.check_url(allowed).is_ok(), "{allowed}");
+        }
+        for refused in [
+            "https://attacker.example/x",
+            "https://fbsbx.com.attacker.example/x",
+            "https://evilfbsbx.com/x",
+            "https://lookaside.fbsbx.com.evil/x",
+        ] {
+            let error = graph.check_url(refused).expect_err(refused).to_string();
+            assert!(error.contains("not a Meta host"), "{refused}: {error}");
+        }
+        let local = GraphMedia::new(reqwest::Client::new(), "http://127.0.0.1:9", "v25.0");
+        assert!(
+            local.check_url("http://127.0.0.1:10/x").is_err(),
+            "another port is another host"
+        );
     }
 }

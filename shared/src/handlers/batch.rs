@@ -59,11 +59,40 @@ pub struct BatchOutcome {
     pub failures: Vec<Failure>,
 }
 
-/// Back-off for a message received `receive_count` times: base, 2×, 4× …
-/// (10 s, 20 s, 40 s with the default base), capped at 15 minutes.
-pub fn backoff_secs(base_secs: i32, receive_count: u32) -> i32 {
-    let exponent = receive_count.saturating_sub(1).min(10);
-    (base_secs.max(1) << exponent).min(900)
+/// How failed messages come back.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First back-off; each further receive doubles it.
+    pub backoff_base_secs: i32,
+    /// The queue's `maxReceiveCount`: after that many receives a failure is
+    /// the last one, and the queue moves the message to its DLQ.
+    pub max_receive_count: u32,
+}
+
+impl RetryPolicy {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            backoff_base_secs: config.retry_backoff_base_secs,
+            max_receive_count: config.max_receive_count,
+        }
+    }
+
+    /// Whether a failure at this receive is the message's last.
+    pub fn is_last_attempt(&self, receive_count: u32) -> bool {
+        receive_count >= self.max_receive_count
+    }
+
+    /// When to try again: back-off for a message received `receive_count`
+    /// times (base, 2×, 4× … capped at 15 minutes), or at once after its last
+    /// attempt, so the queue dead-letters it on the next receive instead of
+    /// holding its chat's FIFO group (and any replay) behind it.
+    pub fn retry_in_secs(&self, receive_count: u32) -> i32 {
+        if self.is_last_attempt(receive_count) {
+            return 0;
+        }
+        let exponent = receive_count.saturating_sub(1).min(10);
+        (self.backoff_base_secs.max(1) << exponent).min(900)
+    }
 }
 
 /// Time a group may need at most: groups are not started closer than this
@@ -73,7 +102,7 @@ const GROUP_TIME_BUDGET: Duration = Duration::from_secs(10);
 pub async fn run_fifo_batch<F, Fut>(
     queue_port: &dyn Queue,
     queue: QueueName,
-    backoff_base_secs: i32,
+    retry: RetryPolicy,
     deadline: Option<SystemTime>,
     event: SqsEvent,
     mut work: F,
@@ -143,7 +172,7 @@ where
             // Every failure backs off, so the ledger can say when the next
             // attempt is; permanent ones reach the DLQ after maxReceiveCount.
             for message in failed {
-                let delay = backoff_secs(backoff_base_secs, message.receive_count);
+                let delay = retry.retry_in_secs(message.receive_count);
                 if let Some(handle) = &message.receipt_handle
                     && let Err(e) = queue_port.retry_after(queue, handle, delay).await
                 {
@@ -180,7 +209,8 @@ pub async fn record_failures(deps: &Deps, failures: &[Failure]) {
     let now = deps.clock.now();
     for failure in failures {
         let r = &failure.reference;
-        let last_attempt = failure.receive_count >= deps.config.max_receive_count;
+        let last_attempt =
+            RetryPolicy::from_config(&deps.config).is_last_attempt(failure.receive_count);
         let (state, event) = if last_attempt {
             (
                 MessageState::DeadLettered {
@@ -299,6 +329,11 @@ mod tests {
         m
     }
 
+    const POLICY: RetryPolicy = RetryPolicy {
+        backoff_base_secs: 10,
+        max_receive_count: 5,
+    };
+
     fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
         response
             .batch_item_failures
@@ -319,7 +354,7 @@ mod tests {
         ];
         let queue = RecordingQueue::default();
         let mut seen_groups = Vec::new();
-        let response = run_fifo_batch(&queue, QueueName::Sync, 10, None, event, |group| {
+        let response = run_fifo_batch(&queue, QueueName::Sync, POLICY, None, event, |group| {
             let ids: Vec<String> = group
                 .iter()
                 .map(|m| m.reference.message_id.clone())
@@ -373,7 +408,7 @@ mod tests {
         let response = run_fifo_batch(
             &queue,
             QueueName::Notes,
-            10,
+            POLICY,
             None,
             event,
             |group| async move { GroupOutcome::all(group.len()) },
@@ -397,21 +432,36 @@ mod tests {
         let queue = RecordingQueue::default();
         let soon = SystemTime::now() + Duration::from_secs(2);
         let mut calls = 0;
-        let response = run_fifo_batch(&queue, QueueName::Sync, 10, Some(soon), event, |group| {
-            calls += 1;
-            async move { GroupOutcome::all(group.len()) }
-        })
+        let response = run_fifo_batch(
+            &queue,
+            QueueName::Sync,
+            POLICY,
+            Some(soon),
+            event,
+            |group| {
+                calls += 1;
+                async move { GroupOutcome::all(group.len()) }
+            },
+        )
         .await;
         assert_eq!(calls, 0);
         assert_eq!(failed_ids(&response.response), ["1", "2"]);
     }
 
     #[test]
-    fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff_secs(10, 1), 10);
-        assert_eq!(backoff_secs(10, 2), 20);
-        assert_eq!(backoff_secs(10, 4), 80);
-        assert_eq!(backoff_secs(10, 50), 900);
-        assert_eq!(backoff_secs(1, 3), 4);
+    fn backoff_doubles_and_is_capped_and_the_last_attempt_comes_back_at_once() {
+        let retry = |base, max| RetryPolicy {
+            backoff_base_secs: base,
+            max_receive_count: max,
+        };
+        assert_eq!(retry(10, 100).retry_in_secs(1), 10);
+        assert_eq!(retry(10, 100).retry_in_secs(2), 20);
+        assert_eq!(retry(10, 100).retry_in_secs(4), 80);
+        assert_eq!(retry(10, 100).retry_in_secs(50), 900);
+        assert_eq!(retry(1, 5).retry_in_secs(3), 4);
+        assert_eq!(retry(1, 5).retry_in_secs(4), 8);
+        assert_eq!(retry(1, 5).retry_in_secs(5), 0, "the fifth of five");
+        assert!(retry(1, 5).is_last_attempt(5));
+        assert!(!retry(1, 5).is_last_attempt(4));
     }
 }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
-use super::batch::{GroupOutcome, Received, record_failures, run_fifo_batch};
+use super::batch::{GroupOutcome, Received, RetryPolicy, record_failures, run_fifo_batch};
 use crate::crm::Crm;
 use crate::crm::CrmError;
 use crate::deps::Deps;
@@ -35,7 +35,7 @@ pub async fn handle(
     let outcome = run_fifo_batch(
         deps.queue.as_ref(),
         QueueName::Notes,
-        deps.config.retry_backoff_base_secs,
+        RetryPolicy::from_config(&deps.config),
         deadline,
         event,
         |group| append_group(deps, group),

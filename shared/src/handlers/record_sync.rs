@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
-use super::batch::{GroupOutcome, Received, record_failures, run_fifo_batch};
+use super::batch::{GroupOutcome, Received, RetryPolicy, record_failures, run_fifo_batch};
 use crate::crm::{Conversion, Crm, CrmError, NewRecord};
 use crate::deps::Deps;
 use crate::error::WorkError;
@@ -36,7 +36,7 @@ pub async fn handle(
     let outcome = run_fifo_batch(
         deps.queue.as_ref(),
         QueueName::Sync,
-        deps.config.retry_backoff_base_secs,
+        RetryPolicy::from_config(&deps.config),
         deadline,
         event,
         |group| sync_group(deps, group),
@@ -254,16 +254,7 @@ impl Linking<'_> {
 
 /// Marks a message not synced on purpose, and logs why.
 async fn skip(deps: &Deps, chat: &Chat, message_id: &str, reason: &str) -> Result<(), WorkError> {
-    deps.store
-        .set_message_state(
-            &chat.workspace_id,
-            message_id,
-            &MessageState::Skipped {
-                reason: reason.to_owned(),
-            },
-            None,
-        )
-        .await?;
+    // Logged first: once the state says skipped, the log says why.
     synclog::record(
         deps.store.as_ref(),
         deps.clock.now(),
@@ -274,6 +265,16 @@ async fn skip(deps: &Deps, chat: &Chat, message_id: &str, reason: &str) -> Resul
         json!({ "reason": reason }),
     )
     .await;
+    deps.store
+        .set_message_state(
+            &chat.workspace_id,
+            message_id,
+            &MessageState::Skipped {
+                reason: reason.to_owned(),
+            },
+            None,
+        )
+        .await?;
     Ok(())
 }
 

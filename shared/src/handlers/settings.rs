@@ -417,8 +417,10 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     save(deps, &mut settings).await?;
     synclog::workspace_event(deps, &me.workspace_id, "settings_activated", json!({ "by_user": me.id, "test_record": test_record, "destination": settings.destination_module })).await;
     tracing::info!(workspace_id = %me.workspace_id, crm = crm.as_str(), "sync settings activated");
-    let requeued = requeue_after_activation(deps, &me.workspace_id).await;
+    // Stopped chats first: a waiting message of one is then synced, not
+    // skipped again.
     let resumed = resume_stopped_chats(deps, &me.workspace_id).await?;
+    let requeued = requeue_after_activation(deps, &me.workspace_id).await;
     settings_response(
         deps,
         me,
