@@ -107,8 +107,8 @@ pub async fn park(
             .await?
             .is_some_and(|s| s.active)
     } else if reason == NO_MEDIA_ACCESS {
-        // Registering a token re-queues waiting messages; whether the new
-        // one works only a fetch can tell.
+        // Note-append compares the number's token itself: only it knows
+        // which token the fetch was refused with.
         false
     } else {
         deps.store

@@ -9,6 +9,24 @@ use zoho_sandbox::SandboxConfig;
 
 const ALICE: &str = "+447700900123";
 
+/// Registers the business number again, now with the token Meta accepts.
+async fn register_newer_token(system: &TestSystem, owner_token: &str) -> serde_json::Value {
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/api/whatsapp-numbers",
+            owner_token,
+            Some(serde_json::json!({
+                "phone_number_id": e2e::PHONE_NUMBER_ID,
+                "display_phone_number": e2e::BUSINESS_NUMBER,
+                "access_token": "a-newer-token",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
 /// (fixture, media id, mime type, file size, the file name the CRM gets)
 const MEDIA: [(&str, &str, &str, u64, &str); 5] = [
     (
@@ -180,19 +198,7 @@ async fn a_refused_whatsapp_token_parks_the_media_message_until_a_new_token_is_r
     );
 
     // Registering the number again with the new token fetches the photo.
-    let (status, body) = system
-        .call(
-            reqwest::Method::POST,
-            "/api/whatsapp-numbers",
-            token,
-            Some(serde_json::json!({
-                "phone_number_id": e2e::PHONE_NUMBER_ID,
-                "display_phone_number": e2e::BUSINESS_NUMBER,
-                "access_token": "a-newer-token",
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    let body = register_newer_token(&system, token).await;
     assert_eq!(body["whatsapp_number"]["has_access_token"], true);
     assert!(
         !body.to_string().contains("a-newer-token"),
@@ -207,6 +213,44 @@ async fn a_refused_whatsapp_token_parks_the_media_message_until_a_new_token_is_r
         content.find("Elm Road") < content.find("Damp patch"),
         "lines stay in message order: {content}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_registered_while_a_refused_fetch_is_in_flight_still_gets_the_photo() {
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
+    system.graph.seed_media(SeedMedia::generated(
+        "1200000000000001",
+        "image/jpeg",
+        48_213,
+    ));
+    // The token we hold has been revoked at Meta; the fetch made with it is
+    // held in flight while the owner registers the new one.
+    system.graph.set_access_tokens(["a-newer-token"]);
+    let held = system.graph.hold(Endpoint::Metadata);
+    system
+        .post_webhook(&fixture("cloud-image-inbound.json"))
+        .await;
+    system
+        .wait_for("the fetch to be in flight", || {
+            (held.arrived() > 0).then_some(())
+        })
+        .await;
+    register_newer_token(&system, &workspace.owner_token).await;
+    // Not waiting yet when the token came, so its re-queue passed it by.
+    let photo_id = "wamid.HBgMNDQ3NzAwOTAwMTIzFQIAEhgURkFLRTAwMDAwMDAwMDAwMDAwMDQA";
+    assert_eq!(
+        system.message_state(photo_id).await.as_deref(),
+        Some("queued")
+    );
+    held.release();
+
+    // The refused fetch parks the photo, sees the token changed meanwhile,
+    // and tries again with it rather than waiting for a registration that
+    // already happened.
+    system
+        .wait_for_note_line(ALICE, "(attached: image-1200000000000001.jpg)")
+        .await;
+    system.wait_for_message_state(photo_id, "appended").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

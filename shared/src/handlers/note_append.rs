@@ -233,6 +233,20 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
                     )
                     .await
                     .map_err(at_start)?;
+                    // A token registered since the number was read re-queued
+                    // only what was waiting then: this one is retried now
+                    // instead, so the new token cannot miss it.
+                    let token_now = deps
+                        .store
+                        .whatsapp_number(&chat.phone_number_id)
+                        .await
+                        .map_err(|e| at_start(e.into()))?
+                        .and_then(|n| n.access_token_enc);
+                    if token_now != number.as_ref().and_then(|n| n.access_token_enc.clone()) {
+                        return Err(at_start(WorkError::Contended(
+                            "a WhatsApp token was registered while the message was parked".into(),
+                        )));
+                    }
                     continue;
                 }
                 // Nothing of the group is written yet: all of it is

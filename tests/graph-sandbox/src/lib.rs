@@ -193,12 +193,63 @@ pub enum GraphSandboxError {
 
 pub(crate) struct Shared {
     pub store: Mutex<store::Store>,
+    /// Requests to these endpoints wait at the gate until it opens.
+    pub gates: Mutex<Vec<(Endpoint, Arc<Gate>)>>,
 }
 
 impl Shared {
     pub fn store(&self) -> MutexGuard<'_, store::Store> {
         // A panicking handler must not wedge every later test call.
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits while a gate holds `endpoint` (before anything is answered).
+    pub async fn pass_gate(&self, endpoint: Endpoint) {
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(e, _)| *e == endpoint)
+            .map(|(_, gate)| Arc::clone(gate));
+        if let Some(gate) = gate {
+            gate.arrived
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // No permit is ever given: the gate opens by closing, which
+            // ends every wait at once.
+            let _ = gate.open.acquire().await;
+        }
+    }
+}
+
+/// Holds requests to one endpoint until [`HeldRequests::release`]: a test
+/// can act at the exact moment a client's request is in flight.
+pub(crate) struct Gate {
+    arrived: std::sync::atomic::AtomicUsize,
+    open: tokio::sync::Semaphore,
+}
+
+/// The handle of a gate set by [`GraphSandboxHandle::hold`].
+pub struct HeldRequests {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    gate: Arc<Gate>,
+}
+
+impl HeldRequests {
+    /// How many requests have reached the gate so far.
+    pub fn arrived(&self) -> usize {
+        self.gate.arrived.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets every held request (and every later one) through.
+    pub fn release(self) {
+        self.shared
+            .gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(e, _)| *e != self.endpoint);
+        self.gate.open.close();
     }
 }
 
@@ -214,6 +265,7 @@ impl GraphSandbox {
         let base_url = bound.base_url.clone();
         let shared = Arc::new(Shared {
             store: Mutex::new(store::Store::new(config, base_url.clone())),
+            gates: Mutex::new(Vec::new()),
         });
         let served = bound.serve(server::router(Arc::clone(&shared)), "graph sandbox");
         Ok(GraphSandboxHandle { shared, served })
@@ -295,6 +347,25 @@ impl GraphSandboxHandle {
     /// Like [`Self::fail_next`], counting only requests to `endpoint`.
     pub fn fail_next_at(&self, endpoint: Endpoint, n: u32, status: u16) {
         self.shared.store().add_fault(Some(endpoint), n, status);
+    }
+
+    /// Holds every request to `endpoint` until the returned handle releases
+    /// them.
+    pub fn hold(&self, endpoint: Endpoint) -> HeldRequests {
+        let gate = Arc::new(Gate {
+            arrived: std::sync::atomic::AtomicUsize::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        });
+        self.shared
+            .gates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((endpoint, Arc::clone(&gate)));
+        HeldRequests {
+            shared: Arc::clone(&self.shared),
+            endpoint,
+            gate,
+        }
     }
 
     /// Moves the sandbox's clock forward (URL expiry), without sleeping.

@@ -189,6 +189,7 @@ async fn metadata_versioned(
     if !is_version(&version) {
         return unknown_path(&sh, &uri, &headers);
     }
+    sh.pass_gate(Endpoint::Metadata).await;
     metadata(&sh, &media_id, &uri, &headers)
 }
 
@@ -198,6 +199,7 @@ async fn metadata_unversioned(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    sh.pass_gate(Endpoint::Metadata).await;
     metadata(&sh, &media_id, &uri, &headers)
 }
 
@@ -239,6 +241,7 @@ fn metadata_answer(
 }
 
 async fn download(State(sh): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    sh.pass_gate(Endpoint::Download).await;
     let query = parse_query(uri.query());
     let mut st = sh.store();
     let response = download_answer(&mut st, &query, token(&headers, &query));

@@ -330,3 +330,28 @@ async fn admin_endpoints_seed_and_inspect() {
     assert_eq!(listed["requests"].as_array().map(Vec::len), Some(1));
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_held_endpoint_answers_only_once_released() {
+    let sb = started_with_photo().await;
+    let held = sb.hold(Endpoint::Metadata);
+    let url = metadata_url(&sb, "1001");
+    let in_flight = tokio::spawn(async move { get(&url, Some(DEFAULT_ACCESS_TOKEN)).await });
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while held.arrived() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the request reached the gate");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!in_flight.is_finished(), "held at the gate");
+    assert_eq!(sb.request_count(Endpoint::Metadata), 0, "not answered yet");
+    held.release();
+    let response = in_flight.await.expect("joined");
+    assert_eq!(response.status(), StatusCode::OK);
+    // Released for good: later requests pass straight through.
+    let again = get(&metadata_url(&sb, "1001"), Some(DEFAULT_ACCESS_TOKEN)).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(sb.request_count(Endpoint::Metadata), 2);
+}
