@@ -212,9 +212,10 @@ pub struct ChatPatch {
     pub record_chosen_by: Option<Option<String>>,
     pub record_checked_at: Option<i64>,
     pub sync_stopped: Option<Option<String>>,
-    /// Forgets the record (it was deleted in the CRM) and everything about
-    /// how it was found or made, so the next message links afresh.
-    pub forget_record: bool,
+    /// Forgets this record (it was deleted in the CRM) and everything about
+    /// how it was found or made, so the next message links afresh — only if
+    /// it is still the chat's record (the patch answers false otherwise).
+    pub forget_record: Option<RecordRef>,
 }
 
 impl Chat {

@@ -131,7 +131,8 @@ pub trait ChatStore: Send + Sync {
         chat_key: &str,
         claimant: &str,
     ) -> Result<(), StoreError>;
-    /// Changes the fields the patch sets; false if the chat does not exist.
+    /// Changes the fields the patch sets; false if the chat does not exist
+    /// (or, with `forget_record`, no longer has that record).
     async fn patch_chat(
         &self,
         workspace_id: &str,

@@ -1,7 +1,8 @@
 //! Message states against DynamoDB Local under the concurrent writers the
 //! product has: the webhook marking a message `queued` while a worker
 //! already moves it on, and a re-queue racing the worker that parks the
-//! message again; and a token refresh racing a reconnect.
+//! message again; a token refresh racing a reconnect; and a deleted record
+//! forgotten while a person links the chat to another.
 
 use std::sync::Arc;
 
@@ -10,8 +11,10 @@ use e2e::TestSystem;
 use shared::deps::Deps;
 use shared::error::QueueError;
 use shared::model::{
-    Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, StoredMessage,
+    ChatPatch, Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, RecordRef,
+    StoredMessage,
 };
+use shared::phone::E164;
 use shared::queue::{MessageRef, Queue, QueueName};
 use shared::secrets::{Secrets, SecretsManagerSource};
 use shared::store::Store;
@@ -314,4 +317,70 @@ async fn a_refresh_begun_before_a_reconnect_does_not_overwrite_the_new_connectio
             .await
             .expect("answered")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_record_is_forgotten_only_while_it_is_still_the_chats_record() {
+    let system = TestSystem::start().await;
+    let store = system.local.deps.store.as_ref();
+    let chat = "170000000000001#447700900123";
+    let contact = E164::from_wa_id("447700900123").expect("E.164");
+    store
+        .upsert_chat_contact(WORKSPACE, chat, "170000000000001", &contact, Some("Alice"))
+        .await
+        .expect("chat stored");
+    let record = |id: &str| RecordRef {
+        module: "Leads".into(),
+        id: id.into(),
+    };
+    let link = |to: RecordRef| ChatPatch {
+        record: Some(to),
+        record_created_by_us: Some(true),
+        ..ChatPatch::default()
+    };
+    let forget = |gone: RecordRef| ChatPatch {
+        forget_record: Some(gone),
+        ..ChatPatch::default()
+    };
+    assert!(
+        store
+            .patch_chat(WORKSPACE, chat, &link(record("1")))
+            .await
+            .expect("linked")
+    );
+    // Note-append found Leads/1 deleted; meanwhile a person chose Leads/2.
+    assert!(
+        store
+            .patch_chat(WORKSPACE, chat, &link(record("2")))
+            .await
+            .expect("chosen")
+    );
+
+    let forgot_stale = store
+        .patch_chat(WORKSPACE, chat, &forget(record("1")))
+        .await
+        .expect("answered");
+
+    assert!(!forgot_stale, "the person's choice stays");
+    let stored = store
+        .chat(WORKSPACE, chat)
+        .await
+        .expect("read")
+        .expect("chat");
+    assert_eq!(stored.record, Some(record("2")));
+    assert!(stored.record_created_by_us);
+
+    assert!(
+        store
+            .patch_chat(WORKSPACE, chat, &forget(record("2")))
+            .await
+            .expect("answered")
+    );
+    let stored = store
+        .chat(WORKSPACE, chat)
+        .await
+        .expect("read")
+        .expect("chat");
+    assert_eq!(stored.record, None);
+    assert!(!stored.record_created_by_us);
 }

@@ -807,7 +807,7 @@ impl ChatStore for DynamoStore {
         if let Some(at) = patch.record_checked_at {
             sets.push(("record_checked_at", n(at)));
         }
-        if patch.forget_record {
+        if patch.forget_record.is_some() {
             removes.extend([
                 "record",
                 "record_created_by_us",
@@ -826,9 +826,21 @@ impl ChatStore for DynamoStore {
         if sets.is_empty() && removes.is_empty() {
             return Ok(self.chat(workspace_id, chat_key).await?.is_some());
         }
-        let update = self
-            .update_chat(workspace_id, chat_key)
-            .condition_expression("attribute_exists(pk)");
+        let mut update = self.update_chat(workspace_id, chat_key);
+        update = match &patch.forget_record {
+            // Only the record the caller found gone: not one a person chose
+            // or record-sync followed meanwhile.
+            Some(gone) => update
+                .condition_expression(
+                    "attribute_exists(pk) AND #gone.#module = :gone_module AND #gone.#id = :gone_id",
+                )
+                .expression_attribute_names("#gone", "record")
+                .expression_attribute_names("#module", "module")
+                .expression_attribute_names("#id", "id")
+                .expression_attribute_values(":gone_module", s(gone.module.as_str()))
+                .expression_attribute_values(":gone_id", s(gone.id.as_str())),
+            None => update.condition_expression("attribute_exists(pk)"),
+        };
         condition_outcome(set_and_remove(update, sets, &removes).send().await)
     }
 

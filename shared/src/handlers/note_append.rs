@@ -122,16 +122,23 @@ async fn relink_if_record_gone(deps: &Deps, rest: &[Received]) -> Result<bool, W
     if crm.record_exists(record).await? {
         return Ok(false);
     }
-    deps.store
+    let forgotten = deps
+        .store
         .patch_chat(
             &r.workspace_id,
             &r.chat_key,
             &ChatPatch {
-                forget_record: true,
+                forget_record: Some(record.clone()),
                 ..ChatPatch::default()
             },
         )
         .await?;
+    if !forgotten {
+        // Linked to another record meanwhile: the group is retried on it.
+        return Err(WorkError::Contended(
+            "the chat was linked to another record meanwhile".into(),
+        ));
+    }
     tracing::warn!(workspace_id = %r.workspace_id, chat = %chat.log_id(), record = %record_of(record), "the chat's record was deleted in the CRM; linking afresh");
     synclog::record(
         deps.store.as_ref(),
