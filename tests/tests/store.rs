@@ -1,8 +1,9 @@
 //! Message states against DynamoDB Local under the concurrent writers the
 //! product has: the webhook marking a message `queued` while a worker
 //! already moves it on, and a re-queue racing the worker that parks the
-//! message again; a token refresh racing a reconnect; and a deleted record
-//! forgotten while a person links the chat to another.
+//! message again; a token refresh racing a reconnect; a deleted record
+//! forgotten while a person links the chat to another; and two rotations
+//! of one user's API token at once.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use shared::deps::Deps;
 use shared::error::QueueError;
 use shared::model::{
     ChatPatch, Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, RecordRef,
-    StoredMessage,
+    Role, StoredMessage, User,
 };
 use shared::phone::E164;
 use shared::queue::{MessageRef, Queue, QueueName};
@@ -383,4 +384,64 @@ async fn a_deleted_record_is_forgotten_only_while_it_is_still_the_chats_record()
         .expect("chat");
     assert_eq!(stored.record, None);
     assert!(!stored.record_created_by_us);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_token_rotations_at_once_only_the_last_token_authenticates() {
+    let system = TestSystem::start().await;
+    let store = system.local.deps.store.clone();
+    let user = User {
+        workspace_id: WORKSPACE.into(),
+        id: "rotating-user".into(),
+        email: "erin@acme.example".into(),
+        role: Role::Member,
+        created_at: 1_779_000_000,
+    };
+    store.add_user(&user, "hash-0").await.expect("added");
+    for round in 1..=10 {
+        let (a, b) = (format!("hash-{round}a"), format!("hash-{round}b"));
+        let (first, second) = (store.clone(), store.clone());
+        let (user_a, user_b) = (user.clone(), user.clone());
+        let (hash_a, hash_b) = (a.clone(), b.clone());
+        let rotations = tokio::join!(
+            tokio::spawn(async move { first.replace_token(&user_a, &hash_a).await }),
+            tokio::spawn(async move { second.replace_token(&user_b, &hash_b).await }),
+        );
+        rotations.0.expect("joined").expect("rotated");
+        rotations.1.expect("joined").expect("rotated");
+        let mut valid = Vec::new();
+        for hash in [&a, &b] {
+            if store
+                .user_for_token(hash)
+                .await
+                .expect("looked up")
+                .is_some()
+            {
+                valid.push(hash.clone());
+            }
+        }
+        assert_eq!(
+            valid.len(),
+            1,
+            "round {round}: exactly one new token works: {valid:?}"
+        );
+        let earlier = if round == 1 {
+            vec!["hash-0".to_owned()]
+        } else {
+            vec![
+                format!("hash-{}a", round - 1),
+                format!("hash-{}b", round - 1),
+            ]
+        };
+        for hash in earlier {
+            assert!(
+                store
+                    .user_for_token(&hash)
+                    .await
+                    .expect("looked up")
+                    .is_none(),
+                "round {round}: {hash} no longer works"
+            );
+        }
+    }
 }

@@ -453,26 +453,51 @@ impl WorkspaceStore for DynamoStore {
     }
 
     async fn replace_token(&self, user: &User, new_hash: &str) -> Result<(), StoreError> {
-        let old = self
-            .get_raw(ws_pk(&user.workspace_id), format!("USER#{}", user.id))
-            .await?
-            .and_then(|item| item.get("token_hash").and_then(|v| v.as_s().ok()).cloned());
-        let user_put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(user_item(user, new_hash)?))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Request(e.to_string()))?;
-        let mut transaction = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(user_put).build())
-            .transact_items(self.put_in_transaction(token_lookup_item(user, new_hash)?)?);
-        if let Some(old) = old {
-            transaction = transaction.transact_items(delete_token_lookup(&self.table, &old)?);
+        // The user is written only if the token it held is still the one
+        // whose lookup this transaction deletes: two rotations at once would
+        // otherwise leave the loser's lookup behind, a token that still
+        // authenticates. The loser reads again and rotates after the winner.
+        for _ in 0..ROTATION_ATTEMPTS {
+            let old = self
+                .get_raw(ws_pk(&user.workspace_id), format!("USER#{}", user.id))
+                .await?
+                .and_then(|item| item.get("token_hash").and_then(|v| v.as_s().ok()).cloned());
+            let mut user_put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(user_item(user, new_hash)?));
+            user_put = match &old {
+                Some(old) => user_put
+                    .condition_expression("token_hash = :old")
+                    .expression_attribute_values(":old", s(old.as_str())),
+                None => user_put.condition_expression(
+                    "attribute_exists(pk) AND attribute_not_exists(token_hash)",
+                ),
+            };
+            let user_put = user_put
+                .build()
+                .map_err(|e| StoreError::Request(e.to_string()))?;
+            let mut transaction = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(user_put).build())
+                .transact_items(self.put_in_transaction(token_lookup_item(user, new_hash)?)?);
+            if let Some(old) = &old {
+                transaction = transaction.transact_items(delete_token_lookup(&self.table, old)?);
+            }
+            match transaction.send().await {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(request_error(e)),
+            }
         }
-        transaction.send().await.map_err(request_error)?;
-        Ok(())
+        Err(StoreError::Request(
+            "the token kept changing while it was being replaced".into(),
+        ))
     }
 
     async fn user_for_token(&self, token_hash: &str) -> Result<Option<User>, StoreError> {
@@ -483,10 +508,19 @@ impl WorkspaceStore for DynamoStore {
             return Ok(None);
         };
         let field = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-        match (field("workspace_id"), field("user_id")) {
-            (Some(ws), Some(user)) => self.user(&ws, &user).await,
-            _ => Err(StoreError::Corrupt("token lookup without its user".into())),
+        let (Some(ws), Some(user_id)) = (field("workspace_id"), field("user_id")) else {
+            return Err(StoreError::Corrupt("token lookup without its user".into()));
+        };
+        let Some(user) = self.get_raw(ws_pk(&ws), format!("USER#{user_id}")).await? else {
+            return Ok(None);
+        };
+        // Only the user's current token: a lookup left over from a rotation
+        // must not authenticate.
+        let current = user.get("token_hash").and_then(|v| v.as_s().ok());
+        if current.map(String::as_str) != Some(token_hash) {
+            return Ok(None);
         }
+        from_item(user).map(Some)
     }
 
     async fn put_whatsapp_number(&self, number: &WhatsAppNumber) -> Result<(), StoreError> {
@@ -991,6 +1025,9 @@ impl MessageStore for DynamoStore {
         Ok(written)
     }
 }
+
+/// How often a token rotation is tried against concurrent rotations.
+const ROTATION_ATTEMPTS: usize = 5;
 
 /// Every field a [`MessageState`] variant may write into a message item.
 const MESSAGE_STATE_FIELDS: [&str; 5] =
