@@ -136,8 +136,10 @@ impl Config {
             retry_backoff_base_secs: get("RETRY_BACKOFF_BASE_SECS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10),
+            // SQS allows 1 to 1000; 0 would call every failure the last.
             max_receive_count: get("MAX_RECEIVE_COUNT")
                 .and_then(|v| v.parse().ok())
+                .filter(|count: &u32| (1..=1000).contains(count))
                 .unwrap_or(DEFAULT_MAX_RECEIVE_COUNT),
             conversion_check_secs: get("CONVERSION_CHECK_SECS")
                 .and_then(|v| v.parse().ok())
@@ -210,6 +212,24 @@ mod tests {
         .expect("complete");
         assert_eq!(config.zoho.accounts_servers.len(), 2);
         assert_eq!(config.zoho.accounts_servers["us"], "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_max_receive_count_sqs_would_refuse_falls_back_to_the_default() {
+        let count = |value: &str| {
+            let value = value.to_owned();
+            Config::from_lookup(move |k| match k {
+                "MAX_RECEIVE_COUNT" => Some(value.clone()),
+                other => base(other),
+            })
+            .expect("complete")
+            .max_receive_count
+        };
+        assert_eq!(count("0"), DEFAULT_MAX_RECEIVE_COUNT);
+        assert_eq!(count("1001"), DEFAULT_MAX_RECEIVE_COUNT);
+        assert_eq!(count("many"), DEFAULT_MAX_RECEIVE_COUNT);
+        assert_eq!(count("1"), 1);
+        assert_eq!(count("12"), 12);
     }
 
     #[test]

@@ -74,12 +74,11 @@ pub trait ConnectionStore: Send + Sync {
         expected_version: u64,
     ) -> Result<bool, StoreError>;
     /// Takes the organization connection's refresh lease if it is free (or
-    /// expired) and the connection still has `version`.
+    /// expired) and the stored connection is still `connection` (its
+    /// version and connection time).
     async fn take_refresh_lease(
         &self,
-        workspace_id: &str,
-        crm: CrmKind,
-        version: u64,
+        connection: &Connection,
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError>;
@@ -218,7 +217,8 @@ pub trait NoteStore: Send + Sync {
 /// Never holds a token or message text.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct LogEntry {
-    /// `<unix ms, zero-padded>-<random>`: sorts by time.
+    /// `<unix µs, zero-padded to 18>-<random>` (older entries: ms, 15):
+    /// sorts by time.
     pub id: String,
     pub workspace_id: String,
     pub at: i64,

@@ -118,13 +118,7 @@ impl ConnectionTokens {
             let now = self.clock.now();
             let leased = self
                 .store
-                .take_refresh_lease(
-                    &self.workspace_id,
-                    self.crm,
-                    connection.version,
-                    now,
-                    now + LEASE_SECS,
-                )
+                .take_refresh_lease(&connection, now, now + LEASE_SECS)
                 .await
                 .map_err(store_failure)?;
             if leased {

@@ -414,6 +414,53 @@ async fn a_failing_message_shows_retrying_then_dead_lettered_and_a_replay_append
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_stranded_as_queued_can_be_replayed_once_it_is_15_minutes_old() {
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
+    let token = &workspace.owner_token;
+    say(&system, "wamid.Q1", 0, "first").await;
+    system.wait_for_message_state("wamid.Q1", "appended").await;
+    // Two more whose function died between marking them queued and sending
+    // them: shown as queued, on no queue. One arrived 16 minutes ago, the
+    // other just now.
+    let store = &system.local.deps.store;
+    let first = store
+        .message(&workspace.id, "wamid.Q1")
+        .await
+        .expect("read")
+        .expect("stored");
+    let now = system.local.deps.clock.now();
+    for (id, minute, received_at) in [("wamid.Q2", 1, now - 16 * 60), ("wamid.Q3", 2, now)] {
+        let mut stranded = first.clone();
+        stranded.message_id = id.into();
+        stranded.text = format!("stranded {id}");
+        stranded.timestamp = first.timestamp + minute * 60;
+        stranded.state = shared::model::MessageState::Queued;
+        stranded.received_at = received_at;
+        store
+            .insert_message(&stranded, now + 86_400)
+            .await
+            .expect("inserted");
+    }
+    let replay = |id: &str| {
+        format!(
+            "/api/chats/{}/messages/{id}/replay",
+            chat_key_param(ALICE_WA)
+        )
+    };
+
+    let (status, body) = system
+        .call(Method::POST, &replay("wamid.Q3"), token, None)
+        .await;
+    assert_eq!(status, 409, "too fresh to call stranded: {body}");
+    let (status, body) = system
+        .call(Method::POST, &replay("wamid.Q2"), token, None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    system.wait_for_note_line(ALICE, "stranded wamid.Q2").await;
+    system.wait_for_message_state("wamid.Q2", "appended").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_deleted_in_the_crm_is_forgotten_and_the_chat_links_afresh() {
     let (system, workspace) = TestSystem::with_connected_workspace().await;
     say(&system, "wamid.G1", 0, "before the deletion").await;

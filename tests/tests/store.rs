@@ -295,11 +295,16 @@ async fn a_refresh_begun_before_a_reconnect_does_not_overwrite_the_new_connectio
     let new = organization_connection(1_779_000_600, "new access");
     store.insert_connection(&new).await.expect("reconnected");
 
+    let leased = store
+        .take_refresh_lease(&old, 1_779_000_700, 1_779_000_730)
+        .await
+        .expect("answered");
     let written = store
         .replace_connection(&refreshed, old.version)
         .await
         .expect("answered");
 
+    assert!(!leased, "the old connection's lease is not the new one's");
     assert!(!written, "the old refresh lost");
     let stored = store
         .connection(WORKSPACE, CrmKind::Zoho, ConnectionKind::Organization, None)
@@ -310,6 +315,12 @@ async fn a_refresh_begun_before_a_reconnect_does_not_overwrite_the_new_connectio
     assert_eq!(stored.connected_at, new.connected_at);
 
     // The refresh of the connection as it is now still goes through.
+    assert!(
+        store
+            .take_refresh_lease(&stored, 1_779_000_700, 1_779_000_730)
+            .await
+            .expect("answered")
+    );
     let mut next = stored.clone();
     next.version += 1;
     assert!(

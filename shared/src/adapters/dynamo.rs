@@ -458,10 +458,19 @@ impl WorkspaceStore for DynamoStore {
         // otherwise leave the loser's lookup behind, a token that still
         // authenticates. The loser reads again and rotates after the winner.
         for _ in 0..ROTATION_ATTEMPTS {
-            let old = self
+            let Some(stored) = self
                 .get_raw(ws_pk(&user.workspace_id), format!("USER#{}", user.id))
                 .await?
-                .and_then(|item| item.get("token_hash").and_then(|v| v.as_s().ok()).cloned());
+            else {
+                return Err(StoreError::Corrupt(format!(
+                    "user {} is not stored",
+                    user.id
+                )));
+            };
+            let old = stored
+                .get("token_hash")
+                .and_then(|v| v.as_s().ok())
+                .cloned();
             let mut user_put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(user_item(user, new_hash)?));
@@ -639,9 +648,7 @@ impl ConnectionStore for DynamoStore {
 
     async fn take_refresh_lease(
         &self,
-        workspace_id: &str,
-        crm: CrmKind,
-        version: u64,
+        connection: &Connection,
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
@@ -649,14 +656,18 @@ impl ConnectionStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s(connection_sk(crm, ConnectionKind::Organization, None)))
+            .key("pk", s(ws_pk(&connection.workspace_id)))
+            .key(
+                "sk",
+                s(connection_sk(connection.crm, ConnectionKind::Organization, None)),
+            )
             .update_expression("SET refresh_lease_until = :until")
             .condition_expression(
-                "version = :v AND (attribute_not_exists(refresh_lease_until) OR refresh_lease_until < :now)",
+                "version = :v AND connected_at = :connected AND (attribute_not_exists(refresh_lease_until) OR refresh_lease_until < :now)",
             )
             .expression_attribute_values(":until", n(until))
-            .expression_attribute_values(":v", n(version))
+            .expression_attribute_values(":v", n(connection.version))
+            .expression_attribute_values(":connected", n(connection.connected_at))
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
@@ -992,6 +1003,9 @@ impl MessageStore for DynamoStore {
         // single conditional write, not a read then a put: a worker's state
         // must not be lost to the webhook marking the message queued at the
         // same moment (that left skipped messages showing `queued`).
+        if only_from.is_some_and(<[&str]>::is_empty) {
+            return Ok(false);
+        }
         let state_item: Item =
             serde_dynamo::to_item(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let removes: Vec<String> = MESSAGE_STATE_FIELDS

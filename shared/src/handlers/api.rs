@@ -481,8 +481,8 @@ async fn choose_record(
     change_chat(deps, &me, chat_key, &patch, "record_chosen", detail).await
 }
 
-/// How long past its announced next attempt a retrying message may be
-/// replayed.
+/// How long past its announced next attempt a retrying message (or past
+/// its arrival a queued one) may be replayed.
 const REPLAY_OVERDUE_SECS: i64 = 15 * 60;
 
 /// Sends a dead-lettered message through the sync again, once its cause is
@@ -503,19 +503,22 @@ async fn replay(
         .ok_or_else(|| ApiError::NotFound(format!("no message {message_id} in this chat")))?;
     // A retry long overdue means the queue lost track of the message (the
     // invocation died before it could record the last failure): it is as
-    // good as dead-lettered. Replaying one still in flight is harmless
-    // anyway: notes hold message ids and a chat creates one record.
+    // good as dead-lettered. So is a message still `queued` long after it
+    // arrived (a function died between marking it queued and sending it).
+    // Replaying one still in flight is harmless anyway: notes hold message
+    // ids and a chat creates one record.
     let overdue = |at: i64| at + REPLAY_OVERDUE_SECS < deps.clock.now();
     let replayable = match &message.state {
         MessageState::DeadLettered { .. } => true,
         MessageState::Retrying {
             next_attempt_at, ..
         } => overdue(*next_attempt_at),
+        MessageState::Queued => overdue(message.received_at),
         _ => false,
     };
     if !replayable {
         return Err(ApiError::Conflict(format!(
-            "message is {}; only a dead-lettered message (or one whose retry is {} min overdue) can be replayed",
+            "message is {}; only a dead-lettered message (or one retrying or queued for over {} min) can be replayed",
             message.state.name(),
             REPLAY_OVERDUE_SECS / 60
         )));
@@ -532,7 +535,7 @@ async fn replay(
             &me.workspace_id,
             message_id,
             &MessageState::Queued,
-            Some(&["dead_lettered", "retrying"]),
+            Some(&["dead_lettered", "retrying", "queued"]),
         )
         .await?
     {

@@ -241,8 +241,9 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
                     .await
                     .map_err(at_start)?;
                     // A token registered since the number was read re-queued
-                    // only what was waiting then: this one is retried now
-                    // instead, so the new token cannot miss it.
+                    // only what was waiting then: this one is retried (after
+                    // the usual back-off) instead, so the new token cannot
+                    // miss it.
                     let token_now = deps
                         .store
                         .whatsapp_number(&chat.phone_number_id)

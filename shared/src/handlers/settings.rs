@@ -388,13 +388,13 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     if settings.active {
         // Activating again re-queues whatever still waits (say, after a
         // re-queue that failed half-way): it is harmless when nothing does.
-        let requeued = requeue_after_activation(deps, &me.workspace_id).await;
+        let (resumed, requeued) = after_activation(deps, &me.workspace_id).await;
         return settings_response(
             deps,
             me,
             &settings,
             200,
-            json!({ "already_active": true, "requeued_messages": requeued }),
+            json!({ "already_active": true, "requeued_messages": requeued, "resumed_chats": resumed }),
         )
         .await;
     }
@@ -417,10 +417,7 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     save(deps, &mut settings).await?;
     synclog::workspace_event(deps, &me.workspace_id, "settings_activated", json!({ "by_user": me.id, "test_record": test_record, "destination": settings.destination_module })).await;
     tracing::info!(workspace_id = %me.workspace_id, crm = crm.as_str(), "sync settings activated");
-    // Stopped chats first: a waiting message of one is then synced, not
-    // skipped again.
-    let resumed = resume_stopped_chats(deps, &me.workspace_id).await?;
-    let requeued = requeue_after_activation(deps, &me.workspace_id).await;
+    let (resumed, requeued) = after_activation(deps, &me.workspace_id).await;
     settings_response(
         deps,
         me,
@@ -431,10 +428,33 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     .await
 }
 
-/// Activating settings gives chats whose sync stopped (a converted lead
-/// with `stop`) a new start under the new settings: their record is checked
-/// again on the next message. Their skipped messages stay skipped.
-async fn resume_stopped_chats(deps: &Deps, workspace_id: &str) -> Result<usize, ApiError> {
+/// What activating does once the settings are active: chats whose sync
+/// stopped (a converted lead with `stop`) get a new start under the new
+/// settings — first, so that a waiting message of one is synced, not skipped
+/// again — then the messages that waited are queued. The activation stands
+/// whatever fails here: activating again does both again. Their counts.
+async fn after_activation(deps: &Deps, workspace_id: &str) -> (usize, usize) {
+    let resumed = resume_stopped_chats(deps, workspace_id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(workspace_id, error = %e, "could not resume the stopped chats");
+            0
+        });
+    let requeued = requeue_waiting(deps, workspace_id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(workspace_id, error = %e, "could not re-queue the waiting messages");
+            0
+        });
+    (resumed, requeued)
+}
+
+/// Stopped chats are checked again on their next message. Their skipped
+/// messages stay skipped.
+async fn resume_stopped_chats(
+    deps: &Deps,
+    workspace_id: &str,
+) -> Result<usize, crate::error::StoreError> {
     let mut resumed = 0;
     for chat in deps.store.chats(workspace_id).await? {
         if chat.sync_stopped.is_none() {
@@ -451,18 +471,6 @@ async fn resume_stopped_chats(deps: &Deps, workspace_id: &str) -> Result<usize, 
         resumed += 1;
     }
     Ok(resumed)
-}
-
-/// The activation stands even if re-queueing fails: the messages stay
-/// waiting, and activating again re-queues them.
-async fn requeue_after_activation(deps: &Deps, workspace_id: &str) -> usize {
-    match requeue_waiting(deps, workspace_id).await {
-        Ok(count) => count,
-        Err(e) => {
-            tracing::error!(workspace_id, error = %e, "could not re-queue the waiting messages");
-            0
-        }
-    }
 }
 
 /// Creates a record the way a new chat would; a refusal names the setting
