@@ -381,24 +381,18 @@ impl TestSystem {
         request.send().await.expect("webhook delivery")
     }
 
-    /// Polls until `probe` yields something, or fails the test naming `what`.
+    /// Polls until `probe` (an in-process check, such as the sandbox's
+    /// records) yields something, or fails the test naming `what`.
     pub async fn wait_for<T>(&self, what: &str, probe: impl Fn() -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
-        loop {
-            if let Some(found) = probe() {
-                return found;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.eventually(what, || {
+            std::future::ready(probe().ok_or_else(|| "nothing yet".to_owned()))
+        })
+        .await
     }
 
-    /// Like [`Self::wait_for`], for a probe that asks the stack (DynamoDB,
-    /// SQS, the API): polls until it answers `Ok`, or fails the test with
-    /// what the last `Err` said things were instead.
+    /// Polls a probe that asks the stack (DynamoDB, SQS, the API) until it
+    /// answers `Ok`, or fails the test with what the last `Err` said things
+    /// were instead.
     pub async fn eventually<T, F>(&self, what: &str, probe: impl Fn() -> F) -> T
     where
         F: std::future::Future<Output = Result<T, String>>,

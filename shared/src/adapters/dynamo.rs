@@ -243,13 +243,23 @@ impl DynamoStore {
         }
     }
 
-    /// An update of one chat's item.
-    fn update_chat(&self, workspace_id: &str, chat_key: &str) -> UpdateItemFluentBuilder {
+    /// An update of one item of a workspace.
+    fn update_in(&self, workspace_id: &str, sk: String) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s(format!("CHAT#{chat_key}")))
+            .key("sk", s(sk))
+    }
+
+    /// An update of one chat's item.
+    fn update_chat(&self, workspace_id: &str, chat_key: &str) -> UpdateItemFluentBuilder {
+        self.update_in(workspace_id, format!("CHAT#{chat_key}"))
+    }
+
+    /// An update of one message's item.
+    fn update_message(&self, workspace_id: &str, message_id: &str) -> UpdateItemFluentBuilder {
+        self.update_in(workspace_id, format!("MSG#{message_id}"))
     }
 
     /// Every item of a workspace whose sort key starts with `prefix`, all
@@ -653,13 +663,9 @@ impl ConnectionStore for DynamoStore {
         until: i64,
     ) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(&connection.workspace_id)))
-            .key(
-                "sk",
-                s(connection_sk(connection.crm, ConnectionKind::Organization, None)),
+            .update_in(
+                &connection.workspace_id,
+                connection_sk(connection.crm, ConnectionKind::Organization, None),
             )
             .update_expression("SET refresh_lease_until = :until")
             .condition_expression(
@@ -916,11 +922,7 @@ impl SettingsStore for DynamoStore {
     }
 
     async fn set_time_zone(&self, workspace_id: &str, time_zone: &str) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s("WORKSPACE"))
+        self.update_in(workspace_id, "WORKSPACE".into())
             .update_expression("SET time_zone = :tz")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":tz", s(time_zone))
@@ -973,11 +975,7 @@ impl MessageStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let value = serde_dynamo::to_attribute_value(outcome)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s(format!("MSG#{message_id}")))
+        self.update_message(workspace_id, message_id)
             .update_expression("SET attachment = :a")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":a", value)
@@ -1014,12 +1012,7 @@ impl MessageStore for DynamoStore {
             .map(|field| (*field).to_owned())
             .collect();
         let sets: Vec<(String, AttributeValue)> = state_item.into_iter().collect();
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(workspace_id)))
-            .key("sk", s(format!("MSG#{message_id}")));
+        let mut update = self.update_message(workspace_id, message_id);
         let mut condition = "attribute_exists(pk)".to_owned();
         if let Some(allowed) = only_from {
             let names: Vec<String> = (0..allowed.len()).map(|i| format!(":from{i}")).collect();
