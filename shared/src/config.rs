@@ -11,14 +11,17 @@ pub struct MissingVar(pub &'static str);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
-    pub sync_queue_url: String,
-    pub notes_queue_url: String,
-    pub app_key_secret_id: String,
-    pub operator_key_secret_id: String,
-    pub meta_app_secret_id: String,
-    pub zoho_client_secret_id: String,
+    /// The resources below are set only for the functions that use them (as
+    /// the template gives each function only its own): one a function was
+    /// not given fails where it is used, naming the variable.
+    pub sync_queue_url: Option<String>,
+    pub notes_queue_url: Option<String>,
+    pub app_key_secret_id: Option<String>,
+    pub operator_key_secret_id: Option<String>,
+    pub meta_app_secret_id: Option<String>,
+    pub zoho_client_secret_id: Option<String>,
     /// Where this deployment is reachable; OAuth redirect URIs are built from it.
-    pub public_base_url: String,
+    pub public_base_url: Option<String>,
     pub zoho: ZohoConfig,
     /// First retry delay after a transient failure (then doubling);
     /// `RETRY_BACKOFF_BASE_SECS`, default 10. Tests shorten it.
@@ -90,6 +93,7 @@ impl Config {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVar> {
         let need = |key: &'static str| get(key).filter(|v| !v.is_empty()).ok_or(MissingVar(key));
+        let given = |key: &'static str| get(key).filter(|v| !v.is_empty());
         let accounts_servers = match get("ZOHO_ACCOUNTS_SERVERS") {
             Some(list) => parse_pairs(&list),
             None => ZOHO_ACCOUNTS_SERVERS
@@ -99,13 +103,13 @@ impl Config {
         };
         Ok(Self {
             table_name: need("TABLE_NAME")?,
-            sync_queue_url: need("SYNC_QUEUE_URL")?,
-            notes_queue_url: need("NOTES_QUEUE_URL")?,
-            app_key_secret_id: need("APP_KEY_SECRET_ID")?,
-            operator_key_secret_id: need("OPERATOR_KEY_SECRET_ID")?,
-            meta_app_secret_id: need("META_APP_SECRET_ID")?,
-            zoho_client_secret_id: need("ZOHO_CLIENT_SECRET_ID")?,
-            public_base_url: need("PUBLIC_BASE_URL")?.trim_end_matches('/').to_owned(),
+            sync_queue_url: given("SYNC_QUEUE_URL"),
+            notes_queue_url: given("NOTES_QUEUE_URL"),
+            app_key_secret_id: given("APP_KEY_SECRET_ID"),
+            operator_key_secret_id: given("OPERATOR_KEY_SECRET_ID"),
+            meta_app_secret_id: given("META_APP_SECRET_ID"),
+            zoho_client_secret_id: given("ZOHO_CLIENT_SECRET_ID"),
+            public_base_url: given("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
             zoho: ZohoConfig {
                 accounts_url: get("ZOHO_ACCOUNTS_URL")
                     .unwrap_or_else(|| "https://accounts.zoho.com".to_owned())

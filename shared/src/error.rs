@@ -21,6 +21,9 @@ pub enum SecretsError {
     Unavailable { id: String, reason: String },
     #[error("secret {id} does not hold the expected JSON: {reason}")]
     Malformed { id: String, reason: String },
+    /// The function was not given this secret (its template environment).
+    #[error("this function has no such secret: {0}")]
+    NotConfigured(crate::config::MissingVar),
 }
 
 /// The failure of one unit of work of a worker.

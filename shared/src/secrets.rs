@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
-use crate::config::Config;
+use crate::config::{Config, MissingVar};
 use crate::crypto::KeyRing;
 use crate::error::SecretsError;
 
@@ -28,12 +28,16 @@ pub struct OAuthClientCredentials {
     pub client_secret: String,
 }
 
+/// The variable that names a secret, and its value if the function has it.
+type SecretId = (&'static str, Option<String>);
+
 pub struct Secrets {
     source: Box<dyn SecretSource>,
-    app_key_id: String,
-    operator_key_id: String,
-    meta_id: String,
-    zoho_id: String,
+    // (variable, secret id if the function was given one)
+    app_key_id: SecretId,
+    operator_key_id: SecretId,
+    meta_id: SecretId,
+    zoho_id: SecretId,
     keys: OnceCell<KeyRing>,
     operator_key: OnceCell<String>,
     meta: OnceCell<MetaAppCredentials>,
@@ -44,10 +48,16 @@ impl Secrets {
     pub fn new(source: Box<dyn SecretSource>, config: &Config) -> Self {
         Self {
             source,
-            app_key_id: config.app_key_secret_id.clone(),
-            operator_key_id: config.operator_key_secret_id.clone(),
-            meta_id: config.meta_app_secret_id.clone(),
-            zoho_id: config.zoho_client_secret_id.clone(),
+            app_key_id: ("APP_KEY_SECRET_ID", config.app_key_secret_id.clone()),
+            operator_key_id: (
+                "OPERATOR_KEY_SECRET_ID",
+                config.operator_key_secret_id.clone(),
+            ),
+            meta_id: ("META_APP_SECRET_ID", config.meta_app_secret_id.clone()),
+            zoho_id: (
+                "ZOHO_CLIENT_SECRET_ID",
+                config.zoho_client_secret_id.clone(),
+            ),
             keys: OnceCell::new(),
             operator_key: OnceCell::new(),
             meta: OnceCell::new(),
@@ -58,7 +68,7 @@ impl Secrets {
     pub async fn keys(&self) -> Result<&KeyRing, SecretsError> {
         self.keys
             .get_or_try_init(|| async {
-                let master = self.source.secret_string(&self.app_key_id).await?;
+                let master = self.read(&self.app_key_id).await?;
                 Ok(KeyRing::from_master(master.as_bytes()))
             })
             .await
@@ -66,7 +76,7 @@ impl Secrets {
 
     pub async fn operator_key(&self) -> Result<&str, SecretsError> {
         self.operator_key
-            .get_or_try_init(|| self.source.secret_string(&self.operator_key_id))
+            .get_or_try_init(|| self.read(&self.operator_key_id))
             .await
             .map(String::as_str)
     }
@@ -79,10 +89,17 @@ impl Secrets {
         self.zoho.get_or_try_init(|| self.json(&self.zoho_id)).await
     }
 
-    async fn json<T: DeserializeOwned>(&self, id: &str) -> Result<T, SecretsError> {
-        let raw = self.source.secret_string(id).await?;
+    async fn read(&self, (variable, id): &SecretId) -> Result<String, SecretsError> {
+        let id = id
+            .as_deref()
+            .ok_or(SecretsError::NotConfigured(MissingVar(variable)))?;
+        self.source.secret_string(id).await
+    }
+
+    async fn json<T: DeserializeOwned>(&self, secret: &SecretId) -> Result<T, SecretsError> {
+        let raw = self.read(secret).await?;
         serde_json::from_str(&raw).map_err(|e| SecretsError::Malformed {
-            id: id.to_owned(),
+            id: secret.1.clone().unwrap_or_default(),
             reason: e.to_string(),
         })
     }

@@ -10,6 +10,17 @@ use serde_json::{Value, json};
 use shared::crypto::meta_signature;
 use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
 
+/// A copy of the project's template with `edit` applied, written to a file
+/// of its own (for tests that run an altered template).
+pub fn altered_template(edit: impl FnOnce(String) -> String) -> std::path::PathBuf {
+    let original = std::fs::read_to_string(local_stack::template_path()).expect("the template");
+    let altered = edit(original.clone());
+    assert_ne!(altered, original, "the edit changes the template");
+    let path = std::env::temp_dir().join(format!("template-{}.yaml", uuid_like()));
+    std::fs::write(&path, altered).expect("write the altered template");
+    path
+}
+
 /// The fixtures' fake Meta app secret (their signature vectors use it).
 pub const META_APP_SECRET: &str = "fake_app_secret_for_tests_only";
 pub const META_VERIFY_TOKEN: &str = "local-verify-token";
@@ -91,7 +102,31 @@ impl TestSystem {
     pub async fn start_custom(
         data_centres: Vec<SandboxConfig>,
         visibility_secs: Option<i64>,
+        extra_env: Vec<(String, String)>,
+    ) -> Self {
+        Self::start_full(data_centres, visibility_secs, extra_env, None).await
+    }
+
+    /// A system that runs `template` (an altered copy of the project's)
+    /// instead of the project's own.
+    pub async fn start_with_template(
+        template: std::path::PathBuf,
+        visibility_secs: Option<i64>,
+    ) -> Self {
+        Self::start_full(
+            vec![SandboxConfig::default()],
+            visibility_secs,
+            Vec::new(),
+            Some(template),
+        )
+        .await
+    }
+
+    async fn start_full(
+        data_centres: Vec<SandboxConfig>,
+        visibility_secs: Option<i64>,
         mut extra_env: Vec<(String, String)>,
+        template: Option<std::path::PathBuf>,
     ) -> Self {
         shared::deps::init_tracing();
         let graph = GraphSandbox::start(GraphSandboxConfig::default())
@@ -120,6 +155,7 @@ impl TestSystem {
         let sandbox = handles.next().expect("at least one data centre");
         let prefix = format!("t{}", &uuid_like());
         let local = LocalSystem::start(LocalOptions {
+            template,
             prefix,
             meta_app_secret: META_APP_SECRET.into(),
             meta_verify_token: META_VERIFY_TOKEN.into(),

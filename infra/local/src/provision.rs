@@ -11,7 +11,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
-use crate::template::{EnvValue, SecretValue, Template, substitute};
+use crate::template::{EnvValue, FunctionDef, SecretValue, Template, substitute};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -23,23 +23,50 @@ pub enum ProvisionError {
     Secrets(String),
     #[error("the template refers to `{0}`, which is neither a resource nor a parameter")]
     UnknownReference(String),
-    #[error("no value for parameter `{0}` (it has no default)")]
-    MissingParameter(String),
 }
 
-/// What was created, by logical id, and the functions' environment.
+/// What was created, by logical id: what `!Ref` and `!GetAtt` mean here.
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub template: Template,
+    pub prefix: String,
     pub table_name: String,
     pub queue_urls: BTreeMap<String, String>,
+    /// Secret ARNs (a secret's `!Ref`).
     pub secret_ids: BTreeMap<String, String>,
-    pub env: BTreeMap<String, String>,
+    /// `!Ref` of every resource and parameter.
+    pub refs: BTreeMap<String, String>,
+    /// `!GetAtt Logical.Attribute` values (queue `Arn` and `QueueName`,
+    /// table `Arn`).
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Stack {
     pub fn queue_url(&self, logical_id: &str) -> Option<&str> {
         self.queue_urls.get(logical_id).map(String::as_str)
+    }
+
+    /// A function's environment as Lambda would give it: its template
+    /// variables, resolved to the local resources.
+    pub fn function_env(
+        &self,
+        function: &FunctionDef,
+    ) -> Result<BTreeMap<String, String>, ProvisionError> {
+        function
+            .environment
+            .iter()
+            .map(|(key, value)| {
+                let resolved = match value {
+                    EnvValue::Literal(v) => v.clone(),
+                    EnvValue::Ref(target) => self
+                        .refs
+                        .get(target)
+                        .cloned()
+                        .ok_or_else(|| ProvisionError::UnknownReference(target.clone()))?,
+                };
+                Ok((key.clone(), resolved))
+            })
+            .collect()
     }
 }
 
@@ -95,10 +122,17 @@ pub async fn provision(
                 .map_err(|e| ProvisionError::Dynamo(err(e)))?,
         );
     }
-    create
+    let table_arn = create
         .send()
         .await
-        .map_err(|e| ProvisionError::Dynamo(err(e)))?;
+        .map_err(|e| ProvisionError::Dynamo(err(e)))?
+        .table_description
+        .and_then(|t| t.table_arn)
+        .ok_or_else(|| ProvisionError::Dynamo("no table ARN".into()))?;
+    let mut refs = params.clone();
+    let mut attributes = BTreeMap::new();
+    refs.insert(template.table.logical_id.clone(), table_name.clone());
+    attributes.insert(format!("{}.Arn", template.table.logical_id), table_arn);
 
     // Queues: dead-letter queues first, so the others can point at them.
     let sqs = aws_sdk_sqs::Client::new(aws);
@@ -112,9 +146,9 @@ pub async fn provision(
             queue.logical_id,
             if queue.fifo { ".fifo" } else { "" }
         );
-        let mut attributes = std::collections::HashMap::new();
+        let mut queue_attributes = std::collections::HashMap::new();
         let mut attribute = |key: QueueAttributeName, value: String| {
-            attributes.insert(key, value);
+            queue_attributes.insert(key, value);
         };
         if queue.fifo {
             attribute(QueueAttributeName::FifoQueue, "true".into());
@@ -142,7 +176,7 @@ pub async fn provision(
         let url = sqs
             .create_queue()
             .queue_name(&name)
-            .set_attributes(Some(attributes))
+            .set_attributes(Some(queue_attributes))
             .send()
             .await
             .map_err(|e| ProvisionError::Sqs(err(e)))?
@@ -158,6 +192,9 @@ pub async fn provision(
             .attributes
             .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
             .ok_or_else(|| ProvisionError::Sqs("no queue ARN".into()))?;
+        attributes.insert(format!("{}.Arn", queue.logical_id), arn.clone());
+        attributes.insert(format!("{}.QueueName", queue.logical_id), name.clone());
+        refs.insert(queue.logical_id.clone(), url.clone());
         queue_arns.insert(queue.logical_id.clone(), arn);
         queue_urls.insert(queue.logical_id.clone(), url);
     }
@@ -175,45 +212,28 @@ pub async fn provision(
                 .collect(),
             SecretValue::Template(text) => substitute(text, &params),
         };
-        secrets
+        let arn = secrets
             .create_secret()
             .name(&name)
             .secret_string(value)
             .send()
             .await
-            .map_err(|e| ProvisionError::Secrets(err(e)))?;
-        secret_ids.insert(secret.logical_id.clone(), name);
+            .map_err(|e| ProvisionError::Secrets(err(e)))?
+            .arn
+            .ok_or_else(|| ProvisionError::Secrets("no secret ARN".into()))?;
+        // A secret's !Ref is its ARN.
+        refs.insert(secret.logical_id.clone(), arn.clone());
+        secret_ids.insert(secret.logical_id.clone(), arn);
     }
 
-    // The functions' environment.
-    let mut env = BTreeMap::new();
-    for (key, value) in &template.environment {
-        let resolved = match value {
-            EnvValue::Literal(v) => v.clone(),
-            EnvValue::Ref(target) if *target == template.table.logical_id => table_name.clone(),
-            EnvValue::Ref(target) => queue_urls
-                .get(target)
-                .or_else(|| secret_ids.get(target))
-                .cloned()
-                .or_else(|| params.get(target).cloned())
-                .ok_or_else(|| {
-                    if template.parameter_defaults.contains_key(target)
-                        || !template.queues.iter().any(|q| q.logical_id == *target)
-                    {
-                        ProvisionError::MissingParameter(target.clone())
-                    } else {
-                        ProvisionError::UnknownReference(target.clone())
-                    }
-                })?,
-        };
-        env.insert(key.clone(), resolved);
-    }
     Ok(Stack {
         template,
+        prefix: prefix.to_owned(),
         table_name,
         queue_urls,
         secret_ids,
-        env,
+        refs,
+        attributes,
     })
 }
 

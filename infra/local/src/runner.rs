@@ -1,23 +1,27 @@
-//! The local runner: serves the template's HTTP routes on loopback, calling
-//! the same handlers the Lambda mains call, and polls the queues the way the
-//! SQS event source does for FIFO queues — batches of at most `BatchSize`,
-//! `batchItemFailures` left on the queue for redelivery after their
-//! visibility time-out, everything else deleted. Dead-lettering after
+//! The local runner: serves the template's HTTP routes on loopback the way
+//! API Gateway (HTTP API, payload format 2.0) does, and polls the queues the
+//! way the SQS event source does for FIFO queues — batches of at most
+//! `BatchSize`, `batchItemFailures` left on the queue for redelivery after
+//! their visibility time-out, everything else deleted; a batch whose
+//! invocation failed or timed out is left whole. Dead-lettering after
 //! `maxReceiveCount` receives is the queue's own redrive policy (moto).
+//! Every invocation goes to the function's own process ([`LocalFunction`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use axum::body::Body as AxumBody;
 use axum::response::Response as AxumResponse;
-use shared::deps::Deps;
-use shared::handlers::{api, note_append, oauth, record_sync, webhook};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::lambda::{InvokeError, LocalFunction};
 use crate::provision::Stack;
 use crate::template::FunctionDef;
 
@@ -37,46 +41,48 @@ impl Drop for Runner {
     }
 }
 
+/// A function of the template and its running instances.
+#[derive(Clone)]
+pub struct Deployed {
+    pub def: FunctionDef,
+    pub function: Arc<LocalFunction>,
+}
+
 impl Runner {
     /// Serves HTTP on `listener` and starts one poller per queue trigger.
     pub fn start(
         stack: &Stack,
-        deps: Arc<Deps>,
+        functions: BTreeMap<String, Deployed>,
         listener: TcpListener,
         sqs: aws_sdk_sqs::Client,
     ) -> std::io::Result<Self> {
         let base_url = format!("http://{}", listener.local_addr()?);
-        let routes: Arc<Vec<FunctionDef>> = Arc::new(
-            stack
-                .template
-                .functions
-                .iter()
-                .filter(|f| !f.http_routes.is_empty())
+        let routes: Arc<Vec<Deployed>> = Arc::new(
+            functions
+                .values()
+                .filter(|f| !f.def.http_routes.is_empty())
                 .cloned()
                 .collect(),
         );
-        let http_deps = deps.clone();
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-            let deps = http_deps.clone();
             let routes = routes.clone();
-            async move { serve_http(&deps, &routes, request).await }
+            async move { serve_http(&routes, request).await }
         });
         let mut tasks = vec![tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "local HTTP server stopped");
             }
         })];
-        for function in &stack.template.functions {
-            let Some((queue, batch_size)) = &function.sqs_trigger else {
+        for deployed in functions.values() {
+            let Some((queue, batch_size)) = &deployed.def.sqs_trigger else {
                 continue;
             };
             let Some(url) = stack.queue_url(queue) else {
                 continue;
             };
             tasks.push(tokio::spawn(poll(
-                deps.clone(),
+                deployed.clone(),
                 sqs.clone(),
-                function.clone(),
                 url.to_owned(),
                 (*batch_size).clamp(1, 10),
             )));
@@ -100,54 +106,184 @@ fn route_matches(pattern: &str, path: &str) -> bool {
     }
 }
 
-async fn serve_http(
-    deps: &Deps,
-    routes: &[FunctionDef],
-    request: axum::extract::Request,
-) -> AxumResponse {
+/// The route pattern a request matches, and its path parameters.
+fn route_for<'a>(
+    routes: &'a [Deployed],
+    method: &str,
+    path: &str,
+) -> Option<(&'a Deployed, String, BTreeMap<String, String>)> {
+    routes.iter().find_map(|deployed| {
+        deployed.def.http_routes.iter().find_map(|(m, pattern)| {
+            ((m == "ANY" || m == method) && route_matches(pattern, path)).then(|| {
+                (
+                    deployed,
+                    format!("{m} {pattern}"),
+                    path_parameters(pattern, path),
+                )
+            })
+        })
+    })
+}
+
+fn path_parameters(pattern: &str, path: &str) -> BTreeMap<String, String> {
+    let mut parameters = BTreeMap::new();
+    let have: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    for (i, want) in pattern.split('/').filter(|s| !s.is_empty()).enumerate() {
+        if let Some(name) = want.strip_prefix('{').and_then(|w| w.strip_suffix("+}")) {
+            parameters.insert(name.to_owned(), have.get(i..).unwrap_or_default().join("/"));
+            break;
+        }
+        if let Some(name) = want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+            parameters.insert(
+                name.to_owned(),
+                have.get(i).copied().unwrap_or_default().to_owned(),
+            );
+        }
+    }
+    parameters
+}
+
+/// The API Gateway HTTP API event (payload format 2.0) for a request.
+fn http_event(
+    parts: &http::request::Parts,
+    body: &[u8],
+    route_key: &str,
+    path_parameters: &BTreeMap<String, String>,
+) -> Value {
+    let path = parts.uri.path();
+    let raw_query = parts.uri.query().unwrap_or_default();
+    // Repeated headers and query parameters are joined with commas; cookies
+    // travel on their own.
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    let mut cookies = Vec::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if name == http::header::COOKIE {
+            cookies.extend(
+                value
+                    .split(';')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty()),
+            );
+            continue;
+        }
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let mut query: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
+        query
+            .entry(key.into_owned())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    let (body, encoded) = match std::str::from_utf8(body) {
+        _ if body.is_empty() => (Value::Null, false),
+        Ok(text) => (Value::String(text.to_owned()), false),
+        Err(_) => (Value::String(BASE64.encode(body)), true),
+    };
+    let now = chrono::Utc::now();
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": headers.get("host").cloned().unwrap_or_else(|| "localhost".into()),
+            "domainPrefix": "local",
+            "http": {
+                "method": parts.method.as_str(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("user-agent").cloned().unwrap_or_default(),
+            },
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "isBase64Encoded": encoded,
+    });
+    if !cookies.is_empty() {
+        event["cookies"] = json!(cookies);
+    }
+    if !query.is_empty() {
+        event["queryStringParameters"] = json!(query);
+    }
+    if !path_parameters.is_empty() {
+        event["pathParameters"] = json!(path_parameters);
+    }
+    if !body.is_null() {
+        event["body"] = body;
+    }
+    event
+}
+
+/// The HTTP response API Gateway makes of a function's payload-2.0 answer.
+fn http_response(answer: &[u8]) -> Option<AxumResponse> {
+    let answer: Value = serde_json::from_slice(answer).ok()?;
+    let status = answer["statusCode"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())?;
+    let mut builder = AxumResponse::builder().status(status);
+    for (name, value) in answer["headers"].as_object().into_iter().flatten() {
+        builder = builder.header(name, value.as_str()?);
+    }
+    for (name, values) in answer["multiValueHeaders"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        for value in values.as_array().into_iter().flatten() {
+            builder = builder.header(name, value.as_str()?);
+        }
+    }
+    for cookie in answer["cookies"].as_array().into_iter().flatten() {
+        builder = builder.header(http::header::SET_COOKIE, cookie.as_str()?);
+    }
+    let body = answer["body"].as_str().unwrap_or_default();
+    let body = if answer["isBase64Encoded"].as_bool() == Some(true) {
+        BASE64.decode(body).ok()?
+    } else {
+        body.as_bytes().to_vec()
+    };
+    builder.body(AxumBody::from(body)).ok()
+}
+
+async fn serve_http(routes: &[Deployed], request: axum::extract::Request) -> AxumResponse {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    let method = parts.method.as_str().to_owned();
-    let Some(function) = routes.iter().find(|f| {
-        f.http_routes
-            .iter()
-            .any(|(m, p)| (m == "ANY" || *m == method) && route_matches(p, &path))
-    }) else {
+    let Some((deployed, route_key, parameters)) =
+        route_for(routes, parts.method.as_str(), parts.uri.path())
+    else {
         return plain(404, "{\"message\":\"Not Found\"}");
     };
     let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
         return plain(413, "{\"message\":\"Request Entity Too Large\"}");
     };
-    let mut builder = http::Request::builder().method(parts.method).uri(parts.uri);
-    for (name, value) in &parts.headers {
-        builder = builder.header(name, value);
-    }
-    let Ok(lambda_request) = builder.body(lambda_http::Body::Binary(bytes.to_vec())) else {
-        return plain(400, "{\"message\":\"Bad Request\"}");
-    };
-    let result = match function.binary.as_str() {
-        "webhook" => webhook::handle(deps, lambda_request).await,
-        "oauth" => oauth::handle(deps, lambda_request).await,
-        "api" => api::handle(deps, lambda_request).await,
-        other => {
-            tracing::error!(binary = other, "no local handler for this function");
-            return plain(502, "{\"message\":\"Internal Server Error\"}");
-        }
-    };
-    match result {
-        Ok(response) => {
-            let (parts, body) = response.into_parts();
-            let bytes = match body {
-                lambda_http::Body::Empty => Vec::new(),
-                lambda_http::Body::Text(t) => t.into_bytes(),
-                lambda_http::Body::Binary(b) => b,
-                _ => Vec::new(),
-            };
-            AxumResponse::from_parts(parts, AxumBody::from(bytes))
-        }
-        // What API Gateway answers when the function itself fails.
+    let event = http_event(&parts, &bytes, &route_key, &parameters);
+    match deployed.function.invoke(event.to_string().into_bytes()).await {
+        Ok(answer) => http_response(&answer).unwrap_or_else(|| {
+            tracing::error!(function = %deployed.function.name(), "malformed Lambda proxy response");
+            plain(502, "{\"message\":\"Internal Server Error\"}")
+        }),
+        // What API Gateway answers when the integration times out.
+        Err(InvokeError::Timeout(_)) => plain(503, "{\"message\":\"Service Unavailable\"}"),
+        // ... and when the function itself fails.
         Err(e) => {
-            tracing::error!(error = %e, "function failed");
+            tracing::error!(function = %deployed.function.name(), error = %e, "function failed");
             plain(500, "{\"message\":\"Internal Server Error\"}")
         }
     }
@@ -161,13 +297,8 @@ fn plain(status: u16, body: &'static str) -> AxumResponse {
         .unwrap_or_default()
 }
 
-async fn poll(
-    deps: Arc<Deps>,
-    sqs: aws_sdk_sqs::Client,
-    function: FunctionDef,
-    url: String,
-    batch_size: i32,
-) {
+async fn poll(deployed: Deployed, sqs: aws_sdk_sqs::Client, url: String, batch_size: i32) {
+    let function = &deployed.def;
     loop {
         let received = sqs
             .receive_message()
@@ -205,31 +336,19 @@ async fn poll(
                 .collect();
             event.records.push(message);
         }
-        // Each invocation is a task of its own, so a panic fails its batch
-        // (as a crashed Lambda does) instead of silently ending this poller.
-        let invocation = {
-            let deps = deps.clone();
-            let binary = function.binary.clone();
-            tokio::spawn(async move {
-                match binary.as_str() {
-                    "record-sync" => Some(record_sync::handle(&deps, event, None).await),
-                    "note-append" => Some(note_append::handle(&deps, event, None).await),
-                    _ => None,
-                }
-            })
-        };
-        let response = match invocation.await {
-            Ok(Some(Ok(response))) => Some(response),
-            Ok(Some(Err(e))) => {
-                tracing::error!(error = %e, queue = %url, "function failed");
-                None
-            }
-            Ok(None) => {
-                tracing::error!(binary = %function.binary, "no local handler for this queue function");
-                return;
-            }
+        let payload = match serde_json::to_vec(&event) {
+            Ok(payload) => payload,
             Err(e) => {
-                tracing::error!(error = %e, queue = %url, "function panicked; its batch comes back after the visibility time-out");
+                tracing::error!(error = %e, "SQS event not serialisable");
+                continue;
+            }
+        };
+        let response: Option<SqsBatchResponse> = match deployed.function.invoke(payload).await {
+            Ok(answer) => serde_json::from_slice(&answer)
+                .map_err(|e| tracing::error!(error = %e, queue = %url, "unreadable batch response"))
+                .ok(),
+            Err(e) => {
+                tracing::error!(error = %e, queue = %url, "invocation failed; its batch comes back after the visibility time-out");
                 None
             }
         };

@@ -62,6 +62,13 @@ pub enum EnvValue {
 pub struct FunctionDef {
     pub logical_id: String,
     pub binary: String,
+    /// Globals.Function.Environment with the function's own on top: exactly
+    /// what Lambda gives it.
+    pub environment: BTreeMap<String, EnvValue>,
+    /// Its `Timeout` (else the Globals'), in seconds; Lambda's default is 3.
+    pub timeout_secs: u64,
+    /// Its `MemorySize` (else the Globals'), in MB; Lambda's default is 128.
+    pub memory_mb: u64,
     /// (METHOD, path pattern) per HttpApi event.
     pub http_routes: Vec<(String, String)>,
     /// (queue logical id, batch size) of its SQS event, if any.
@@ -74,7 +81,6 @@ pub struct Template {
     pub table: TableDef,
     pub queues: Vec<QueueDef>,
     pub secrets: Vec<SecretDef>,
-    pub environment: BTreeMap<String, EnvValue>,
     pub functions: Vec<FunctionDef>,
     pub parameter_defaults: BTreeMap<String, String>,
 }
@@ -121,6 +127,22 @@ fn sub_template(value: &Value) -> Option<String> {
     }
 }
 
+/// An `Environment.Variables` mapping.
+fn environment(variables: &Value) -> BTreeMap<String, EnvValue> {
+    variables
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let value = match reference(v) {
+                Some(target) => EnvValue::Ref(target),
+                None => EnvValue::Literal(scalar(v)?),
+            };
+            Some((k.as_str()?.to_owned(), value))
+        })
+        .collect()
+}
+
 fn scalar(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
@@ -145,6 +167,8 @@ impl Template {
         let mut queues = Vec::new();
         let mut secrets = Vec::new();
         let mut functions = Vec::new();
+        let globals = &doc["Globals"]["Function"];
+        let global_environment = environment(&globals["Environment"]["Variables"]);
         for (id, resource) in resources {
             let id = id.as_str().unwrap_or_default().to_owned();
             let props = &resource["Properties"];
@@ -224,9 +248,20 @@ impl Template {
                             _ => {}
                         }
                     }
+                    let mut function_environment = global_environment.clone();
+                    function_environment.extend(environment(&props["Environment"]["Variables"]));
+                    let number = |key: &str, default: u64| {
+                        props[key]
+                            .as_u64()
+                            .or_else(|| globals[key].as_u64())
+                            .unwrap_or(default)
+                    };
                     functions.push(FunctionDef {
                         logical_id: id,
                         binary,
+                        environment: function_environment,
+                        timeout_secs: number("Timeout", 3),
+                        memory_mb: number("MemorySize", 128),
                         http_routes,
                         sqs_trigger,
                         reports_batch_item_failures,
@@ -235,18 +270,6 @@ impl Template {
                 _ => {}
             }
         }
-        let environment = doc["Globals"]["Function"]["Environment"]["Variables"]
-            .as_mapping()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| {
-                let value = match reference(v) {
-                    Some(target) => EnvValue::Ref(target),
-                    None => EnvValue::Literal(scalar(v)?),
-                };
-                Some((k.as_str()?.to_owned(), value))
-            })
-            .collect();
         let parameter_defaults = doc["Parameters"]
             .as_mapping()
             .into_iter()
@@ -257,7 +280,6 @@ impl Template {
             table: table.ok_or_else(|| TemplateError::Missing("a DynamoDB table".into()))?,
             queues,
             secrets,
-            environment,
             functions,
             parameter_defaults,
         })
@@ -316,9 +338,19 @@ mod tests {
         assert_eq!(record_sync.sqs_trigger, Some(("SyncQueue".into(), 10)));
         assert!(record_sync.reports_batch_item_failures);
         assert_eq!(
-            t.environment.get("TABLE_NAME"),
-            Some(&EnvValue::Ref("Table".into()))
+            webhook.environment.get("TABLE_NAME"),
+            Some(&EnvValue::Ref("Table".into())),
+            "Globals reach every function"
         );
+        assert_eq!(
+            webhook.environment.get("META_APP_SECRET_ID"),
+            Some(&EnvValue::Ref("MetaAppSecret".into()))
+        );
+        assert!(
+            !webhook.environment.contains_key("ZOHO_CLIENT_SECRET_ID"),
+            "a function sees only its own configuration"
+        );
+        assert_eq!(webhook.timeout_secs, 30);
         assert!(
             t.secrets
                 .iter()

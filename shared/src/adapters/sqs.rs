@@ -10,12 +10,14 @@ use crate::queue::{MessageRef, Queue, QueueName};
 #[derive(Clone)]
 pub struct SqsQueue {
     client: Client,
-    sync_url: String,
-    notes_url: String,
+    sync_url: Option<String>,
+    notes_url: Option<String>,
 }
 
 impl SqsQueue {
-    pub fn new(client: Client, sync_url: String, notes_url: String) -> Self {
+    /// A queue the function was not given (its template environment) is
+    /// refused where it is used.
+    pub fn new(client: Client, sync_url: Option<String>, notes_url: Option<String>) -> Self {
         Self {
             client,
             sync_url,
@@ -23,11 +25,13 @@ impl SqsQueue {
         }
     }
 
-    fn url(&self, queue: QueueName) -> &str {
-        match queue {
-            QueueName::Sync => &self.sync_url,
-            QueueName::Notes => &self.notes_url,
-        }
+    fn url(&self, queue: QueueName) -> Result<&str, QueueError> {
+        let (url, variable) = match queue {
+            QueueName::Sync => (&self.sync_url, "SYNC_QUEUE_URL"),
+            QueueName::Notes => (&self.notes_url, "NOTES_QUEUE_URL"),
+        };
+        url.as_deref()
+            .ok_or_else(|| QueueError(format!("{variable} is not set for this function")))
     }
 }
 
@@ -41,7 +45,7 @@ impl Queue for SqsQueue {
         let body = serde_json::to_string(message).map_err(queue_error)?;
         self.client
             .send_message()
-            .queue_url(self.url(queue))
+            .queue_url(self.url(queue)?)
             .message_group_id(message.group_id())
             .message_deduplication_id(message.dedup_id())
             .message_body(body)
@@ -69,7 +73,7 @@ impl Queue for SqsQueue {
             let out = self
                 .client
                 .send_message_batch()
-                .queue_url(self.url(queue))
+                .queue_url(self.url(queue)?)
                 .set_entries(Some(entries))
                 .send()
                 .await
@@ -93,7 +97,7 @@ impl Queue for SqsQueue {
     ) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()
-            .queue_url(self.url(queue))
+            .queue_url(self.url(queue)?)
             .receipt_handle(receipt_handle)
             .visibility_timeout(seconds)
             .send()

@@ -60,12 +60,12 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     }
 }
 
-fn redirect_uri(deps: &Deps, crm: CrmKind) -> String {
-    format!(
-        "{}/oauth/{}/callback",
-        deps.config.public_base_url,
-        crm.as_str()
-    )
+fn redirect_uri(deps: &Deps, crm: CrmKind) -> Result<String, ApiError> {
+    let base =
+        deps.config.public_base_url.as_deref().ok_or_else(|| {
+            ApiError::Internal("PUBLIC_BASE_URL is not set for this function".into())
+        })?;
+    Ok(format!("{base}/oauth/{}/callback", crm.as_str()))
 }
 
 async fn zoho_oauth(deps: &Deps) -> Result<ZohoOAuth, ApiError> {
@@ -154,7 +154,7 @@ async fn start(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse,
     let signed_state = format!("{nonce}.{}", keys.sign_state(&state_message(&state)));
     let url = zoho_oauth(deps).await?.authorize_url(
         &deps.config.zoho.accounts_url,
-        &redirect_uri(deps, crm),
+        &redirect_uri(deps, crm)?,
         &signed_state,
         &pkce_challenge(&state.code_verifier),
     );
@@ -238,7 +238,7 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
         .exchange_code(
             &accounts_server,
             code,
-            &redirect_uri(deps, crm),
+            &redirect_uri(deps, crm)?,
             &state.code_verifier,
         )
         .await
