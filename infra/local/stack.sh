@@ -22,6 +22,11 @@
 #   status    show what runs where; exit 0 only if both services run
 #   env       print .local/stack.env (path as a comment first): eval "$(... env)"
 #   lint      cfn-lint infra/template.yaml (extra args go to cfn-lint)
+#   serve     start the stack, build the functions, and serve every function
+#             of the template on one fixed port (SERVE_PORT, default 3000)
+#             against the real Zoho and Graph APIs, for a tunnel in front of
+#             it; needs META_APP_SECRET, META_VERIFY_TOKEN, ZOHO_CLIENT_ID,
+#             ZOHO_CLIENT_SECRET and PUBLIC_BASE_URL (infra/local/src/bin/serve.rs)
 #
 # Tunables (environment): STACK_READY_TIMEOUT (s, default 60),
 # STACK_STOP_TIMEOUT (s, default 10), STACK_DYNAMODB_JAVA_OPTS (JVM flags),
@@ -621,6 +626,18 @@ main() {
     status) cmd_status ;;
     env) cmd_env ;;
     lint) cmd_lint "$@" ;;
+    serve)
+        take_lock
+        cmd_start
+        release_lock
+        cd -- "$REPO_ROOT"
+        # shellcheck source=/dev/null
+        . "$ENV_FILE"
+        log "building the functions and the server (the first build takes a while)"
+        cargo build --locked --bins -p webhook -p oauth -p api -p record-sync -p note-append
+        cargo build --locked -p local-stack --bin serve
+        exec "$REPO_ROOT/target/debug/serve"
+        ;;
     -h | --help | help)
         usage
         ;;

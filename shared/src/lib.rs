@@ -13,6 +13,7 @@ pub mod media;
 pub mod model;
 pub mod phone;
 pub mod queue;
+pub mod requeue;
 pub mod secrets;
 pub mod settings;
 pub mod store;

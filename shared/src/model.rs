@@ -261,6 +261,12 @@ pub enum MessageState {
 }
 
 impl MessageState {
+    /// Whether nothing more will happen to the message: only then may it
+    /// expire from the ledger.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Self::Appended { .. } | Self::Skipped { .. })
+    }
+
     /// The state's tag as stored (`appended`, `waiting`, …).
     pub fn name(&self) -> &'static str {
         match self {

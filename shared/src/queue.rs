@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::QueueError;
+use crate::requeue::RequeueJob;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueName {
@@ -47,6 +48,8 @@ pub trait Queue: Send + Sync {
     async fn send(&self, queue: QueueName, message: &MessageRef) -> Result<(), QueueError>;
     /// Sends several messages, in order, in as few requests as the queue allows.
     async fn send_all(&self, queue: QueueName, messages: &[MessageRef]) -> Result<(), QueueError>;
+    /// Sends a page of a re-queue job.
+    async fn send_job(&self, queue: QueueName, job: &RequeueJob) -> Result<(), QueueError>;
     /// Makes a received message visible again only after `seconds`: how a
     /// worker backs off without sleeping.
     async fn retry_after(

@@ -100,6 +100,17 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// The outcome of [`ChatStore::claim_contact_creation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactClaim {
+    /// The claimant may create the record.
+    Claimed,
+    /// This product already made the contact's record (for another chat).
+    Created(RecordRef),
+    /// Another chat of the contact is creating it now.
+    Busy,
+}
+
 #[async_trait]
 pub trait ChatStore: Send + Sync {
     /// Creates the chat or refreshes its contact name; never touches the
@@ -130,6 +141,34 @@ pub trait ChatStore: Send + Sync {
         chat_key: &str,
         claimant: &str,
     ) -> Result<(), StoreError>;
+    /// Claims the right to create the record of a *contact* (one number,
+    /// whatever business number it writes to) for `claimant` until `until`.
+    /// A contact writing to two numbers of the workspace has two chats; the
+    /// CRM's search cannot see a record seconds old, so without this both
+    /// would create one.
+    async fn claim_contact_creation(
+        &self,
+        workspace_id: &str,
+        contact: &E164,
+        claimant: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<ContactClaim, StoreError>;
+    /// The contact's record is made: its other chats link to it until
+    /// `until` (past the CRM's search-index delay; then they search).
+    async fn set_contact_record(
+        &self,
+        workspace_id: &str,
+        contact: &E164,
+        record: &RecordRef,
+        until: i64,
+    ) -> Result<(), StoreError>;
+    async fn release_contact_claim(
+        &self,
+        workspace_id: &str,
+        contact: &E164,
+        claimant: &str,
+    ) -> Result<(), StoreError>;
     /// Changes the fields the patch sets; false if the chat does not exist
     /// (or, with `forget_record`, no longer has that record).
     async fn patch_chat(
@@ -156,12 +195,19 @@ pub trait SettingsStore: Send + Sync {
     async fn set_time_zone(&self, workspace_id: &str, time_zone: &str) -> Result<(), StoreError>;
 }
 
+/// One page of a longer read, and where the next one starts (none: done).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
 #[async_trait]
 pub trait MessageStore: Send + Sync {
+    /// Stores a new message (it expires only once finished).
     async fn insert_message(
         &self,
         message: &StoredMessage,
-        ttl: i64,
     ) -> Result<Insert<StoredMessage>, StoreError>;
     async fn message(
         &self,
@@ -181,8 +227,14 @@ pub trait MessageStore: Send + Sync {
         message_id: &str,
         outcome: &AttachmentOutcome,
     ) -> Result<(), StoreError>;
-    /// Messages of a workspace in the `waiting` state, oldest first.
-    async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Up to `limit` messages of a workspace in the `waiting` state, oldest
+    /// first, after the cursor of an earlier page.
+    async fn waiting_messages(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<StoredMessage>, StoreError>;
     /// Sets the state in one atomic write; with `only_from`, only if the
     /// current state is one of those (`received`, `queued`, `waiting`,
     /// `appended`), else false. Without it the write always happens: a state

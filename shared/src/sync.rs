@@ -237,56 +237,6 @@ pub fn fitted_name(settings: &SyncSettings, name: &str) -> String {
     name.chars().take(max).collect()
 }
 
-/// Messages that waited (for a connection, or for activation) are queued
-/// again, oldest first. A failure is logged, not returned: the messages stay
-/// waiting (nothing is lost) until the next connect or activation.
-pub async fn requeue_waiting(deps: &Deps, workspace_id: &str) -> Result<usize, StoreError> {
-    let waiting = deps.store.waiting_messages(workspace_id).await?;
-    let mut count = 0;
-    for message in waiting {
-        // Marked before it is sent: a worker may take the copy at once and
-        // park it again, and that new `waiting` must not be overwritten by a
-        // late `queued` (the message would then be on no queue, unseen by
-        // the next activation). Another re-queue that got there first wins.
-        if !deps
-            .store
-            .set_message_state(
-                workspace_id,
-                &message.message_id,
-                &MessageState::Queued,
-                Some(&["waiting"]),
-            )
-            .await?
-        {
-            continue;
-        }
-        let reference = MessageRef {
-            workspace_id: workspace_id.to_owned(),
-            message_id: message.message_id.clone(),
-            chat_key: message.chat_key.clone(),
-            resend: resend_marker(),
-        };
-        if let Err(e) = deps.queue.send(QueueName::Sync, &reference).await {
-            tracing::error!(workspace_id, error = %e, "could not re-queue a waiting message");
-            // Back to waiting, so the next connect or activation finds it.
-            deps.store
-                .set_message_state(
-                    workspace_id,
-                    &message.message_id,
-                    &message.state,
-                    Some(&["queued"]),
-                )
-                .await?;
-            return Ok(count);
-        }
-        count += 1;
-    }
-    if count > 0 {
-        tracing::info!(workspace_id, count, "waiting messages queued again");
-    }
-    Ok(count)
-}
-
 /// A value that makes a deliberate re-send distinct for FIFO deduplication
 /// (which drops equal ids for 5 minutes), however often it happens.
 pub fn resend_marker() -> i64 {

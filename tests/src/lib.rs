@@ -164,6 +164,7 @@ impl TestSystem {
             zoho_accounts_url: sandbox.base_url(),
             zoho_accounts_servers: servers.join(","),
             zoho_api_domains: domains.join(","),
+            public_base_url: None,
             port: 0,
             visibility_timeout_secs: visibility_secs,
             // Retries come back after 1 s, 2 s, 4 s … rather than 10 s, 20 s …:

@@ -437,7 +437,7 @@ async fn a_message_stranded_as_queued_can_be_replayed_once_it_is_15_minutes_old(
         stranded.state = shared::model::MessageState::Queued;
         stranded.received_at = received_at;
         store
-            .insert_message(&stranded, now + 86_400)
+            .insert_message(&stranded)
             .await
             .expect("inserted");
     }

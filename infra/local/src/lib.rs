@@ -60,12 +60,18 @@ pub struct LocalOptions {
     pub meta_verify_token: String,
     pub zoho_client_id: String,
     pub zoho_client_secret: String,
-    /// Where Zoho authorization starts (the sandbox's base URL locally).
+    /// Where Zoho authorization starts (the sandbox's base URL locally;
+    /// empty: the functions' default, Zoho's own).
     pub zoho_accounts_url: String,
-    /// `location=url` pairs of the accounts servers callbacks may name.
+    /// `location=url` pairs of the accounts servers callbacks may name
+    /// (empty: Zoho's data centres).
     pub zoho_accounts_servers: String,
-    /// The API domains token responses may name (comma-separated).
+    /// The API domains token responses may name, comma-separated (empty:
+    /// Zoho's).
     pub zoho_api_domains: String,
+    /// The `PublicBaseUrl` parameter (default: the local address), e.g. a
+    /// tunnel's HTTPS URL when serving for a real CRM.
+    pub public_base_url: Option<String>,
     /// A fixed HTTP port, or 0 for any free one.
     pub port: u16,
     /// Replaces the template's queue visibility time-out (tests: seconds).
@@ -169,7 +175,13 @@ impl LocalSystem {
         let template_file = options.template.clone().unwrap_or_else(template_path);
         let template = Template::load(&template_file)?;
         let parameters = BTreeMap::from([
-            ("PublicBaseUrl".to_owned(), base_url.clone()),
+            (
+                "PublicBaseUrl".to_owned(),
+                options
+                    .public_base_url
+                    .clone()
+                    .unwrap_or_else(|| base_url.clone()),
+            ),
             (
                 "MetaAppSecretValue".to_owned(),
                 options.meta_app_secret.clone(),
@@ -215,15 +227,15 @@ impl LocalSystem {
         .into_iter()
         .filter_map(|k| Some((k.to_owned(), std::env::var(k).ok()?)))
         .collect();
-        overrides.insert(
-            "ZOHO_ACCOUNTS_URL".into(),
-            options.zoho_accounts_url.clone(),
-        );
-        overrides.insert(
-            "ZOHO_ACCOUNTS_SERVERS".into(),
-            options.zoho_accounts_servers.clone(),
-        );
-        overrides.insert("ZOHO_API_DOMAINS".into(), options.zoho_api_domains.clone());
+        for (variable, value) in [
+            ("ZOHO_ACCOUNTS_URL", &options.zoho_accounts_url),
+            ("ZOHO_ACCOUNTS_SERVERS", &options.zoho_accounts_servers),
+            ("ZOHO_API_DOMAINS", &options.zoho_api_domains),
+        ] {
+            if !value.is_empty() {
+                overrides.insert(variable.into(), value.clone());
+            }
+        }
         overrides.extend(options.extra_env.iter().cloned());
         if let Some(base) = options.retry_backoff_base_secs {
             overrides.insert("RETRY_BACKOFF_BASE_SECS".into(), base.to_string());

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use rand::Rng;
@@ -113,11 +114,29 @@ pub async fn provision(
                 .map_err(|e| ProvisionError::Dynamo(err(e)))?,
         );
     }
-    for (name, kind) in &template.table.key_schema {
-        create = create.key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(KeyType::from(kind.as_str()))
+    let key_schema = |pairs: &[(String, String)]| {
+        pairs
+            .iter()
+            .map(|(name, kind)| {
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(KeyType::from(kind.as_str()))
+                    .build()
+                    .map_err(|e| ProvisionError::Dynamo(err(e)))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    create = create.set_key_schema(Some(key_schema(&template.table.key_schema)?));
+    for index in &template.table.global_secondary_indexes {
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(&index.name)
+                .set_key_schema(Some(key_schema(&index.key_schema)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(index.projection.as_str()))
+                        .build(),
+                )
                 .build()
                 .map_err(|e| ProvisionError::Dynamo(err(e)))?,
         );

@@ -24,6 +24,16 @@ pub struct TableDef {
     pub attributes: Vec<(String, String)>,
     /// (name, HASH|RANGE).
     pub key_schema: Vec<(String, String)>,
+    pub global_secondary_indexes: Vec<IndexDef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexDef {
+    pub name: String,
+    /// (name, HASH|RANGE).
+    pub key_schema: Vec<(String, String)>,
+    /// ALL, KEYS_ONLY or INCLUDE.
+    pub projection: String,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +199,23 @@ impl Template {
                             "AttributeType",
                         ),
                         key_schema: pairs(&props["KeySchema"], "AttributeName", "KeyType"),
+                        global_secondary_indexes: props["GlobalSecondaryIndexes"]
+                            .as_sequence()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|index| {
+                                Some(IndexDef {
+                                    name: scalar(&index["IndexName"])?,
+                                    key_schema: pairs(
+                                        &index["KeySchema"],
+                                        "AttributeName",
+                                        "KeyType",
+                                    ),
+                                    projection: scalar(&index["Projection"]["ProjectionType"])
+                                        .unwrap_or_else(|| "ALL".into()),
+                                })
+                            })
+                            .collect(),
                     });
                 }
                 "AWS::SQS::Queue" => {
@@ -305,6 +332,13 @@ mod tests {
     fn the_project_template_describes_table_queues_secrets_and_functions() {
         let t = Template::parse(TEMPLATE).expect("template parses");
         assert_eq!(t.table.key_schema.len(), 2);
+        let indexes: Vec<&str> = t
+            .table
+            .global_secondary_indexes
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(indexes, ["ByChat", "ByState"]);
         let sync = t
             .queues
             .iter()

@@ -8,6 +8,7 @@
 //! | connection | `WS#<ws>` | `CONN#<crm>#ORG` / `CONN#<crm>#USER#<user>` |
 //! | CRM users cache | `WS#<ws>` | `CRMUSERS#<crm>` |
 //! | chat | `WS#<ws>` | `CHAT#<chat key>` |
+//! | contact (its record's creation, across business numbers) | `WS#<ws>` | `CONTACT#<digits>` |
 //! | message | `WS#<ws>` | `MSG#<wamid>` |
 //! | day note | `WS#<ws>` | `NOTE#<chat key>#<day>#<record id>#<part>` |
 //! | sync settings | `WS#<ws>` | `SETTINGS#<crm>` |
@@ -15,16 +16,31 @@
 //! | number lookup | `WANUMBER#<phone_number_id>` | `WANUMBER` |
 //! | OAuth state | `OAUTHSTATE#<nonce>` | `STATE` |
 //!
+//! Two global secondary indexes, so that a ledger read touches only its
+//! chat or its state, however large the workspace grows:
+//!
+//! | index | item | partition | sort |
+//! |---|---|---|---|
+//! | `ByChat` | message | `chat_pk` = `WS#<ws>#CHAT#<chat key>` | `chat_sk` = `MSG#<timestamp:012>#<wamid>` |
+//! | `ByChat` | sync-log entry of a chat | `chat_pk` (as above) | `chat_sk` = `LOG#<id>` |
+//! | `ByState` | message | `state_pk` = `WS#<ws>#STATE#<state>` | `state_sk` = `<timestamp:012>#<wamid>` |
+//!
 //! TTL (`ttl`, epoch seconds) deletes lazily, so reads of TTL'd items also
-//! check the expiry themselves.
+//! check the expiry themselves. A message gets its TTL only once it is
+//! finished (appended or skipped): nothing still to be synced expires.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnConsumedCapacity, ReturnValue, TransactWriteItem,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -36,8 +52,8 @@ use crate::model::{
 };
 use crate::phone::E164;
 use crate::store::{
-    ChatStore, ConnectionStore, Insert, LogEntry, MessageStore, NoteStore, SettingsStore,
-    SyncLogStore, WorkspaceStore,
+    ChatStore, ConnectionStore, ContactClaim, Insert, LogEntry, MessageStore, NoteStore, Page,
+    SettingsStore, SyncLogStore, WorkspaceStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -46,6 +62,33 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Read capacity the ledger queries consumed, in hundredths of a unit
+    /// (DynamoDB's own figure): what tests measure the read cost with.
+    ledger_read_units: Arc<AtomicU64>,
+}
+
+/// The indexes of the module doc's second table.
+const BY_CHAT: &str = "ByChat";
+const BY_STATE: &str = "ByState";
+
+/// How long a finished message stays in the ledger.
+pub const FINISHED_MESSAGE_RETENTION_SECS: i64 = 30 * 24 * 3600;
+
+fn contact_sk(contact: &E164) -> String {
+    format!("CONTACT#{}", contact.digits())
+}
+
+fn chat_index_pk(workspace_id: &str, chat_key: &str) -> String {
+    format!("WS#{workspace_id}#CHAT#{chat_key}")
+}
+
+fn state_index_pk(workspace_id: &str, state: &str) -> String {
+    format!("WS#{workspace_id}#STATE#{state}")
+}
+
+/// Oldest first within a chat or a state: the timestamp, zero-padded.
+fn message_order_key(message: &StoredMessage) -> String {
+    format!("{:012}#{}", message.timestamp.max(0), message.message_id)
 }
 
 fn ws_pk(workspace_id: &str) -> String {
@@ -172,7 +215,77 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            ledger_read_units: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Read capacity units the ledger reads (a chat's messages, messages of
+    /// a state, a chat's sync log) have consumed so far.
+    pub fn ledger_read_units(&self) -> f64 {
+        self.ledger_read_units.load(Ordering::Relaxed) as f64 / 100.0
+    }
+
+    /// A query on an index, its consumed capacity counted.
+    fn index_query(&self, index: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+    }
+
+    fn count_read(&self, consumed: Option<&aws_sdk_dynamodb::types::ConsumedCapacity>) {
+        if let Some(units) = consumed.and_then(|c| c.capacity_units) {
+            self.ledger_read_units
+                .fetch_add((units * 100.0).round() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// One page of an index query (`key` names the partition `#k` and its
+    /// value `:k`), oldest first unless `newest_first`.
+    async fn index_page(
+        &self,
+        index: &str,
+        key_condition: &str,
+        values: &[(&str, String)],
+        start: Option<Item>,
+        limit: Option<i32>,
+        newest_first: bool,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let mut query = self
+            .index_query(index)
+            .key_condition_expression(key_condition)
+            .scan_index_forward(!newest_first)
+            .set_exclusive_start_key(start)
+            .set_limit(limit);
+        for (name, value) in values {
+            query = query.expression_attribute_values(*name, s(value.clone()));
+        }
+        let out = query.send().await.map_err(request_error)?;
+        self.count_read(out.consumed_capacity.as_ref());
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+
+    /// A message's item: its keys, and its places in both indexes.
+    fn message_item(&self, message: &StoredMessage) -> Result<Item, StoreError> {
+        let mut item = to_item(
+            ws_pk(&message.workspace_id),
+            format!("MSG#{}", message.message_id),
+            message,
+            None,
+        )?;
+        let order = message_order_key(message);
+        item.insert(
+            "chat_pk".into(),
+            s(chat_index_pk(&message.workspace_id, &message.chat_key)),
+        );
+        item.insert("chat_sk".into(), s(format!("MSG#{order}")));
+        item.insert(
+            "state_pk".into(),
+            s(state_index_pk(&message.workspace_id, message.state.name())),
+        );
+        item.insert("state_sk".into(), s(order));
+        Ok(item)
     }
 
     async fn get_raw(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
@@ -301,23 +414,6 @@ impl DynamoStore {
     }
 
     /// A workspace's messages whose `attribute` equals `value`, oldest first.
-    async fn messages_where(
-        &self,
-        workspace_id: &str,
-        attribute: &str,
-        value: &str,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut messages: Vec<StoredMessage> = self
-            .items_with_prefix(
-                workspace_id,
-                "MSG#",
-                Some(("#a = :value", attribute, value)),
-            )
-            .await?;
-        messages.sort_by_key(|m| m.timestamp);
-        Ok(messages)
-    }
-
     /// Puts the item unless one with its key exists; returns the existing one then.
     async fn insert_once<T: Serialize + DeserializeOwned>(
         &self,
@@ -826,6 +922,88 @@ impl ChatStore for DynamoStore {
         condition_outcome(result).map(|_| ())
     }
 
+    async fn claim_contact_creation(
+        &self,
+        workspace_id: &str,
+        contact: &E164,
+        claimant: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<ContactClaim, StoreError> {
+        let sk = contact_sk(contact);
+        // A record made longer ago than its window is left to the search
+        // (the CRM's index has it by then, unless it was deleted).
+        let result = self
+            .update_in(workspace_id, sk.clone())
+            .update_expression(
+                "SET creating_until = :until, creating_by = :me REMOVE #r, record_until",
+            )
+            .condition_expression(
+                "(attribute_not_exists(#r) OR record_until < :now) AND (attribute_not_exists(creating_until) OR creating_until < :now OR creating_by = :me)",
+            )
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":me", s(claimant))
+            .send()
+            .await;
+        if condition_outcome(result)? {
+            return Ok(ContactClaim::Claimed);
+        }
+        let record = self
+            .get_raw(ws_pk(workspace_id), sk)
+            .await?
+            .filter(|item| {
+                item.get("record_until")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|until| until >= now)
+            })
+            .and_then(|mut item| item.remove("record"))
+            .map(|value| {
+                serde_dynamo::from_attribute_value::<_, RecordRef>(value)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()?;
+        Ok(record.map_or(ContactClaim::Busy, ContactClaim::Created))
+    }
+
+    async fn set_contact_record(
+        &self,
+        workspace_id: &str,
+        contact: &E164,
+        record: &RecordRef,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        let value = serde_dynamo::to_attribute_value(record)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.update_in(workspace_id, contact_sk(contact))
+            .update_expression("SET #r = :r, record_until = :until REMOVE creating_until, creating_by")
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_values(":r", value)
+            .expression_attribute_values(":until", n(until))
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
+    }
+
+    async fn release_contact_claim(
+        &self,
+        workspace_id: &str,
+        contact: &E164,
+        claimant: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .update_in(workspace_id, contact_sk(contact))
+            .update_expression("REMOVE creating_until, creating_by")
+            .condition_expression("creating_by = :me")
+            .expression_attribute_values(":me", s(claimant))
+            .send()
+            .await;
+        condition_outcome(result).map(|_| ())
+    }
+
     async fn patch_chat(
         &self,
         workspace_id: &str,
@@ -938,15 +1116,16 @@ impl MessageStore for DynamoStore {
     async fn insert_message(
         &self,
         message: &StoredMessage,
-        ttl: i64,
     ) -> Result<Insert<StoredMessage>, StoreError> {
-        self.insert_once(
-            ws_pk(&message.workspace_id),
-            format!("MSG#{}", message.message_id),
-            message,
-            Some(ttl),
-        )
-        .await
+        let item = self.message_item(message)?;
+        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
+            return Ok(Insert::Inserted);
+        }
+        let existing = self
+            .message(&message.workspace_id, &message.message_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("item vanished after a failed insert".into()))?;
+        Ok(Insert::Exists(existing))
     }
 
     async fn message(
@@ -963,8 +1142,30 @@ impl MessageStore for DynamoStore {
         workspace_id: &str,
         chat_key: &str,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        self.messages_where(workspace_id, "chat_key", chat_key)
-            .await
+        let mut messages = Vec::new();
+        let mut start = None;
+        loop {
+            let (items, next) = self
+                .index_page(
+                    BY_CHAT,
+                    "chat_pk = :k AND begins_with(chat_sk, :msg)",
+                    &[
+                        (":k", chat_index_pk(workspace_id, chat_key)),
+                        (":msg", "MSG#".to_owned()),
+                    ],
+                    start,
+                    None,
+                    false,
+                )
+                .await?;
+            for item in items {
+                messages.push(from_item(item)?);
+            }
+            start = next;
+            if start.is_none() {
+                return Ok(messages);
+            }
+        }
     }
 
     async fn set_message_attachment(
@@ -985,8 +1186,43 @@ impl MessageStore for DynamoStore {
         Ok(())
     }
 
-    async fn waiting_messages(&self, workspace_id: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        self.messages_where(workspace_id, "state", "waiting").await
+    async fn waiting_messages(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<StoredMessage>, StoreError> {
+        let mut messages: Vec<StoredMessage> = Vec::new();
+        let mut start = None;
+        let key = state_index_pk(workspace_id, "waiting");
+        let after = after.unwrap_or_default().to_owned();
+        loop {
+            let wanted = limit.saturating_sub(messages.len());
+            let (items, next) = self
+                .index_page(
+                    BY_STATE,
+                    "state_pk = :k AND state_sk > :after",
+                    &[(":k", key.clone()), (":after", after.clone())],
+                    start,
+                    Some(i32::try_from(wanted).unwrap_or(i32::MAX)),
+                    false,
+                )
+                .await?;
+            for item in items {
+                messages.push(from_item(item)?);
+            }
+            start = next;
+            if start.is_none() || messages.len() >= limit {
+                let cursor = match (&start, messages.last()) {
+                    (Some(_), Some(last)) => Some(message_order_key(last)),
+                    _ => None,
+                };
+                return Ok(Page {
+                    items: messages,
+                    next: cursor,
+                });
+            }
+        }
     }
 
     async fn set_message_state(
@@ -1004,8 +1240,20 @@ impl MessageStore for DynamoStore {
         if only_from.is_some_and(<[&str]>::is_empty) {
             return Ok(false);
         }
-        let state_item: Item =
+        let mut state_item: Item =
             serde_dynamo::to_item(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // The ByState index follows the state; only a finished message may
+        // expire.
+        state_item.insert(
+            "state_pk".into(),
+            s(state_index_pk(workspace_id, state.name())),
+        );
+        if state.is_finished() {
+            state_item.insert(
+                "ttl".into(),
+                n(chrono::Utc::now().timestamp() + FINISHED_MESSAGE_RETENTION_SECS),
+            );
+        }
         let removes: Vec<String> = MESSAGE_STATE_FIELDS
             .iter()
             .filter(|field| !state_item.contains_key(**field))
@@ -1036,20 +1284,35 @@ impl MessageStore for DynamoStore {
 /// How often a token rotation is tried against concurrent rotations.
 const ROTATION_ATTEMPTS: usize = 5;
 
-/// Every field a [`MessageState`] variant may write into a message item.
-const MESSAGE_STATE_FIELDS: [&str; 5] =
-    ["state", "reason", "note_id", "attempt", "next_attempt_at"];
+/// Every field a [`MessageState`] variant may write into a message item
+/// (with its index key and its expiry).
+const MESSAGE_STATE_FIELDS: [&str; 7] = [
+    "state",
+    "reason",
+    "note_id",
+    "attempt",
+    "next_attempt_at",
+    "state_pk",
+    "ttl",
+];
 
 #[async_trait]
 impl SyncLogStore for DynamoStore {
     async fn append_log(&self, entry: &LogEntry, ttl: i64) -> Result<(), StoreError> {
-        self.put(to_item(
+        let mut item = to_item(
             ws_pk(&entry.workspace_id),
             format!("LOG#{}", entry.id),
             entry,
             Some(ttl),
-        )?)
-        .await
+        )?;
+        if let Some(chat_key) = &entry.chat_key {
+            item.insert(
+                "chat_pk".into(),
+                s(chat_index_pk(&entry.workspace_id, chat_key)),
+            );
+            item.insert("chat_sk".into(), s(format!("LOG#{}", entry.id)));
+        }
+        self.put(item).await
     }
 
     async fn log_entries(
@@ -1062,26 +1325,50 @@ impl SyncLogStore for DynamoStore {
     ) -> Result<Vec<LogEntry>, StoreError> {
         let mut entries = Vec::new();
         let mut start = None;
-        // Newest first: ids start with a zero-padded timestamp.
+        // Newest first: ids start with a zero-padded timestamp. One chat's
+        // entries come from the ByChat index, the workspace's from the table.
+        let (from, to) = (
+            "LOG#".to_owned(),
+            match before {
+                Some(before) => format!("LOG#{before}"),
+                None => "LOG$".to_owned(), // just past every `LOG#…`
+            },
+        );
         loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .scan_index_forward(false)
-                .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
-                .set_exclusive_start_key(start);
-            query = match before {
-                Some(before) => query
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :before")
-                    .expression_attribute_values(":from", s("LOG#"))
-                    .expression_attribute_values(":before", s(format!("LOG#{before}"))),
-                None => query
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :log)")
-                    .expression_attribute_values(":log", s("LOG#")),
+            let (items, next) = match chat_key {
+                Some(chat_key) => {
+                    self.index_page(
+                        BY_CHAT,
+                        "chat_pk = :k AND chat_sk BETWEEN :from AND :to",
+                        &[
+                            (":k", chat_index_pk(workspace_id, chat_key)),
+                            (":from", from.clone()),
+                            (":to", to.clone()),
+                        ],
+                        start,
+                        None,
+                        true,
+                    )
+                    .await?
+                }
+                None => {
+                    let out = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .scan_index_forward(false)
+                        .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                        .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
+                        .expression_attribute_values(":from", s(from.clone()))
+                        .expression_attribute_values(":to", s(to.clone()))
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(request_error)?;
+                    (out.items.unwrap_or_default(), out.last_evaluated_key)
+                }
             };
-            let out = query.send().await.map_err(request_error)?;
-            for item in out.items.unwrap_or_default() {
+            for item in items {
                 if expired(&item, now) {
                     continue;
                 }
@@ -1089,14 +1376,12 @@ impl SyncLogStore for DynamoStore {
                 if before == Some(entry.id.as_str()) {
                     continue;
                 }
-                if chat_key.is_none_or(|c| entry.chat_key.as_deref() == Some(c)) {
-                    entries.push(entry);
-                    if entries.len() == limit {
-                        return Ok(entries);
-                    }
+                entries.push(entry);
+                if entries.len() == limit {
+                    return Ok(entries);
                 }
             }
-            start = out.last_evaluated_key;
+            start = next;
             if start.is_none() {
                 return Ok(entries);
             }

@@ -6,6 +6,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::error::QueueError;
 use crate::queue::{MessageRef, Queue, QueueName};
+use crate::requeue::RequeueJob;
 
 #[derive(Clone)]
 pub struct SqsQueue {
@@ -35,6 +36,27 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    async fn send_one(
+        &self,
+        queue: QueueName,
+        group_id: String,
+        dedup_id: String,
+        body: String,
+    ) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(self.url(queue)?)
+            .message_group_id(group_id)
+            .message_deduplication_id(dedup_id)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}
+
 fn queue_error(e: impl std::error::Error) -> QueueError {
     QueueError(e.to_string())
 }
@@ -43,16 +65,14 @@ fn queue_error(e: impl std::error::Error) -> QueueError {
 impl Queue for SqsQueue {
     async fn send(&self, queue: QueueName, message: &MessageRef) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(queue_error)?;
-        self.client
-            .send_message()
-            .queue_url(self.url(queue)?)
-            .message_group_id(message.group_id())
-            .message_deduplication_id(message.dedup_id())
-            .message_body(body)
-            .send()
+        self.send_one(queue, message.group_id(), message.dedup_id(), body)
             .await
-            .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
-        Ok(())
+    }
+
+    async fn send_job(&self, queue: QueueName, job: &RequeueJob) -> Result<(), QueueError> {
+        let body = serde_json::to_string(job).map_err(queue_error)?;
+        self.send_one(queue, job.group_id(), job.dedup_id(), body)
+            .await
     }
 
     async fn send_all(&self, queue: QueueName, messages: &[MessageRef]) -> Result<(), QueueError> {

@@ -222,8 +222,8 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
     deps.store.put_whatsapp_number(&number).await?;
     if input_had_token {
         // Media messages that waited for a token can be fetched now.
-        if let Err(e) = crate::sync::requeue_waiting(deps, &me.workspace_id).await {
-            tracing::error!(workspace_id = %me.workspace_id, error = %e, "could not re-queue waiting messages");
+        if let Err(e) = crate::requeue::request(deps, &me.workspace_id).await {
+            tracing::error!(workspace_id = %me.workspace_id, error = %e, "could not request the re-queue of waiting messages");
         }
     }
     // Never the token, not even encrypted.

@@ -301,6 +301,13 @@ mod tests {
         async fn send_all(&self, _: QueueName, _: &[MessageRef]) -> Result<(), QueueError> {
             Ok(())
         }
+        async fn send_job(
+            &self,
+            _: QueueName,
+            _: &crate::requeue::RequeueJob,
+        ) -> Result<(), QueueError> {
+            Ok(())
+        }
         async fn retry_after(
             &self,
             _: QueueName,

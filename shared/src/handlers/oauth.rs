@@ -387,7 +387,11 @@ async fn connect_organization(
         json!({ "crm": crm.as_str(), "by_user": user.id, "location": connection.location }),
     )
     .await;
-    crate::sync::requeue_waiting(deps, &connection.workspace_id).await?;
+    // The connection stands whatever happens here: the messages stay
+    // waiting (nothing is lost) until the next connect or activation.
+    if let Err(error) = crate::requeue::request(deps, &connection.workspace_id).await {
+        tracing::error!(workspace_id = %connection.workspace_id, %error, "could not request the re-queue of waiting messages");
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
 use super::batch::{GroupOutcome, Received, RetryPolicy, record_failures, run_fifo_batch};
 use crate::crm::{Conversion, Crm, CrmError, NewRecord};
@@ -15,6 +15,8 @@ use crate::model::{
     SyncSettings,
 };
 use crate::queue::QueueName;
+use crate::requeue::{self, RequeueJob};
+use crate::store::ContactClaim;
 use crate::sync::{
     active_settings, chat_link, choose_owner, confirmed_matches, crm_users, fitted_name,
     organization_crm, park, parking_reason, record_fields, record_name, record_of,
@@ -26,6 +28,10 @@ use serde_json::json;
 
 /// How long a worker may take to create a record before another may try.
 const CREATION_CLAIM_SECS: i64 = 120;
+/// How long a contact's other chats link to the record made for it rather
+/// than search: longer than Zoho's search-index delay (seconds to a few
+/// minutes), short enough that a record deleted since is searched for again.
+const CONTACT_RECORD_WINDOW_SECS: i64 = 600;
 
 /// `deadline`: when the invocation times out (Lambda's context), if known.
 pub async fn handle(
@@ -33,17 +39,46 @@ pub async fn handle(
     event: SqsEvent,
     deadline: Option<SystemTime>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    // Re-queue jobs travel in groups of their own; the chats' messages go
+    // through the FIFO batch.
+    let (jobs, messages): (Vec<_>, Vec<_>) = event.records.into_iter().partition(|record| {
+        record
+            .body
+            .as_deref()
+            .and_then(RequeueJob::from_body)
+            .is_some()
+    });
+    let mut job_failures = Vec::new();
+    for record in jobs {
+        let Some(job) = record.body.as_deref().and_then(RequeueJob::from_body) else {
+            continue;
+        };
+        if let Err(error) = requeue::run_page(deps, &job).await {
+            tracing::warn!(workspace_id = %job.workspace_id, %error, "re-queue page failed; it runs again");
+            job_failures.push(record.message_id.unwrap_or_default());
+        }
+    }
+    let mut batch = SqsEvent::default();
+    batch.records = messages;
     let outcome = run_fifo_batch(
         deps.queue.as_ref(),
         QueueName::Sync,
         RetryPolicy::from_config(&deps.config),
         deadline,
-        event,
+        batch,
         |group| sync_group(deps, group),
     )
     .await;
     record_failures(deps, &outcome.failures).await;
-    Ok(outcome.response)
+    let mut response = outcome.response;
+    response
+        .batch_item_failures
+        .extend(job_failures.into_iter().map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        }));
+    Ok(response)
 }
 
 /// Links each message's chat, then passes the group's messages on together,
@@ -472,6 +507,15 @@ async fn recover_interrupted_create(ctx: &Linking<'_>) -> Result<Option<RecordRe
         return Ok(None);
     };
     let (owner_id, owner_reason) = ctx.owner().await?;
+    ctx.deps
+        .store
+        .set_contact_record(
+            &chat.workspace_id,
+            &chat.contact,
+            &found.record,
+            ctx.deps.clock.now() + CONTACT_RECORD_WINDOW_SECS,
+        )
+        .await?;
     ctx.patch(ChatPatch {
         record: Some(found.record.clone()),
         record_created_by_us: Some(true),
@@ -520,6 +564,37 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
             "the chat's record is being created by another worker".into(),
         ));
     }
+    // The same person may be writing to another business number of the
+    // workspace: one record per contact, not per chat.
+    match deps
+        .store
+        .claim_contact_creation(
+            &chat.workspace_id,
+            &chat.contact,
+            &chat.key,
+            now,
+            now + CREATION_CLAIM_SECS,
+        )
+        .await?
+    {
+        ContactClaim::Claimed => {}
+        ContactClaim::Created(record) => {
+            deps.store
+                .release_record_claim(&chat.workspace_id, &chat.key, ctx.message_id)
+                .await?;
+            return ctx
+                .link_found(&[record], "the record made for this contact's other chat")
+                .await;
+        }
+        ContactClaim::Busy => {
+            deps.store
+                .release_record_claim(&chat.workspace_id, &chat.key, ctx.message_id)
+                .await?;
+            return Err(WorkError::Contended(
+                "this contact's record is being created for another of its chats".into(),
+            ));
+        }
+    }
     let (owner_id, owner_reason) = ctx.owner().await?;
     let name = record_name(chat.contact_name.as_deref(), &chat.contact);
     let created = ctx
@@ -539,12 +614,23 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         Err(CrmError::Duplicate { record, field })
             if field.is_some() && field == settings.number_field =>
         {
+            deps.store
+                .set_contact_record(
+                    &chat.workspace_id,
+                    &chat.contact,
+                    &record,
+                    now + CONTACT_RECORD_WINDOW_SECS,
+                )
+                .await?;
             return ctx.link_found(&[record], "the CRM's duplicate check").await;
         }
-        // Refused outright: nothing was created, so the claim can go.
+        // Refused outright: nothing was created, so the claims can go.
         Err(e @ (CrmError::Rejected { .. } | CrmError::Duplicate { .. })) => {
             deps.store
                 .release_record_claim(&chat.workspace_id, &chat.key, ctx.message_id)
+                .await?;
+            deps.store
+                .release_contact_claim(&chat.workspace_id, &chat.contact, &chat.key)
                 .await?;
             return Err(e.into());
         }
@@ -552,6 +638,14 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         // stays with this message until it expires.
         Err(e) => return Err(e.into()),
     };
+    deps.store
+        .set_contact_record(
+            &chat.workspace_id,
+            &chat.contact,
+            &record,
+            now + CONTACT_RECORD_WINDOW_SECS,
+        )
+        .await?;
     ctx.patch(ChatPatch {
         record: Some(record.clone()),
         record_created_by_us: Some(true),

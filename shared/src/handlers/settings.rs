@@ -17,7 +17,7 @@ use crate::settings::{
     FieldSetting, SettingError, candidate_module, check_field, check_lead_source_value,
     check_module, eligible_fields, eligible_module, missing_setting,
 };
-use crate::sync::{chat_link, organization_crm, record_fields, requeue_waiting};
+use crate::sync::{chat_link, organization_crm, record_fields};
 use crate::synclog;
 
 /// The test record's number: in the range reserved for fiction (NANP
@@ -394,7 +394,7 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
             me,
             &settings,
             200,
-            json!({ "already_active": true, "requeued_messages": requeued, "resumed_chats": resumed }),
+            json!({ "already_active": true, "requeue_requested": requeued, "resumed_chats": resumed }),
         )
         .await;
     }
@@ -423,7 +423,7 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
         me,
         &settings,
         200,
-        json!({ "test_record": test_record, "requeued_messages": requeued, "resumed_chats": resumed }),
+        json!({ "test_record": test_record, "requeue_requested": requeued, "resumed_chats": resumed }),
     )
     .await
 }
@@ -431,21 +431,23 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
 /// What activating does once the settings are active: chats whose sync
 /// stopped (a converted lead with `stop`) get a new start under the new
 /// settings — first, so that a waiting message of one is synced, not skipped
-/// again — then the messages that waited are queued. The activation stands
-/// whatever fails here: activating again does both again. Their counts.
-async fn after_activation(deps: &Deps, workspace_id: &str) -> (usize, usize) {
+/// again — then the messages that waited are queued again (a job: see
+/// `requeue`). The activation stands whatever fails here: activating again
+/// does both again. The chats resumed, and whether the re-queue was asked.
+async fn after_activation(deps: &Deps, workspace_id: &str) -> (usize, bool) {
     let resumed = resume_stopped_chats(deps, workspace_id)
         .await
         .unwrap_or_else(|e| {
             tracing::error!(workspace_id, error = %e, "could not resume the stopped chats");
             0
         });
-    let requeued = requeue_waiting(deps, workspace_id)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(workspace_id, error = %e, "could not re-queue the waiting messages");
-            0
-        });
+    let requeued = match crate::requeue::request(deps, workspace_id).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(workspace_id, error = %e, "could not request the re-queue of the waiting messages");
+            false
+        }
+    };
     (resumed, requeued)
 }
 

@@ -19,8 +19,6 @@ use crate::whatsapp::{ChatMessage, WebhookItem, parse_delivery};
 
 /// Meta's largest delivery is 3 MB.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-/// How long a message is kept for deduplication and replay.
-const MESSAGE_TTL_SECS: i64 = 30 * 24 * 3600;
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_http::Error> {
     let result = match req.method().as_str() {
@@ -177,7 +175,7 @@ async fn store(
     };
     let needs_queueing = match deps
         .store
-        .insert_message(&stored, deps.clock.now() + MESSAGE_TTL_SECS)
+        .insert_message(&stored)
         .await?
     {
         Insert::Inserted => true,
