@@ -15,7 +15,6 @@ use crate::model::{
     RecordRef, StoredMessage, SyncSettings,
 };
 use crate::phone::E164;
-use crate::queue::{MessageRef, QueueName};
 use crate::tokens::ConnectionTokens;
 use crate::whatsapp::Direction;
 

@@ -436,10 +436,7 @@ async fn a_message_stranded_as_queued_can_be_replayed_once_it_is_15_minutes_old(
         stranded.timestamp = first.timestamp + minute * 60;
         stranded.state = shared::model::MessageState::Queued;
         stranded.received_at = received_at;
-        store
-            .insert_message(&stranded)
-            .await
-            .expect("inserted");
+        store.insert_message(&stranded).await.expect("inserted");
     }
     let replay = |id: &str| {
         format!(

@@ -19,7 +19,7 @@ use shared::phone::E164;
 use shared::queue::{MessageRef, Queue, QueueName};
 use shared::requeue::RequeueJob;
 use shared::secrets::{Secrets, SecretsManagerSource};
-use shared::store::Store;
+use shared::store::{MessageStore, Store, SyncLogStore};
 use shared::whatsapp::Direction;
 
 const WORKSPACE: &str = "store-test-workspace";
@@ -73,10 +73,7 @@ async fn a_workers_state_is_never_lost_to_the_webhook_marking_the_message_queued
     let mut races = Vec::new();
     for round in 0..rounds {
         let id = format!("wamid.RACE{round}");
-        store
-            .insert_message(&message(&id))
-            .await
-            .expect("inserted");
+        store.insert_message(&message(&id)).await.expect("inserted");
         let (webhook, worker) = (store.clone(), store.clone());
         let (queued_id, skipped_id, skipped) = (id.clone(), id.clone(), skipped.clone());
         races.push(tokio::spawn(async move {
@@ -513,7 +510,8 @@ async fn store_messages(
         let limit = limit.clone();
         let mut stored = message(&format!("{prefix}{i:05}"));
         stored.workspace_id = workspace.into();
-        stored.chat_key = format!("170000000000001#4477009{:05}", i % chats);
+        // Other contacts than the one `message` writes as.
+        stored.chat_key = format!("170000000000001#4477008{:05}", i % chats);
         stored.timestamp = 1_779_268_500 + i as i64;
         stored.state = state.clone();
         writers.spawn(async move {
@@ -550,7 +548,15 @@ async fn five_thousand_waiting_messages_are_requeued_in_bounded_pages() {
     };
     store_messages(&deps.store, WORKSPACE, "wamid.W", 5_000, 50, waiting).await;
     // Messages of other states are not touched.
-    store_messages(&deps.store, WORKSPACE, "wamid.A", 20, 5, MessageState::Queued).await;
+    store_messages(
+        &deps.store,
+        WORKSPACE,
+        "wamid.A",
+        20,
+        5,
+        MessageState::Queued,
+    )
+    .await;
 
     // Each page is what one job message does in record-sync; its last act
     // is to queue the next page, which the worker then runs.
@@ -573,10 +579,22 @@ async fn five_thousand_waiting_messages_are_requeued_in_bounded_pages() {
     assert_eq!(ids.len(), 5_000, "every waiting message, once");
     assert_eq!(sent.len(), 5_000);
     assert!(ids.iter().all(|id| id.starts_with("wamid.W")));
-    assert_eq!(pages, 5_000 / shared::requeue::PAGE_SIZE);
+    // DynamoDB names a next page whenever a page is full, so a last full
+    // page is followed by an empty one.
+    assert!(
+        (50..=51).contains(&pages),
+        "5,000 in pages of {}: {pages}",
+        shared::requeue::PAGE_SIZE
+    );
     // Oldest first.
-    assert_eq!(sent.first().map(|m| m.message_id.as_str()), Some("wamid.W00000"));
-    assert_eq!(sent.last().map(|m| m.message_id.as_str()), Some("wamid.W04999"));
+    assert_eq!(
+        sent.first().map(|m| m.message_id.as_str()),
+        Some("wamid.W00000")
+    );
+    assert_eq!(
+        sent.last().map(|m| m.message_id.as_str()),
+        Some("wamid.W04999")
+    );
     assert_eq!(
         state_of(deps.store.as_ref(), "wamid.W04999").await,
         MessageState::Queued
@@ -669,8 +687,14 @@ async fn only_finished_messages_expire() {
             dynamo
                 .get_item()
                 .table_name(table)
-                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("WS#{WORKSPACE}")))
-                .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(format!("MSG#{id}")))
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("WS#{WORKSPACE}")),
+                )
+                .key(
+                    "sk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("MSG#{id}")),
+                )
                 .send()
                 .await
                 .expect("get")
@@ -680,7 +704,10 @@ async fn only_finished_messages_expire() {
                 .cloned()
         }
     };
-    store.insert_message(&message("wamid.T1")).await.expect("inserted");
+    store
+        .insert_message(&message("wamid.T1"))
+        .await
+        .expect("inserted");
     assert_eq!(ttl_of("wamid.T1").await, None, "received: never expires");
     for state in [
         MessageState::Waiting {
@@ -700,7 +727,12 @@ async fn only_finished_messages_expire() {
             .set_message_state(WORKSPACE, "wamid.T1", &state, None)
             .await
             .expect("state");
-        assert_eq!(ttl_of("wamid.T1").await, None, "{} never expires", state.name());
+        assert_eq!(
+            ttl_of("wamid.T1").await,
+            None,
+            "{} never expires",
+            state.name()
+        );
     }
     store
         .set_message_state(
@@ -725,5 +757,9 @@ async fn only_finished_messages_expire() {
         )
         .await
         .expect("waiting again");
-    assert_eq!(ttl_of("wamid.T1").await, None, "waiting again: its expiry goes");
+    assert_eq!(
+        ttl_of("wamid.T1").await,
+        None,
+        "waiting again: its expiry goes"
+    );
 }

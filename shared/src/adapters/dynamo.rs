@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnConsumedCapacity, ReturnValue, TransactWriteItem,
 };
@@ -978,7 +978,9 @@ impl ChatStore for DynamoStore {
         let value = serde_dynamo::to_attribute_value(record)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.update_in(workspace_id, contact_sk(contact))
-            .update_expression("SET #r = :r, record_until = :until REMOVE creating_until, creating_by")
+            .update_expression(
+                "SET #r = :r, record_until = :until REMOVE creating_until, creating_by",
+            )
             .expression_attribute_names("#r", "record")
             .expression_attribute_values(":r", value)
             .expression_attribute_values(":until", n(until))
@@ -1194,15 +1196,21 @@ impl MessageStore for DynamoStore {
     ) -> Result<Page<StoredMessage>, StoreError> {
         let mut messages: Vec<StoredMessage> = Vec::new();
         let mut start = None;
-        let key = state_index_pk(workspace_id, "waiting");
-        let after = after.unwrap_or_default().to_owned();
+        let mut values = vec![(":k", state_index_pk(workspace_id, "waiting"))];
+        let condition = match after {
+            Some(after) => {
+                values.push((":after", after.to_owned()));
+                "state_pk = :k AND state_sk > :after"
+            }
+            None => "state_pk = :k",
+        };
         loop {
             let wanted = limit.saturating_sub(messages.len());
             let (items, next) = self
                 .index_page(
                     BY_STATE,
-                    "state_pk = :k AND state_sk > :after",
-                    &[(":k", key.clone()), (":after", after.clone())],
+                    condition,
+                    &values,
                     start,
                     Some(i32::try_from(wanted).unwrap_or(i32::MAX)),
                     false,

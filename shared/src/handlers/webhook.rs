@@ -173,11 +173,7 @@ async fn store(
         state: MessageState::Received,
         received_at: deps.clock.now(),
     };
-    let needs_queueing = match deps
-        .store
-        .insert_message(&stored)
-        .await?
-    {
+    let needs_queueing = match deps.store.insert_message(&stored).await? {
         Insert::Inserted => true,
         // Stored by an earlier delivery that failed before queueing it.
         Insert::Exists(existing) => existing.state == MessageState::Received,

@@ -26,7 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     shared::deps::init_tracing();
     let optional = |name: &str| std::env::var(name).unwrap_or_default();
     let port: u16 = match std::env::var("SERVE_PORT") {
-        Ok(port) => port.parse().map_err(|_| format!("SERVE_PORT: not a port: {port}"))?,
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("SERVE_PORT: not a port: {port}"))?,
         Err(_) => 3000,
     };
     let extra_env = ["GRAPH_API_URL", "GRAPH_API_VERSION"]
@@ -52,7 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     let operator_key = system.operator_key().await?;
-    println!("serving every function of infra/template.yaml on {}", system.base_url());
+    println!(
+        "serving every function of infra/template.yaml on {}",
+        system.base_url()
+    );
     println!("operator key (POST /api/workspaces): {operator_key}");
     println!("Ctrl-C stops (the table, queues and secrets stay until the stack stops)");
     tokio::signal::ctrl_c().await?;
