@@ -147,6 +147,16 @@ pub trait Crm: Send + Sync {
         mime_type: &str,
         bytes: Vec<u8>,
     ) -> Result<String, CrmError>;
+    /// The id of an attachment of `parent` named `file_name`, of `size`
+    /// bytes, made at `since` (unix seconds) or later: what an upload whose
+    /// answer was lost left behind.
+    async fn find_attachment(
+        &self,
+        parent: &RecordRef,
+        file_name: &str,
+        size: u64,
+        since: i64,
+    ) -> Result<Option<String>, CrmError>;
     async fn modules(&self) -> Result<Vec<ModuleMeta>, CrmError>;
     async fn fields(&self, module: &str) -> Result<Vec<FieldMeta>, CrmError>;
     async fn create_note(

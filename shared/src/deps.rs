@@ -21,6 +21,9 @@ pub enum InitError {
     Http(String),
 }
 
+/// The longest any outbound HTTP call may take.
+pub const HTTP_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub struct Deps {
     pub config: Config,
     pub store: Arc<dyn Store>,
@@ -56,7 +59,9 @@ impl Deps {
         );
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20))
+            // Calls made in a worker's invocation get less when it ends
+            // sooner (`budget::call_timeout`).
+            .timeout(HTTP_CALL_TIMEOUT)
             // OAuth callbacks are followed by the browser, never by us.
             .redirect(reqwest::redirect::Policy::none())
             .build()

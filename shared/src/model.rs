@@ -298,6 +298,10 @@ pub struct StoredMessage {
     /// What became of a media message's file, once decided.
     #[serde(default)]
     pub attachment: Option<AttachmentOutcome>,
+    /// When an upload of its file was first begun (unix seconds): a retry
+    /// looks for what that upload left before uploading again.
+    #[serde(default)]
+    pub attachment_started_at: Option<i64>,
 }
 
 /// A media message's file: attached to the record, or why not.
@@ -388,6 +392,10 @@ pub struct OAuthState {
     pub expires_at: i64,
     /// PKCE verifier: only its challenge ever leaves the server.
     pub code_verifier: String,
+    /// SHA-256 of the secret in the cookie given to the browser that started
+    /// the flow: only that browser can complete it.
+    #[serde(default)]
+    pub browser_binding: String,
 }
 
 /// A CRM user, as cached for owner matching.

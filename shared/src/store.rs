@@ -163,6 +163,14 @@ pub trait ChatStore: Send + Sync {
         record: &RecordRef,
         until: i64,
     ) -> Result<(), StoreError>;
+    /// The contact's record was deleted in the CRM: its chats no longer
+    /// link to it (only if it is still that record).
+    async fn forget_contact_record(
+        &self,
+        workspace_id: &str,
+        contact: &E164,
+        record: &RecordRef,
+    ) -> Result<(), StoreError>;
     async fn release_contact_claim(
         &self,
         workspace_id: &str,
@@ -220,6 +228,14 @@ pub trait MessageStore: Send + Sync {
         workspace_id: &str,
         chat_key: &str,
     ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Records that an upload of a media message's file is about to begin
+    /// (kept if one began before).
+    async fn mark_attachment_started(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
     /// Records what became of a media message's file.
     async fn set_message_attachment(
         &self,

@@ -176,7 +176,10 @@ impl TestSystem {
         .await
         .unwrap_or_else(|e| panic!("the local system starts: {e}"));
         let operator_key = local.operator_key().await.expect("operator key");
+        // Keeps cookies like the user's browser: an OAuth flow is bound to
+        // the browser that started it.
         let http = reqwest::Client::builder()
+            .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client");
@@ -627,6 +630,17 @@ pub fn text_delivery(
 
 /// A Cloud API delivery with several text messages from one contact.
 pub fn messages_delivery(wa_id: &str, name: &str, messages: &[(&str, i64, &str)]) -> Vec<u8> {
+    messages_delivery_to(PHONE_NUMBER_ID, BUSINESS_NUMBER, wa_id, name, messages)
+}
+
+/// The same, to another business number of the workspace.
+pub fn messages_delivery_to(
+    phone_number_id: &str,
+    display_phone_number: &str,
+    wa_id: &str,
+    name: &str,
+    messages: &[(&str, i64, &str)],
+) -> Vec<u8> {
     let messages: Vec<Value> = messages
         .iter()
         .map(|(id, ts, text)| {
@@ -644,7 +658,7 @@ pub fn messages_delivery(wa_id: &str, name: &str, messages: &[(&str, i64, &str)]
                 "field": "messages",
                 "value": {
                     "messaging_product": "whatsapp",
-                    "metadata": { "display_phone_number": BUSINESS_NUMBER, "phone_number_id": PHONE_NUMBER_ID },
+                    "metadata": { "display_phone_number": display_phone_number, "phone_number_id": phone_number_id },
                     "contacts": [{ "profile": { "name": name }, "wa_id": wa_id }],
                     "messages": messages
                 }

@@ -644,3 +644,34 @@ async fn a_short_lived_token_is_used_for_half_its_life_and_never_refused() {
         .count();
     assert_eq!(refused, 0, "no call was made with a token about to expire");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorize_url_completed_in_another_browser_stores_nothing() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    // The owner starts the flow, then sends the link to someone else, whose
+    // browser (no cookie from the start) completes it.
+    let callback = system
+        .oauth_callback_url(&workspace.owner_token, "organization")
+        .await
+        .expect("started");
+    let other_browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = other_browser.get(&callback).send().await.expect("callback");
+    assert_eq!(response.status(), 403);
+    let body = response.text().await.unwrap_or_default();
+    assert!(body.contains("another browser"), "{body}");
+    let (status, body) = system
+        .call(reqwest::Method::GET, "/oauth/zoho/status", &workspace.owner_token, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["organization"].is_null(),
+        "no connection was stored: {body}"
+    );
+    // The owner's own browser completes a flow of its own.
+    let (status, _) = system.oauth(&workspace.owner_token, "organization").await;
+    assert_eq!(status, 200);
+}

@@ -295,3 +295,49 @@ async fn a_graph_outage_on_a_photo_after_two_texts_of_one_delivery_loses_neither
         system.wait_for_message_state(id, "appended").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_answer_was_lost_is_found_not_uploaded_again() {
+    let system = TestSystem::start_with_fast_retries(SandboxConfig::default(), 1).await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    // Alice's lead exists first (her text), so the upload's path is known.
+    system
+        .post_webhook(&fixture("cloud-text-inbound.json"))
+        .await;
+    let lead = system
+        .wait_for("Alice's lead", || {
+            system.leads_with_mobile(ALICE).into_iter().next()
+        })
+        .await;
+    let lead_id = lead["id"].as_str().expect("lead id").to_owned();
+    let upload_path = format!("/crm/v8/Leads/{lead_id}/Attachments");
+    system.graph.seed_media(SeedMedia::generated(
+        "1200000000000001",
+        "image/jpeg",
+        48_213,
+    ));
+    // Zoho stores the file, then the answer is lost (a 500 in its place).
+    system.sandbox.lose_next_response("POST", &upload_path, 500);
+    system
+        .post_webhook(&fixture("cloud-image-inbound.json"))
+        .await;
+    system
+        .wait_for_note_line(ALICE, "(attached: image-1200000000000001.jpg)")
+        .await;
+    let uploads = system
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == upload_path)
+        .count();
+    assert_eq!(uploads, 1, "the retry found the file instead of sending it again");
+    let attached = system
+        .sandbox
+        .attachments()
+        .iter()
+        .filter(|a| a["Parent_Id"]["id"] == lead_id.as_str())
+        .count();
+    assert_eq!(attached, 1, "one attachment on the lead");
+    system.assert_contract_kept();
+}

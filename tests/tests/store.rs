@@ -38,6 +38,7 @@ fn message(id: &str) -> StoredMessage {
         state: MessageState::Received,
         received_at: 1_779_268_500,
         attachment: None,
+        attachment_started_at: None,
     }
 }
 

@@ -990,6 +990,25 @@ impl ChatStore for DynamoStore {
         Ok(())
     }
 
+    async fn forget_contact_record(
+        &self,
+        workspace_id: &str,
+        contact: &E164,
+        record: &RecordRef,
+    ) -> Result<(), StoreError> {
+        let value = serde_dynamo::to_attribute_value(record)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result = self
+            .update_in(workspace_id, contact_sk(contact))
+            .update_expression("REMOVE #r, record_until")
+            .condition_expression("#r = :r")
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_values(":r", value)
+            .send()
+            .await;
+        condition_outcome(result).map(|_| ())
+    }
+
     async fn release_contact_claim(
         &self,
         workspace_id: &str,
@@ -1168,6 +1187,22 @@ impl MessageStore for DynamoStore {
                 return Ok(messages);
             }
         }
+    }
+
+    async fn mark_attachment_started(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.update_message(workspace_id, message_id)
+            .update_expression("SET attachment_started_at = if_not_exists(attachment_started_at, :at)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
     }
 
     async fn set_message_attachment(

@@ -83,6 +83,7 @@ impl GraphMedia {
             .http
             .get(&url)
             .bearer_auth(token)
+            .timeout(call_timeout()?)
             .send()
             .await
             .map_err(transport)?;
@@ -142,6 +143,7 @@ impl GraphMedia {
             .http
             .get(url)
             .bearer_auth(token)
+            .timeout(call_timeout()?)
             .send()
             .await
             .map_err(transport)?;
@@ -228,6 +230,13 @@ impl MediaSource for GraphMedia {
 fn transport(e: reqwest::Error) -> MediaError {
     // Without the URL: a download URL is a signed link.
     MediaError::Transport(e.without_url().to_string())
+}
+
+/// This call's timeout within the invocation's time left (a transient
+/// failure when none is left).
+fn call_timeout() -> Result<std::time::Duration, MediaError> {
+    crate::budget::call_timeout(crate::deps::HTTP_CALL_TIMEOUT)
+        .map_err(|e| MediaError::Transport(e.to_string()))
 }
 
 /// Maps a Graph error answer by HTTP status and Graph `code` (reference §8

@@ -150,6 +150,7 @@ impl ZohoOAuth {
             .http
             .post(format!("{accounts_server}/oauth/v2/token"))
             .form(form)
+            .timeout(call_timeout()?)
             .send()
             .await
             .map_err(transport)?;
@@ -196,6 +197,13 @@ fn transport(e: reqwest::Error) -> CrmError {
     CrmError::Transport(e.without_url().to_string())
 }
 
+/// This call's timeout within the invocation's time left (a transient
+/// failure when none is left).
+fn call_timeout() -> Result<std::time::Duration, CrmError> {
+    crate::budget::call_timeout(crate::deps::HTTP_CALL_TIMEOUT)
+        .map_err(|e| CrmError::Transport(e.to_string()))
+}
+
 /// Who a token belongs to and in which Zoho organization.
 #[derive(Debug, Clone)]
 pub struct ZohoIdentity {
@@ -236,7 +244,11 @@ impl ZohoApi {
                 .http
                 .request(method.clone(), &url)
                 .header("Authorization", format!("Zoho-oauthtoken {token}"));
-            let response = build(request).send().await.map_err(transport)?;
+            let response = build(request)
+                .timeout(call_timeout()?)
+                .send()
+                .await
+                .map_err(transport)?;
             let status = response.status();
             let text = response.text().await.map_err(transport)?;
             let body: Option<Value> = if text.trim().is_empty() {
@@ -544,6 +556,16 @@ impl Crm for ZohoApi {
     ) -> Result<String, CrmError> {
         self.upload_attachment(parent, file_name, mime_type, bytes)
             .await
+    }
+
+    async fn find_attachment(
+        &self,
+        parent: &RecordRef,
+        file_name: &str,
+        size: u64,
+        since: i64,
+    ) -> Result<Option<String>, CrmError> {
+        self.attachment_named(parent, file_name, size, since).await
     }
 
     async fn modules(&self) -> Result<Vec<ModuleMeta>, CrmError> {

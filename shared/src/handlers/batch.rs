@@ -95,8 +95,10 @@ impl RetryPolicy {
     }
 }
 
-/// Time a group may need at most: groups are not started closer than this
-/// to the invocation's deadline, so a timeout never cuts one in half.
+/// Groups are not started closer than this to the invocation's deadline.
+/// A group started runs in the invocation's time budget (`budget`): each of
+/// its calls gets only the time left, so it ends, failed or not, before the
+/// deadline and the batch response is always sent.
 const GROUP_TIME_BUDGET: Duration = Duration::from_secs(10);
 
 pub async fn run_fifo_batch<F, Fut>(
@@ -158,7 +160,8 @@ where
         if readable.is_empty() {
             continue;
         }
-        let outcome = work(readable.clone()).await;
+        // Every call the group makes stops in time for the response.
+        let outcome = crate::budget::within(deadline, work(readable.clone())).await;
         let failed = &readable[outcome.done.min(readable.len())..];
         if let Some(error) = &outcome.error {
             let transient = error.is_transient();

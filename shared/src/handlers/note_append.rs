@@ -139,6 +139,10 @@ async fn relink_if_record_gone(deps: &Deps, rest: &[Received]) -> Result<bool, W
             "the chat was linked to another record meanwhile".into(),
         ));
     }
+    // The contact's other chats must not be linked to it either.
+    deps.store
+        .forget_contact_record(&r.workspace_id, &chat.contact, record)
+        .await?;
     tracing::warn!(workspace_id = %r.workspace_id, chat = %chat.log_id(), record = %record_of(record), "the chat's record was deleted in the CRM; linking afresh");
     synclog::record(
         deps.store.as_ref(),
@@ -517,10 +521,32 @@ async fn attach_media(
         }
         Err(other) => return Ok(not_attached(other.to_string())),
     };
-    match crm
-        .attach_file(record, &file_name, &file.mime_type, file.bytes)
-        .await
-    {
+    // An earlier attempt may have uploaded the file and lost the answer (a
+    // time-out after the CRM stored it): look before uploading again.
+    let size = file.bytes.len() as u64;
+    let earlier = match message.attachment_started_at {
+        Some(started_at) => {
+            crm.find_attachment(record, &file_name, size, started_at - CLOCK_SKEW_SECS)
+                .await?
+        }
+        None => {
+            deps.store
+                .mark_attachment_started(&chat.workspace_id, &message.message_id, deps.clock.now())
+                .await?;
+            None
+        }
+    };
+    let uploaded = match earlier {
+        Some(attachment_id) => {
+            tracing::info!(workspace_id = %chat.workspace_id, message_id = %message.message_id, "an earlier upload of this file arrived; not uploading again");
+            Ok(attachment_id)
+        }
+        None => {
+            crm.attach_file(record, &file_name, &file.mime_type, file.bytes)
+                .await
+        }
+    };
+    match uploaded {
         Ok(attachment_id) => {
             synclog::record(
                 deps.store.as_ref(),
@@ -548,6 +574,9 @@ async fn attach_media(
         Err(e) => Err(e.into()),
     }
 }
+
+/// How far the CRM's clock may be behind ours when it stamps an upload.
+const CLOCK_SKEW_SECS: i64 = 300;
 
 /// `12.3 MB`, for people.
 fn megabytes(bytes: u64) -> String {

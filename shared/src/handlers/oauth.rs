@@ -28,7 +28,7 @@ use super::http::{
     text_response,
 };
 use crate::adapters::zoho::{TokenGrant, ZohoApi, ZohoIdentity, ZohoOAuth};
-use crate::crypto::{pkce_challenge, random_token};
+use crate::crypto::{pkce_challenge, random_token, secrets_equal, sha256_hex};
 use crate::deps::Deps;
 use crate::model::{Connection, ConnectionKind, ConnectionStatus, CrmKind, OAuthState, Role, User};
 use crate::store::Insert;
@@ -140,6 +140,7 @@ async fn start(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse,
     }
     let nonce = random_token();
     let expires_at = deps.clock.now() + deps.config.oauth_state_ttl_secs;
+    let browser_secret = random_token();
     let state = OAuthState {
         nonce: nonce.clone(),
         workspace_id: user.workspace_id.clone(),
@@ -148,6 +149,7 @@ async fn start(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse,
         kind: input.connection,
         expires_at,
         code_verifier: random_token(),
+        browser_binding: sha256_hex(&browser_secret),
     };
     deps.store.put_oauth_state(&state, expires_at).await?;
     let keys = deps.secrets.keys().await?;
@@ -158,19 +160,67 @@ async fn start(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse,
         &signed_state,
         &pkce_challenge(&state.code_verifier),
     );
-    Ok(json_response(200, &json!({ "authorize_url": url })))
+    // The flow belongs to the browser that started it: an authorize URL
+    // sent to someone else cannot store their grant in this workspace.
+    let cookie = binding_cookie(
+        deps,
+        &nonce,
+        &browser_secret,
+        deps.config.oauth_state_ttl_secs,
+    );
+    let mut response = json_response(200, &json!({ "authorize_url": url }));
+    if let Ok(value) = http::HeaderValue::from_str(&cookie) {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// The cookie that binds a flow to its browser: one per flow (named after
+/// its nonce), sent only back to `/oauth/`, never to scripts, and to the
+/// CRM's redirect (a top-level navigation, which `SameSite=Lax` allows).
+fn binding_cookie(deps: &Deps, nonce: &str, value: &str, max_age: i64) -> String {
+    let secure = deps
+        .config
+        .public_base_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    format!(
+        "{}={value}; Path=/oauth/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        binding_cookie_name(nonce),
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+fn binding_cookie_name(nonce: &str) -> String {
+    format!("oauth_flow_{}", &sha256_hex(nonce)[..16])
+}
+
+/// The flow's cookie as the browser sent it back, if it did.
+fn binding_cookie_value(req: &Request, nonce: &str) -> Option<String> {
+    let name = binding_cookie_name(nonce);
+    req.headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
 }
 
 /// What the state signature covers: everything the callback will trust.
 fn state_message(state: &OAuthState) -> String {
     format!(
-        "{}|{}|{}|{}|{:?}|{}",
+        "{}|{}|{}|{}|{:?}|{}|{}",
         state.nonce,
         state.workspace_id,
         state.user_id,
         state.crm.as_str(),
         state.kind,
-        state.expires_at
+        state.expires_at,
+        state.browser_binding
     )
 }
 
@@ -202,6 +252,14 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
     if state.expires_at <= deps.clock.now() {
         return Err(ApiError::BadRequest(
             "the state has expired; start again".into(),
+        ));
+    }
+    let same_browser = binding_cookie_value(req, nonce)
+        .is_some_and(|secret| secrets_equal(&sha256_hex(&secret), &state.browser_binding));
+    if !same_browser {
+        tracing::warn!(workspace_id = %state.workspace_id, user_id = %state.user_id, "OAuth callback from another browser than the one that started the flow");
+        return Err(ApiError::Forbidden(
+            "this connection was started in another browser: start it again from your own".into(),
         ));
     }
     let location = params
@@ -283,11 +341,18 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
         revoke_quietly(&oauth, &granted.accounts_server, &granted.refresh_token).await;
         return Err(refusal);
     }
-    Ok(text_response(
+    let mut response = text_response(
         200,
         "text/html; charset=utf-8",
         "<!doctype html><title>Connected</title><p>Zoho CRM is connected. You can close this window.</p>",
-    ))
+    );
+    // The flow is over: its cookie goes.
+    if let Ok(value) = http::HeaderValue::from_str(&binding_cookie(deps, nonce, "", 0)) {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, value);
+    }
+    Ok(response)
 }
 
 /// What a successful code exchange yields.

@@ -169,6 +169,7 @@ async fn store(
         text: message.text,
         media: message.media,
         attachment: None,
+        attachment_started_at: None,
         contact_name: message.contact_name,
         state: MessageState::Received,
         received_at: deps.clock.now(),

@@ -88,6 +88,55 @@ impl ZohoApi {
     }
 }
 
+impl ZohoApi {
+    /// The newest attachment of `parent` named `file_name`, of `size` bytes,
+    /// created at `since` (unix seconds) or later (`GET …/Attachments`,
+    /// newest first, 200 a page).
+    pub async fn attachment_named(
+        &self,
+        parent: &RecordRef,
+        file_name: &str,
+        size: u64,
+        since: i64,
+    ) -> Result<Option<String>, CrmError> {
+        let path = format!("{}/{}/Attachments", parent.module, parent.id);
+        let mut page = 1;
+        loop {
+            let page_text = page.to_string();
+            let (_, body) = self
+                .call(Method::GET, &path, |request| {
+                    request.query(&[
+                        ("fields", "id,File_Name,Size,Created_Time"),
+                        ("per_page", "200"),
+                        ("page", page_text.as_str()),
+                    ])
+                })
+                .await?;
+            let Some(body) = body else {
+                return Ok(None); // 204: no attachments
+            };
+            let found = body["data"].as_array().into_iter().flatten().find(|a| {
+                let size_matches = match &a["Size"] {
+                    serde_json::Value::String(s) => s.parse::<u64>().ok() == Some(size),
+                    other => other.as_u64() == Some(size),
+                };
+                let recent = a["Created_Time"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t.timestamp() >= since);
+                a["File_Name"].as_str() == Some(file_name) && size_matches && recent
+            });
+            if let Some(found) = found {
+                return Ok(found["id"].as_str().map(str::to_owned));
+            }
+            if body["info"]["more_records"].as_bool() != Some(true) {
+                return Ok(None);
+            }
+            page += 1;
+        }
+    }
+}
+
 fn file_form(bytes: &Bytes, file_name: &str, mime_type: &str) -> Form {
     let part = || {
         Part::stream_with_length(bytes.clone(), bytes.len() as u64).file_name(file_name.to_owned())
