@@ -257,7 +257,9 @@ impl LocalSystem {
             let mut env = stack.function_env(def)?;
             everything.extend(env.clone());
             env.extend(overrides.clone());
-            env.extend(lambda_environment(&name, def, binary, &region, role));
+            env.extend(lambda_environment(
+                &options.prefix,
+                &name, def, binary, &region, role));
             let max_instances = if def.sqs_trigger.is_some() {
                 1 // one poller, one batch at a time
             } else {
@@ -338,6 +340,7 @@ const HTTP_INSTANCES: usize = 8;
 
 /// The variables Lambda itself sets in a function's environment.
 fn lambda_environment(
+    prefix: &str,
     name: &str,
     def: &template::FunctionDef,
     binary: &Path,
@@ -356,8 +359,10 @@ fn lambda_environment(
             def.memory_mb.to_string(),
         ),
         (
+            // The template names each function's log group after the stack
+            // and the binary (its LoggingConfig).
             "AWS_LAMBDA_LOG_GROUP_NAME".into(),
-            format!("/aws/lambda/{name}"),
+            format!("/aws/lambda/{prefix}-{}", def.binary),
         ),
         ("AWS_LAMBDA_LOG_STREAM_NAME".into(), "local".into()),
         ("AWS_REGION".into(), region.to_owned()),
