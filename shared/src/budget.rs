@@ -65,19 +65,27 @@ mod tests {
     #[tokio::test]
     async fn a_call_gets_what_is_left_minus_the_reserve() {
         let deadline = SystemTime::now() + Duration::from_secs(10);
-        let timeout = within(Some(deadline), async { call_timeout(Duration::from_secs(20)) })
-            .await
-            .expect("time left");
+        let timeout = within(Some(deadline), async {
+            call_timeout(Duration::from_secs(20))
+        })
+        .await
+        .expect("time left");
         assert!(timeout <= Duration::from_secs(7), "{timeout:?}");
         assert!(timeout > Duration::from_secs(6), "{timeout:?}");
-        let short = within(Some(deadline), async { call_timeout(Duration::from_secs(2)) }).await;
+        let short = within(Some(deadline), async {
+            call_timeout(Duration::from_secs(2))
+        })
+        .await;
         assert_eq!(short, Ok(Duration::from_secs(2)), "never more than usual");
     }
 
     #[tokio::test]
     async fn no_call_is_made_inside_the_reserve() {
         let deadline = SystemTime::now() + Duration::from_secs(3);
-        let refused = within(Some(deadline), async { call_timeout(Duration::from_secs(20)) }).await;
+        let refused = within(Some(deadline), async {
+            call_timeout(Duration::from_secs(20))
+        })
+        .await;
         assert!(refused.is_err());
     }
 }

@@ -664,7 +664,12 @@ async fn an_authorize_url_completed_in_another_browser_stores_nothing() {
     let body = response.text().await.unwrap_or_default();
     assert!(body.contains("another browser"), "{body}");
     let (status, body) = system
-        .call(reqwest::Method::GET, "/oauth/zoho/status", &workspace.owner_token, None)
+        .call(
+            reqwest::Method::GET,
+            "/oauth/zoho/status",
+            &workspace.owner_token,
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert!(

@@ -331,7 +331,10 @@ async fn an_upload_whose_answer_was_lost_is_found_not_uploaded_again() {
         .iter()
         .filter(|r| r.method == "POST" && r.path == upload_path)
         .count();
-    assert_eq!(uploads, 1, "the retry found the file instead of sending it again");
+    assert_eq!(
+        uploads, 1,
+        "the retry found the file instead of sending it again"
+    );
     let attached = system
         .sandbox
         .attachments()

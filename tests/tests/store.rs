@@ -764,3 +764,31 @@ async fn only_finished_messages_expire() {
         "waiting again: its expiry goes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_upload_start_is_remembered() {
+    let system = TestSystem::start().await;
+    let store = system.local.deps.store.clone();
+    store
+        .insert_message(&message("wamid.U1"))
+        .await
+        .expect("inserted");
+    store
+        .mark_attachment_started(WORKSPACE, "wamid.U1", 100)
+        .await
+        .expect("marked");
+    store
+        .mark_attachment_started(WORKSPACE, "wamid.U1", 200)
+        .await
+        .expect("marked again");
+    let stored = store
+        .message(WORKSPACE, "wamid.U1")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        stored.attachment_started_at,
+        Some(100),
+        "the first start stays"
+    );
+}

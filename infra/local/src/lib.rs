@@ -259,7 +259,12 @@ impl LocalSystem {
             env.extend(overrides.clone());
             env.extend(lambda_environment(
                 &options.prefix,
-                &name, def, binary, &region, role));
+                &name,
+                def,
+                binary,
+                &region,
+                role,
+            ));
             let max_instances = if def.sqs_trigger.is_some() {
                 1 // one poller, one batch at a time
             } else {

@@ -12,7 +12,17 @@ fn sleeper(timeout: Duration) -> LocalFunction {
     LocalFunction::new(FunctionSpec {
         name: "test-sleeper".into(),
         binary: env!("CARGO_BIN_EXE_lambda-sleeper").into(),
-        env: BTreeMap::from([("AWS_LAMBDA_FUNCTION_NAME".into(), "test-sleeper".into())]),
+        // What lambda_runtime reads at start (Lambda always sets these).
+        env: BTreeMap::from([
+            ("AWS_LAMBDA_FUNCTION_NAME".into(), "test-sleeper".into()),
+            ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "128".into()),
+            ("AWS_LAMBDA_LOG_STREAM_NAME".into(), "local".into()),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME".into(),
+                "/aws/lambda/test-sleeper".into(),
+            ),
+        ]),
         timeout,
         max_instances: 1,
     })
@@ -26,32 +36,44 @@ async fn invoke(function: &LocalFunction, event: Value) -> Result<Value, InvokeE
 #[tokio::test]
 async fn a_warm_instance_serves_the_next_invocation() {
     let function = sleeper(Duration::from_secs(5));
-    let first = invoke(&function, json!({ "sleep_ms": 0 })).await.expect("first");
-    let second = invoke(&function, json!({ "sleep_ms": 0 })).await.expect("second");
+    let first = invoke(&function, json!({ "sleep_ms": 0 }))
+        .await
+        .expect("first");
+    let second = invoke(&function, json!({ "sleep_ms": 0 }))
+        .await
+        .expect("second");
     assert_eq!(first["pid"], second["pid"], "the same process, warm");
 }
 
 #[tokio::test]
 async fn an_invocation_past_its_timeout_is_cut_off_and_the_environment_replaced() {
     let function = sleeper(Duration::from_millis(500));
-    let warm = invoke(&function, json!({ "sleep_ms": 0 })).await.expect("warm");
+    let warm = invoke(&function, json!({ "sleep_ms": 0 }))
+        .await
+        .expect("warm");
     let cut = invoke(&function, json!({ "sleep_ms": 5_000 })).await;
     assert!(matches!(cut, Err(InvokeError::Timeout(_))), "{cut:?}");
     assert_eq!(function.timeouts(), 1);
-    let next = invoke(&function, json!({ "sleep_ms": 0 })).await.expect("next");
+    let next = invoke(&function, json!({ "sleep_ms": 0 }))
+        .await
+        .expect("next");
     assert_ne!(warm["pid"], next["pid"], "a new execution environment");
 }
 
 #[tokio::test]
 async fn a_handled_error_is_reported_and_the_instance_kept() {
     let function = sleeper(Duration::from_secs(5));
-    let warm = invoke(&function, json!({ "sleep_ms": 0 })).await.expect("warm");
+    let warm = invoke(&function, json!({ "sleep_ms": 0 }))
+        .await
+        .expect("warm");
     let failed = invoke(&function, json!({ "fail": true })).await;
     assert!(
         matches!(&failed, Err(InvokeError::Failed(body)) if body.contains("asked to fail")),
         "{failed:?}"
     );
-    let next = invoke(&function, json!({ "sleep_ms": 0 })).await.expect("next");
+    let next = invoke(&function, json!({ "sleep_ms": 0 }))
+        .await
+        .expect("next");
     assert_eq!(warm["pid"], next["pid"]);
 }
 

@@ -1195,14 +1195,20 @@ impl MessageStore for DynamoStore {
         message_id: &str,
         at: i64,
     ) -> Result<(), StoreError> {
-        self.update_message(workspace_id, message_id)
-            .update_expression("SET attachment_started_at = if_not_exists(attachment_started_at, :at)")
-            .condition_expression("attribute_exists(pk)")
+        // A new message holds the attribute as NULL (serde's None), which
+        // `if_not_exists` takes for a value: the condition looks at its type.
+        let result = self
+            .update_message(workspace_id, message_id)
+            .update_expression("SET attachment_started_at = :at")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(attachment_started_at) OR attribute_type(attachment_started_at, :null))",
+            )
             .expression_attribute_values(":at", n(at))
+            .expression_attribute_values(":null", s("NULL"))
             .send()
-            .await
-            .map_err(request_error)?;
-        Ok(())
+            .await;
+        // Not written: an earlier start is kept.
+        condition_outcome(result).map(|_| ())
     }
 
     async fn set_message_attachment(
