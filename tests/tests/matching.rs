@@ -13,6 +13,9 @@ use zoho_sandbox::{SandboxConfig, SeedUser};
 const ALICE_WA: &str = "447700900123";
 const ALICE: &str = "+447700900123";
 const MAY_20_0915: i64 = 1_779_268_500;
+/// The workspace's second business number.
+const SECOND_NUMBER_ID: &str = "170000000000002";
+const SECOND_NUMBER: &str = "447700900200";
 
 /// A system whose workers check remembered Leads for conversion on every
 /// message (the product does it hourly).
@@ -484,4 +487,60 @@ async fn a_record_deleted_in_the_crm_is_forgotten_and_the_chat_links_afresh() {
         !events.iter().any(|e| e["event"] == "dead_lettered"),
         "nothing dead-lettered"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_contact_writing_to_two_business_numbers_at_once_gets_one_lead() {
+    // Zoho's search cannot see a lead seconds old: each chat would create
+    // its own without a claim per contact.
+    let system = TestSystem::start_with(SandboxConfig {
+        search_index_delay: Duration::from_secs(600),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    let (status, body) = system
+        .call(
+            Method::POST,
+            "/api/whatsapp-numbers",
+            &workspace.owner_token,
+            Some(json!({
+                "phone_number_id": SECOND_NUMBER_ID,
+                "display_phone_number": SECOND_NUMBER,
+                "owner_user_id": workspace.owner_id,
+                "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let to_first = e2e::messages_delivery(
+        ALICE_WA,
+        "Alice",
+        &[("wamid.TWO1", MAY_20_0915, "to the first number")],
+    );
+    let to_second = e2e::messages_delivery_to(
+        SECOND_NUMBER_ID,
+        SECOND_NUMBER,
+        ALICE_WA,
+        "Alice",
+        &[("wamid.TWO2", MAY_20_0915 + 1, "to the second number")],
+    );
+    let (first, second) = tokio::join!(
+        system.post_webhook(&to_first),
+        system.post_webhook(&to_second)
+    );
+    assert_eq!((first.status(), second.status()), (200, 200));
+    system.wait_for_message_state("wamid.TWO1", "appended").await;
+    system.wait_for_message_state("wamid.TWO2", "appended").await;
+    assert_eq!(
+        system.leads_with_mobile(ALICE).len(),
+        1,
+        "one lead for the contact, whichever number they wrote to"
+    );
+    assert_eq!(system.customer_leads().len(), 1);
+    let lead = &system.leads_with_mobile(ALICE)[0];
+    let lead_id = lead["id"].as_str().unwrap_or_default();
+    let notes = system.notes_of("Leads", lead_id);
+    assert_eq!(notes.len(), 2, "each chat its own day note, on the one lead");
 }
