@@ -150,6 +150,68 @@ async fn a_personal_connection_to_another_zoho_organization_is_refused() {
     );
 }
 
+/// The organization connection is usable: settings activate and a message
+/// reaches a note.
+async fn assert_organization_syncs(system: &TestSystem, workspace: &TestWorkspace) {
+    system
+        .activate_settings(workspace, e2e::default_settings())
+        .await;
+    system
+        .post_webhook(&fixture("cloud-text-inbound.json"))
+        .await;
+    system.wait_for_note_line("+447700900123", "Elm Road").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_requeue_after_connecting_neither_fails_the_callback_nor_revokes_the_grant() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    // A waiting message the store cannot read: the re-queue that follows
+    // the connection fails on it.
+    system
+        .put_unreadable_item(
+            &workspace.id,
+            "MSG#wamid.UNREADABLE",
+            &[("state", "waiting")],
+        )
+        .await;
+
+    let (code, body) = system.oauth(&workspace.owner_token, "organization").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(revocations(&system), 0, "the stored grant was kept");
+    system
+        .assert_organization_and_makers_connection_only(&workspace)
+        .await;
+    assert_organization_syncs(&system, &workspace).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_storing_the_makers_personal_connection_keeps_the_organization_and_its_grant() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    // The maker's personal connection cannot be written over an item the
+    // store cannot read: storing it fails after the organization's.
+    system
+        .put_unreadable_item(
+            &workspace.id,
+            &format!("CONN#zoho#USER#{}", workspace.owner_id),
+            &[],
+        )
+        .await;
+
+    let (code, body) = system.oauth(&workspace.owner_token, "organization").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains(
+            "the organization is connected, but your personal connection could not be stored"
+        ),
+        "{body}"
+    );
+    assert_eq!(revocations(&system), 0, "the stored grant was kept");
+    assert_eq!(system.sort_keys("CONN#zoho#ORG").await.len(), 1);
+    assert_organization_syncs(&system, &workspace).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_with_a_personal_connection_must_disconnect_it_before_the_organization() {
     let (system, workspace) = connected_system().await;

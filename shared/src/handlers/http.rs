@@ -37,6 +37,10 @@ pub enum ApiError {
     /// A sync setting that cannot be used; names the setting.
     #[error(transparent)]
     InvalidSetting(#[from] crate::settings::SettingError),
+    /// A change that was made only in part: the message says what stands
+    /// and what to retry (the fault behind it is logged where it happened).
+    #[error("{0}")]
+    Unfinished(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -53,14 +57,24 @@ impl ApiError {
             Self::TooLarge(_) => (413, "payload_too_large"),
             Self::BadGateway(_) => (502, "crm_error"),
             Self::InvalidSetting(_) => (422, "invalid_setting"),
+            Self::Unfinished(_) => (500, "unfinished"),
             Self::Internal(_) => (500, "internal_error"),
+        }
+    }
+
+    /// What logs say about the error: an internal fault's detail (which
+    /// the caller is not shown), else the message.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Internal(detail) => detail.clone(),
+            other => other.to_string(),
         }
     }
 
     pub fn into_response(self) -> HttpResponse {
         let (status, code) = self.status_and_code();
-        if let Self::Internal(detail) = &self {
-            tracing::error!(error = %detail, "request failed");
+        if let Self::Internal(_) = &self {
+            tracing::error!(error = %self.detail(), "request failed");
         } else {
             tracing::info!(status, code, message = %self, "request refused");
         }

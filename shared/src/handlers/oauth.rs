@@ -278,10 +278,16 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
         ConnectionKind::Organization => connect_organization(deps, &user, crm, &granted).await,
         ConnectionKind::Personal => connect_personal(deps, &user, crm, &granted).await,
     };
-    if let Err(refusal) = stored {
-        // Nothing was stored: give the new grant back.
-        revoke_quietly(&oauth, &granted.accounts_server, &granted.refresh_token).await;
-        return Err(refusal);
+    match stored {
+        Ok(()) => {}
+        Err(ConnectFailure::NothingStored(refusal)) => {
+            // No stored connection holds the new grant: give it back.
+            revoke_quietly(&oauth, &granted.accounts_server, &granted.refresh_token).await;
+            return Err(refusal);
+        }
+        // A stored connection holds the grant: revoking it would leave that
+        // connection dead. It stays; the caller is told what to retry.
+        Err(ConnectFailure::GrantStored(failure)) => return Err(failure),
     }
     Ok(text_response(
         200,
@@ -345,12 +351,35 @@ impl Granted {
     }
 }
 
+/// Why storing a new connection failed, and whether its grant is held by
+/// what was stored anyway: only a grant nothing holds may be revoked.
+enum ConnectFailure {
+    /// Nothing holds the new grant.
+    NothingStored(ApiError),
+    /// The organization connection was stored with the grant; a later step
+    /// failed.
+    GrantStored(ApiError),
+}
+
+impl From<ApiError> for ConnectFailure {
+    /// Errors raised before anything is stored.
+    fn from(refusal: ApiError) -> Self {
+        Self::NothingStored(refusal)
+    }
+}
+
+impl From<crate::error::StoreError> for ConnectFailure {
+    fn from(e: crate::error::StoreError) -> Self {
+        Self::NothingStored(e.into())
+    }
+}
+
 async fn connect_organization(
     deps: &Deps,
     user: &User,
     crm: CrmKind,
     granted: &Granted,
-) -> Result<(), ApiError> {
+) -> Result<(), ConnectFailure> {
     let connection = granted
         .sealed(
             deps,
@@ -360,9 +389,45 @@ async fn connect_organization(
     if let Insert::Exists(_) = deps.store.insert_connection(&connection).await? {
         return Err(ApiError::Conflict(
             "the organization is already connected; to reconnect, disconnect it first".into(),
-        ));
+        )
+        .into());
     }
-    // Its maker is connected personally too, on the same grant.
+    // From here on the organization connection holds the grant: nothing
+    // below may make the callback give it back.
+    tracing::info!(
+        workspace_id = %connection.workspace_id,
+        crm = crm.as_str(),
+        location = %connection.location,
+        "organization connection stored"
+    );
+    let makers_own = connect_maker_personally(deps, user, crm, granted).await;
+    synclog::workspace_event(
+        deps,
+        &connection.workspace_id,
+        "organization_connected",
+        json!({ "crm": crm.as_str(), "by_user": user.id, "location": connection.location }),
+    )
+    .await;
+    // Messages that waited for the connection; one left waiting is queued
+    // by the next activation or connection, so a failure here fails nothing.
+    if let Err(e) = crate::sync::requeue_waiting(deps, &connection.workspace_id).await {
+        tracing::error!(workspace_id = %connection.workspace_id, error = %e, "could not re-queue the waiting messages after connecting");
+    }
+    makers_own.map_err(|e| {
+        tracing::error!(workspace_id = %user.workspace_id, user_id = %user.id, error = %e.detail(), "organization connected, but its maker's personal connection could not be stored");
+        ConnectFailure::GrantStored(ApiError::Unfinished(
+            "the organization is connected, but your personal connection could not be stored; connect personally to add it".into(),
+        ))
+    })
+}
+
+/// The organization's maker is connected personally too, on the same grant.
+async fn connect_maker_personally(
+    deps: &Deps,
+    user: &User,
+    crm: CrmKind,
+    granted: &Granted,
+) -> Result<(), ApiError> {
     let mut own = granted.connection(deps, user, crm, ConnectionKind::Personal);
     own.shares_organization_grant = true;
     let own = granted.sealed(deps, own).await?;
@@ -374,20 +439,6 @@ async fn connect_organization(
             revoke_connection(deps, &previous).await;
         }
     }
-    tracing::info!(
-        workspace_id = %connection.workspace_id,
-        crm = crm.as_str(),
-        location = %connection.location,
-        "organization connection stored"
-    );
-    synclog::workspace_event(
-        deps,
-        &connection.workspace_id,
-        "organization_connected",
-        json!({ "crm": crm.as_str(), "by_user": user.id, "location": connection.location }),
-    )
-    .await;
-    crate::sync::requeue_waiting(deps, &connection.workspace_id).await?;
     Ok(())
 }
 
@@ -396,14 +447,15 @@ async fn connect_personal(
     user: &User,
     crm: CrmKind,
     granted: &Granted,
-) -> Result<(), ApiError> {
+) -> Result<(), ConnectFailure> {
     let org = organization(deps, &user.workspace_id, crm)
         .await?
         .ok_or_else(|| ApiError::Conflict("the organization was disconnected meanwhile".into()))?;
     if org.crm_org_id != granted.identity.org_id {
         return Err(ApiError::Forbidden(
             "this Zoho account belongs to another Zoho organization than the workspace's; sign in with an account of the connected organization".into(),
-        ));
+        )
+        .into());
     }
     let connection = granted
         .sealed(
@@ -414,7 +466,8 @@ async fn connect_personal(
     if let Insert::Exists(_) = deps.store.insert_connection(&connection).await? {
         return Err(ApiError::Conflict(
             "you are already connected; disconnect your personal connection first".into(),
-        ));
+        )
+        .into());
     }
     tracing::info!(workspace_id = %user.workspace_id, user_id = %user.id, "personal connection stored");
     Ok(())
