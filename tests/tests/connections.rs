@@ -682,6 +682,65 @@ async fn removed_users_and_rotated_tokens_stop_working_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_user_revokes_their_personal_grant_and_a_failed_revoke_does_not_stop_it() {
+    let (system, workspace) = connected_system().await;
+    system
+        .sandbox
+        .add_user(SeedUser::sales("erin@acme.example", "Erin", "Costa"));
+    let mut members = Vec::new();
+    for email in ["carla@acme.example", "erin@acme.example"] {
+        let (id, token) = system.add_user(&workspace, email, "member").await;
+        system.sandbox.set_authorizing_user(email).expect("seeded");
+        assert_eq!(system.oauth(&token, "personal").await.0, 200);
+        members.push(id);
+    }
+    let remove = |user_id: String| {
+        let system = &system;
+        let owner = workspace.owner_token.clone();
+        async move {
+            system
+                .call(
+                    Method::DELETE,
+                    &format!("/api/users/{user_id}"),
+                    &owner,
+                    None,
+                )
+                .await
+        }
+    };
+
+    let revoked_before = revocations(&system);
+    let (code, body) = remove(members[0].clone()).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        revocations(&system),
+        revoked_before + 1,
+        "Carla's grant was revoked"
+    );
+
+    // Zoho's answer to the next revocation is lost: the user goes all the same.
+    system
+        .sandbox
+        .lose_next_response("POST", "/oauth/v2/token/revoke", 500);
+    let (code, body) = remove(members[1].clone()).await;
+    assert_eq!(code, 200, "{body}");
+    for member in &members {
+        assert!(system.sort_keys(&format!("USER#{member}")).await.is_empty());
+        assert!(
+            system
+                .sort_keys(&format!("CONN#zoho#USER#{member}"))
+                .await
+                .is_empty()
+        );
+    }
+    // The organization's grant stays: sync goes on.
+    system
+        .post_webhook(&fixture("cloud-text-inbound.json"))
+        .await;
+    system.wait_for_note_line("+447700900123", "Elm Road").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_lived_token_is_used_for_half_its_life_and_never_refused() {
     // Tokens that live four minutes would always be inside a five-minute
     // margin: the margin shrinks to half their life, so a fresh one is used

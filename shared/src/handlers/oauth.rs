@@ -24,8 +24,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{
-    ApiError, HttpResponse, caller, json_body, json_response, path_segments, query_params,
-    text_response,
+    ApiError, HttpResponse, caller, json_body, json_response, no_route, path_segments,
+    query_params, text_response,
 };
 use crate::adapters::zoho::{TokenGrant, ZohoApi, ZohoIdentity, ZohoOAuth};
 use crate::crypto::{pkce_challenge, random_token};
@@ -46,7 +46,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let (crm, action) = match segments.as_slice() {
         ["oauth", crm, action] => (*crm, *action),
-        _ => return Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
+        _ => return Err(no_route(req)),
     };
     let crm = CrmKind::parse(crm)
         .ok_or_else(|| ApiError::NotFound(format!("`{crm}` is not a supported CRM")))?;
@@ -56,7 +56,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("POST", "disconnect") => disconnect(deps, req, crm).await,
         ("GET", "status") => status(deps, req, crm).await,
         (_, "start" | "callback" | "disconnect" | "status") => Err(ApiError::MethodNotAllowed),
-        _ => Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
+        _ => Err(no_route(req)),
     }
 }
 
@@ -480,27 +480,32 @@ async fn revoke_quietly(oauth: &ZohoOAuth, accounts_server: &str, refresh_token:
 }
 
 /// Revokes a stored connection's grant at the CRM (best effort: a grant the
-/// CRM no longer knows is as revoked as it gets).
-async fn revoke_connection(deps: &Deps, connection: &Connection) -> bool {
-    let Ok(keys) = deps.secrets.keys().await else {
-        return false;
-    };
-    let Ok(refresh_token) = keys
-        .token_cipher()
-        .decrypt(&connection.refresh_token_enc, &connection.token_binding())
-    else {
-        return false;
-    };
-    let Ok(oauth) = zoho_oauth(deps).await else {
-        return false;
-    };
-    match oauth
-        .revoke(&connection.accounts_server, &refresh_token)
-        .await
-    {
+/// CRM no longer knows is as revoked as it gets); whether it was revoked.
+/// What stood in the way is logged.
+pub(super) async fn revoke_connection(deps: &Deps, connection: &Connection) -> bool {
+    let revoked = async {
+        let keys = deps.secrets.keys().await?;
+        let refresh_token = keys
+            .token_cipher()
+            .decrypt(&connection.refresh_token_enc, &connection.token_binding())
+            .map_err(|e| ApiError::Internal(format!("the stored refresh token: {e}")))?;
+        zoho_oauth(deps)
+            .await?
+            .revoke(&connection.accounts_server, &refresh_token)
+            .await
+            .map_err(|e| ApiError::BadGateway(e.to_string()))
+    }
+    .await;
+    match revoked {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(workspace_id = %connection.workspace_id, error = %e, "could not revoke a grant at the CRM");
+            tracing::warn!(
+                workspace_id = %connection.workspace_id,
+                user_id = %connection.user_id,
+                kind = ?connection.kind,
+                error = %e.detail(),
+                "could not revoke a grant at the CRM"
+            );
             false
         }
     }
