@@ -38,7 +38,7 @@ pub struct User {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WhatsAppNumber {
     pub workspace_id: String,
     /// The Cloud API's stable id of the business number; webhooks route by it.
@@ -50,6 +50,18 @@ pub struct WhatsAppNumber {
     /// encrypted like CRM tokens and bound to this number. Never returned.
     #[serde(default)]
     pub access_token_enc: Option<String>,
+}
+
+/// Without the access token, not even encrypted.
+impl std::fmt::Debug for WhatsAppNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppNumber")
+            .field("workspace_id", &self.workspace_id)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("owner_user_id", &self.owner_user_id)
+            .field("has_access_token", &self.access_token_enc.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WhatsAppNumber {
@@ -221,7 +233,24 @@ pub struct ChatPatch {
 impl Chat {
     /// The chat as logs may show it: the contact's number redacted.
     pub fn log_id(&self) -> String {
-        format!("{}#{}", self.phone_number_id, self.contact.redacted())
+        chat_label(&self.phone_number_id, &self.contact)
+    }
+}
+
+fn chat_label(phone_number_id: &str, contact: &E164) -> String {
+    format!("{phone_number_id}#{}", contact.redacted())
+}
+
+/// A chat key, as given in a request, the way logs and error messages may
+/// name it: `170000000000001#+44********23`. Of something that is not a
+/// chat key, nothing after the number id is shown: it may be a number.
+pub fn chat_key_for_logs(chat_key: &str) -> String {
+    let Some((phone_number_id, contact)) = chat_key.split_once('#') else {
+        return "***".to_owned();
+    };
+    match E164::from_wa_id(contact) {
+        Ok(contact) => chat_label(phone_number_id, &contact),
+        Err(_) => format!("{phone_number_id}#***"),
     }
 }
 
@@ -382,7 +411,7 @@ impl DayNote {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OAuthState {
     pub nonce: String,
     pub workspace_id: String,
@@ -396,6 +425,19 @@ pub struct OAuthState {
     /// the flow: only that browser can complete it.
     #[serde(default)]
     pub browser_binding: String,
+}
+
+/// Without the verifier, and without the nonce that finds the state.
+impl std::fmt::Debug for OAuthState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthState")
+            .field("workspace_id", &self.workspace_id)
+            .field("user_id", &self.user_id)
+            .field("crm", &self.crm)
+            .field("kind", &self.kind)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A CRM user, as cached for owner matching.
@@ -466,5 +508,67 @@ impl SyncSettings {
             updated_at: now,
             version: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_keys_are_named_with_the_contacts_number_redacted() {
+        assert_eq!(
+            chat_key_for_logs("170000000000001#447700900123"),
+            "170000000000001#+44********23"
+        );
+        // Not a chat key: nothing that may be a number is shown.
+        assert_eq!(chat_key_for_logs("447700900123"), "***");
+        assert_eq!(
+            chat_key_for_logs("170000000000001#4477 00900123"),
+            "170000000000001#***"
+        );
+        let chat = Chat {
+            workspace_id: "ws".into(),
+            key: "170000000000001#447700900123".into(),
+            phone_number_id: "170000000000001".into(),
+            contact: E164::from_wa_id("447700900123").expect("valid"),
+            contact_name: None,
+            record: None,
+            record_created_by_us: false,
+            record_name: None,
+            responsible_user_id: None,
+            ambiguous_candidates: Vec::new(),
+            record_chosen_by: None,
+            record_checked_at: 0,
+            sync_stopped: None,
+            creating_by: None,
+        };
+        assert_eq!(chat.log_id(), chat_key_for_logs(&chat.key));
+    }
+
+    #[test]
+    fn states_and_numbers_show_no_secret_when_debugged() {
+        let state = OAuthState {
+            nonce: "nonce-secret".into(),
+            workspace_id: "ws".into(),
+            user_id: "u1".into(),
+            crm: CrmKind::Zoho,
+            kind: ConnectionKind::Organization,
+            expires_at: 600,
+            code_verifier: "verifier-secret".into(),
+        };
+        let shown = format!("{state:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("u1"), "{shown}");
+        let number = WhatsAppNumber {
+            workspace_id: "ws".into(),
+            phone_number_id: "170000000000001".into(),
+            display_phone_number: "447700900100".into(),
+            owner_user_id: "u1".into(),
+            access_token_enc: Some("sealed-token-secret".into()),
+        };
+        let shown = format!("{number:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("has_access_token: true"), "{shown}");
     }
 }

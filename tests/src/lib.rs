@@ -502,6 +502,43 @@ impl TestSystem {
         }
     }
 
+    /// Writes an item straight to this system's table, bypassing the store:
+    /// with only `attributes`, it stands for an item the store cannot read,
+    /// so a flow that reads it fails there (as a throttled or failing
+    /// DynamoDB call would).
+    pub async fn put_unreadable_item(
+        &self,
+        workspace_id: &str,
+        sk: &str,
+        attributes: &[(&str, &str)],
+    ) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let mut put = aws_sdk_dynamodb::Client::new(&self.local.aws)
+            .put_item()
+            .table_name(&self.local.stack.table_name)
+            .item("pk", AttributeValue::S(format!("WS#{workspace_id}")))
+            .item("sk", AttributeValue::S(sk.to_owned()));
+        for (name, value) in attributes {
+            put = put.item(*name, AttributeValue::S((*value).to_owned()));
+        }
+        put.send().await.expect("put the item");
+    }
+
+    /// Fails the test unless the workspace holds exactly two connections:
+    /// the organization's and its maker's personal one.
+    pub async fn assert_organization_and_makers_connection_only(&self, workspace: &TestWorkspace) {
+        let mut connections = self.sort_keys("CONN#").await;
+        connections.sort();
+        assert_eq!(
+            connections,
+            [
+                "CONN#zoho#ORG".to_owned(),
+                format!("CONN#zoho#USER#{}", workspace.owner_id)
+            ],
+            "the organization connection and its maker's personal one, nothing more"
+        );
+    }
+
     /// Sort keys of this system's items that start with `prefix`.
     pub async fn sort_keys(&self, prefix: &str) -> Vec<String> {
         self.table_items()

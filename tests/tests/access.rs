@@ -148,16 +148,9 @@ async fn the_oauth_state_is_single_use_and_tokens_are_stored_encrypted() {
         answer["error"]["message"],
         "the state is unknown, used or expired"
     );
-    let mut connections = system.sort_keys("CONN#").await;
-    connections.sort();
-    assert_eq!(
-        connections,
-        [
-            "CONN#zoho#ORG".to_owned(),
-            format!("CONN#zoho#USER#{}", workspace.owner_id)
-        ],
-        "the organization connection and its maker's personal one, nothing more"
-    );
+    system
+        .assert_organization_and_makers_connection_only(&workspace)
+        .await;
 
     // A forged state never reaches the token endpoint.
     let forged = callback.replace("state=", "state=forged");

@@ -150,6 +150,68 @@ async fn a_personal_connection_to_another_zoho_organization_is_refused() {
     );
 }
 
+/// The organization connection is usable: settings activate and a message
+/// reaches a note.
+async fn assert_organization_syncs(system: &TestSystem, workspace: &TestWorkspace) {
+    system
+        .activate_settings(workspace, e2e::default_settings())
+        .await;
+    system
+        .post_webhook(&fixture("cloud-text-inbound.json"))
+        .await;
+    system.wait_for_note_line("+447700900123", "Elm Road").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_requeue_after_connecting_neither_fails_the_callback_nor_revokes_the_grant() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    // A waiting message the store cannot read: the re-queue that follows
+    // the connection fails on it.
+    system
+        .put_unreadable_item(
+            &workspace.id,
+            "MSG#wamid.UNREADABLE",
+            &[("state", "waiting")],
+        )
+        .await;
+
+    let (code, body) = system.oauth(&workspace.owner_token, "organization").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(revocations(&system), 0, "the stored grant was kept");
+    system
+        .assert_organization_and_makers_connection_only(&workspace)
+        .await;
+    assert_organization_syncs(&system, &workspace).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_storing_the_makers_personal_connection_keeps_the_organization_and_its_grant() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    // The maker's personal connection cannot be written over an item the
+    // store cannot read: storing it fails after the organization's.
+    system
+        .put_unreadable_item(
+            &workspace.id,
+            &format!("CONN#zoho#USER#{}", workspace.owner_id),
+            &[],
+        )
+        .await;
+
+    let (code, body) = system.oauth(&workspace.owner_token, "organization").await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains(
+            "the organization is connected, but your personal connection could not be stored"
+        ),
+        "{body}"
+    );
+    assert_eq!(revocations(&system), 0, "the stored grant was kept");
+    assert_eq!(system.sort_keys("CONN#zoho#ORG").await.len(), 1);
+    assert_organization_syncs(&system, &workspace).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_with_a_personal_connection_must_disconnect_it_before_the_organization() {
     let (system, workspace) = connected_system().await;
@@ -617,6 +679,65 @@ async fn removed_users_and_rotated_tokens_stop_working_at_once() {
             .await
             .is_empty()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_user_revokes_their_personal_grant_and_a_failed_revoke_does_not_stop_it() {
+    let (system, workspace) = connected_system().await;
+    system
+        .sandbox
+        .add_user(SeedUser::sales("erin@acme.example", "Erin", "Costa"));
+    let mut members = Vec::new();
+    for email in ["carla@acme.example", "erin@acme.example"] {
+        let (id, token) = system.add_user(&workspace, email, "member").await;
+        system.sandbox.set_authorizing_user(email).expect("seeded");
+        assert_eq!(system.oauth(&token, "personal").await.0, 200);
+        members.push(id);
+    }
+    let remove = |user_id: String| {
+        let system = &system;
+        let owner = workspace.owner_token.clone();
+        async move {
+            system
+                .call(
+                    Method::DELETE,
+                    &format!("/api/users/{user_id}"),
+                    &owner,
+                    None,
+                )
+                .await
+        }
+    };
+
+    let revoked_before = revocations(&system);
+    let (code, body) = remove(members[0].clone()).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        revocations(&system),
+        revoked_before + 1,
+        "Carla's grant was revoked"
+    );
+
+    // Zoho's answer to the next revocation is lost: the user goes all the same.
+    system
+        .sandbox
+        .lose_next_response("POST", "/oauth/v2/token/revoke", 500);
+    let (code, body) = remove(members[1].clone()).await;
+    assert_eq!(code, 200, "{body}");
+    for member in &members {
+        assert!(system.sort_keys(&format!("USER#{member}")).await.is_empty());
+        assert!(
+            system
+                .sort_keys(&format!("CONN#zoho#USER#{member}"))
+                .await
+                .is_empty()
+        );
+    }
+    // The organization's grant stays: sync goes on.
+    system
+        .post_webhook(&fixture("cloud-text-inbound.json"))
+        .await;
+    system.wait_for_note_line("+447700900123", "Elm Road").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

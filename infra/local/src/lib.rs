@@ -49,7 +49,7 @@ pub enum LocalError {
 }
 
 /// What a local system is made of.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LocalOptions {
     /// The SAM template to run (default: the project's; tests use altered
     /// copies).
@@ -80,6 +80,24 @@ pub struct LocalOptions {
     pub retry_backoff_base_secs: Option<i32>,
     /// Further function environment (e.g. `OAUTH_STATE_TTL_SECS` for tests).
     pub extra_env: Vec<(String, String)>,
+}
+
+/// Without the secrets (the Meta app secret and verify token, the Zoho
+/// client secret).
+impl std::fmt::Debug for LocalOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalOptions")
+            .field("template", &self.template)
+            .field("prefix", &self.prefix)
+            .field("zoho_client_id", &self.zoho_client_id)
+            .field("zoho_accounts_url", &self.zoho_accounts_url)
+            .field("zoho_accounts_servers", &self.zoho_accounts_servers)
+            .field("zoho_api_domains", &self.zoho_api_domains)
+            .field("port", &self.port)
+            .field("visibility_timeout_secs", &self.visibility_timeout_secs)
+            .field("retry_backoff_base_secs", &self.retry_backoff_base_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running local system: resources provisioned, functions served, queues polled.
@@ -387,4 +405,31 @@ fn lambda_environment(
             "/usr/local/bin:/usr/bin/:/bin:/opt/bin".into(),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_show_no_secret_when_debugged() {
+        let options = LocalOptions {
+            template: None,
+            prefix: "t1".into(),
+            meta_app_secret: "meta-secret".into(),
+            meta_verify_token: "verify-secret".into(),
+            zoho_client_id: "1000.CLIENT".into(),
+            zoho_client_secret: "zoho-secret".into(),
+            zoho_accounts_url: "http://127.0.0.1:1".into(),
+            zoho_accounts_servers: "us=http://127.0.0.1:1".into(),
+            zoho_api_domains: "http://127.0.0.1:1".into(),
+            port: 0,
+            visibility_timeout_secs: None,
+            retry_backoff_base_secs: None,
+            extra_env: vec![("GRAPH_TOKEN".into(), "env-secret".into())],
+        };
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("1000.CLIENT"), "{shown}");
+    }
 }

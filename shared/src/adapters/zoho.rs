@@ -33,12 +33,23 @@ pub struct ZohoOAuth {
 }
 
 /// What a code exchange or a refresh yields.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenGrant {
     pub access_token: String,
     pub refresh_token: Option<String>,
     pub api_domain: String,
     pub expires_in_secs: i64,
+}
+
+/// Without the tokens: a grant may end up in a log or an error message.
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("api_domain", &self.api_domain)
+            .field("expires_in_secs", &self.expires_in_secs)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize)]
@@ -724,6 +735,20 @@ pub mod attachments;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_shows_no_token_when_debugged() {
+        let grant = TokenGrant {
+            access_token: "1000.access-secret".into(),
+            refresh_token: Some("1000.refresh-secret".into()),
+            api_domain: "https://www.zohoapis.eu".into(),
+            expires_in_secs: 3600,
+        };
+        let shown = format!("{grant:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("https://www.zohoapis.eu"), "{shown}");
+        assert!(shown.contains("has_refresh_token: true"), "{shown}");
+    }
 
     #[test]
     fn every_form_of_a_number_goes_in_one_criteria_with_reserved_characters_escaped() {

@@ -5,13 +5,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{
-    ApiError, HttpResponse, bearer, caller, json_body, json_response, path_segments, query_params,
+    ApiError, HttpResponse, bearer, caller, json_body, json_response, no_route, path_segments,
+    query_params,
 };
 use crate::crypto::{hash_token, random_token, secrets_equal};
 use crate::deps::Deps;
 use crate::model::{
     Chat, ChatPatch, ConnectionKind, CrmKind, MessageState, RecordRef, Role, User, WhatsAppNumber,
-    Workspace,
+    Workspace, chat_key_for_logs,
 };
 use crate::queue::{MessageRef, QueueName};
 use crate::sync::resend_marker;
@@ -57,7 +58,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         | (_, ["api", "chats", _, "messages", _, "replay"])
         | (_, ["api", "users", _])
         | (_, ["api", "me", "token"]) => Err(ApiError::MethodNotAllowed),
-        _ => Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
+        _ => Err(no_route(req)),
     }
 }
 
@@ -260,7 +261,9 @@ async fn remove_user(deps: &Deps, req: &Request, user_id: &str) -> Result<HttpRe
             me.role, target.role
         )));
     }
-    // Their personal CRM connections go with them.
+    // Their personal CRM connections go with them, and so do their grants
+    // at the CRM (unless shared with the organization's, which stays). A
+    // grant the CRM would not revoke is logged; the user goes all the same.
     for crm in [CrmKind::Zoho] {
         if let Some(own) = deps
             .store
@@ -273,6 +276,9 @@ async fn remove_user(deps: &Deps, req: &Request, user_id: &str) -> Result<HttpRe
             .await?
         {
             deps.store.delete_connection(&own).await?;
+            if !own.shares_organization_grant {
+                super::oauth::revoke_connection(deps, &own).await;
+            }
         }
     }
     deps.store.remove_user(&me.workspace_id, &target.id).await?;
@@ -355,7 +361,16 @@ async fn own_chat(deps: &Deps, me: &User, chat_key: &str) -> Result<Chat, ApiErr
     deps.store
         .chat(&me.workspace_id, chat_key)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no chat {chat_key} in this workspace")))
+        .ok_or_else(|| unknown_chat(chat_key))
+}
+
+/// The refusal names the chat without the contact's number in clear: it is
+/// logged too.
+fn unknown_chat(chat_key: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "no chat {} in this workspace",
+        chat_key_for_logs(chat_key)
+    ))
 }
 
 fn chat_summary(chat: &Chat) -> serde_json::Value {
@@ -571,5 +586,19 @@ fn valid_email(raw: &str) -> Result<String, ApiError> {
         _ => Err(ApiError::BadRequest(format!(
             "`{raw}` is not an e-mail address"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_chat_is_named_without_the_contacts_number() {
+        let refusal = unknown_chat("170000000000001#447700900123");
+        assert_eq!(
+            refusal.to_string(),
+            "no chat 170000000000001#+44********23 in this workspace"
+        );
     }
 }

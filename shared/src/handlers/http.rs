@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::crypto::hash_token;
 use crate::deps::Deps;
 use crate::error::{SecretsError, StoreError};
-use crate::model::User;
+use crate::model::{User, chat_key_for_logs};
 
 pub type HttpResponse = Response<Body>;
 
@@ -37,6 +37,10 @@ pub enum ApiError {
     /// A sync setting that cannot be used; names the setting.
     #[error(transparent)]
     InvalidSetting(#[from] crate::settings::SettingError),
+    /// A change that was made only in part: the message says what stands
+    /// and what to retry (the fault behind it is logged where it happened).
+    #[error("{0}")]
+    Unfinished(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -53,14 +57,24 @@ impl ApiError {
             Self::TooLarge(_) => (413, "payload_too_large"),
             Self::BadGateway(_) => (502, "crm_error"),
             Self::InvalidSetting(_) => (422, "invalid_setting"),
+            Self::Unfinished(_) => (500, "unfinished"),
             Self::Internal(_) => (500, "internal_error"),
+        }
+    }
+
+    /// What logs say about the error: an internal fault's detail (which
+    /// the caller is not shown), else the message.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Internal(detail) => detail.clone(),
+            other => other.to_string(),
         }
     }
 
     pub fn into_response(self) -> HttpResponse {
         let (status, code) = self.status_and_code();
-        if let Self::Internal(detail) = &self {
-            tracing::error!(error = %detail, "request failed");
+        if let Self::Internal(_) = &self {
+            tracing::error!(error = %self.detail(), "request failed");
         } else {
             tracing::info!(status, code, message = %self, "request refused");
         }
@@ -128,6 +142,27 @@ pub fn path_segments(req: &Request) -> Vec<String> {
         .collect()
 }
 
+/// The request's path as messages and logs may show it: a chat key in it
+/// (`/api/chats/{chat}/…`) names the chat with the contact's number redacted.
+pub fn path_for_logs(req: &Request) -> String {
+    let mut shown = Vec::new();
+    let mut after_chats = false;
+    for segment in path_segments(req) {
+        shown.push(if after_chats {
+            chat_key_for_logs(&segment)
+        } else {
+            segment.clone()
+        });
+        after_chats = segment == "chats";
+    }
+    format!("/{}", shown.join("/"))
+}
+
+/// The refusal of a path no handler serves.
+pub fn no_route(req: &Request) -> ApiError {
+    ApiError::NotFound(format!("no route {}", path_for_logs(req)))
+}
+
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     serde_json::from_slice(req.body().as_ref())
         .map_err(|e| ApiError::BadRequest(format!("request body is not valid: {e}")))
@@ -151,4 +186,32 @@ pub async fn caller(deps: &Deps, req: &Request) -> Result<User, ApiError> {
         .user_for_token(&hash_token(token))
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the API token is not valid".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str) -> Request {
+        lambda_http::http::Request::builder()
+            .uri(path)
+            .body(Body::Empty)
+            .expect("a valid request")
+    }
+
+    #[test]
+    fn unknown_paths_name_chats_without_the_contacts_number() {
+        let refusal = no_route(&request(
+            "/api/chats/170000000000001%23447700900123/nothing-here",
+        ));
+        assert_eq!(
+            refusal.to_string(),
+            "no route /api/chats/170000000000001#+44********23/nothing-here"
+        );
+        assert_eq!(
+            path_for_logs(&request("/api/users/u1")),
+            "/api/users/u1",
+            "other paths as they are"
+        );
+    }
 }

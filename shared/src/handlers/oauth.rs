@@ -24,8 +24,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{
-    ApiError, HttpResponse, caller, json_body, json_response, path_segments, query_params,
-    text_response,
+    ApiError, HttpResponse, caller, json_body, json_response, no_route, path_segments,
+    query_params, text_response,
 };
 use crate::adapters::zoho::{TokenGrant, ZohoApi, ZohoIdentity, ZohoOAuth};
 use crate::crypto::{pkce_challenge, random_token, secrets_equal, sha256_hex};
@@ -46,7 +46,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let (crm, action) = match segments.as_slice() {
         ["oauth", crm, action] => (*crm, *action),
-        _ => return Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
+        _ => return Err(no_route(req)),
     };
     let crm = CrmKind::parse(crm)
         .ok_or_else(|| ApiError::NotFound(format!("`{crm}` is not a supported CRM")))?;
@@ -56,7 +56,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("POST", "disconnect") => disconnect(deps, req, crm).await,
         ("GET", "status") => status(deps, req, crm).await,
         (_, "start" | "callback" | "disconnect" | "status") => Err(ApiError::MethodNotAllowed),
-        _ => Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
+        _ => Err(no_route(req)),
     }
 }
 
@@ -336,10 +336,16 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
         ConnectionKind::Organization => connect_organization(deps, &user, crm, &granted).await,
         ConnectionKind::Personal => connect_personal(deps, &user, crm, &granted).await,
     };
-    if let Err(refusal) = stored {
-        // Nothing was stored: give the new grant back.
-        revoke_quietly(&oauth, &granted.accounts_server, &granted.refresh_token).await;
-        return Err(refusal);
+    match stored {
+        Ok(()) => {}
+        Err(ConnectFailure::NothingStored(refusal)) => {
+            // No stored connection holds the new grant: give it back.
+            revoke_quietly(&oauth, &granted.accounts_server, &granted.refresh_token).await;
+            return Err(refusal);
+        }
+        // A stored connection holds the grant: revoking it would leave that
+        // connection dead. It stays; the caller is told what to retry.
+        Err(ConnectFailure::GrantStored(failure)) => return Err(failure),
     }
     let mut response = text_response(
         200,
@@ -410,12 +416,35 @@ impl Granted {
     }
 }
 
+/// Why storing a new connection failed, and whether its grant is held by
+/// what was stored anyway: only a grant nothing holds may be revoked.
+enum ConnectFailure {
+    /// Nothing holds the new grant.
+    NothingStored(ApiError),
+    /// The organization connection was stored with the grant; a later step
+    /// failed.
+    GrantStored(ApiError),
+}
+
+impl From<ApiError> for ConnectFailure {
+    /// Errors raised before anything is stored.
+    fn from(refusal: ApiError) -> Self {
+        Self::NothingStored(refusal)
+    }
+}
+
+impl From<crate::error::StoreError> for ConnectFailure {
+    fn from(e: crate::error::StoreError) -> Self {
+        Self::NothingStored(e.into())
+    }
+}
+
 async fn connect_organization(
     deps: &Deps,
     user: &User,
     crm: CrmKind,
     granted: &Granted,
-) -> Result<(), ApiError> {
+) -> Result<(), ConnectFailure> {
     let connection = granted
         .sealed(
             deps,
@@ -425,9 +454,46 @@ async fn connect_organization(
     if let Insert::Exists(_) = deps.store.insert_connection(&connection).await? {
         return Err(ApiError::Conflict(
             "the organization is already connected; to reconnect, disconnect it first".into(),
-        ));
+        )
+        .into());
     }
-    // Its maker is connected personally too, on the same grant.
+    // From here on the organization connection holds the grant: nothing
+    // below may make the callback give it back.
+    tracing::info!(
+        workspace_id = %connection.workspace_id,
+        crm = crm.as_str(),
+        location = %connection.location,
+        "organization connection stored"
+    );
+    let makers_own = connect_maker_personally(deps, user, crm, granted).await;
+    synclog::workspace_event(
+        deps,
+        &connection.workspace_id,
+        "organization_connected",
+        json!({ "crm": crm.as_str(), "by_user": user.id, "location": connection.location }),
+    )
+    .await;
+    // Messages that waited for the connection (a job: see `requeue`); one
+    // left waiting is queued by the next activation or connection, so a
+    // failure here fails nothing.
+    if let Err(e) = crate::requeue::request(deps, &connection.workspace_id).await {
+        tracing::error!(workspace_id = %connection.workspace_id, error = %e, "could not request the re-queue of the waiting messages after connecting");
+    }
+    makers_own.map_err(|e| {
+        tracing::error!(workspace_id = %user.workspace_id, user_id = %user.id, error = %e.detail(), "organization connected, but its maker's personal connection could not be stored");
+        ConnectFailure::GrantStored(ApiError::Unfinished(
+            "the organization is connected, but your personal connection could not be stored; connect personally to add it".into(),
+        ))
+    })
+}
+
+/// The organization's maker is connected personally too, on the same grant.
+async fn connect_maker_personally(
+    deps: &Deps,
+    user: &User,
+    crm: CrmKind,
+    granted: &Granted,
+) -> Result<(), ApiError> {
     let mut own = granted.connection(deps, user, crm, ConnectionKind::Personal);
     own.shares_organization_grant = true;
     let own = granted.sealed(deps, own).await?;
@@ -439,24 +505,6 @@ async fn connect_organization(
             revoke_connection(deps, &previous).await;
         }
     }
-    tracing::info!(
-        workspace_id = %connection.workspace_id,
-        crm = crm.as_str(),
-        location = %connection.location,
-        "organization connection stored"
-    );
-    synclog::workspace_event(
-        deps,
-        &connection.workspace_id,
-        "organization_connected",
-        json!({ "crm": crm.as_str(), "by_user": user.id, "location": connection.location }),
-    )
-    .await;
-    // The connection stands whatever happens here: the messages stay
-    // waiting (nothing is lost) until the next connect or activation.
-    if let Err(error) = crate::requeue::request(deps, &connection.workspace_id).await {
-        tracing::error!(workspace_id = %connection.workspace_id, %error, "could not request the re-queue of waiting messages");
-    }
     Ok(())
 }
 
@@ -465,14 +513,15 @@ async fn connect_personal(
     user: &User,
     crm: CrmKind,
     granted: &Granted,
-) -> Result<(), ApiError> {
+) -> Result<(), ConnectFailure> {
     let org = organization(deps, &user.workspace_id, crm)
         .await?
         .ok_or_else(|| ApiError::Conflict("the organization was disconnected meanwhile".into()))?;
     if org.crm_org_id != granted.identity.org_id {
         return Err(ApiError::Forbidden(
             "this Zoho account belongs to another Zoho organization than the workspace's; sign in with an account of the connected organization".into(),
-        ));
+        )
+        .into());
     }
     let connection = granted
         .sealed(
@@ -483,7 +532,8 @@ async fn connect_personal(
     if let Insert::Exists(_) = deps.store.insert_connection(&connection).await? {
         return Err(ApiError::Conflict(
             "you are already connected; disconnect your personal connection first".into(),
-        ));
+        )
+        .into());
     }
     tracing::info!(workspace_id = %user.workspace_id, user_id = %user.id, "personal connection stored");
     Ok(())
@@ -496,27 +546,32 @@ async fn revoke_quietly(oauth: &ZohoOAuth, accounts_server: &str, refresh_token:
 }
 
 /// Revokes a stored connection's grant at the CRM (best effort: a grant the
-/// CRM no longer knows is as revoked as it gets).
-async fn revoke_connection(deps: &Deps, connection: &Connection) -> bool {
-    let Ok(keys) = deps.secrets.keys().await else {
-        return false;
-    };
-    let Ok(refresh_token) = keys
-        .token_cipher()
-        .decrypt(&connection.refresh_token_enc, &connection.token_binding())
-    else {
-        return false;
-    };
-    let Ok(oauth) = zoho_oauth(deps).await else {
-        return false;
-    };
-    match oauth
-        .revoke(&connection.accounts_server, &refresh_token)
-        .await
-    {
+/// CRM no longer knows is as revoked as it gets); whether it was revoked.
+/// What stood in the way is logged.
+pub(super) async fn revoke_connection(deps: &Deps, connection: &Connection) -> bool {
+    let revoked = async {
+        let keys = deps.secrets.keys().await?;
+        let refresh_token = keys
+            .token_cipher()
+            .decrypt(&connection.refresh_token_enc, &connection.token_binding())
+            .map_err(|e| ApiError::Internal(format!("the stored refresh token: {e}")))?;
+        zoho_oauth(deps)
+            .await?
+            .revoke(&connection.accounts_server, &refresh_token)
+            .await
+            .map_err(|e| ApiError::BadGateway(e.to_string()))
+    }
+    .await;
+    match revoked {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(workspace_id = %connection.workspace_id, error = %e, "could not revoke a grant at the CRM");
+            tracing::warn!(
+                workspace_id = %connection.workspace_id,
+                user_id = %connection.user_id,
+                kind = ?connection.kind,
+                error = %e.detail(),
+                "could not revoke a grant at the CRM"
+            );
             false
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lambda_http::Request;
 use serde_json::{Map, Value, json};
 
-use super::http::{ApiError, HttpResponse, caller, json_response, query_params};
+use super::http::{ApiError, HttpResponse, caller, json_response, no_route, query_params};
 use crate::adapters::zoho::CONVERSION_TARGETS;
 use crate::crm::{Crm, CrmError, FieldMeta, ModuleMeta, NewRecord};
 use crate::deps::Deps;
@@ -45,7 +45,7 @@ pub async fn route(
         (_, [] | ["modules" | "fields" | "activate" | "deactivate"]) => {
             Err(ApiError::MethodNotAllowed)
         }
-        _ => Err(ApiError::NotFound(format!("no route {}", req.uri().path()))),
+        _ => Err(no_route(req)),
     }
 }
 
