@@ -356,6 +356,53 @@ impl DynamoStore {
         }
     }
 
+    /// Claims the right to create a record, on a chat or contact item, for
+    /// `claimant` until `until`: when `precondition` holds and no one else
+    /// holds an unexpired claim (the claimant may claim again). `also` adds
+    /// to the update (`#r` names `record`).
+    async fn claim_creation(
+        &self,
+        workspace_id: &str,
+        sk: String,
+        precondition: &str,
+        also: &str,
+        claimant: &str,
+        (now, until): (i64, i64),
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .update_in(workspace_id, sk)
+            .update_expression(format!(
+                "SET creating_until = :until, creating_by = :me{also}"
+            ))
+            .condition_expression(format!(
+                "{precondition} AND (attribute_not_exists(creating_until) OR creating_until < :now OR creating_by = :me)"
+            ))
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":me", s(claimant))
+            .send()
+            .await;
+        condition_outcome(result)
+    }
+
+    /// Gives a claim back, if it is still the claimant's.
+    async fn release_creation(
+        &self,
+        workspace_id: &str,
+        sk: String,
+        claimant: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .update_in(workspace_id, sk)
+            .update_expression("REMOVE creating_until, creating_by")
+            .condition_expression("creating_by = :me")
+            .expression_attribute_values(":me", s(claimant))
+            .send()
+            .await;
+        condition_outcome(result).map(|_| ())
+    }
+
     /// An update of one item of a workspace.
     fn update_in(&self, workspace_id: &str, sk: String) -> UpdateItemFluentBuilder {
         self.client
@@ -892,18 +939,15 @@ impl ChatStore for DynamoStore {
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
-        let result = self.update_chat(workspace_id, chat_key)
-            .update_expression("SET creating_until = :until, creating_by = :me")
-            .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(#r) AND (attribute_not_exists(creating_until) OR creating_until < :now OR creating_by = :me)",
-            )
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_values(":until", n(until))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":me", s(claimant))
-            .send()
-            .await;
-        condition_outcome(result)
+        self.claim_creation(
+            workspace_id,
+            format!("CHAT#{chat_key}"),
+            "attribute_exists(pk) AND attribute_not_exists(#r)",
+            "",
+            claimant,
+            (now, until),
+        )
+        .await
     }
 
     async fn release_record_claim(
@@ -912,14 +956,8 @@ impl ChatStore for DynamoStore {
         chat_key: &str,
         claimant: &str,
     ) -> Result<(), StoreError> {
-        let result = self
-            .update_chat(workspace_id, chat_key)
-            .update_expression("REMOVE creating_until, creating_by")
-            .condition_expression("creating_by = :me")
-            .expression_attribute_values(":me", s(claimant))
-            .send()
-            .await;
-        condition_outcome(result).map(|_| ())
+        self.release_creation(workspace_id, format!("CHAT#{chat_key}"), claimant)
+            .await
     }
 
     async fn claim_contact_creation(
@@ -933,21 +971,17 @@ impl ChatStore for DynamoStore {
         let sk = contact_sk(contact);
         // A record made longer ago than its window is left to the search
         // (the CRM's index has it by then, unless it was deleted).
-        let result = self
-            .update_in(workspace_id, sk.clone())
-            .update_expression(
-                "SET creating_until = :until, creating_by = :me REMOVE #r, record_until",
+        let claimed = self
+            .claim_creation(
+                workspace_id,
+                sk.clone(),
+                "(attribute_not_exists(#r) OR record_until < :now)",
+                " REMOVE #r, record_until",
+                claimant,
+                (now, until),
             )
-            .condition_expression(
-                "(attribute_not_exists(#r) OR record_until < :now) AND (attribute_not_exists(creating_until) OR creating_until < :now OR creating_by = :me)",
-            )
-            .expression_attribute_names("#r", "record")
-            .expression_attribute_values(":until", n(until))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":me", s(claimant))
-            .send()
-            .await;
-        if condition_outcome(result)? {
+            .await?;
+        if claimed {
             return Ok(ContactClaim::Claimed);
         }
         let record = self
@@ -1015,14 +1049,8 @@ impl ChatStore for DynamoStore {
         contact: &E164,
         claimant: &str,
     ) -> Result<(), StoreError> {
-        let result = self
-            .update_in(workspace_id, contact_sk(contact))
-            .update_expression("REMOVE creating_until, creating_by")
-            .condition_expression("creating_by = :me")
-            .expression_attribute_values(":me", s(claimant))
-            .send()
-            .await;
-        condition_outcome(result).map(|_| ())
+        self.release_creation(workspace_id, contact_sk(contact), claimant)
+            .await
     }
 
     async fn patch_chat(
