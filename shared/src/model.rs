@@ -556,6 +556,7 @@ mod tests {
             kind: ConnectionKind::Organization,
             expires_at: 600,
             code_verifier: "verifier-secret".into(),
+            browser_binding: "binding-secret".into(),
         };
         let shown = format!("{state:?}");
         assert!(!shown.contains("secret"), "{shown}");

@@ -530,9 +530,16 @@ async fn one_contact_writing_to_two_business_numbers_at_once_gets_one_lead() {
         system.post_webhook(&to_first),
         system.post_webhook(&to_second)
     );
-    assert_eq!((first.status(), second.status()), (200, 200));
-    system.wait_for_message_state("wamid.TWO1", "appended").await;
-    system.wait_for_message_state("wamid.TWO2", "appended").await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    system
+        .wait_for_message_state("wamid.TWO1", "appended")
+        .await;
+    system
+        .wait_for_message_state("wamid.TWO2", "appended")
+        .await;
     assert_eq!(
         system.leads_with_mobile(ALICE).len(),
         1,
@@ -542,5 +549,9 @@ async fn one_contact_writing_to_two_business_numbers_at_once_gets_one_lead() {
     let lead = &system.leads_with_mobile(ALICE)[0];
     let lead_id = lead["id"].as_str().unwrap_or_default();
     let notes = system.notes_of("Leads", lead_id);
-    assert_eq!(notes.len(), 2, "each chat its own day note, on the one lead");
+    assert_eq!(
+        notes.len(),
+        2,
+        "each chat its own day note, on the one lead"
+    );
 }

@@ -93,6 +93,7 @@ impl std::fmt::Debug for LocalOptions {
             .field("zoho_accounts_url", &self.zoho_accounts_url)
             .field("zoho_accounts_servers", &self.zoho_accounts_servers)
             .field("zoho_api_domains", &self.zoho_api_domains)
+            .field("public_base_url", &self.public_base_url)
             .field("port", &self.port)
             .field("visibility_timeout_secs", &self.visibility_timeout_secs)
             .field("retry_backoff_base_secs", &self.retry_backoff_base_secs)
@@ -423,6 +424,7 @@ mod tests {
             zoho_accounts_url: "http://127.0.0.1:1".into(),
             zoho_accounts_servers: "us=http://127.0.0.1:1".into(),
             zoho_api_domains: "http://127.0.0.1:1".into(),
+            public_base_url: None,
             port: 0,
             visibility_timeout_secs: None,
             retry_backoff_base_secs: None,
