@@ -43,6 +43,9 @@ pub struct WhatsAppNumber {
     pub workspace_id: String,
     /// The Cloud API's stable id of the business number; webhooks route by it.
     pub phone_number_id: String,
+    /// The business number in E.164 (`+447700900100`); numbers registered
+    /// before registration normalised it are stored as typed (show them
+    /// through `sync::business_number_display`).
     pub display_phone_number: String,
     /// The user who connected the number: the default owner of new records.
     pub owner_user_id: String,

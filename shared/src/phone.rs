@@ -63,6 +63,32 @@ impl E164 {
         }
     }
 
+    /// A business number as Meta writes it: digits without `+` in webhooks
+    /// (`447700900100`), or spaced and with `+` as WhatsApp Manager and the
+    /// Graph API show it (`+44 7700 900100`, `+1 555-025-3483`). Meta always
+    /// writes it with its country code, so digits without `+` are read as
+    /// international too.
+    pub fn parse_business_number(raw: &str) -> Result<Self, NotE164> {
+        if let Ok(number) = Self::from_wa_id(raw) {
+            return Ok(number);
+        }
+        let trimmed = raw.trim();
+        // Digits and separators only: the phone metadata would read letters
+        // as a keypad's (`O` as 6).
+        if !trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+        {
+            return Err(NotE164);
+        }
+        let international = if trimmed.starts_with('+') || trimmed.starts_with("00") {
+            trimmed.to_owned()
+        } else {
+            format!("+{trimmed}")
+        };
+        Self::parse_stored(&international).ok_or(NotE164)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -228,6 +254,31 @@ mod tests {
                 Some("+447700900123".to_owned()),
                 "{raw}"
             );
+        }
+    }
+
+    #[test]
+    fn business_numbers_read_as_webhooks_and_whatsapp_manager_write_them() {
+        for raw in [
+            "447700900100",
+            "+447700900100",
+            "+44 7700 900100",
+            " 44 7700 900100 ",
+            "+44-7700-900100",
+            "0044 7700 900100",
+        ] {
+            assert_eq!(
+                E164::parse_business_number(raw).map(|n| n.to_string()),
+                Ok("+447700900100".to_owned()),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            E164::parse_business_number("+1 555-025-3483").map(|n| n.to_string()),
+            Ok("+15550253483".to_owned())
+        );
+        for bad in ["", "call us", "+44 7700 9001OO"] {
+            assert_eq!(E164::parse_business_number(bad), Err(NotE164), "{bad}");
         }
     }
 

@@ -294,7 +294,18 @@ pub fn note_title(contact_display: &str, date: &str) -> String {
     format!("WhatsApp Chat with {contact_display} ({date})")
 }
 
-/// `09:14 ← Alice: Hello` for the contact, `09:15 → Business +44…: Hi` for us.
+/// The business number as notes show it: E.164 (`+447700900100`) however
+/// it was registered, so a number stored as typed before registration
+/// normalised it (`+44 7700 900100`) is shown right too; one that does not
+/// read as a number is shown as stored.
+pub fn business_number_display(registered: &str) -> String {
+    E164::parse_business_number(registered)
+        .map(|number| number.to_string())
+        .unwrap_or_else(|_| registered.trim().to_owned())
+}
+
+/// `09:14 ← Alice: Hello` for the contact, `09:15 → Business +44…: Hi` for
+/// us; `business_number` as [`business_number_display`] gives it.
 pub fn note_line_text(
     message: &StoredMessage,
     contact_display: &str,
@@ -309,7 +320,7 @@ pub fn note_line_text(
     match message.direction {
         Direction::Inbound => format!("{time} ← {contact_display}: {}{attachment}", message.text),
         Direction::Outbound => format!(
-            "{time} → Business +{business_number}: {}{attachment}",
+            "{time} → Business {business_number}: {}{attachment}",
             message.text
         ),
     }
@@ -317,9 +328,10 @@ pub fn note_line_text(
 
 /// The first line of every day note: the chat's link and the business
 /// number it is with. It also tells apart the notes of two business numbers
-/// with the same contact, which share a title.
+/// with the same contact, which share a title. `business_number` as
+/// [`business_number_display`] gives it.
 pub fn note_header(chat_link: &str, business_number: &str) -> String {
-    format!("WhatsApp chat: {chat_link} (with +{business_number})")
+    format!("WhatsApp chat: {chat_link} (with {business_number})")
 }
 
 pub fn note_content(note: &DayNote, header: &str) -> String {
@@ -344,6 +356,19 @@ pub fn record_of(record: &RecordRef) -> String {
 mod tests {
     use super::*;
     use crate::model::ConnectionStatus;
+
+    #[test]
+    fn the_business_number_shows_once_in_e164_however_it_was_registered() {
+        for registered in ["447700900100", "+447700900100", "+44 7700 900100"] {
+            let shown = business_number_display(registered);
+            assert_eq!(
+                note_header("https://wa.me/447700900123", &shown),
+                "WhatsApp chat: https://wa.me/447700900123 (with +447700900100)",
+                "{registered}"
+            );
+        }
+        assert_eq!(business_number_display(" not a number "), "not a number");
+    }
 
     fn connection() -> Connection {
         Connection {

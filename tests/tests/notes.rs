@@ -188,3 +188,43 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
     );
     system.assert_contract_kept();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_business_number_registered_as_whatsapp_manager_shows_it_heads_notes_in_e164() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    // Registered again, typed as WhatsApp Manager shows it.
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/api/whatsapp-numbers",
+            &workspace.owner_token,
+            Some(serde_json::json!({
+                "phone_number_id": e2e::PHONE_NUMBER_ID,
+                "display_phone_number": "+44 7700 900100",
+                "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["whatsapp_number"]["display_phone_number"],
+        "+447700900100"
+    );
+    system.connect_zoho(&workspace).await;
+    system
+        .post_webhook(&text_delivery(
+            ALICE_WA_ID,
+            "Alice",
+            "wamid.SPACED",
+            MAY_20_0915,
+            "hello",
+        ))
+        .await;
+    let (_, notes) = system.wait_for_note_line("+447700900123", "hello").await;
+    let content = notes[0]["Note_Content"].as_str().unwrap_or_default();
+    assert!(
+        content.starts_with("WhatsApp chat: https://wa.me/447700900123 (with +447700900100)\n"),
+        "{content}"
+    );
+}

@@ -14,6 +14,7 @@ use crate::model::{
     Chat, ChatPatch, ConnectionKind, CrmKind, MessageState, RecordRef, Role, User, WhatsAppNumber,
     Workspace, chat_key_for_logs,
 };
+use crate::phone::E164;
 use crate::queue::{MessageRef, QueueName};
 use crate::sync::resend_marker;
 use crate::synclog;
@@ -181,6 +182,15 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
             "phone_number_id must be the Cloud API's numeric phone-number id".into(),
         ));
     }
+    // Stored in E.164 however it was typed (WhatsApp Manager shows
+    // `+44 7700 900100`); the refusal does not repeat it: refusals are logged.
+    let display_phone_number = E164::parse_business_number(&input.display_phone_number)
+        .map_err(|_| {
+            ApiError::BadRequest(
+                "display_phone_number must be the number with its country code, e.g. +44 7700 900100"
+                    .into(),
+            )
+        })?;
     let owner_user_id = input.owner_user_id.unwrap_or_else(|| me.id.clone());
     if deps
         .store
@@ -195,7 +205,7 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
     let mut number = WhatsAppNumber {
         workspace_id: me.workspace_id.clone(),
         phone_number_id: input.phone_number_id,
-        display_phone_number: input.display_phone_number,
+        display_phone_number: display_phone_number.to_string(),
         owner_user_id,
         access_token_enc: None,
     };

@@ -19,9 +19,9 @@ use crate::model::{
 };
 use crate::queue::{MessageRef, QueueName};
 use crate::sync::{
-    NO_MEDIA_ACCESS, active_settings, chat_link, local_times, note_content, note_header,
-    note_line_text, note_title, organization_crm, park, parking_reason, record_of, resend_marker,
-    zone,
+    NO_MEDIA_ACCESS, active_settings, business_number_display, chat_link, local_times,
+    note_content, note_header, note_line_text, note_title, organization_crm, park, parking_reason,
+    record_of, resend_marker, zone,
 };
 use crate::synclog;
 use serde_json::json;
@@ -194,7 +194,7 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
         .map_err(|e| at_start(e.into()))?;
     let business_number = number
         .as_ref()
-        .map(|n| n.display_phone_number.clone())
+        .map(|n| business_number_display(&n.display_phone_number))
         .unwrap_or_default();
     let Some((_, crm)) = organization_crm(deps, &first.workspace_id, CrmKind::Zoho)
         .await
