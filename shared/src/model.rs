@@ -262,6 +262,21 @@ pub fn chat_key(phone_number_id: &str, contact: &E164) -> String {
     format!("{phone_number_id}#{}", contact.digits())
 }
 
+/// Why a message of a WhatsApp username that shares no number waits.
+pub const NO_NUMBER_YET: &str = "no phone number yet";
+
+/// `<phone_number_id>#user:<business-scoped user id>`: where the messages of
+/// a username that shares no number wait (no chat, no record) until a
+/// delivery tells its number.
+pub fn held_chat_key(phone_number_id: &str, user_id: &str) -> String {
+    format!("{phone_number_id}#user:{user_id}")
+}
+
+/// Whether a chat key is one of [`held_chat_key`]'s.
+pub fn is_held_chat_key(key: &str) -> bool {
+    key.contains("#user:")
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum MessageState {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deps::Deps;
 use crate::error::{QueueError, WorkError};
-use crate::model::MessageState;
+use crate::model::{MessageState, is_held_chat_key};
 use crate::queue::{MessageRef, QueueName};
 use crate::sync::resend_marker;
 
@@ -74,7 +74,9 @@ pub async fn run_page(deps: &Deps, job: &RequeueJob) -> Result<usize, WorkError>
         .waiting_messages(workspace_id, job.after.as_deref(), PAGE_SIZE)
         .await?;
     let mut marked = Vec::new();
-    for message in &page.items {
+    // Messages of a username without a number wait for a delivery that
+    // tells it, not for a re-queue: there is no chat to sync them to.
+    for message in page.items.iter().filter(|m| !is_held_chat_key(&m.chat_key)) {
         // Marked before it is sent: a worker may take the copy at once and
         // park it again, and that new `waiting` must not be overwritten by a
         // late `queued` (the message would then be on no queue, unseen by

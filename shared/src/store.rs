@@ -228,6 +228,15 @@ pub trait MessageStore: Send + Sync {
         workspace_id: &str,
         chat_key: &str,
     ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Moves a message from chat `from` to chat `to` (its sender's number
+    /// became known); false if it is no longer in `from`.
+    async fn move_message_to_chat(
+        &self,
+        workspace_id: &str,
+        message: &StoredMessage,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError>;
     /// Records that an upload of a media message's file is about to begin
     /// (kept if one began before).
     async fn mark_attachment_started(

@@ -189,13 +189,26 @@ pub enum Direction {
     Outbound,
 }
 
+/// Who the business talks with in a 1:1 chat.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Counterpart {
+    /// A phone number, with the user's business-scoped user id (BSUID) when
+    /// the delivery names it.
+    Number {
+        contact: E164,
+        user_id: Option<String>,
+    },
+    /// A WhatsApp username that shares no number: only its BSUID is known.
+    UserOnly { user_id: String },
+}
+
 /// One message of a 1:1 chat, ready to be stored and synced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatMessage {
     pub phone_number_id: String,
     pub business_number: String,
     pub message_id: String,
-    pub contact: E164,
+    pub counterpart: Counterpart,
     pub contact_name: Option<String>,
     pub direction: Direction,
     pub timestamp: i64,
@@ -328,20 +341,36 @@ fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) {
             Direction::Inbound => message.from.as_deref(),
             Direction::Outbound => message.to.as_deref(),
         };
-        let Some(contact_id) = contact_id else {
-            items.push(skip(SkipReason::NoPhoneNumber, Some(id)));
-            continue;
-        };
-        // Not a phone number (e.g. a business-scoped user id): the message
-        // cannot be matched by phone; skip it rather than refuse the delivery.
-        let Ok(contact) = E164::from_wa_id(contact_id) else {
-            items.push(skip(SkipReason::NoPhoneNumber, Some(id)));
-            continue;
+        // A number when there is one; else (a username that shares none)
+        // the business-scoped user id, kept until a number is known.
+        let number = contact_id.and_then(|id| E164::from_wa_id(id).ok());
+        let user_id = message
+            .from_user_id
+            .clone()
+            .filter(|_| direction == Direction::Inbound)
+            .or_else(|| {
+                let digits = number.as_ref()?.digits().to_owned();
+                value
+                    .contacts
+                    .iter()
+                    .find(|c| c.wa_id.as_deref() == Some(digits.as_str()))
+                    .and_then(|c| c.user_id.clone())
+            });
+        let counterpart = match (number, user_id) {
+            (Some(contact), user_id) => Counterpart::Number { contact, user_id },
+            (None, Some(user_id)) => Counterpart::UserOnly { user_id },
+            (None, None) => {
+                items.push(skip(SkipReason::NoPhoneNumber, Some(id)));
+                continue;
+            }
         };
         let contact_name = value
             .contacts
             .iter()
-            .find(|c| c.wa_id.as_deref() == Some(contact.digits()))
+            .find(|c| match &counterpart {
+                Counterpart::Number { contact, .. } => c.wa_id.as_deref() == Some(contact.digits()),
+                Counterpart::UserOnly { user_id } => c.user_id.as_deref() == Some(user_id),
+            })
             .and_then(|c| c.profile.as_ref())
             .and_then(|p| p.name.clone())
             .filter(|n| !n.trim().is_empty());
@@ -359,7 +388,7 @@ fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) {
             phone_number_id: metadata.phone_number_id.clone(),
             business_number: metadata.display_phone_number.clone(),
             message_id: message.id,
-            contact,
+            counterpart,
             contact_name,
             direction,
             timestamp: message.timestamp,
@@ -481,6 +510,27 @@ mod tests {
             .collect()
     }
 
+    fn number(message: &ChatMessage) -> Option<&str> {
+        match &message.counterpart {
+            Counterpart::Number { contact, .. } => Some(contact.as_str()),
+            Counterpart::UserOnly { .. } => None,
+        }
+    }
+
+    #[test]
+    fn a_username_without_a_number_is_kept_by_its_user_id() {
+        let m = messages("cloud-text-username-bsuid.json");
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            m[0].counterpart,
+            Counterpart::UserOnly {
+                user_id: "GB.13491208655300000001".into()
+            }
+        );
+        assert_eq!(m[0].contact_name.as_deref(), Some("Evan Example"));
+        assert!(skipped("cloud-text-username-bsuid.json").is_empty());
+    }
+
     fn skipped(name: &str) -> Vec<SkipReason> {
         parse(name)
             .expect("parses")
@@ -496,7 +546,7 @@ mod tests {
     fn plain_text_message_is_read_with_contact_and_business_number() {
         let m = messages("cloud-text-inbound.json");
         assert_eq!(m.len(), 1);
-        assert_eq!(m[0].contact.as_str(), "+447700900123");
+        assert_eq!(number(&m[0]), Some("+447700900123"));
         assert_eq!(m[0].contact_name.as_deref(), Some("Alice Example"));
         assert_eq!(m[0].phone_number_id, "170000000000001");
         assert_eq!(m[0].business_number, "447700900100");
@@ -530,7 +580,7 @@ mod tests {
         let m = messages("cloud-smb-message-echo.json");
         assert_eq!(m.len(), 2);
         assert!(m.iter().all(|x| x.direction == Direction::Outbound));
-        assert_eq!(m[0].contact.as_str(), "+447700900123");
+        assert_eq!(number(&m[0]), Some("+447700900123"));
         assert_eq!(m[1].text, "[Image] Floor plan");
         assert_eq!(
             m[1].media.as_ref().map(|x| x.id.as_str()),
@@ -545,10 +595,6 @@ mod tests {
             [SkipReason::GroupMessage]
         );
         assert_eq!(skipped("cloud-status-read.json"), [SkipReason::Status]);
-        assert_eq!(
-            skipped("cloud-text-username-bsuid.json"),
-            [SkipReason::NoPhoneNumber]
-        );
         assert_eq!(
             skipped("cloud-system-number-changed.json"),
             [SkipReason::SystemEvent]

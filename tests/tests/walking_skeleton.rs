@@ -482,3 +482,64 @@ async fn a_contact_renamed_in_whatsapp_renames_only_the_record_this_product_crea
         "a record people made is theirs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_username_without_a_number_waits_and_syncs_once_a_delivery_tells_its_number() {
+    let (system, _) = TestSystem::with_connected_workspace().await;
+    // Evan writes with a WhatsApp username and shares no number.
+    let held_id = "wamid.HBgMNDQ3NzAwOTAwNTU1FQIAEhgURkFLRTAwMDAwMDAwMDAwMDAwMTIA";
+    let response = system
+        .post_webhook(&e2e::fixture("cloud-text-username-bsuid.json"))
+        .await;
+    assert_eq!(response.status(), 200);
+    system.wait_for_message_state(held_id, "waiting").await;
+    assert!(
+        system.customer_leads().is_empty(),
+        "nothing can be matched by phone yet"
+    );
+    // A later delivery names both his user id and his number.
+    let with_number = serde_json::to_vec(&serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "190000000000001",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": e2e::BUSINESS_NUMBER, "phone_number_id": e2e::PHONE_NUMBER_ID },
+                    "contacts": [{
+                        "profile": { "name": "Evan Example", "username": "@evan.example" },
+                        "user_id": "GB.13491208655300000001",
+                        "wa_id": "447700900555"
+                    }],
+                    "messages": [{
+                        "from": "447700900555",
+                        "from_user_id": "GB.13491208655300000001",
+                        "id": "wamid.EVAN2",
+                        "timestamp": "1779268700",
+                        "type": "text",
+                        "text": { "body": "Here is my number" }
+                    }]
+                }
+            }]
+        }]
+    }))
+    .expect("JSON");
+    assert_eq!(system.post_webhook(&with_number).await.status(), 200);
+    let (lead, notes) = system
+        .wait_for_note_line("+447700900555", "Here is my number")
+        .await;
+    assert_eq!(lead["Last_Name"], "Evan Example");
+    assert_eq!(notes.len(), 1);
+    let text = content(&notes[0]);
+    let held = text
+        .find("Hello, saw your ad - is parking included?")
+        .expect("the kept message is in the note");
+    let told = text.find("Here is my number").expect("the new one too");
+    assert!(held < told, "in the order they were sent: {text}");
+    system.wait_for_message_state(held_id, "appended").await;
+    system
+        .wait_for_message_state("wamid.EVAN2", "appended")
+        .await;
+    assert_eq!(system.customer_leads().len(), 1);
+}

@@ -1217,6 +1217,26 @@ impl MessageStore for DynamoStore {
         }
     }
 
+    async fn move_message_to_chat(
+        &self,
+        workspace_id: &str,
+        message: &StoredMessage,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .update_message(workspace_id, &message.message_id)
+            .update_expression("SET chat_key = :to, chat_pk = :pk, chat_sk = :sk")
+            .condition_expression("chat_key = :from")
+            .expression_attribute_values(":to", s(to))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":pk", s(chat_index_pk(workspace_id, to)))
+            .expression_attribute_values(":sk", s(format!("MSG#{}", message_order_key(message))))
+            .send()
+            .await;
+        condition_outcome(result)
+    }
+
     async fn mark_attachment_started(
         &self,
         workspace_id: &str,

@@ -11,11 +11,11 @@ use serde_json::json;
 use super::http::{ApiError, HttpResponse, json_response, query_params, text_response};
 use crate::crypto::{secrets_equal, verify_meta_signature};
 use crate::deps::Deps;
-use crate::model::{MessageState, StoredMessage, chat_key};
+use crate::model::{MessageState, NO_NUMBER_YET, StoredMessage, chat_key, held_chat_key};
 use crate::queue::{MessageRef, QueueName};
 use crate::store::Insert;
 use crate::synclog;
-use crate::whatsapp::{ChatMessage, WebhookItem, parse_delivery};
+use crate::whatsapp::{ChatMessage, Counterpart, WebhookItem, parse_delivery};
 
 /// Meta's largest delivery is 3 MB.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -71,9 +71,7 @@ async fn receive(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     for item in items {
         match item {
             WebhookItem::Message(message) => {
-                if let Some(reference) = store(deps, *message, &mut tally).await? {
-                    to_queue.push(reference);
-                }
+                to_queue.extend(store(deps, *message, &mut tally).await?);
             }
             WebhookItem::Skipped {
                 reason,
@@ -132,13 +130,14 @@ async fn receive(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     ))
 }
 
-/// Stores the message (and its chat) once; returns what to queue, if it
-/// still needs queueing.
+/// Stores the message (and its chat) once; returns what to queue: the
+/// message if it still needs queueing, after the messages its sender sent
+/// while only a username was known, now that the number is.
 async fn store(
     deps: &Deps,
     message: ChatMessage,
     tally: &mut Tally,
-) -> Result<Option<MessageRef>, ApiError> {
+) -> Result<Vec<MessageRef>, ApiError> {
     let Some(number) = deps.store.whatsapp_number(&message.phone_number_id).await? else {
         tally.skipped += 1;
         tracing::warn!(
@@ -146,19 +145,40 @@ async fn store(
             message_id = %message.message_id,
             "message for a WhatsApp number no workspace registered"
         );
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let workspace_id = number.workspace_id;
-    let chat = chat_key(&message.phone_number_id, &message.contact);
+    let (contact, user_id) = match &message.counterpart {
+        Counterpart::Number { contact, user_id } => (contact.clone(), user_id.clone()),
+        Counterpart::UserOnly { user_id } => {
+            let user_id = user_id.clone();
+            hold_until_number_known(deps, &workspace_id, message, &user_id, tally).await?;
+            return Ok(Vec::new());
+        }
+    };
+    let chat = chat_key(&message.phone_number_id, &contact);
     deps.store
         .upsert_chat_contact(
             &workspace_id,
             &chat,
             &message.phone_number_id,
-            &message.contact,
+            &contact,
             message.contact_name.as_deref(),
         )
         .await?;
+    let mut to_queue = match &user_id {
+        Some(user_id) => {
+            release_held(
+                deps,
+                &workspace_id,
+                &message.phone_number_id,
+                user_id,
+                &chat,
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
     let stored = StoredMessage {
         workspace_id: workspace_id.clone(),
         message_id: message.message_id.clone(),
@@ -179,15 +199,109 @@ async fn store(
         // Stored by an earlier delivery that failed before queueing it.
         Insert::Exists(existing) => existing.state == MessageState::Received,
     };
-    if !needs_queueing {
+    if needs_queueing {
+        to_queue.push(MessageRef {
+            workspace_id,
+            message_id: stored.message_id,
+            chat_key: chat,
+            resend: 0,
+        });
+    } else {
         tally.duplicates += 1;
         tracing::info!(workspace_id = %workspace_id, message_id = %stored.message_id, "duplicate delivery");
-        return Ok(None);
     }
-    Ok(Some(MessageRef {
-        workspace_id,
-        message_id: stored.message_id,
-        chat_key: chat,
-        resend: 0,
-    }))
+    Ok(to_queue)
+}
+
+/// A message from a username that shares no number is kept, waiting, under
+/// its user id: it cannot be matched to a record by phone yet.
+async fn hold_until_number_known(
+    deps: &Deps,
+    workspace_id: &str,
+    message: ChatMessage,
+    user_id: &str,
+    tally: &mut Tally,
+) -> Result<(), ApiError> {
+    let held = StoredMessage {
+        workspace_id: workspace_id.to_owned(),
+        message_id: message.message_id.clone(),
+        chat_key: held_chat_key(&message.phone_number_id, user_id),
+        direction: message.direction,
+        timestamp: message.timestamp,
+        kind: message.kind,
+        text: message.text,
+        media: message.media,
+        attachment: None,
+        attachment_started_at: None,
+        contact_name: message.contact_name,
+        state: MessageState::Waiting {
+            reason: NO_NUMBER_YET.into(),
+        },
+        received_at: deps.clock.now(),
+    };
+    match deps.store.insert_message(&held).await? {
+        Insert::Inserted => {
+            synclog::record(
+                deps.store.as_ref(),
+                deps.clock.now(),
+                workspace_id,
+                "parked",
+                None,
+                Some(&held.message_id),
+                json!({ "reason": NO_NUMBER_YET }),
+            )
+            .await;
+            tracing::info!(workspace_id, message_id = %held.message_id, "message kept until its sender's number is known");
+        }
+        Insert::Exists(_) => tally.duplicates += 1,
+    }
+    Ok(())
+}
+
+/// The number of a user who wrote with a username only is known now: the
+/// messages kept under the user id join the chat of that number, oldest
+/// first, ahead of the message that told the number.
+async fn release_held(
+    deps: &Deps,
+    workspace_id: &str,
+    phone_number_id: &str,
+    user_id: &str,
+    chat: &str,
+) -> Result<Vec<MessageRef>, ApiError> {
+    let held_key = held_chat_key(phone_number_id, user_id);
+    let mut released = Vec::new();
+    for held in deps.store.chat_messages(workspace_id, &held_key).await? {
+        if held.state.name() != "waiting" {
+            continue;
+        }
+        if !deps
+            .store
+            .move_message_to_chat(workspace_id, &held, &held_key, chat)
+            .await?
+        {
+            continue; // another delivery released it first
+        }
+        deps.store
+            .set_message_state(
+                workspace_id,
+                &held.message_id,
+                &MessageState::Received,
+                Some(&["waiting"]),
+            )
+            .await?;
+        released.push(MessageRef {
+            workspace_id: workspace_id.to_owned(),
+            message_id: held.message_id,
+            chat_key: chat.to_owned(),
+            resend: 0,
+        });
+    }
+    if !released.is_empty() {
+        tracing::info!(
+            workspace_id,
+            count = released.len(),
+            "messages kept for a username join the chat of its number"
+        );
+    }
+    Ok(released)
 }
