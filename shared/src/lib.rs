@@ -2,6 +2,7 @@
 //! the handlers that the Lambda functions (and the local runner) call.
 
 pub mod adapters;
+pub mod business_numbers;
 pub mod clock;
 pub mod config;
 pub mod crm;

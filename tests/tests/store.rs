@@ -231,6 +231,7 @@ async fn a_message_parked_again_while_being_requeued_stays_waiting_for_the_next_
         http: base.http.clone(),
         clock: base.clock.clone(),
         media: base.media.clone(),
+        business_numbers: base.business_numbers.clone(),
     };
     let mut waiting = message("wamid.W1");
     waiting.state = MessageState::Waiting {
