@@ -44,7 +44,8 @@ pub struct Config {
     pub conversion_check_secs: i64,
     /// The Graph API's base URL (`GRAPH_API_URL`, default
     /// `https://graph.facebook.com`) and version (`GRAPH_API_VERSION`,
-    /// default `v23.0`), for media downloads.
+    /// default `v23.0`), for media downloads and for reading a business
+    /// number when it is registered.
     pub graph_api_url: String,
     pub graph_api_version: String,
     /// Largest file attached to a CRM record, in bytes; a larger one gets a

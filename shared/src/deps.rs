@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::dynamo::DynamoStore;
-use crate::adapters::graph::GraphMedia;
+use crate::adapters::graph::{GraphBusinessNumbers, GraphMedia};
 use crate::adapters::sqs::SqsQueue;
+use crate::business_numbers::BusinessNumbers;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, MissingVar};
 use crate::media::MediaSource;
@@ -33,6 +34,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     /// WhatsApp media, through the Graph API.
     pub media: Arc<dyn MediaSource>,
+    /// WhatsApp business numbers, through the Graph API.
+    pub business_numbers: Arc<dyn BusinessNumbers>,
 }
 
 impl Deps {
@@ -71,6 +74,11 @@ impl Deps {
             &config.graph_api_url,
             &config.graph_api_version,
         );
+        let business_numbers = GraphBusinessNumbers::new(
+            http.clone(),
+            &config.graph_api_url,
+            &config.graph_api_version,
+        );
         Ok(Self {
             config,
             store: Arc::new(store),
@@ -79,6 +87,7 @@ impl Deps {
             http,
             clock: Arc::new(SystemClock),
             media: Arc::new(media),
+            business_numbers: Arc::new(business_numbers),
         })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod budget;
+pub mod business_numbers;
 pub mod clock;
 pub mod config;
 pub mod crm;

@@ -119,14 +119,123 @@ async fn a_whatsapp_number_belongs_to_one_workspace() {
     )
     .await;
     assert_eq!(status, 201);
+    // Even with the number's own token (the other workspace controls the
+    // number too), one number routes to one workspace.
     let (status, answer) = post(
         &system,
         "/api/whatsapp-numbers",
         other["api_token"].as_str().expect("token"),
-        json!({ "phone_number_id": e2e::PHONE_NUMBER_ID, "display_phone_number": "447700900100" }),
+        json!({ "phone_number_id": e2e::PHONE_NUMBER_ID, "display_phone_number": "447700900100",
+                "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN }),
     )
     .await;
     assert_eq!(status, 409, "{answer}");
+}
+
+/// Another business's number, which only its own token may read.
+const OTHER_NUMBER_ID: &str = "170000000000009";
+const OTHER_BUSINESS_TOKEN: &str = "other-business-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_is_registered_only_with_a_token_that_proves_control_of_it() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    system.graph.seed_phone_number(
+        graph_sandbox::SeedPhoneNumber::new(OTHER_NUMBER_ID, "+44 7700 900999", "Other Ltd")
+            .readable_only_with([OTHER_BUSINESS_TOKEN]),
+    );
+    let register = |id: &str, display: &str, token: Option<&str>| {
+        let mut body = json!({ "phone_number_id": id, "display_phone_number": display });
+        if let Some(token) = token {
+            body["access_token"] = json!(token);
+        }
+        post(
+            &system,
+            "/api/whatsapp-numbers",
+            &workspace.owner_token,
+            body,
+        )
+    };
+    let refusal = |answer: &Value| {
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // No token: nothing proves anything.
+    let (status, answer) = register(OTHER_NUMBER_ID, "+44 7700 900999", None).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        refusal(&answer).contains("access_token is required"),
+        "{answer}"
+    );
+    // Our own valid token cannot read another business's number.
+    let (status, answer) = register(
+        OTHER_NUMBER_ID,
+        "+44 7700 900999",
+        Some(graph_sandbox::DEFAULT_ACCESS_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        refusal(&answer).contains("no phone number with this id that the access token may read"),
+        "{answer}"
+    );
+    // A token Graph refuses.
+    let (status, answer) = register(OTHER_NUMBER_ID, "+44 7700 900999", Some("forged")).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        refusal(&answer).contains("refused the access token"),
+        "{answer}"
+    );
+    // Our number with our token, but claimed as another number: the one
+    // WhatsApp holds is not given away.
+    let (status, answer) = register(
+        e2e::PHONE_NUMBER_ID,
+        "+44 7700 900999",
+        Some(graph_sandbox::DEFAULT_ACCESS_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        refusal(&answer).contains("display_phone_number is not the number of phone_number_id"),
+        "{answer}"
+    );
+    assert!(refusal(&answer).contains("+44********00"), "{answer}");
+    assert!(!answer.to_string().contains("7700900100"), "{answer}");
+    assert!(
+        system
+            .sort_keys(&format!("WANUMBER#{OTHER_NUMBER_ID}"))
+            .await
+            .is_empty(),
+        "nothing was registered"
+    );
+
+    // The business's own token proves control.
+    let (status, answer) = register(
+        OTHER_NUMBER_ID,
+        "+44 7700 900999",
+        Some(OTHER_BUSINESS_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        answer["whatsapp_number"]["display_phone_number"],
+        "+447700900999"
+    );
+    // Graph unreachable: not a refusal of the token, and nothing changes.
+    system
+        .graph
+        .fail_next_at(graph_sandbox::Endpoint::PhoneNumber, 1, 503);
+    let (status, answer) = register(
+        e2e::PHONE_NUMBER_ID,
+        "447700900100",
+        Some(graph_sandbox::DEFAULT_ACCESS_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 502, "{answer}");
+    assert_eq!(answer["error"]["code"], "whatsapp_error");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

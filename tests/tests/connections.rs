@@ -623,7 +623,8 @@ async fn no_workspace_can_read_or_change_another_ones_items() {
             Method::POST,
             "/api/whatsapp-numbers",
             &intruder,
-            Some(json!({ "phone_number_id": e2e::PHONE_NUMBER_ID, "display_phone_number": "447700900100" })),
+            Some(json!({ "phone_number_id": e2e::PHONE_NUMBER_ID, "display_phone_number": "447700900100",
+                         "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN })),
         )
         .await;
     assert_eq!(code, 409);

@@ -500,6 +500,13 @@ async fn one_contact_writing_to_two_business_numbers_at_once_gets_one_lead() {
     .await;
     let workspace = system.workspace("bruno@acme.example", "UTC").await;
     system.connect_zoho(&workspace).await;
+    system
+        .graph
+        .seed_phone_number(graph_sandbox::SeedPhoneNumber::new(
+            SECOND_NUMBER_ID,
+            "+44 7700 900200",
+            "Acme Lettings",
+        ));
     let (status, body) = system
         .call(
             Method::POST,

@@ -368,3 +368,85 @@ async fn messages_before_activation_are_kept_and_synced_once_activated() {
     }
     assert_eq!(system.customer_leads().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_obvious_first_settings_activate_and_converted_leads_default_to_contacts() {
+    let (system, workspace) = connected().await;
+    let token = &workspace.owner_token;
+    // What a person naturally picks: nothing about converted leads.
+    let obvious = json!({
+        "destination_module": "Leads",
+        "number_field": "Mobile",
+        "name_field": "Last_Name",
+        "chat_link_field": "WhatsApp_Chat",
+        "lead_source_field": "Lead_Source",
+    });
+    let (status, saved) = system
+        .call(Method::PUT, "/api/settings/zoho", token, Some(obvious))
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["settings"]["on_converted"], "continue");
+    assert_eq!(saved["settings"]["converted_module"], Value::Null);
+    let (_, contacts) = system
+        .call(
+            Method::GET,
+            "/api/settings/zoho/fields?module=Contacts",
+            token,
+            None,
+        )
+        .await;
+    let first_phone_field = names(&contacts["fields"]["number_field"])
+        .first()
+        .cloned()
+        .expect("Contacts has a phone field");
+
+    let (status, body) = system
+        .call(Method::POST, "/api/settings/zoho/activate", token, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let defaults = json!({
+        "converted_module": "Contacts",
+        "converted_number_field": first_phone_field,
+    });
+    assert_eq!(body["defaults_applied"], defaults);
+    assert_eq!(body["settings"]["active"], true);
+    assert_eq!(body["settings"]["converted_module"], "Contacts");
+    assert_eq!(
+        body["settings"]["converted_number_field"],
+        first_phone_field.as_str()
+    );
+    let activated = system.log_entry(token, "", "settings_activated").await;
+    assert_eq!(activated["detail"]["defaults_applied"], defaults);
+
+    // New chats are looked for in Contacts by that field too.
+    let contact = system
+        .sandbox
+        .insert_record(
+            "Contacts",
+            json!({ "Last_Name": "Alice", first_phone_field.as_str(): ALICE }),
+        )
+        .expect("seeded");
+    system
+        .post_webhook(&text_delivery(
+            ALICE_WA_ID,
+            "Alice",
+            "wamid.OBVIOUS",
+            1_779_268_500,
+            "hello contact",
+        ))
+        .await;
+    system
+        .wait_for("the line on the contact", || {
+            system
+                .notes_of("Contacts", &contact)
+                .iter()
+                .any(|n| {
+                    n["Note_Content"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("hello contact"))
+                })
+                .then_some(())
+        })
+        .await;
+    assert!(system.customer_leads().is_empty(), "no lead created");
+}

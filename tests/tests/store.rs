@@ -42,6 +42,26 @@ fn message(id: &str) -> StoredMessage {
     }
 }
 
+/// The system's dependencies (administrator's view) with another queue.
+fn deps_with_queue(system: &TestSystem, queue: Arc<dyn Queue>) -> Deps {
+    let base = &system.local.deps;
+    Deps {
+        config: base.config.clone(),
+        store: base.store.clone(),
+        queue,
+        secrets: Secrets::new(
+            Box::new(SecretsManagerSource(aws_sdk_secretsmanager::Client::new(
+                &system.local.aws,
+            ))),
+            &base.config,
+        ),
+        http: base.http.clone(),
+        clock: base.clock.clone(),
+        media: base.media.clone(),
+        business_numbers: base.business_numbers.clone(),
+    }
+}
+
 fn requeue_job(after: Option<String>) -> RequeueJob {
     RequeueJob {
         workspace_id: WORKSPACE.into(),
@@ -227,22 +247,12 @@ impl Queue for ReparkingQueue {
 async fn a_message_parked_again_while_being_requeued_stays_waiting_for_the_next_requeue() {
     let system = TestSystem::start().await;
     let base = &system.local.deps;
-    let deps = Deps {
-        config: base.config.clone(),
-        store: base.store.clone(),
-        queue: Arc::new(ReparkingQueue {
+    let deps = deps_with_queue(
+        &system,
+        Arc::new(ReparkingQueue {
             store: base.store.clone(),
         }),
-        secrets: Secrets::new(
-            Box::new(SecretsManagerSource(aws_sdk_secretsmanager::Client::new(
-                &system.local.aws,
-            ))),
-            &base.config,
-        ),
-        http: base.http.clone(),
-        clock: base.clock.clone(),
-        media: base.media.clone(),
-    };
+    );
     let mut waiting = message("wamid.W1");
     waiting.state = MessageState::Waiting {
         reason: "no CRM connection".into(),
@@ -528,22 +538,8 @@ async fn store_messages(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_waiting_messages_are_requeued_in_bounded_pages() {
     let system = TestSystem::start().await;
-    let base = &system.local.deps;
     let queue = Arc::new(KeepingQueue::default());
-    let deps = Deps {
-        config: base.config.clone(),
-        store: base.store.clone(),
-        queue: queue.clone(),
-        secrets: Secrets::new(
-            Box::new(SecretsManagerSource(aws_sdk_secretsmanager::Client::new(
-                &system.local.aws,
-            ))),
-            &base.config,
-        ),
-        http: base.http.clone(),
-        clock: base.clock.clone(),
-        media: base.media.clone(),
-    };
+    let deps = deps_with_queue(&system, queue.clone());
     let waiting = MessageState::Waiting {
         reason: "no CRM connection".into(),
     };

@@ -1,22 +1,54 @@
-//! WhatsApp media through the Meta Graph API (WhatsApp reference §7): the
+//! The Meta Graph API. WhatsApp media (WhatsApp reference §7): the
 //! metadata call `GET /{version}/{media_id}` gives the MIME type, the size and
-//! a download URL that lives 5 minutes; the URL gives the bytes. Both calls
-//! carry the same bearer token, which is never logged.
+//! a download URL that lives 5 minutes; the URL gives the bytes. Business
+//! numbers: `GET /{version}/{phone_number_id}?fields=display_phone_number,
+//! verified_name` reads a number, for a token of the business that owns it.
+//! Every call carries the bearer token, which is never logged.
 
 use async_trait::async_trait;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use crate::business_numbers::{BusinessNumber, BusinessNumberError, BusinessNumbers};
 use crate::media::{MediaError, MediaFile, MediaSource};
 
 /// Longest Graph error message kept in [`MediaError::Rejected`].
 const MESSAGE_MAX_CHARS: usize = 300;
 
-pub struct GraphMedia {
+/// Where Graph is and the version we speak.
+#[derive(Clone)]
+struct Graph {
     http: reqwest::Client,
     base_url: String,
     api_version: String,
+}
+
+impl Graph {
+    /// `base_url`: `https://graph.facebook.com` (or a sandbox);
+    /// `api_version`: e.g. `v25.0`.
+    fn new(http: reqwest::Client, base_url: &str, api_version: &str) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_version: api_version.trim_matches('/').to_owned(),
+        }
+    }
+
+    /// `GET /{version}/{id}`: a node (media item, phone number) by its id.
+    fn node(&self, id: &str, token: &str) -> reqwest::RequestBuilder {
+        let url = format!(
+            "{}/{}/{}",
+            self.base_url,
+            self.api_version,
+            utf8_percent_encode(id, NON_ALPHANUMERIC)
+        );
+        self.http.get(url).bearer_auth(token)
+    }
+}
+
+pub struct GraphMedia {
+    graph: Graph,
 }
 
 #[derive(Deserialize)]
@@ -66,23 +98,14 @@ impl GraphMedia {
     /// `api_version`: e.g. `v25.0`.
     pub fn new(http: reqwest::Client, base_url: &str, api_version: &str) -> Self {
         Self {
-            http,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            api_version: api_version.trim_matches('/').to_owned(),
+            graph: Graph::new(http, base_url, api_version),
         }
     }
 
     async fn metadata(&self, token: &str, media_id: &str) -> Result<Metadata, MediaError> {
-        let url = format!(
-            "{}/{}/{}",
-            self.base_url,
-            self.api_version,
-            utf8_percent_encode(media_id, NON_ALPHANUMERIC)
-        );
         let response = self
-            .http
-            .get(&url)
-            .bearer_auth(token)
+            .graph
+            .node(media_id, token)
             .timeout(call_timeout()?)
             .send()
             .await
@@ -108,7 +131,7 @@ impl GraphMedia {
             .map_err(|_| MediaError::Invalid("the media URL is not a URL".into()))?;
         match parsed.scheme() {
             "https" => {}
-            "http" if !self.base_url.starts_with("https:") => {}
+            "http" if !self.graph.base_url.starts_with("https:") => {}
             other => {
                 return Err(MediaError::Invalid(format!(
                     "refusing to send the token to a {other} media URL"
@@ -119,8 +142,8 @@ impl GraphMedia {
         let on_meta = META_DOMAINS
             .iter()
             .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")));
-        let on_graph =
-            url::Url::parse(&self.base_url).is_ok_and(|graph| graph.origin() == parsed.origin());
+        let on_graph = url::Url::parse(&self.graph.base_url)
+            .is_ok_and(|graph| graph.origin() == parsed.origin());
         if on_meta || on_graph {
             Ok(())
         } else {
@@ -140,6 +163,7 @@ impl GraphMedia {
         max_bytes: u64,
     ) -> Result<Vec<u8>, MediaError> {
         let mut response = self
+            .graph
             .http
             .get(url)
             .bearer_auth(token)
@@ -224,6 +248,85 @@ impl MediaSource for GraphMedia {
             }
         }
         Err(MediaError::NotFound)
+    }
+}
+
+/// Business numbers, read through Graph's phone-number node.
+pub struct GraphBusinessNumbers {
+    graph: Graph,
+}
+
+#[derive(Deserialize)]
+struct PhoneNumberNode {
+    display_phone_number: String,
+    #[serde(default)]
+    verified_name: Option<String>,
+}
+
+impl GraphBusinessNumbers {
+    /// As [`GraphMedia::new`].
+    pub fn new(http: reqwest::Client, base_url: &str, api_version: &str) -> Self {
+        Self {
+            graph: Graph::new(http, base_url, api_version),
+        }
+    }
+}
+
+#[async_trait]
+impl BusinessNumbers for GraphBusinessNumbers {
+    async fn read(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+    ) -> Result<BusinessNumber, BusinessNumberError> {
+        let response = self
+            .graph
+            .node(phone_number_id, access_token)
+            .query(&[("fields", "display_phone_number,verified_name")])
+            .send()
+            .await
+            .map_err(|e| BusinessNumberError::Unavailable(e.without_url().to_string()))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| BusinessNumberError::Unavailable(e.without_url().to_string()))?;
+        tracing::debug!(
+            phone_number_id,
+            status = status.as_u16(),
+            "graph phone number"
+        );
+        if !status.is_success() {
+            return Err(number_error(graph_error(status, &body, access_token)));
+        }
+        let node: PhoneNumberNode = serde_json::from_str(&body)
+            .map_err(|e| BusinessNumberError::Invalid(format!("phone number: {e}")))?;
+        Ok(BusinessNumber {
+            display_phone_number: node.display_phone_number,
+            verified_name: node.verified_name,
+        })
+    }
+}
+
+/// Graph's error answers mean the same whatever the node: [`graph_error`]
+/// reads them; here is what each means for reading a number.
+fn number_error(error: MediaError) -> BusinessNumberError {
+    match error {
+        MediaError::Unauthorized => BusinessNumberError::TokenRefused,
+        MediaError::NotFound => BusinessNumberError::NotReadable,
+        MediaError::RateLimited => BusinessNumberError::Unavailable("rate-limited".into()),
+        MediaError::Unavailable(status) => {
+            BusinessNumberError::Unavailable(format!("HTTP {status}"))
+        }
+        MediaError::Transport(reason) => BusinessNumberError::Unavailable(reason),
+        MediaError::Rejected {
+            status,
+            code,
+            message,
+        } => BusinessNumberError::Rejected(format!("HTTP {status} (code {code:?}): {message}")),
+        other @ (MediaError::TooLarge { .. } | MediaError::Invalid(_)) => {
+            BusinessNumberError::Invalid(other.to_string())
+        }
     }
 }
 
@@ -363,8 +466,8 @@ mod tests {
     fn the_token_never_goes_to_a_clear_text_url_from_tls_graph() {
         let http = reqwest::Client::new();
         let tls = GraphMedia::new(http.clone(), "https://graph.facebook.com/", "/v25.0/");
-        assert_eq!(tls.base_url, "https://graph.facebook.com");
-        assert_eq!(tls.api_version, "v25.0");
+        assert_eq!(tls.graph.base_url, "https://graph.facebook.com");
+        assert_eq!(tls.graph.api_version, "v25.0");
         assert!(tls.check_url("https://lookaside.fbsbx.com/x?mid=1").is_ok());
         assert!(tls.check_url("http://lookaside.fbsbx.com/x").is_err());
         assert!(tls.check_url("ftp://x/y").is_err());

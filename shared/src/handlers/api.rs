@@ -8,6 +8,7 @@ use super::http::{
     ApiError, HttpResponse, bearer, caller, json_body, json_response, no_route, path_segments,
     query_params,
 };
+use crate::business_numbers::BusinessNumberError;
 use crate::crypto::{hash_token, random_token, secrets_equal};
 use crate::deps::Deps;
 use crate::model::{
@@ -163,7 +164,8 @@ struct NewWhatsAppNumber {
     phone_number_id: String,
     display_phone_number: String,
     owner_user_id: Option<String>,
-    /// The Cloud API access token for media downloads; stored encrypted.
+    /// A Cloud API access token of the business that owns the number: it
+    /// proves control of the number and downloads media; stored encrypted.
     access_token: Option<String>,
 }
 
@@ -191,6 +193,17 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
                     .into(),
             )
         })?;
+    let access_token = input
+        .access_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "access_token is required: a Cloud API token of the business that owns the number, which proves the number is yours"
+                    .into(),
+            )
+        })?;
     let owner_user_id = input.owner_user_id.unwrap_or_else(|| me.id.clone());
     if deps
         .store
@@ -202,6 +215,15 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
             "owner_user_id {owner_user_id} is not a user of this workspace"
         )));
     }
+    // Before anything about other workspaces is said: only whoever controls
+    // the number learns that it is registered elsewhere.
+    prove_control(
+        deps,
+        &input.phone_number_id,
+        &display_phone_number,
+        access_token,
+    )
+    .await?;
     let mut number = WhatsAppNumber {
         workspace_id: me.workspace_id.clone(),
         phone_number_id: input.phone_number_id,
@@ -209,33 +231,24 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
         owner_user_id,
         access_token_enc: None,
     };
-    let existing = deps.store.whatsapp_number(&number.phone_number_id).await?;
-    if let Some(existing) = &existing
+    if let Some(existing) = deps.store.whatsapp_number(&number.phone_number_id).await?
         && existing.workspace_id != me.workspace_id
     {
         return Err(ApiError::Conflict(
             "this WhatsApp number is registered to another workspace".into(),
         ));
     }
-    let given_token = input.access_token.filter(|t| !t.trim().is_empty());
-    let input_had_token = given_token.is_some();
-    number.access_token_enc = match given_token {
-        Some(token) => Some(
-            deps.secrets
-                .keys()
-                .await?
-                .token_cipher()
-                .encrypt(token.trim(), &number.token_binding()),
-        ),
-        // Registering again without a token keeps the one stored.
-        None => existing.and_then(|e| e.access_token_enc),
-    };
+    number.access_token_enc = Some(
+        deps.secrets
+            .keys()
+            .await?
+            .token_cipher()
+            .encrypt(access_token, &number.token_binding()),
+    );
     deps.store.put_whatsapp_number(&number).await?;
-    if input_had_token {
-        // Media messages that waited for a token can be fetched now.
-        if let Err(e) = crate::requeue::request(deps, &me.workspace_id).await {
-            tracing::error!(workspace_id = %me.workspace_id, error = %e, "could not request the re-queue of waiting messages");
-        }
+    // Media messages that waited for a token can be fetched now.
+    if let Err(e) = crate::requeue::request(deps, &me.workspace_id).await {
+        tracing::error!(workspace_id = %me.workspace_id, error = %e, "could not request the re-queue of waiting messages");
     }
     // Never the token, not even encrypted.
     Ok(json_response(
@@ -248,6 +261,43 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
             "has_access_token": number.access_token_enc.is_some(),
         } }),
     ))
+}
+
+/// Proves that whoever registers `phone_number_id` controls it: the Cloud
+/// API reads a number only for a token of the business that owns it, and
+/// the number it reads must be the one registered. Refusals name why; the
+/// number WhatsApp holds is only ever shown redacted.
+async fn prove_control(
+    deps: &Deps,
+    phone_number_id: &str,
+    registered: &E164,
+    access_token: &str,
+) -> Result<(), ApiError> {
+    let read = deps
+        .business_numbers
+        .read(access_token, phone_number_id)
+        .await
+        .map_err(|e| match e {
+            BusinessNumberError::Unavailable(_) => ApiError::WhatsAppUnavailable(format!(
+                "could not check phone_number_id {phone_number_id} with WhatsApp: {e}"
+            )),
+            refused => ApiError::BadRequest(format!(
+                "access_token does not prove control of phone_number_id {phone_number_id}: {refused}"
+            )),
+        })?;
+    let held = E164::parse_business_number(&read.display_phone_number).map_err(|_| {
+        ApiError::WhatsAppUnavailable(format!(
+            "WhatsApp answered no readable number for phone_number_id {phone_number_id}"
+        ))
+    })?;
+    if held != *registered {
+        return Err(ApiError::BadRequest(format!(
+            "display_phone_number is not the number of phone_number_id {phone_number_id}: WhatsApp holds {} for it",
+            held.redacted()
+        )));
+    }
+    tracing::info!(phone_number_id, "control of the WhatsApp number proven");
+    Ok(())
 }
 
 /// The owner removes anyone but themselves; an admin removes members. A user

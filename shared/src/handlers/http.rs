@@ -34,6 +34,9 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("{0}")]
     BadGateway(String),
+    /// The WhatsApp Cloud API could not answer a check we need.
+    #[error("{0}")]
+    WhatsAppUnavailable(String),
     /// A sync setting that cannot be used; names the setting.
     #[error(transparent)]
     InvalidSetting(#[from] crate::settings::SettingError),
@@ -56,6 +59,7 @@ impl ApiError {
             Self::Conflict(_) => (409, "conflict"),
             Self::TooLarge(_) => (413, "payload_too_large"),
             Self::BadGateway(_) => (502, "crm_error"),
+            Self::WhatsAppUnavailable(_) => (502, "whatsapp_error"),
             Self::InvalidSetting(_) => (422, "invalid_setting"),
             Self::Unfinished(_) => (500, "unfinished"),
             Self::Internal(_) => (500, "internal_error"),

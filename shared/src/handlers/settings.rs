@@ -292,6 +292,8 @@ struct Checked {
     name_max_length: Option<u32>,
     destination_convertable: bool,
     destination_fields: Vec<FieldMeta>,
+    /// The CRM's modules, as read for the check (empty without a destination).
+    modules: Vec<ModuleMeta>,
 }
 
 /// Checks every setting that is set against the CRM's metadata now.
@@ -300,6 +302,7 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
         name_max_length: None,
         destination_convertable: false,
         destination_fields: Vec::new(),
+        modules: Vec::new(),
     };
     let Some(destination) = &settings.destination_module else {
         return Ok(checked);
@@ -365,7 +368,49 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
         }
     }
     checked.destination_fields = fields;
+    checked.modules = modules;
     Ok(checked)
+}
+
+/// Where converted Leads go when nobody chose: a converted Lead becomes a
+/// Contact.
+const DEFAULT_CONVERTED_MODULE: &str = "Contacts";
+
+/// The converted destination a first activation takes when the settings
+/// leave it open: Leads with `continue` and no converted module follow
+/// converted Leads into Contacts, searched by its first phone field in the
+/// live metadata (or the converted number field, if one was chosen without
+/// its module and Contacts has it). `None` when there is nothing to default or Contacts
+/// cannot serve (then the activation says `converted_module: is not set`).
+async fn default_converted_destination(
+    crm: &dyn Crm,
+    settings: &SyncSettings,
+    checked: &Checked,
+) -> Result<Option<(String, String)>, ApiError> {
+    if !checked.destination_convertable
+        || settings.on_converted != OnConverted::Continue
+        || settings.converted_module.is_some()
+        || check_module(
+            "converted_module",
+            &checked.modules,
+            DEFAULT_CONVERTED_MODULE,
+        )
+        .is_err()
+    {
+        return Ok(None);
+    }
+    let fields = crm
+        .fields(DEFAULT_CONVERTED_MODULE)
+        .await
+        .map_err(crm_failure)?;
+    let phone_fields = eligible_fields(FieldSetting::ConvertedNumber, &fields);
+    // A number field chosen without its module is kept if Contacts has it.
+    let chosen = settings
+        .converted_number_field
+        .as_deref()
+        .and_then(|name| phone_fields.iter().find(|f| f.api_name == name))
+        .or(phone_fields.first());
+    Ok(chosen.map(|field| (DEFAULT_CONVERTED_MODULE.to_owned(), field.api_name.clone())))
 }
 
 async fn save(deps: &Deps, settings: &mut SyncSettings) -> Result<(), ApiError> {
@@ -402,6 +447,14 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     let checked = validate(client.as_ref(), &settings).await?;
     settings.name_max_length = checked.name_max_length;
     settings.destination_convertable = checked.destination_convertable;
+    let defaulted = default_converted_destination(client.as_ref(), &settings, &checked).await?;
+    if let Some((module, field)) = &defaulted {
+        settings.converted_module = Some(module.clone());
+        settings.converted_number_field = Some(field.clone());
+    }
+    let defaults_applied = defaulted.map(
+        |(module, field)| json!({ "converted_module": module, "converted_number_field": field }),
+    );
     if let Some(missing) = missing_setting(&settings, checked.destination_convertable) {
         return Err(SettingError::new(missing, "is not set").into());
     }
@@ -415,15 +468,15 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     settings.active = true;
     settings.activated_at = Some(deps.clock.now());
     save(deps, &mut settings).await?;
-    synclog::workspace_event(deps, &me.workspace_id, "settings_activated", json!({ "by_user": me.id, "test_record": test_record, "destination": settings.destination_module })).await;
-    tracing::info!(workspace_id = %me.workspace_id, crm = crm.as_str(), "sync settings activated");
+    synclog::workspace_event(deps, &me.workspace_id, "settings_activated", json!({ "by_user": me.id, "test_record": test_record, "destination": settings.destination_module, "defaults_applied": defaults_applied })).await;
+    tracing::info!(workspace_id = %me.workspace_id, crm = crm.as_str(), defaulted = defaults_applied.is_some(), "sync settings activated");
     let (resumed, requeued) = after_activation(deps, &me.workspace_id).await;
     settings_response(
         deps,
         me,
         &settings,
         200,
-        json!({ "test_record": test_record, "requeue_requested": requeued, "resumed_chats": resumed }),
+        json!({ "test_record": test_record, "requeue_requested": requeued, "resumed_chats": resumed, "defaults_applied": defaults_applied }),
     )
     .await
 }

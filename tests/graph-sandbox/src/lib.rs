@@ -1,16 +1,23 @@
 //! Graph API sandbox: a local HTTP server that behaves like the Meta Graph
 //! API's WhatsApp media endpoints, for tests and the local demo (the team's
-//! WhatsApp reference, section 7 "Downloading media"):
+//! WhatsApp reference, section 7 "Downloading media"), and like its business
+//! phone-number node:
 //!
 //! 1. `GET /{version}/{media_id}[?phone_number_id=…]` with
 //!    `Authorization: Bearer <token>` answers the media's metadata and a
 //!    download URL that lives 5 minutes;
 //! 2. `GET <url>` with the same bearer answers the bytes, `Content-Type` being
-//!    the media's MIME type; an expired URL answers 404.
+//!    the media's MIME type; an expired URL answers 404;
+//! 3. `GET /{version}/{phone_number_id}[?fields=display_phone_number,verified_name]`
+//!    with the bearer answers the number as Graph shows it
+//!    (`{"display_phone_number":"+44 7700 900100","verified_name":…,"id":…}`);
+//!    a token that may not read the number gets Graph's "cannot be loaded"
+//!    error (code 100), as for any object it cannot see.
 //!
 //! Errors use Graph's envelope `{"error":{"message","type","code",
-//! "fbtrace_id"}}`. Admin helpers on [`GraphSandboxHandle`] seed media, set
-//! the accepted tokens, inject failures, move the clock and count requests.
+//! "fbtrace_id"}}`. Admin helpers on [`GraphSandboxHandle`] seed media and
+//! phone numbers, set the accepted tokens, inject failures, move the clock
+//! and count requests.
 
 mod server;
 mod store;
@@ -26,6 +33,12 @@ pub const DEFAULT_ACCESS_TOKEN: &str = "sandbox-graph-token";
 /// The Graph version used in the current WhatsApp documentation examples; the
 /// sandbox accepts any `vNN.N`.
 pub const DEFAULT_API_VERSION: &str = "v25.0";
+/// The fixtures' business number (`PHONE_NUMBER_ID` of the end-to-end
+/// harness), seeded by default.
+pub const DEFAULT_PHONE_NUMBER_ID: &str = "170000000000001";
+/// Its number as Graph answers it (WhatsApp Manager's layout).
+pub const DEFAULT_DISPLAY_PHONE_NUMBER: &str = "+44 7700 900100";
+pub const DEFAULT_VERIFIED_NAME: &str = "Acme Lettings";
 /// How long a download URL works after the metadata call issued it (Meta:
 /// "media URL lifetime 5 minutes").
 pub const MEDIA_URL_LIFETIME: Duration = Duration::from_secs(300);
@@ -51,6 +64,8 @@ pub struct GraphSandboxConfig {
     /// Lifetime of a download URL.
     pub url_lifetime: Duration,
     pub file_size_format: FileSizeFormat,
+    /// Business phone numbers Graph knows.
+    pub phone_numbers: Vec<SeedPhoneNumber>,
 }
 
 impl Default for GraphSandboxConfig {
@@ -60,7 +75,47 @@ impl Default for GraphSandboxConfig {
             access_tokens: vec![DEFAULT_ACCESS_TOKEN.to_owned()],
             url_lifetime: MEDIA_URL_LIFETIME,
             file_size_format: FileSizeFormat::default(),
+            phone_numbers: vec![SeedPhoneNumber::new(
+                DEFAULT_PHONE_NUMBER_ID,
+                DEFAULT_DISPLAY_PHONE_NUMBER,
+                DEFAULT_VERIFIED_NAME,
+            )],
         }
+    }
+}
+
+/// A WhatsApp business phone number as Graph holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedPhoneNumber {
+    pub id: String,
+    /// Written as Graph answers it: `+44 7700 900100`.
+    pub display_phone_number: String,
+    pub verified_name: String,
+    /// The tokens of the business that owns the number: only they may read
+    /// it (another valid token gets Graph's "cannot be loaded" error).
+    /// `None`: any token the sandbox accepts.
+    pub readable_with: Option<Vec<String>>,
+}
+
+impl SeedPhoneNumber {
+    pub fn new(id: &str, display_phone_number: &str, verified_name: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            display_phone_number: display_phone_number.to_owned(),
+            verified_name: verified_name.to_owned(),
+            readable_with: None,
+        }
+    }
+
+    /// Only these tokens (valid ones, whatever the sandbox accepts
+    /// otherwise) may read the number.
+    pub fn readable_only_with<I, S>(mut self, tokens: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.readable_with = Some(tokens.into_iter().map(Into::into).collect());
+        self
     }
 }
 
@@ -167,6 +222,8 @@ pub enum Endpoint {
     Metadata,
     /// `GET` of a download URL.
     Download,
+    /// `GET /{version}/{phone_number_id}` of a seeded phone number.
+    PhoneNumber,
     /// Anything else (admin calls are not recorded).
     Unknown,
 }
@@ -303,6 +360,11 @@ impl GraphSandboxHandle {
         self.shared.store().seed(media);
     }
 
+    /// Adds (or replaces) a business phone number.
+    pub fn seed_phone_number(&self, number: SeedPhoneNumber) {
+        self.shared.store().seed_phone_number(number);
+    }
+
     /// Forgets a media item (as WhatsApp does after 7 days); returns whether
     /// it existed. URLs already issued for it answer 404.
     pub fn remove_media(&self, id: &str) -> bool {
@@ -337,7 +399,8 @@ impl GraphSandboxHandle {
         self.shared.store().tokens = tokens.into_iter().map(Into::into).collect();
     }
 
-    /// The next `n` media requests (either endpoint) answer `status` with a
+    /// The next `n` media requests (either media endpoint; phone-number
+    /// reads only fail through [`Self::fail_next_at`]) answer `status` with a
     /// Graph error (503 → code 2, 429 → code 4, 401 → code 190, others →
     /// code 1; a 404 on a download is the expired-URL answer).
     pub fn fail_next(&self, n: u32, status: u16) {

@@ -1,6 +1,8 @@
 //! `graph-sandbox --port <p> [--token <t>]... [--url-lifetime-secs <s>] [--file-size-as-number]`
 //! Runs the Graph API media sandbox for the local demo until SIGTERM / ctrl-c.
-//! Media are seeded over HTTP: `POST /__sandbox/media?id=…&mime_type=…`.
+//! Media are seeded over HTTP: `POST /__sandbox/media?id=…&mime_type=…`;
+//! business numbers besides the default one with
+//! `POST /__sandbox/phone-numbers?id=…&display_phone_number=…`.
 
 use std::process::ExitCode;
 

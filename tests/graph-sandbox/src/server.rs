@@ -14,7 +14,9 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::store::{CHUNK, Store, random_alnum};
-use crate::{Endpoint, MediaContent, RecordedRequest, SeedMedia, Shared, pattern_chunk};
+use crate::{
+    Endpoint, MediaContent, RecordedRequest, SeedMedia, SeedPhoneNumber, Shared, pattern_chunk,
+};
 
 type AppState = Arc<Shared>;
 
@@ -31,9 +33,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/__sandbox/fail-next", post(admin_fail_next))
         .route("/__sandbox/requests", get(admin_requests))
-        .route("/{version}/{media_id}", get(metadata_versioned))
+        .route("/__sandbox/phone-numbers", post(admin_seed_phone_number))
+        .route("/{version}/{id}", get(node_versioned))
         // Graph also serves unversioned paths (at the app's default version).
-        .route("/{media_id}", get(metadata_unversioned))
+        .route("/{id}", get(node_unversioned))
         .fallback(unknown)
         .with_state(state)
 }
@@ -180,35 +183,105 @@ fn is_version(segment: &str) -> bool {
         })
 }
 
-async fn metadata_versioned(
+async fn node_versioned(
     State(sh): State<AppState>,
-    Path((version, media_id)): Path<(String, String)>,
+    Path((version, id)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     if !is_version(&version) {
         return unknown_path(&sh, &uri, &headers);
     }
-    sh.pass_gate(Endpoint::Metadata).await;
-    metadata(&sh, &media_id, &uri, &headers)
+    node(&sh, &id, &uri, &headers).await
 }
 
-async fn metadata_unversioned(
+async fn node_unversioned(
     State(sh): State<AppState>,
-    Path(media_id): Path<String>,
+    Path(id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    sh.pass_gate(Endpoint::Metadata).await;
-    metadata(&sh, &media_id, &uri, &headers)
+    node(&sh, &id, &uri, &headers).await
 }
 
-fn metadata(sh: &Shared, media_id: &str, uri: &Uri, headers: &HeaderMap) -> Response {
+/// `GET /{id}`: Graph tells a phone number from a media item by the object
+/// the id names, not by the path.
+async fn node(sh: &Shared, id: &str, uri: &Uri, headers: &HeaderMap) -> Response {
+    let is_phone_number = sh.store().phone_numbers.contains_key(id);
+    let (endpoint, answer): (Endpoint, NodeAnswer) = if is_phone_number {
+        (Endpoint::PhoneNumber, phone_number_answer)
+    } else {
+        (Endpoint::Metadata, metadata_answer)
+    };
+    sh.pass_gate(endpoint).await;
     let query = parse_query(uri.query());
     let mut st = sh.store();
-    let response = metadata_answer(&mut st, media_id, &query, token(headers, &query));
-    record(&mut st, Endpoint::Metadata, uri, headers, response.status());
+    let response = answer(&mut st, id, &query, token(headers, &query));
+    record(&mut st, endpoint, uri, headers, response.status());
     response
+}
+
+/// What a node's id answers, given the query and the token.
+type NodeAnswer = fn(&mut Store, &str, &HashMap<String, String>, Option<&str>) -> Response;
+
+/// The fields of a phone-number node the sandbox knows.
+const PHONE_NUMBER_FIELDS: [&str; 4] = [
+    "display_phone_number",
+    "verified_name",
+    "quality_rating",
+    "id",
+];
+
+fn phone_number_answer(
+    st: &mut Store,
+    id: &str,
+    query: &HashMap<String, String>,
+    token: Option<&str>,
+) -> Response {
+    if let Some(status) = st.take_fault(Endpoint::PhoneNumber) {
+        return fault(Endpoint::PhoneNumber, status);
+    }
+    let Some(number) = st.phone_numbers.get(id) else {
+        return unknown_object(id);
+    };
+    let owners_token = |t: &str| {
+        number
+            .readable_with
+            .as_ref()
+            .is_some_and(|tokens| tokens.iter().any(|ok| ok == t))
+    };
+    if !st.accepts(token) && !token.is_some_and(owners_token) {
+        return invalid_token();
+    }
+    // A valid token of another business cannot see the number.
+    if number.readable_with.is_some() && !token.is_some_and(owners_token) {
+        return unknown_object(id);
+    }
+    let requested: Vec<&str> = match query.get("fields") {
+        Some(fields) => fields.split(',').map(str::trim).collect(),
+        None => PHONE_NUMBER_FIELDS.to_vec(),
+    };
+    let mut body = json!({ "id": number.id });
+    for field in requested {
+        body[field] = match field {
+            "display_phone_number" => json!(number.display_phone_number),
+            "verified_name" => json!(number.verified_name),
+            "quality_rating" => json!("GREEN"),
+            "id" => json!(number.id),
+            other => {
+                return graph_error(
+                    400,
+                    100,
+                    "OAuthException",
+                    &format!(
+                        "(#100) Tried accessing nonexisting field ({other}) on node type (WhatsAppBusinessPhoneNumber)"
+                    ),
+                    None,
+                );
+            }
+        };
+    }
+    json_response(200, body)
 }
 
 fn metadata_answer(
@@ -341,6 +414,7 @@ fn endpoint_name(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::Metadata => "metadata",
         Endpoint::Download => "download",
+        Endpoint::PhoneNumber => "phone_number",
         Endpoint::Unknown => "unknown",
     }
 }
@@ -369,7 +443,39 @@ async fn admin_seed(State(sh): State<AppState>, RawQuery(q): RawQuery, body: Byt
     json_response(200, json!({"status": "success"}))
 }
 
-/// `POST /__sandbox/fail-next?n=1&status=503[&endpoint=metadata|download]`.
+/// `POST /__sandbox/phone-numbers?id=…&display_phone_number=…[&verified_name=…]
+/// [&token=…]…`: a business number; with `token`s, only they may read it.
+async fn admin_seed_phone_number(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(id), Some(display)) = (value("id"), value("display_phone_number")) else {
+        return json_response(
+            400,
+            json!({"error": "id and display_phone_number are required"}),
+        );
+    };
+    let mut number = SeedPhoneNumber::new(id, display, value("verified_name").unwrap_or(""));
+    let tokens: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "token")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if !tokens.is_empty() {
+        number = number.readable_only_with(tokens);
+    }
+    sh.store().seed_phone_number(number);
+    json_response(200, json!({"status": "success"}))
+}
+
+/// `POST /__sandbox/fail-next?n=1&status=503[&endpoint=metadata|download|phone_number]`.
 async fn admin_fail_next(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
     let p = parse_query(q.as_deref());
     let n = p.get("n").and_then(|v| v.parse().ok()).unwrap_or(1);
@@ -377,6 +483,7 @@ async fn admin_fail_next(State(sh): State<AppState>, RawQuery(q): RawQuery) -> R
     let endpoint = match p.get("endpoint").map(String::as_str) {
         Some("metadata") => Some(Endpoint::Metadata),
         Some("download") => Some(Endpoint::Download),
+        Some("phone_number") => Some(Endpoint::PhoneNumber),
         _ => None,
     };
     sh.store().add_fault(endpoint, n, status);

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     Endpoint, FileSizeFormat, GraphSandboxConfig, MediaContent, RecordedRequest, SeedMedia,
-    pattern_chunk,
+    SeedPhoneNumber, pattern_chunk,
 };
 
 /// Chunk size used to hash and to stream generated content.
@@ -43,6 +43,7 @@ pub struct Store {
     pub clock_offset: Duration,
     pub file_size_format: FileSizeFormat,
     pub media: HashMap<String, StoredMedia>,
+    pub phone_numbers: HashMap<String, SeedPhoneNumber>,
     /// By the URL's `hash` parameter.
     pub urls: HashMap<String, IssuedUrl>,
     faults: Vec<Fault>,
@@ -58,6 +59,11 @@ impl Store {
             clock_offset: Duration::ZERO,
             file_size_format: config.file_size_format,
             media: HashMap::new(),
+            phone_numbers: config
+                .phone_numbers
+                .into_iter()
+                .map(|n| (n.id.clone(), n))
+                .collect(),
             urls: HashMap::new(),
             faults: Vec::new(),
             requests: Vec::new(),
@@ -82,6 +88,10 @@ impl Store {
         );
     }
 
+    pub fn seed_phone_number(&mut self, number: SeedPhoneNumber) {
+        self.phone_numbers.insert(number.id.clone(), number);
+    }
+
     pub fn accepts(&self, token: Option<&str>) -> bool {
         token.is_some_and(|t| self.tokens.iter().any(|ok| ok == t))
     }
@@ -96,12 +106,13 @@ impl Store {
         }
     }
 
-    /// The injected status for this request, if a fault applies.
+    /// The injected status for this request, if a fault applies. A fault
+    /// for no endpoint in particular is for media requests.
     pub fn take_fault(&mut self, endpoint: Endpoint) -> Option<u16> {
-        let i = self
-            .faults
-            .iter()
-            .position(|f| f.endpoint.is_none_or(|e| e == endpoint))?;
+        let i = self.faults.iter().position(|f| match f.endpoint {
+            Some(e) => e == endpoint,
+            None => matches!(endpoint, Endpoint::Metadata | Endpoint::Download),
+        })?;
         let fault = &mut self.faults[i];
         let status = fault.status;
         fault.remaining -= 1;

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use graph_sandbox::{
-    DEFAULT_ACCESS_TOKEN, DEFAULT_API_VERSION, Endpoint, FileSizeFormat, GraphSandbox,
-    GraphSandboxConfig, GraphSandboxHandle, SeedMedia, generated_bytes,
+    DEFAULT_ACCESS_TOKEN, DEFAULT_API_VERSION, DEFAULT_DISPLAY_PHONE_NUMBER,
+    DEFAULT_PHONE_NUMBER_ID, DEFAULT_VERIFIED_NAME, Endpoint, FileSizeFormat, GraphSandbox,
+    GraphSandboxConfig, GraphSandboxHandle, SeedMedia, SeedPhoneNumber, generated_bytes,
 };
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -354,4 +355,134 @@ async fn a_held_endpoint_answers_only_once_released() {
     let again = get(&metadata_url(&sb, "1001"), Some(DEFAULT_ACCESS_TOKEN)).await;
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(sb.request_count(Endpoint::Metadata), 2);
+}
+
+fn phone_number_url(sb: &GraphSandboxHandle, id: &str) -> String {
+    format!(
+        "{}/{DEFAULT_API_VERSION}/{id}?fields=display_phone_number,verified_name",
+        sb.base_url()
+    )
+}
+
+#[tokio::test]
+async fn the_fixture_number_is_seeded_and_answered_as_graph_shows_it() {
+    let sb = start(GraphSandboxConfig::default()).await;
+    let response = get(
+        &phone_number_url(&sb, DEFAULT_PHONE_NUMBER_ID),
+        Some(DEFAULT_ACCESS_TOKEN),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        json(response).await,
+        serde_json::json!({
+            "display_phone_number": DEFAULT_DISPLAY_PHONE_NUMBER,
+            "verified_name": DEFAULT_VERIFIED_NAME,
+            "id": DEFAULT_PHONE_NUMBER_ID,
+        })
+    );
+    assert_eq!(DEFAULT_DISPLAY_PHONE_NUMBER, "+44 7700 900100");
+    assert_eq!(sb.request_count(Endpoint::PhoneNumber), 1);
+    assert_eq!(sb.request_count(Endpoint::Metadata), 0);
+    // Without `fields`, every field the sandbox knows.
+    let all = json(
+        get(
+            &format!("{}/{DEFAULT_PHONE_NUMBER_ID}", sb.base_url()),
+            Some(DEFAULT_ACCESS_TOKEN),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(all["quality_rating"], "GREEN");
+    // A field the node does not have is Graph's code 100.
+    let unknown = get(
+        &format!(
+            "{}/{DEFAULT_API_VERSION}/{DEFAULT_PHONE_NUMBER_ID}?fields=colour",
+            sb.base_url()
+        ),
+        Some(DEFAULT_ACCESS_TOKEN),
+    )
+    .await;
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(unknown).await["error"]["code"], 100);
+}
+
+#[tokio::test]
+async fn a_phone_number_needs_a_valid_token_and_one_of_its_business() {
+    let sb = start(GraphSandboxConfig::default()).await;
+    for token in [None, Some("someone-elses-token")] {
+        let response = get(&phone_number_url(&sb, DEFAULT_PHONE_NUMBER_ID), token).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(json(response).await["error"]["code"], 190);
+    }
+    sb.seed_phone_number(
+        SeedPhoneNumber::new("170000000000009", "+44 7700 900999", "Other Ltd")
+            .readable_only_with(["other-business-token"]),
+    );
+    // A valid token of another business cannot load it.
+    let response = get(
+        &phone_number_url(&sb, "170000000000009"),
+        Some(DEFAULT_ACCESS_TOKEN),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = json(response).await;
+    assert_eq!(body["error"]["code"], 100);
+    assert_eq!(body["error"]["error_subcode"], 33);
+    let own = get(
+        &phone_number_url(&sb, "170000000000009"),
+        Some("other-business-token"),
+    )
+    .await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert_eq!(json(own).await["display_phone_number"], "+44 7700 900999");
+}
+
+#[tokio::test]
+async fn media_faults_and_gates_leave_phone_numbers_alone() {
+    let sb = started_with_photo().await;
+    sb.fail_next(1, 503);
+    let held = sb.hold(Endpoint::Metadata);
+    let number = get(
+        &phone_number_url(&sb, DEFAULT_PHONE_NUMBER_ID),
+        Some(DEFAULT_ACCESS_TOKEN),
+    )
+    .await;
+    assert_eq!(number.status(), StatusCode::OK);
+    held.release();
+    let media = get(&metadata_url(&sb, "1001"), Some(DEFAULT_ACCESS_TOKEN)).await;
+    assert_eq!(
+        media.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the media fault waited"
+    );
+    sb.fail_next_at(Endpoint::PhoneNumber, 1, 503);
+    let number = get(
+        &phone_number_url(&sb, DEFAULT_PHONE_NUMBER_ID),
+        Some(DEFAULT_ACCESS_TOKEN),
+    )
+    .await;
+    assert_eq!(number.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn phone_numbers_can_be_seeded_over_http() {
+    let sb = start(GraphSandboxConfig::default()).await;
+    let seeded = reqwest::Client::new()
+        .post(format!("{}/__sandbox/phone-numbers", sb.base_url()))
+        .query(&[
+            ("id", "170000000000002"),
+            ("display_phone_number", "+44 7700 900200"),
+            ("token", "second-token"),
+        ])
+        .send()
+        .await
+        .expect("seed");
+    assert_eq!(seeded.status(), StatusCode::OK);
+    let read = get(
+        &phone_number_url(&sb, "170000000000002"),
+        Some("second-token"),
+    )
+    .await;
+    assert_eq!(json(read).await["display_phone_number"], "+44 7700 900200");
 }

@@ -29,12 +29,23 @@ async fn main() {
         "Workspace {} created; its owner bruno@acme.example owns WhatsApp number +447700900100",
         workspace.id
     );
-    // The fixtures' second business number, owned by the same user.
+    // The fixtures' second business number, owned by the same user; the
+    // Graph API must know it, as registration reads it to prove control.
+    system
+        .graph
+        .seed_phone_number(graph_sandbox::SeedPhoneNumber::new(
+            "170000000000002",
+            "+44 7700 900200",
+            "Acme Lettings (sales)",
+        ));
     let response = system
         .http
         .post(system.url("/api/whatsapp-numbers"))
         .bearer_auth(&workspace.owner_token)
-        .json(&json!({ "phone_number_id": "170000000000002", "display_phone_number": "447700900200" }))
+        .json(
+            &json!({ "phone_number_id": "170000000000002", "display_phone_number": "447700900200",
+                       "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN }),
+        )
         .send()
         .await
         .expect("register the second number");
