@@ -9,6 +9,11 @@
 - Secrets Manager requests are checked against the secret's own ARN: moto
   checks them against "*", which no statement naming a secret matches, so
   without this every least-privilege GetSecretValue grant would be refused.
+- The IAM backend is used by one request at a time: moto's server answers
+  each request on a thread of its own, and a role created while another
+  request's authorisation looks roles up failed that request with
+  "dictionary changed size during iteration" (seen when test systems start
+  in parallel).
 
 Usage: python moto_server.py -H 127.0.0.1 -p PORT (moto_server's own options).
 """
@@ -22,8 +27,29 @@ BOOTSTRAP_ACTIONS = 3
 os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(BOOTSTRAP_ACTIONS)
 os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
 
+import functools  # noqa: E402
+import inspect  # noqa: E402
+import threading  # noqa: E402
+
+from moto.iam.models import IAMBackend  # noqa: E402
 from moto.secretsmanager.responses import SecretsManagerResponse  # noqa: E402
 from moto.server import main  # noqa: E402
+
+_IAM_LOCK = threading.RLock()
+
+
+def _serialised(method):
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with _IAM_LOCK:
+            return method(*args, **kwargs)
+
+    return call
+
+
+for _name, _method in list(vars(IAMBackend).items()):
+    if not _name.startswith("__") and inspect.isfunction(_method):
+        setattr(IAMBackend, _name, _serialised(_method))
 
 
 def _secret_resource(self):

@@ -395,10 +395,14 @@ async fn the_obvious_first_settings_activate_and_converted_leads_default_to_cont
             None,
         )
         .await;
-    let first_phone_field = names(&contacts["fields"]["number_field"])
-        .first()
-        .cloned()
-        .expect("Contacts has a phone field");
+    // Zoho's conversion copies a Lead's Mobile into the Contact's Mobile:
+    // the Contacts field of the Leads number field's name is the one searched.
+    let contact_phone_fields = names(&contacts["fields"]["number_field"]);
+    assert!(
+        contact_phone_fields.iter().any(|f| f == "Mobile"),
+        "{contact_phone_fields:?}"
+    );
+    let same_named_field = "Mobile".to_owned();
 
     let (status, body) = system
         .call(Method::POST, "/api/settings/zoho/activate", token, None)
@@ -406,14 +410,14 @@ async fn the_obvious_first_settings_activate_and_converted_leads_default_to_cont
     assert_eq!(status, 200, "{body}");
     let defaults = json!({
         "converted_module": "Contacts",
-        "converted_number_field": first_phone_field,
+        "converted_number_field": same_named_field,
     });
     assert_eq!(body["defaults_applied"], defaults);
     assert_eq!(body["settings"]["active"], true);
     assert_eq!(body["settings"]["converted_module"], "Contacts");
     assert_eq!(
         body["settings"]["converted_number_field"],
-        first_phone_field.as_str()
+        same_named_field.as_str()
     );
     let activated = system.log_entry(token, "", "settings_activated").await;
     assert_eq!(activated["detail"]["defaults_applied"], defaults);
@@ -423,7 +427,7 @@ async fn the_obvious_first_settings_activate_and_converted_leads_default_to_cont
         .sandbox
         .insert_record(
             "Contacts",
-            json!({ "Last_Name": "Alice", first_phone_field.as_str(): ALICE }),
+            json!({ "Last_Name": "Alice", same_named_field.as_str(): ALICE }),
         )
         .expect("seeded");
     system

@@ -378,9 +378,10 @@ const DEFAULT_CONVERTED_MODULE: &str = "Contacts";
 
 /// The converted destination a first activation takes when the settings
 /// leave it open: Leads with `continue` and no converted module follow
-/// converted Leads into Contacts, searched by its first phone field in the
-/// live metadata (or the converted number field, if one was chosen without
-/// its module and Contacts has it). `None` when there is nothing to default or Contacts
+/// converted Leads into Contacts, searched by the Contacts phone field of the
+/// same name as the Leads number field (else its first phone field) in the
+/// live metadata, or the converted number field if one was chosen without
+/// its module and Contacts has it. `None` when there is nothing to default or Contacts
 /// cannot serve (then the activation says `converted_module: is not set`).
 async fn default_converted_destination(
     crm: &dyn Crm,
@@ -404,11 +405,14 @@ async fn default_converted_destination(
         .await
         .map_err(crm_failure)?;
     let phone_fields = eligible_fields(FieldSetting::ConvertedNumber, &fields);
-    // A number field chosen without its module is kept if Contacts has it.
-    let chosen = settings
-        .converted_number_field
-        .as_deref()
-        .and_then(|name| phone_fields.iter().find(|f| f.api_name == name))
+    // A number field chosen without its module is kept if Contacts has it;
+    // else the field of the destination's number field's name (Zoho's
+    // conversion copies a Lead's Mobile into the Contact's Mobile, so that
+    // is where a converted contact's number is); else the first phone field.
+    let by_name =
+        |name: Option<&str>| name.and_then(|name| phone_fields.iter().find(|f| f.api_name == name));
+    let chosen = by_name(settings.converted_number_field.as_deref())
+        .or_else(|| by_name(settings.number_field.as_deref()))
         .or(phone_fields.first());
     Ok(chosen.map(|field| (DEFAULT_CONVERTED_MODULE.to_owned(), field.api_name.clone())))
 }
