@@ -179,21 +179,13 @@ async fn store(
         }
         None => Vec::new(),
     };
-    let stored = StoredMessage {
-        workspace_id: workspace_id.clone(),
-        message_id: message.message_id.clone(),
-        chat_key: chat.clone(),
-        direction: message.direction,
-        timestamp: message.timestamp,
-        kind: message.kind,
-        text: message.text,
-        media: message.media,
-        attachment: None,
-        attachment_started_at: None,
-        contact_name: message.contact_name,
-        state: MessageState::Received,
-        received_at: deps.clock.now(),
-    };
+    let stored = to_store(
+        message,
+        &workspace_id,
+        chat.clone(),
+        MessageState::Received,
+        deps.clock.now(),
+    );
     let needs_queueing = match deps.store.insert_message(&stored).await? {
         Insert::Inserted => true,
         // Stored by an earlier delivery that failed before queueing it.
@@ -213,6 +205,31 @@ async fn store(
     Ok(to_queue)
 }
 
+/// The item a delivered message is stored as, in `chat` and `state`.
+fn to_store(
+    message: ChatMessage,
+    workspace_id: &str,
+    chat: String,
+    state: MessageState,
+    received_at: i64,
+) -> StoredMessage {
+    StoredMessage {
+        workspace_id: workspace_id.to_owned(),
+        message_id: message.message_id,
+        chat_key: chat,
+        direction: message.direction,
+        timestamp: message.timestamp,
+        kind: message.kind,
+        text: message.text,
+        media: message.media,
+        attachment: None,
+        attachment_started_at: None,
+        contact_name: message.contact_name,
+        state,
+        received_at,
+    }
+}
+
 /// A message from a username that shares no number is kept, waiting, under
 /// its user id: it cannot be matched to a record by phone yet.
 async fn hold_until_number_known(
@@ -222,23 +239,11 @@ async fn hold_until_number_known(
     user_id: &str,
     tally: &mut Tally,
 ) -> Result<(), ApiError> {
-    let held = StoredMessage {
-        workspace_id: workspace_id.to_owned(),
-        message_id: message.message_id.clone(),
-        chat_key: held_chat_key(&message.phone_number_id, user_id),
-        direction: message.direction,
-        timestamp: message.timestamp,
-        kind: message.kind,
-        text: message.text,
-        media: message.media,
-        attachment: None,
-        attachment_started_at: None,
-        contact_name: message.contact_name,
-        state: MessageState::Waiting {
-            reason: NO_NUMBER_YET.into(),
-        },
-        received_at: deps.clock.now(),
+    let chat = held_chat_key(&message.phone_number_id, user_id);
+    let waiting = MessageState::Waiting {
+        reason: NO_NUMBER_YET.into(),
     };
+    let held = to_store(message, workspace_id, chat, waiting, deps.clock.now());
     match deps.store.insert_message(&held).await? {
         Insert::Inserted => {
             synclog::record(
