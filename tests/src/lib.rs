@@ -15,7 +15,10 @@ use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
 pub fn altered_template(edit: impl FnOnce(String) -> String) -> std::path::PathBuf {
     let original = std::fs::read_to_string(local_stack::template_path()).expect("the template");
     let altered = edit(original.clone());
-    assert_ne!(altered, original, "the edit changes the template");
+    assert!(
+        altered != original,
+        "the edit changes the template (its text was not found)"
+    );
     let path = std::env::temp_dir().join(format!("template-{}.yaml", uuid_like()));
     std::fs::write(&path, altered).expect("write the altered template");
     path

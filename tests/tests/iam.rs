@@ -147,8 +147,8 @@ async fn a_permission_removed_from_the_template_is_refused_locally() {
     // The webhook loses its right to send to the sync queue.
     let template = altered_template(|t| {
         t.replacen(
-            "              Resource: !GetAtt Table.Arn\n        - SQSSendMessagePolicy:\n            QueueName: !GetAtt SyncQueue.QueueName\n        - AWSSecretsManagerGetSecretValuePolicy:\n            SecretArn: !Ref MetaAppSecret",
-            "              Resource: !GetAtt Table.Arn\n        - AWSSecretsManagerGetSecretValuePolicy:\n            SecretArn: !Ref MetaAppSecret",
+            "/index/ByChat\"\n        - SQSSendMessagePolicy:\n            QueueName: !GetAtt SyncQueue.QueueName\n        - AWSSecretsManagerGetSecretValuePolicy:\n            SecretArn: !Ref MetaAppSecret",
+            "/index/ByChat\"\n        - AWSSecretsManagerGetSecretValuePolicy:\n            SecretArn: !Ref MetaAppSecret",
             1,
         )
     });
