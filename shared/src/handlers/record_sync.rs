@@ -230,6 +230,21 @@ impl Linking<'_> {
     /// Links the chat to an existing record: the first of `candidates`
     /// (most recently modified first); several are kept for a person to
     /// settle. `by` says how it was found.
+    /// The contact's other chats link to `record`, made by this product,
+    /// rather than create one while the CRM's search cannot see it yet.
+    async fn remember_for_contact(&self, record: &RecordRef) -> Result<(), WorkError> {
+        self.deps
+            .store
+            .set_contact_record(
+                &self.chat.workspace_id,
+                &self.chat.contact,
+                record,
+                self.deps.clock.now() + CONTACT_RECORD_WINDOW_SECS,
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn link_found(&self, candidates: &[RecordRef], by: &str) -> Result<RecordRef, WorkError> {
         let chat = self.chat;
         let best = candidates
@@ -507,15 +522,7 @@ async fn recover_interrupted_create(ctx: &Linking<'_>) -> Result<Option<RecordRe
         return Ok(None);
     };
     let (owner_id, owner_reason) = ctx.owner().await?;
-    ctx.deps
-        .store
-        .set_contact_record(
-            &chat.workspace_id,
-            &chat.contact,
-            &found.record,
-            ctx.deps.clock.now() + CONTACT_RECORD_WINDOW_SECS,
-        )
-        .await?;
+    ctx.remember_for_contact(&found.record).await?;
     ctx.patch(ChatPatch {
         record: Some(found.record.clone()),
         record_created_by_us: Some(true),
@@ -614,14 +621,7 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         Err(CrmError::Duplicate { record, field })
             if field.is_some() && field == settings.number_field =>
         {
-            deps.store
-                .set_contact_record(
-                    &chat.workspace_id,
-                    &chat.contact,
-                    &record,
-                    now + CONTACT_RECORD_WINDOW_SECS,
-                )
-                .await?;
+            ctx.remember_for_contact(&record).await?;
             return ctx.link_found(&[record], "the CRM's duplicate check").await;
         }
         // Refused outright: nothing was created, so the claims can go.
@@ -638,14 +638,7 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         // stays with this message until it expires.
         Err(e) => return Err(e.into()),
     };
-    deps.store
-        .set_contact_record(
-            &chat.workspace_id,
-            &chat.contact,
-            &record,
-            now + CONTACT_RECORD_WINDOW_SECS,
-        )
-        .await?;
+    ctx.remember_for_contact(&record).await?;
     ctx.patch(ChatPatch {
         record: Some(record.clone()),
         record_created_by_us: Some(true),
