@@ -3,12 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::adapters::crms::CrmClients;
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::graph::{GraphBusinessNumbers, GraphMedia};
 use crate::adapters::sqs::SqsQueue;
 use crate::business_numbers::BusinessNumbers;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, MissingVar};
+use crate::crm::CrmProvider;
 use crate::media::MediaSource;
 use crate::queue::Queue;
 use crate::secrets::{Secrets, SecretsManagerSource};
@@ -29,13 +31,15 @@ pub struct Deps {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
-    pub secrets: Secrets,
+    pub secrets: Arc<Secrets>,
     pub http: reqwest::Client,
     pub clock: Arc<dyn Clock>,
     /// WhatsApp media, through the Graph API.
     pub media: Arc<dyn MediaSource>,
     /// WhatsApp business numbers, through the Graph API.
     pub business_numbers: Arc<dyn BusinessNumbers>,
+    /// Each CRM's OAuth and API clients.
+    pub crms: Arc<dyn CrmProvider>,
 }
 
 impl Deps {
@@ -54,12 +58,12 @@ impl Deps {
             config.sync_queue_url.clone(),
             config.notes_queue_url.clone(),
         );
-        let secrets = Secrets::new(
+        let secrets = Arc::new(Secrets::new(
             Box::new(SecretsManagerSource(aws_sdk_secretsmanager::Client::new(
                 aws,
             ))),
             &config,
-        );
+        ));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // Calls made in a worker's invocation get less when it ends
@@ -79,6 +83,7 @@ impl Deps {
             &config.graph_api_url,
             &config.graph_api_version,
         );
+        let crms = CrmClients::new(http.clone(), secrets.clone(), config.clone());
         Ok(Self {
             config,
             store: Arc::new(store),
@@ -88,6 +93,7 @@ impl Deps {
             clock: Arc::new(SystemClock),
             media: Arc::new(media),
             business_numbers: Arc::new(business_numbers),
+            crms: Arc::new(crms),
         })
     }
 }

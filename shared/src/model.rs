@@ -81,9 +81,19 @@ pub enum CrmKind {
 }
 
 impl CrmKind {
+    /// Every CRM the product syncs to.
+    pub const ALL: [CrmKind; 1] = [CrmKind::Zoho];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Zoho => "zoho",
+        }
+    }
+
+    /// The CRM's name as people know it.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Zoho => "Zoho CRM",
         }
     }
 

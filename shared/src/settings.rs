@@ -349,6 +349,7 @@ mod tests {
             creatable: true,
             generated_type: kind.into(),
             convertable: false,
+            converts_into: Vec::new(),
         };
         let all = fields();
         assert!(eligible_module(&module("Leads", "default", true), &all));

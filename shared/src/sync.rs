@@ -6,7 +6,6 @@ use std::sync::Arc;
 use chrono::TimeZone;
 use chrono_tz::Tz;
 
-use crate::adapters::zoho::{ZohoApi, ZohoOAuth};
 use crate::crm::{Crm, CrmError, FoundRecord};
 use crate::deps::Deps;
 use crate::error::{StoreError, WorkError};
@@ -44,16 +43,11 @@ pub async fn organization_crm(
         .keys()
         .await
         .map_err(|e| WorkError::Store(StoreError::Request(e.to_string())))?;
-    let client = deps
-        .secrets
-        .zoho_client()
+    let oauth = deps
+        .crms
+        .oauth(crm)
         .await
         .map_err(|e| WorkError::Store(StoreError::Request(e.to_string())))?;
-    let oauth = ZohoOAuth::new(
-        deps.http.clone(),
-        client.client_id.clone(),
-        client.client_secret.clone(),
-    );
     let tokens = ConnectionTokens::new(
         deps.store.clone(),
         keys.token_cipher(),
@@ -61,8 +55,51 @@ pub async fn organization_crm(
         deps.clock.clone(),
         connection.clone(),
     );
-    let api = ZohoApi::new(deps.http.clone(), &connection.api_domain, Arc::new(tokens));
-    Ok(Some((connection, Arc::new(api))))
+    let api = deps.crms.api(crm, &connection.api_domain, Arc::new(tokens));
+    Ok(Some((connection, api)))
+}
+
+/// The CRM the workspace syncs to: the one whose settings are active (a
+/// workspace syncs to one CRM at a time). Without any: not connected when
+/// no CRM has an organization connection — the first thing to do —, else
+/// not active.
+pub async fn sync_crm(deps: &Deps, workspace_id: &str) -> Result<CrmKind, WorkError> {
+    for crm in CrmKind::ALL {
+        if deps
+            .store
+            .sync_settings(workspace_id, crm)
+            .await?
+            .is_some_and(|s| s.active)
+        {
+            return Ok(crm);
+        }
+    }
+    for crm in CrmKind::ALL {
+        if deps
+            .store
+            .connection(workspace_id, crm, ConnectionKind::Organization, None)
+            .await?
+            .is_some()
+        {
+            return Err(WorkError::NotActive);
+        }
+    }
+    Err(WorkError::NotConnected)
+}
+
+/// The organization connection and client of the CRM the workspace syncs
+/// to, and that CRM's active settings.
+pub async fn sync_target(
+    deps: &Deps,
+    workspace_id: &str,
+) -> Result<(Connection, Arc<dyn Crm>, SyncSettings), WorkError> {
+    let crm = sync_crm(deps, workspace_id).await?;
+    // The connection first: without one, that is the reason to give.
+    let (connection, client) = organization_crm(deps, workspace_id, crm)
+        .await?
+        .ok_or(WorkError::NotConnected)?;
+    let settings = active_settings(deps, workspace_id, crm).await?;
+    Ok((connection, client, settings))
 }
 
 /// Keeps a message that cannot sync now (no connection yet, a broken one,
@@ -73,7 +110,6 @@ pub async fn park(
     deps: &Deps,
     workspace_id: &str,
     message_id: &str,
-    crm: CrmKind,
     reason: &str,
 ) -> Result<(), WorkError> {
     // Logged first: once the state says waiting, the log says why.
@@ -100,20 +136,26 @@ pub async fn park(
     tracing::info!(workspace_id, message_id, reason, "message parked");
     // Whatever would have re-queued the message (activation, connecting)
     // may have happened while it was being parked: then it is retried now.
-    let cause_gone = if reason == NOT_ACTIVE {
-        deps.store
-            .sync_settings(workspace_id, crm)
-            .await?
-            .is_some_and(|s| s.active)
-    } else if reason == NO_MEDIA_ACCESS {
+    let cause_gone = if reason == NO_MEDIA_ACCESS {
         // Note-append compares the number's token itself: only it knows
         // which token the fetch was refused with.
         false
     } else {
-        deps.store
-            .connection(workspace_id, crm, ConnectionKind::Organization, None)
-            .await?
-            .is_some_and(|c| c.status == ConnectionStatus::Active)
+        match sync_crm(deps, workspace_id).await {
+            // Active settings now: gone, unless the connection is the cause.
+            Ok(crm) => {
+                reason == NOT_ACTIVE
+                    || deps
+                        .store
+                        .connection(workspace_id, crm, ConnectionKind::Organization, None)
+                        .await?
+                        .is_some_and(|c| c.status == ConnectionStatus::Active)
+            }
+            // Connected now, though nothing is active yet.
+            Err(WorkError::NotActive) => reason == NO_CONNECTION,
+            Err(WorkError::NotConnected) => false,
+            Err(other) => return Err(other),
+        }
     };
     if cause_gone {
         return Err(WorkError::Contended(

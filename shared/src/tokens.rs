@@ -9,9 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use crate::adapters::zoho::ZohoOAuth;
 use crate::clock::Clock;
-use crate::crm::CrmError;
+use crate::crm::{CrmError, CrmOAuth};
 use crate::crypto::TokenCipher;
 use crate::model::{Connection, ConnectionKind, ConnectionStatus, CrmKind};
 use crate::store::Store;
@@ -48,7 +47,7 @@ impl AccessTokens for FreshToken {
 pub struct ConnectionTokens {
     store: Arc<dyn Store>,
     cipher: TokenCipher,
-    oauth: ZohoOAuth,
+    oauth: Arc<dyn CrmOAuth>,
     clock: Arc<dyn Clock>,
     workspace_id: String,
     crm: CrmKind,
@@ -63,7 +62,7 @@ impl ConnectionTokens {
     pub fn new(
         store: Arc<dyn Store>,
         cipher: TokenCipher,
-        oauth: ZohoOAuth,
+        oauth: Arc<dyn CrmOAuth>,
         clock: Arc<dyn Clock>,
         connection: Connection,
     ) -> Self {
@@ -155,6 +154,15 @@ impl ConnectionTokens {
         {
             Ok(grant) => {
                 next.access_token_enc = self.cipher.encrypt(&grant.access_token, &binding);
+                // A CRM that rotates refresh tokens (Pipedrive) invalidates
+                // the old one now: the new one must be kept.
+                if let Some(rotated) = &grant.refresh_token {
+                    next.refresh_token_enc = self.cipher.encrypt(rotated, &binding);
+                }
+                // The company's API host may move; every grant names it.
+                if !grant.api_domain.is_empty() {
+                    next.api_domain = grant.api_domain.clone();
+                }
                 next.access_issued_at = self.clock.now();
                 next.access_expires_at = next.access_issued_at + grant.expires_in_secs;
                 tracing::info!(

@@ -136,7 +136,7 @@ async fn a_personal_connection_to_another_zoho_organization_is_refused() {
 
     let (code, body) = system.oauth(&member, "personal").await;
     assert_eq!(code, 403, "{body}");
-    assert!(body.contains("another Zoho organization"), "{body}");
+    assert!(body.contains("another Zoho CRM organization"), "{body}");
     let connections = system.sort_keys("CONN#").await;
     assert_eq!(
         connections.len(),
@@ -459,17 +459,13 @@ async fn concurrent_workers_refresh_one_token_with_exactly_one_refresh_call() {
         .await
         .expect("store")
         .expect("connected");
-    let client = deps.secrets.zoho_client().await.expect("client secret");
+    let oauth = deps.crms.oauth(CrmKind::Zoho).await.expect("client secret");
     let cipher = deps.secrets.keys().await.expect("keys").token_cipher();
     let make_tokens = || {
         Arc::new(ConnectionTokens::new(
             deps.store.clone(),
             cipher.clone(),
-            shared::adapters::zoho::ZohoOAuth::new(
-                deps.http.clone(),
-                client.client_id.clone(),
-                client.client_secret.clone(),
-            ),
+            oauth.clone(),
             deps.clock.clone(),
             connection.clone(),
         ))

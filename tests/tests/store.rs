@@ -18,7 +18,6 @@ use shared::model::{
 use shared::phone::E164;
 use shared::queue::{MessageRef, Queue, QueueName};
 use shared::requeue::RequeueJob;
-use shared::secrets::{Secrets, SecretsManagerSource};
 use shared::store::{MessageStore, Store, SyncLogStore};
 use shared::whatsapp::Direction;
 
@@ -49,16 +48,12 @@ fn deps_with_queue(system: &TestSystem, queue: Arc<dyn Queue>) -> Deps {
         config: base.config.clone(),
         store: base.store.clone(),
         queue,
-        secrets: Secrets::new(
-            Box::new(SecretsManagerSource(aws_sdk_secretsmanager::Client::new(
-                &system.local.aws,
-            ))),
-            &base.config,
-        ),
+        secrets: base.secrets.clone(),
         http: base.http.clone(),
         clock: base.clock.clone(),
         media: base.media.clone(),
         business_numbers: base.business_numbers.clone(),
+        crms: base.crms.clone(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Adapters: the ports on real services.
 
+pub mod crms;
 pub mod dynamo;
 pub mod graph;
 pub mod sqs;

@@ -1,6 +1,7 @@
 //! Zoho CRM v8 over HTTPS: the accounts server (OAuth) and the CRM API.
 //! Shapes and status codes follow the reference and Zoho's OpenAPI files.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -8,9 +9,13 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::crm::{Conversion, Crm, CrmError, FieldMeta, FoundRecord, ModuleMeta, NewRecord};
+use crate::config::ZohoConfig;
+use crate::crm::{
+    Conversion, Crm, CrmError, CrmIdentity, CrmOAuth, FieldMeta, FoundRecord, ModuleMeta,
+    NewRecord, TokenGrant, TokenServer,
+};
 use crate::model::{CrmUser, RecordRef};
-use crate::tokens::AccessTokens;
+use crate::tokens::{AccessTokens, FreshToken};
 
 /// Scopes for everything the product does with Zoho.
 pub const SCOPES: &str = "ZohoCRM.modules.ALL,ZohoSearch.securesearch.READ,ZohoCRM.modules.notes.ALL,ZohoCRM.modules.attachments.ALL,ZohoCRM.users.READ,ZohoCRM.org.READ,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ";
@@ -30,26 +35,7 @@ pub struct ZohoOAuth {
     http: reqwest::Client,
     client_id: String,
     client_secret: String,
-}
-
-/// What a code exchange or a refresh yields.
-#[derive(Clone)]
-pub struct TokenGrant {
-    pub access_token: String,
-    pub refresh_token: Option<String>,
-    pub api_domain: String,
-    pub expires_in_secs: i64,
-}
-
-/// Without the tokens: a grant may end up in a log or an error message.
-impl std::fmt::Debug for TokenGrant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenGrant")
-            .field("api_domain", &self.api_domain)
-            .field("expires_in_secs", &self.expires_in_secs)
-            .field("has_refresh_token", &self.refresh_token.is_some())
-            .finish_non_exhaustive()
-    }
+    config: ZohoConfig,
 }
 
 #[derive(Deserialize)]
@@ -63,92 +49,17 @@ struct TokenResponse {
 }
 
 impl ZohoOAuth {
-    pub fn new(http: reqwest::Client, client_id: String, client_secret: String) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        client_id: String,
+        client_secret: String,
+        config: ZohoConfig,
+    ) -> Self {
         Self {
             http,
             client_id,
             client_secret,
-        }
-    }
-
-    /// Where to send the browser. `prompt=consent` with `access_type=offline`
-    /// is what makes Zoho issue a refresh token on a reconnect.
-    /// `code_challenge`: PKCE S256 challenge of the verifier kept with the state.
-    pub fn authorize_url(
-        &self,
-        accounts_url: &str,
-        redirect_uri: &str,
-        state: &str,
-        code_challenge: &str,
-    ) -> String {
-        let mut url = format!("{accounts_url}/oauth/v2/auth?");
-        url.push_str(
-            &url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("response_type", "code")
-                .append_pair("client_id", &self.client_id)
-                .append_pair("scope", SCOPES)
-                .append_pair("redirect_uri", redirect_uri)
-                .append_pair("access_type", "offline")
-                .append_pair("prompt", "consent")
-                .append_pair("state", state)
-                .append_pair("code_challenge", code_challenge)
-                .append_pair("code_challenge_method", "S256")
-                .finish(),
-        );
-        url
-    }
-
-    pub async fn exchange_code(
-        &self,
-        accounts_server: &str,
-        code: &str,
-        redirect_uri: &str,
-        code_verifier: &str,
-    ) -> Result<TokenGrant, CrmError> {
-        self.token_call(
-            accounts_server,
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", &self.client_id),
-                ("client_secret", &self.client_secret),
-                ("redirect_uri", redirect_uri),
-                ("code", code),
-                ("code_verifier", code_verifier),
-            ],
-        )
-        .await
-    }
-
-    pub async fn refresh(
-        &self,
-        accounts_server: &str,
-        refresh_token: &str,
-    ) -> Result<TokenGrant, CrmError> {
-        self.token_call(
-            accounts_server,
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", &self.client_id),
-                ("client_secret", &self.client_secret),
-                ("refresh_token", refresh_token),
-            ],
-        )
-        .await
-    }
-
-    pub async fn revoke(&self, accounts_server: &str, refresh_token: &str) -> Result<(), CrmError> {
-        let response = self
-            .http
-            .post(format!("{accounts_server}/oauth/v2/token/revoke"))
-            .query(&[("token", refresh_token)])
-            .send()
-            .await
-            .map_err(transport)?;
-        match response.status() {
-            s if s.is_success() => Ok(()),
-            // An unknown token is already as revoked as it can be.
-            StatusCode::BAD_REQUEST => Ok(()),
-            s => Err(CrmError::Unavailable(s.as_u16())),
+            config,
         }
     }
 
@@ -178,14 +89,26 @@ impl ZohoOAuth {
             (Some(access_token), None) => {
                 // Older responses carry `expires_in` in ms beside `expires_in_sec`.
                 let expires_in_secs = body.expires_in_sec.or(body.expires_in).unwrap_or(3600);
+                let api_domain = body
+                    .api_domain
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_owned();
+                // Tokens only ever go to one of Zoho's own API hosts.
+                if !self.config.api_domains.contains(&api_domain) {
+                    return Err(CrmError::Rejected {
+                        status: status.as_u16(),
+                        code: "UNKNOWN_API_DOMAIN".into(),
+                        message: format!(
+                            "the token response names an unknown API domain `{api_domain}`"
+                        ),
+                        field: None,
+                    });
+                }
                 Ok(TokenGrant {
                     access_token,
                     refresh_token: body.refresh_token,
-                    api_domain: body
-                        .api_domain
-                        .unwrap_or_default()
-                        .trim_end_matches('/')
-                        .to_owned(),
+                    api_domain,
                     expires_in_secs,
                 })
             }
@@ -204,6 +127,120 @@ impl ZohoOAuth {
     }
 }
 
+#[async_trait]
+impl CrmOAuth for ZohoOAuth {
+    /// `prompt=consent` with `access_type=offline` is what makes Zoho issue
+    /// a refresh token on a reconnect. The request starts at the configured
+    /// accounts URL; Zoho routes users to their data centre.
+    fn authorize_url(&self, redirect_uri: &str, state: &str, code_challenge: &str) -> String {
+        let mut url = format!("{}/oauth/v2/auth?", self.config.accounts_url);
+        url.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("scope", SCOPES)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("access_type", "offline")
+                .append_pair("prompt", "consent")
+                .append_pair("state", state)
+                .append_pair("code_challenge", code_challenge)
+                .append_pair("code_challenge_method", "S256")
+                .finish(),
+        );
+        url
+    }
+
+    /// The data centre the callback names (`location`, default `us`), only
+    /// a known one: the code exchange sends our client secret there.
+    fn token_server(&self, callback: &HashMap<String, String>) -> Result<TokenServer, String> {
+        let location = callback
+            .get("location")
+            .cloned()
+            .unwrap_or_else(|| "us".into());
+        let accounts_server = self
+            .config
+            .accounts_servers
+            .get(&location)
+            .cloned()
+            .ok_or_else(|| format!("unknown Zoho data centre `{location}`"))?;
+        if let Some(named) = callback.get("accounts-server")
+            && named.trim_end_matches('/') != accounts_server
+        {
+            return Err(format!(
+                "the accounts server does not belong to data centre `{location}`"
+            ));
+        }
+        Ok(TokenServer {
+            location,
+            accounts_server,
+        })
+    }
+
+    async fn exchange_code(
+        &self,
+        server: &TokenServer,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+    ) -> Result<TokenGrant, CrmError> {
+        self.token_call(
+            &server.accounts_server,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &self.client_id),
+                ("client_secret", &self.client_secret),
+                ("redirect_uri", redirect_uri),
+                ("code", code),
+                ("code_verifier", code_verifier),
+            ],
+        )
+        .await
+    }
+
+    async fn refresh(
+        &self,
+        accounts_server: &str,
+        refresh_token: &str,
+    ) -> Result<TokenGrant, CrmError> {
+        self.token_call(
+            accounts_server,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &self.client_id),
+                ("client_secret", &self.client_secret),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    async fn revoke(&self, accounts_server: &str, refresh_token: &str) -> Result<(), CrmError> {
+        let response = self
+            .http
+            .post(format!("{accounts_server}/oauth/v2/token/revoke"))
+            .query(&[("token", refresh_token)])
+            .send()
+            .await
+            .map_err(transport)?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            // An unknown token is already as revoked as it can be.
+            StatusCode::BAD_REQUEST => Ok(()),
+            s => Err(CrmError::Unavailable(s.as_u16())),
+        }
+    }
+
+    async fn identify(&self, grant: &TokenGrant) -> Result<CrmIdentity, CrmError> {
+        ZohoApi::new(
+            self.http.clone(),
+            &grant.api_domain,
+            Arc::new(FreshToken(grant.access_token.clone())),
+        )
+        .identify()
+        .await
+    }
+}
+
 fn transport(e: reqwest::Error) -> CrmError {
     CrmError::Transport(e.without_url().to_string())
 }
@@ -213,14 +250,6 @@ fn transport(e: reqwest::Error) -> CrmError {
 fn call_timeout() -> Result<std::time::Duration, CrmError> {
     crate::budget::call_timeout(crate::deps::HTTP_CALL_TIMEOUT)
         .map_err(|e| CrmError::Transport(e.to_string()))
-}
-
-/// Who a token belongs to and in which Zoho organization.
-#[derive(Debug, Clone)]
-pub struct ZohoIdentity {
-    pub user_id: String,
-    pub email: String,
-    pub org_id: String,
 }
 
 /// The CRM API of one connection.
@@ -285,7 +314,7 @@ impl ZohoApi {
         Err(CrmError::Unauthorized)
     }
 
-    pub async fn identify(&self) -> Result<ZohoIdentity, CrmError> {
+    pub async fn identify(&self) -> Result<CrmIdentity, CrmError> {
         let (_, users) = self
             .call(Method::GET, "users", |r| {
                 r.query(&[("type", "CurrentUser")])
@@ -300,7 +329,7 @@ impl ZohoApi {
             .as_ref()
             .and_then(|b| b["org"][0]["id"].as_str())
             .ok_or_else(|| CrmError::Decode("no org id".into()))?;
-        Ok(ZohoIdentity {
+        Ok(CrmIdentity {
             user_id: str_field(user, "id")?,
             email: str_field(user, "email")?,
             org_id: org_id.to_owned(),
@@ -594,6 +623,14 @@ impl Crm for ZohoApi {
                     creatable: m["creatable"] == true,
                     generated_type: m["generated_type"].as_str().unwrap_or_default().to_owned(),
                     convertable: m["convertable"] == true,
+                    converts_into: if m["convertable"] == true {
+                        CONVERSION_TARGETS
+                            .iter()
+                            .map(|(m, _)| (*m).to_owned())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                 })
             })
             .collect())

@@ -324,7 +324,7 @@ async fn remove_user(deps: &Deps, req: &Request, user_id: &str) -> Result<HttpRe
     // Their personal CRM connections go with them, and so do their grants
     // at the CRM (unless shared with the organization's, which stays). A
     // grant the CRM would not revoke is logged; the user goes all the same.
-    for crm in [CrmKind::Zoho] {
+    for crm in CrmKind::ALL {
         if let Some(own) = deps
             .store
             .connection(

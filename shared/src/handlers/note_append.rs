@@ -14,14 +14,13 @@ use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::media::{MediaError, media_file_name};
 use crate::model::{
-    AttachmentOutcome, Chat, ChatPatch, CrmKind, DayNote, MessageState, NoteLine, RecordRef,
-    StoredMessage, WhatsAppNumber,
+    AttachmentOutcome, Chat, ChatPatch, DayNote, MessageState, NoteLine, RecordRef, StoredMessage,
+    WhatsAppNumber,
 };
 use crate::queue::{MessageRef, QueueName};
 use crate::sync::{
-    NO_MEDIA_ACCESS, active_settings, business_number_display, chat_link, local_times,
-    note_content, note_header, note_line_text, note_title, organization_crm, park, parking_reason,
-    record_of, resend_marker, zone,
+    NO_MEDIA_ACCESS, business_number_display, chat_link, local_times, note_content, note_header,
+    note_line_text, note_title, park, parking_reason, record_of, resend_marker, sync_target, zone,
 };
 use crate::synclog;
 use serde_json::json;
@@ -91,8 +90,7 @@ async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
     };
     for (index, received) in group.iter().enumerate().skip(done) {
         let r = &received.reference;
-        if let Err(error) = park(deps, &r.workspace_id, &r.message_id, CrmKind::Zoho, reason).await
-        {
+        if let Err(error) = park(deps, &r.workspace_id, &r.message_id, reason).await {
             return GroupOutcome {
                 done: index,
                 error: Some(error),
@@ -116,8 +114,11 @@ async fn relink_if_record_gone(deps: &Deps, rest: &[Received]) -> Result<bool, W
     let Some(record) = &chat.record else {
         return Ok(false);
     };
-    let Some((_, crm)) = organization_crm(deps, &r.workspace_id, CrmKind::Zoho).await? else {
-        return Ok(false);
+    let crm = match sync_target(deps, &r.workspace_id).await {
+        Ok((_, crm, _)) => crm,
+        // Nothing to relink through: the message parks where it is.
+        Err(WorkError::NotConnected | WorkError::NotActive) => return Ok(false),
+        Err(other) => return Err(other),
     };
     if crm.record_exists(record).await? {
         return Ok(false);
@@ -196,13 +197,7 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
         .as_ref()
         .map(|n| business_number_display(&n.display_phone_number))
         .unwrap_or_default();
-    let Some((_, crm)) = organization_crm(deps, &first.workspace_id, CrmKind::Zoho)
-        .await
-        .map_err(at_start)?
-    else {
-        return Err(at_start(WorkError::NotConnected));
-    };
-    active_settings(deps, &first.workspace_id, CrmKind::Zoho)
+    let (_, crm, _) = sync_target(deps, &first.workspace_id)
         .await
         .map_err(at_start)?;
     let tz = zone(&workspace.time_zone);
@@ -235,15 +230,9 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
                 // This message waits for a token; the others go on.
                 Err(WorkError::NoMediaAccess(why)) => {
                     tracing::warn!(workspace_id = %r.workspace_id, message_id = %r.message_id, why, "media message waits for a WhatsApp access token");
-                    park(
-                        deps,
-                        &r.workspace_id,
-                        &r.message_id,
-                        CrmKind::Zoho,
-                        NO_MEDIA_ACCESS,
-                    )
-                    .await
-                    .map_err(at_start)?;
+                    park(deps, &r.workspace_id, &r.message_id, NO_MEDIA_ACCESS)
+                        .await
+                        .map_err(at_start)?;
                     // A token registered since the number was read re-queued
                     // only what was waiting then: this one is retried (after
                     // the usual back-off) instead, so the new token cannot

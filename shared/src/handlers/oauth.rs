@@ -27,13 +27,12 @@ use super::http::{
     ApiError, HttpResponse, caller, json_body, json_response, no_route, path_segments,
     query_params, text_response,
 };
-use crate::adapters::zoho::{TokenGrant, ZohoApi, ZohoIdentity, ZohoOAuth};
+use crate::crm::{CrmIdentity, CrmOAuth, TokenGrant, TokenServer};
 use crate::crypto::{pkce_challenge, random_token, secrets_equal, sha256_hex};
 use crate::deps::Deps;
 use crate::model::{Connection, ConnectionKind, ConnectionStatus, CrmKind, OAuthState, Role, User};
 use crate::store::Insert;
 use crate::synclog;
-use crate::tokens::FreshToken;
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_http::Error> {
     Ok(route(deps, &req)
@@ -68,13 +67,8 @@ fn redirect_uri(deps: &Deps, crm: CrmKind) -> Result<String, ApiError> {
     Ok(format!("{base}/oauth/{}/callback", crm.as_str()))
 }
 
-async fn zoho_oauth(deps: &Deps) -> Result<ZohoOAuth, ApiError> {
-    let client = deps.secrets.zoho_client().await?;
-    Ok(ZohoOAuth::new(
-        deps.http.clone(),
-        client.client_id.clone(),
-        client.client_secret.clone(),
-    ))
+async fn crm_oauth(deps: &Deps, crm: CrmKind) -> Result<Arc<dyn CrmOAuth>, ApiError> {
+    Ok(deps.crms.oauth(crm).await?)
 }
 
 async fn organization(
@@ -154,8 +148,7 @@ async fn start(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse,
     deps.store.put_oauth_state(&state, expires_at).await?;
     let keys = deps.secrets.keys().await?;
     let signed_state = format!("{nonce}.{}", keys.sign_state(&state_message(&state)));
-    let url = zoho_oauth(deps).await?.authorize_url(
-        &deps.config.zoho.accounts_url,
+    let url = crm_oauth(deps, crm).await?.authorize_url(
         &redirect_uri(deps, crm)?,
         &signed_state,
         &pkce_challenge(&state.code_verifier),
@@ -262,24 +255,8 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
             "this connection was started in another browser: start it again from your own".into(),
         ));
     }
-    let location = params
-        .get("location")
-        .cloned()
-        .unwrap_or_else(|| "us".into());
-    let accounts_server = deps
-        .config
-        .zoho
-        .accounts_servers
-        .get(&location)
-        .cloned()
-        .ok_or_else(|| ApiError::BadRequest(format!("unknown Zoho data centre `{location}`")))?;
-    if let Some(named) = params.get("accounts-server")
-        && named.trim_end_matches('/') != accounts_server
-    {
-        return Err(ApiError::BadRequest(format!(
-            "the accounts server does not belong to data centre `{location}`"
-        )));
-    }
+    let oauth = crm_oauth(deps, crm).await?;
+    let server = oauth.token_server(&params).map_err(ApiError::BadRequest)?;
     // The user may have lost the right meanwhile (removed, demoted, someone
     // else connected): check again before exchanging anything.
     let user = deps
@@ -291,35 +268,23 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
         return Err(refusal);
     }
 
-    let oauth = zoho_oauth(deps).await?;
     let grant = oauth
         .exchange_code(
-            &accounts_server,
+            &server,
             code,
             &redirect_uri(deps, crm)?,
             &state.code_verifier,
         )
         .await
         .map_err(|e| ApiError::BadGateway(format!("the code exchange failed: {e}")))?;
-    if !deps.config.zoho.api_domains.contains(&grant.api_domain) {
-        return Err(ApiError::BadGateway(format!(
-            "the token response names an unknown API domain `{}`",
-            grant.api_domain
-        )));
-    }
     let refresh_token = grant
         .refresh_token
         .clone()
         .ok_or_else(|| ApiError::BadGateway("the CRM issued no refresh token".into()))?;
-    let api = ZohoApi::new(
-        deps.http.clone(),
-        &grant.api_domain,
-        Arc::new(FreshToken(grant.access_token.clone())),
-    );
-    let identity = match api.identify().await {
+    let identity = match oauth.identify(&grant).await {
         Ok(identity) => identity,
         Err(e) => {
-            revoke_quietly(&oauth, &accounts_server, &refresh_token).await;
+            revoke_quietly(oauth.as_ref(), &server.accounts_server, &refresh_token).await;
             return Err(ApiError::BadGateway(format!(
                 "could not read the CRM user: {e}"
             )));
@@ -329,8 +294,7 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
         grant,
         refresh_token,
         identity,
-        location,
-        accounts_server,
+        server,
     };
     let stored = match state.kind {
         ConnectionKind::Organization => connect_organization(deps, &user, crm, &granted).await,
@@ -340,7 +304,12 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
         Ok(()) => {}
         Err(ConnectFailure::NothingStored(refusal)) => {
             // No stored connection holds the new grant: give it back.
-            revoke_quietly(&oauth, &granted.accounts_server, &granted.refresh_token).await;
+            revoke_quietly(
+                oauth.as_ref(),
+                &granted.server.accounts_server,
+                &granted.refresh_token,
+            )
+            .await;
             return Err(refusal);
         }
         // A stored connection holds the grant: revoking it would leave that
@@ -350,7 +319,10 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
     let mut response = text_response(
         200,
         "text/html; charset=utf-8",
-        "<!doctype html><title>Connected</title><p>Zoho CRM is connected. You can close this window.</p>",
+        format!(
+            "<!doctype html><title>Connected</title><p>{} is connected. You can close this window.</p>",
+            crm.display_name()
+        ),
     );
     // The flow is over: its cookie goes.
     if let Ok(value) = http::HeaderValue::from_str(&binding_cookie(deps, nonce, "", 0)) {
@@ -365,9 +337,8 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
 struct Granted {
     grant: TokenGrant,
     refresh_token: String,
-    identity: ZohoIdentity,
-    location: String,
-    accounts_server: String,
+    identity: CrmIdentity,
+    server: TokenServer,
 }
 
 impl Granted {
@@ -384,8 +355,8 @@ impl Granted {
             crm,
             kind,
             user_id: user.id.clone(),
-            location: self.location.clone(),
-            accounts_server: self.accounts_server.clone(),
+            location: self.server.location.clone(),
+            accounts_server: self.server.accounts_server.clone(),
             api_domain: self.grant.api_domain.clone(),
             crm_user_id: self.identity.user_id.clone(),
             crm_user_email: self.identity.email.clone(),
@@ -518,9 +489,10 @@ async fn connect_personal(
         .await?
         .ok_or_else(|| ApiError::Conflict("the organization was disconnected meanwhile".into()))?;
     if org.crm_org_id != granted.identity.org_id {
-        return Err(ApiError::Forbidden(
-            "this Zoho account belongs to another Zoho organization than the workspace's; sign in with an account of the connected organization".into(),
-        )
+        let crm_name = crm.display_name();
+        return Err(ApiError::Forbidden(format!(
+            "this {crm_name} account belongs to another {crm_name} organization than the workspace's; sign in with an account of the connected organization"
+        ))
         .into());
     }
     let connection = granted
@@ -539,7 +511,7 @@ async fn connect_personal(
     Ok(())
 }
 
-async fn revoke_quietly(oauth: &ZohoOAuth, accounts_server: &str, refresh_token: &str) {
+async fn revoke_quietly(oauth: &dyn CrmOAuth, accounts_server: &str, refresh_token: &str) {
     if let Err(e) = oauth.revoke(accounts_server, refresh_token).await {
         tracing::warn!(error = %e, "could not revoke a grant at the CRM");
     }
@@ -555,7 +527,7 @@ pub(super) async fn revoke_connection(deps: &Deps, connection: &Connection) -> b
             .token_cipher()
             .decrypt(&connection.refresh_token_enc, &connection.token_binding())
             .map_err(|e| ApiError::Internal(format!("the stored refresh token: {e}")))?;
-        zoho_oauth(deps)
+        crm_oauth(deps, connection.crm)
             .await?
             .revoke(&connection.accounts_server, &refresh_token)
             .await

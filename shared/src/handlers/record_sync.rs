@@ -11,16 +11,14 @@ use crate::crm::{Conversion, Crm, CrmError, NewRecord};
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{
-    Chat, ChatPatch, Connection, CrmKind, MessageState, OnConverted, RecordRef, StoredMessage,
-    SyncSettings,
+    Chat, ChatPatch, Connection, MessageState, OnConverted, RecordRef, StoredMessage, SyncSettings,
 };
 use crate::queue::QueueName;
 use crate::requeue::{self, RequeueJob};
 use crate::store::ContactClaim;
 use crate::sync::{
-    active_settings, chat_link, choose_owner, confirmed_matches, crm_users, fitted_name,
-    organization_crm, park, parking_reason, record_fields, record_name, record_of,
-    searchable_forms,
+    chat_link, choose_owner, confirmed_matches, crm_users, fitted_name, park, parking_reason,
+    record_fields, record_name, record_of, searchable_forms, sync_target,
 };
 use crate::synclog;
 use crate::whatsapp::Direction;
@@ -145,7 +143,7 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
         Ok(proceed) => Ok(proceed),
         // Kept, not failed: activating or connecting (again) queues it anew.
         Err(error) => match parking_reason(&error) {
-            Some(reason) => park(deps, &r.workspace_id, &r.message_id, CrmKind::Zoho, reason)
+            Some(reason) => park(deps, &r.workspace_id, &r.message_id, reason)
                 .await
                 .map(|()| false),
             None => Err(error),
@@ -156,11 +154,7 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
 /// Makes sure the chat has a live record; false when the chat's sync
 /// stopped on the way (a converted lead with `stop`).
 async fn link(deps: &Deps, chat: &Chat, message: &StoredMessage) -> Result<bool, WorkError> {
-    // The connection first: without one, that is the reason to give.
-    let (connection, crm) = organization_crm(deps, &chat.workspace_id, CrmKind::Zoho)
-        .await?
-        .ok_or(WorkError::NotConnected)?;
-    let settings = active_settings(deps, &chat.workspace_id, CrmKind::Zoho).await?;
+    let (connection, crm, settings) = sync_target(deps, &chat.workspace_id).await?;
     let Some(record) = &chat.record else {
         // A new record is named as the contact was called in this message,
         // not by whatever name a later delivery has already stored.

@@ -7,7 +7,6 @@ use lambda_http::Request;
 use serde_json::{Map, Value, json};
 
 use super::http::{ApiError, HttpResponse, caller, json_response, no_route, query_params};
-use crate::adapters::zoho::CONVERSION_TARGETS;
 use crate::crm::{Crm, CrmError, FieldMeta, ModuleMeta, NewRecord};
 use crate::deps::Deps;
 use crate::error::WorkError;
@@ -343,10 +342,14 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
         .filter(|_| module.convertable)
     {
         check_module("converted_module", &modules, converted)?;
-        if !CONVERSION_TARGETS.iter().any(|(m, _)| m == converted) {
+        if !module.converts_into.iter().any(|m| m == converted) {
             return Err(SettingError::new(
                 "converted_module",
-                format!("a converted Lead never becomes a record of `{converted}`; choose Contacts, Accounts or Deals"),
+                format!(
+                    "a converted {} never becomes a record of `{converted}`; choose one of {}",
+                    module.api_name,
+                    module.converts_into.join(", ")
+                ),
             )
             .into());
         }
@@ -446,6 +449,21 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
             json!({ "already_active": true, "requeue_requested": requeued, "resumed_chats": resumed }),
         )
         .await;
+    }
+    // One CRM at a time: two active ones would each make a record per chat.
+    for other in CrmKind::ALL.into_iter().filter(|other| *other != crm) {
+        if deps
+            .store
+            .sync_settings(&me.workspace_id, other)
+            .await?
+            .is_some_and(|s| s.active)
+        {
+            return Err(ApiError::Conflict(format!(
+                "the workspace syncs to {} now: deactivate those settings first (POST /api/settings/{}/deactivate)",
+                other.display_name(),
+                other.as_str()
+            )));
+        }
     }
     let (connection, client) = connected_crm(deps, me, crm).await?;
     let checked = validate(client.as_ref(), &settings).await?;

@@ -4,6 +4,12 @@ use async_trait::async_trait;
 
 use crate::model::{CrmUser, RecordRef};
 
+pub mod oauth;
+pub mod provider;
+
+pub use oauth::{CrmIdentity, CrmOAuth, TokenGrant, TokenServer};
+pub use provider::CrmProvider;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CrmError {
     /// The access token was refused even after one refresh.
@@ -85,6 +91,8 @@ pub struct ModuleMeta {
     pub generated_type: String,
     /// Whether records of the module can be converted (Zoho: Leads).
     pub convertable: bool,
+    /// The modules a converted record of this one may become.
+    pub converts_into: Vec<String>,
 }
 
 /// A field as the CRM's metadata describes it.
