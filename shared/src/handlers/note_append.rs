@@ -7,7 +7,9 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
-use super::batch::{GroupOutcome, Received, RetryPolicy, record_failures, run_fifo_batch};
+use super::batch::{
+    GroupOutcome, Received, RetryPolicy, live_workspace, record_failures, run_fifo_batch,
+};
 use crate::crm::Crm;
 use crate::crm::CrmError;
 use crate::deps::Deps;
@@ -15,9 +17,10 @@ use crate::error::WorkError;
 use crate::media::{MediaError, media_file_name};
 use crate::model::{
     AttachmentOutcome, Chat, ChatPatch, CrmKind, DayNote, MessageState, NoteLine, RecordRef,
-    StoredMessage, WhatsAppNumber,
+    StoredMessage, WhatsAppNumber, Workspace,
 };
 use crate::queue::{MessageRef, QueueName};
+use crate::retention::Retention;
 use crate::sync::{
     NO_MEDIA_ACCESS, active_settings, business_number_display, chat_link, local_times,
     note_content, note_header, note_line_text, note_title, organization_crm, park, parking_reason,
@@ -55,7 +58,11 @@ struct DayRun {
 }
 
 async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
-    let (done, error) = match append_all(deps, &group).await {
+    let workspace = match live_workspace(deps, &group).await {
+        Ok(workspace) => workspace,
+        Err(dropped_or_failed) => return dropped_or_failed,
+    };
+    let (done, error) = match append_all(deps, &workspace, &group).await {
         Ok(()) => return GroupOutcome::all(group.len()),
         Err(failure) => failure,
     };
@@ -172,7 +179,11 @@ async fn send_back_to_sync(deps: &Deps, messages: &[Received]) -> Result<(), Wor
 }
 
 /// Returns how many messages were done before a failure.
-async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkError)> {
+async fn append_all(
+    deps: &Deps,
+    workspace: &Workspace,
+    group: &[Received],
+) -> Result<(), (usize, WorkError)> {
     let first = &group[0].reference;
     let at_start = |e: WorkError| (0, e);
     let chat = deps
@@ -181,12 +192,6 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
         .await
         .map_err(|e| at_start(e.into()))?
         .ok_or_else(|| at_start(WorkError::Inconsistent("chat is not stored".into())))?;
-    let workspace = deps
-        .store
-        .workspace(&first.workspace_id)
-        .await
-        .map_err(|e| at_start(e.into()))?
-        .ok_or_else(|| at_start(WorkError::Inconsistent("workspace is not stored".into())))?;
     let number = deps
         .store
         .whatsapp_number(&chat.phone_number_id)
@@ -206,6 +211,10 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
         .await
         .map_err(at_start)?;
     let tz = zone(&workspace.time_zone);
+    let keeping = Keeping {
+        retention: workspace.retention,
+        tz,
+    };
     let header = note_header(&chat_link(&chat.contact), &business_number);
     let contact_display = chat
         .contact_name
@@ -292,11 +301,33 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
     // those before it are done (or parked).
     for run in runs {
         let first_index = run.first_index;
-        append_run(deps, &chat, crm.as_ref(), &contact_display, &header, run)
-            .await
-            .map_err(|e| (first_index, e))?;
+        append_run(
+            deps,
+            &chat,
+            crm.as_ref(),
+            &contact_display,
+            &header,
+            keeping,
+            run,
+        )
+        .await
+        .map_err(|e| (first_index, e))?;
     }
     Ok(())
+}
+
+/// How long what a run writes is kept: the workspace's retention, its days
+/// cut in its time zone.
+#[derive(Debug, Clone, Copy)]
+struct Keeping {
+    retention: Retention,
+    tz: chrono_tz::Tz,
+}
+
+impl Keeping {
+    fn note_expiry(&self, note: &DayNote, now: i64) -> i64 {
+        self.retention.day_note_expiry(&note.day, self.tz, now)
+    }
 }
 
 async fn append_run(
@@ -305,6 +336,7 @@ async fn append_run(
     crm: &dyn Crm,
     contact_display: &str,
     header: &str,
+    keeping: Keeping,
     run: DayRun,
 ) -> Result<(), WorkError> {
     let record = chat.record.clone().ok_or(WorkError::Unlinked)?;
@@ -403,11 +435,15 @@ async fn append_run(
                 crm.update_note(&id, &note.title, &content).await?;
                 id
             }
-            None => create_note_once(deps, crm, &mut note, header, &content).await?,
+            None => {
+                let expires_at = keeping.note_expiry(&note, deps.clock.now());
+                create_note_once(deps, crm, &mut note, header, &content, expires_at).await?
+            }
         };
         note.note_id = Some(note_id.clone());
         note.version += 1;
-        if !deps.store.save_day_note(&note).await? {
+        let expires_at = keeping.note_expiry(&note, deps.clock.now());
+        if !deps.store.save_day_note(&note, expires_at).await? {
             return Err(WorkError::Contended(
                 "the day note changed meanwhile".into(),
             ));
@@ -442,11 +478,11 @@ async fn append_run(
             .map(|(_, n)| n.clone())
             .unwrap_or_default();
         deps.store
-            .set_message_state(
+            .finish_message(
                 &chat.workspace_id,
                 &message.message_id,
                 &MessageState::Appended { note_id },
-                None,
+                keeping.retention.expiry(deps.clock.now()),
             )
             .await?;
     }
@@ -613,6 +649,7 @@ async fn create_note_once(
     note: &mut DayNote,
     header: &str,
     content: &str,
+    expires_at: i64,
 ) -> Result<String, WorkError> {
     if note.create_started {
         if let Some(existing) = crm.find_note(&note.record, &note.title, header).await? {
@@ -628,7 +665,7 @@ async fn create_note_once(
             version: note.version + 1,
             ..note.clone()
         };
-        if !deps.store.save_day_note(&marker).await? {
+        if !deps.store.save_day_note(&marker, expires_at).await? {
             return Err(WorkError::Contended(
                 "the day note changed meanwhile".into(),
             ));
