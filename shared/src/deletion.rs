@@ -138,7 +138,7 @@ pub async fn run_page(deps: &Deps, job: &DeletionJob) -> Result<PageOutcome, Wor
                 workspace_id,
                 job_id = %job.job_id,
                 page = job.pages + 1,
-                removed = purged.removed,
+                removed = purged.count,
                 "workspace deletion: items removed"
             );
             Some(match purged.next {
@@ -275,6 +275,7 @@ mod tests {
     use super::*;
     use crate::queue::Job;
     use crate::requeue::RequeueJob;
+    use crate::retention::RetentionJob;
 
     #[test]
     fn rounds_back_off_from_the_base_to_a_quarter_of_an_hour() {
@@ -309,7 +310,14 @@ mod tests {
             after: None,
             job_id: "j".into(),
         });
-        for job in [&deletion, &requeue] {
+        let retention = Job::ApplyRetention(RetentionJob {
+            workspace_id: "ws".into(),
+            job_id: "j".into(),
+            days: 7,
+            after: Some("LOG#1".into()),
+            pages: 3,
+        });
+        for job in [&deletion, &requeue, &retention] {
             let body = serde_json::to_string(job).expect("json");
             assert_eq!(Job::from_body(&body).as_ref(), Some(job), "{body}");
         }
@@ -325,6 +333,8 @@ mod tests {
             r#"{"workspace_id":"ws","message_id":"wamid.1","chat_key":"1#44","resend":0}"#;
         assert_eq!(Job::from_body(chat_message), None);
         assert_ne!(deletion.group_id(), requeue.group_id());
+        assert_ne!(deletion.group_id(), retention.group_id());
+        assert_ne!(deletion.dedup_id(), retention.dedup_id());
         assert_ne!(deletion.dedup_id(), requeue.dedup_id());
     }
 

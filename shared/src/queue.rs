@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::deletion::DeletionJob;
 use crate::error::QueueError;
 use crate::requeue::RequeueJob;
+use crate::retention::RetentionJob;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueName {
@@ -50,9 +51,11 @@ impl MessageRef {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum Job {
-    /// Delete the workspace. (First: of the two, only its body has the
-    /// fields it needs, whatever the `job` tag says.)
+    /// Delete the workspace. (The most demanding first: only its body has
+    /// all the fields it needs, whatever the `job` tag says.)
     DeleteWorkspace(DeletionJob),
+    /// Apply a new retention to the items stored.
+    ApplyRetention(RetentionJob),
     /// Queue the messages that waited again.
     Requeue(RequeueJob),
 }
@@ -67,6 +70,7 @@ impl Job {
         match self {
             Self::Requeue(job) => &job.workspace_id,
             Self::DeleteWorkspace(job) => &job.workspace_id,
+            Self::ApplyRetention(job) => &job.workspace_id,
         }
     }
 
@@ -82,6 +86,7 @@ impl Job {
         let (job_id, page) = match self {
             Self::Requeue(job) => (&job.job_id, job.after.clone().unwrap_or_default()),
             Self::DeleteWorkspace(job) => (&job.job_id, job.pages.to_string()),
+            Self::ApplyRetention(job) => (&job.job_id, job.pages.to_string()),
         };
         crate::crypto::sha256_hex(&format!(
             "{}#{}#{job_id}#{page}",
@@ -95,6 +100,7 @@ impl Job {
         match self {
             Self::Requeue(_) => "requeue",
             Self::DeleteWorkspace(_) => "delete_workspace",
+            Self::ApplyRetention(_) => "apply_retention",
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::model::{
     Workspace,
 };
 use crate::phone::E164;
-use crate::retention::Retention;
+use crate::retention::{Expiry, Retention};
 
 /// The outcome of a write that must happen at most once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +53,25 @@ pub trait WorkspaceStore: Send + Sync {
         workspace_id: &str,
         retention: Retention,
     ) -> Result<bool, StoreError>;
+    /// Gives up to `limit` of the workspace's items after the cursor the
+    /// expiry `retention` gives them: finished messages, day notes (their
+    /// days cut in `tz`) and sync-log entries, each counted from when its
+    /// retention began.
+    async fn reapply_retention_page(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        retention: Retention,
+        tz: chrono_tz::Tz,
+    ) -> Result<Swept, StoreError>;
 }
 
-/// What a page of a workspace's deletion removed, and where the next starts
-/// (none: the workspace's items are all gone but those kept for the end).
+/// What a page of a job over a workspace's items did to how many, and
+/// where the next page starts (none: it was the last).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Purged {
-    pub removed: usize,
+pub struct Swept {
+    pub count: usize,
     pub next: Option<String>,
 }
 
@@ -86,7 +98,7 @@ pub trait WorkspaceRemovalStore: Send + Sync {
         workspace_id: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Purged, StoreError>;
+    ) -> Result<Swept, StoreError>;
     /// The kinds (`MSG`, `CONN`, …) of up to ten items the workspace still
     /// has besides the workspace item: empty once nothing else is left.
     async fn workspace_leftovers(&self, workspace_id: &str) -> Result<Vec<String>, StoreError>;
@@ -304,14 +316,14 @@ pub trait MessageStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Finishes a message (`appended`, `skipped`: a finished state) in one
     /// unconditional write, as [`Self::set_message_state`] does without
-    /// `only_from`; the message expires at `expires_at` (its workspace's
+    /// `only_from`; the message expires as `expiry` says (its workspace's
     /// retention after it finished).
     async fn finish_message(
         &self,
         workspace_id: &str,
         message_id: &str,
         state: &MessageState,
-        expires_at: i64,
+        expiry: Expiry,
     ) -> Result<(), StoreError>;
     /// Up to `limit` messages of a workspace in the `waiting` state, oldest
     /// first, after the cursor of an earlier page.
@@ -350,8 +362,8 @@ pub trait NoteStore: Send + Sync {
     ) -> Result<Option<DayNote>, StoreError>;
     /// Writes the note if its stored version is `note.version - 1` (or it is
     /// new at version 1); false when another writer changed it meanwhile.
-    /// Its lines hold message text: it expires at `expires_at`.
-    async fn save_day_note(&self, note: &DayNote, expires_at: i64) -> Result<bool, StoreError>;
+    /// Its lines hold message text: it expires as `expiry` says.
+    async fn save_day_note(&self, note: &DayNote, expiry: Expiry) -> Result<bool, StoreError>;
 }
 
 /// One decision of the sync, as the workspace reads it in its sync log.

@@ -39,7 +39,7 @@ pub async fn record(
     let written = match store.workspace(workspace_id).await {
         Ok(Some(workspace)) if workspace.accepts_work() => {
             store
-                .append_log(&entry, workspace.retention.expiry(now))
+                .append_log(&entry, workspace.retention.counted_from(now).expires_at)
                 .await
         }
         Ok(_) => {

@@ -1,7 +1,7 @@
 //! The workspace's retention: set through the API within its bounds, and
 //! written as the expiry of everything that holds message content —
-//! finished messages, day notes, sync-log entries — while a message not
-//! finished never expires.
+//! finished messages, day notes, sync-log entries —, applied to what is
+//! stored too, while a message not finished never expires.
 
 use std::collections::HashMap;
 
@@ -97,6 +97,23 @@ async fn log_items(system: &TestSystem, workspace: &TestWorkspace, message_id: &
     entries
 }
 
+/// Fails unless the workspace has one day note, of the (UTC) day of
+/// `sent_at`, and it expires `days` after that day is over.
+async fn assert_day_note_kept(
+    system: &TestSystem,
+    workspace: &TestWorkspace,
+    sent_at: i64,
+    days: i64,
+) {
+    let notes = items(system, workspace, "NOTE#").await;
+    assert_eq!(notes.len(), 1, "one day note");
+    assert_eq!(
+        expiry(&notes[0]),
+        Some(utc_day_end(sent_at) + days * DAY),
+        "the day note: when its day is over, plus {days} days"
+    );
+}
+
 /// Fails unless `actual` is `expected` give or take the seconds a test takes.
 fn assert_about(actual: Option<i64>, expected: i64, what: &str) {
     let actual = actual.unwrap_or_else(|| panic!("{what} has no expiry"));
@@ -185,13 +202,7 @@ async fn the_retention_sets_the_expiry_of_finished_messages_day_notes_and_the_lo
     let first = ("wamid.KEEP1", sent_at, "The boiler is leaking again");
     let finished = alice_writes(&system, &workspace, first, "appended").await;
     assert_about(expiry(&finished), now() + 3 * DAY, "the appended message");
-    let notes = items(&system, &workspace, "NOTE#").await;
-    assert_eq!(notes.len(), 1, "one day note");
-    assert_eq!(
-        expiry(&notes[0]),
-        Some(utc_day_end(sent_at) + 3 * DAY),
-        "the day note: when its day is over, plus three days"
-    );
+    assert_day_note_kept(&system, &workspace, sent_at, 3).await;
     for entry in log_items(&system, &workspace, "wamid.KEEP1").await {
         assert_about(expiry(&entry), now() + 3 * DAY, "a sync-log entry");
     }
@@ -202,19 +213,24 @@ async fn the_retention_sets_the_expiry_of_finished_messages_day_notes_and_the_lo
     let second = ("wamid.KEEP2", sent_at + 1, "Can someone come on Friday?");
     let later = alice_writes(&system, &workspace, second, "appended").await;
     assert_about(expiry(&later), now() + 10 * DAY, "the later message");
-    let notes = items(&system, &workspace, "NOTE#").await;
-    assert_eq!(notes.len(), 1, "the same day note");
-    assert_eq!(
-        expiry(&notes[0]),
-        Some(utc_day_end(sent_at) + 10 * DAY),
-        "the day note, written again, keeps the new retention"
-    );
-    let earlier = message_item(&system, &workspace, "wamid.KEEP1").await;
-    assert_eq!(
-        expiry(&earlier),
-        expiry(&finished),
-        "a message not written again keeps its expiry"
-    );
+    // The day note, written again, keeps the new retention.
+    assert_day_note_kept(&system, &workspace, sent_at, 10).await;
+    // And a job gives it to what was stored before, counted from when each
+    // item's retention began.
+    let finished_at = expiry(&finished).expect("expires") - 3 * DAY;
+    system
+        .eventually("the stored message to get the new retention", || async {
+            let earlier = message_item(&system, &workspace, "wamid.KEEP1").await;
+            match expiry(&earlier) {
+                Some(at) if at == finished_at + 10 * DAY => Ok(()),
+                other => Err(format!("it expires at {other:?}")),
+            }
+        })
+        .await;
+    for entry in log_items(&system, &workspace, "wamid.KEEP1").await {
+        let at: i64 = entry["at"].as_n().expect("at").parse().expect("number");
+        assert_eq!(expiry(&entry), Some(at + 10 * DAY), "a sync-log entry");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,4 +247,91 @@ async fn a_message_waiting_for_the_crm_never_expires_however_short_the_retention
     for entry in log_items(&system, &workspace, "wamid.WAIT1").await {
         assert_about(expiry(&entry), now() + DAY, "a sync-log entry");
     }
+}
+
+/// Writes an item of the workspace straight to the table, as an earlier
+/// version stored it.
+async fn put_raw(
+    system: &TestSystem,
+    workspace: &TestWorkspace,
+    attributes: Vec<(&str, AttributeValue)>,
+) {
+    let mut put = aws_sdk_dynamodb::Client::new(&system.local.aws)
+        .put_item()
+        .table_name(&system.local.stack.table_name)
+        .item("pk", AttributeValue::S(format!("WS#{}", workspace.id)))
+        .item("workspace_id", AttributeValue::S(workspace.id.clone()));
+    for (name, value) in attributes {
+        put = put.item(name, value);
+    }
+    put.send().await.expect("the item is written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_stored_before_the_setting_are_given_the_retention_when_it_is_set() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("bruno@acme.example", "UTC").await;
+    // What an earlier version stored: a message finished on May 20 with the
+    // fixed 30 days, a day note that never expired, a sync-log entry, and a
+    // message still waiting.
+    let may_20_0915: i64 = 1_779_268_500;
+    let may_21: i64 = 1_779_321_600;
+    let text = |v: &str| AttributeValue::S(v.to_owned());
+    let number = |v: i64| AttributeValue::N(v.to_string());
+    let stored_before = [
+        vec![
+            ("sk", text("MSG#wamid.LEGACY")),
+            ("state", text("appended")),
+            ("ttl", number(may_20_0915 + 30 * DAY)),
+        ],
+        vec![
+            (
+                "sk",
+                text("NOTE#170000000000001#447700900123#2026-05-20#5725767000000400001#1"),
+            ),
+            ("day", text("2026-05-20")),
+            ("lines", AttributeValue::L(Vec::new())),
+        ],
+        vec![
+            ("sk", text("LOG#001779268500000000-legacy")),
+            ("at", number(may_20_0915)),
+            ("ttl", number(may_20_0915 + 30 * DAY)),
+        ],
+        vec![
+            ("sk", text("MSG#wamid.STILLWAITING")),
+            ("state", text("waiting")),
+        ],
+    ];
+    for attributes in stored_before {
+        put_raw(&system, &workspace, attributes).await;
+    }
+
+    let (status, body) = set_retention(&system, &workspace.owner_token, json!(7)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let expected = [
+        ("MSG#wamid.LEGACY", Some(may_20_0915 + 7 * DAY)),
+        ("NOTE#", Some(may_21 + 7 * DAY)),
+        ("LOG#001779268500000000-legacy", Some(may_20_0915 + 7 * DAY)),
+        ("MSG#wamid.STILLWAITING", None),
+    ];
+    system
+        .eventually("the stored items to get the retention", || async {
+            let mut wrong = Vec::new();
+            for (prefix, wanted) in expected {
+                let found = items(&system, &workspace, prefix)
+                    .await
+                    .pop()
+                    .expect(prefix);
+                if expiry(&found) != wanted {
+                    wrong.push(format!("{prefix} expires at {:?}", expiry(&found)));
+                }
+            }
+            if wrong.is_empty() {
+                Ok(())
+            } else {
+                Err(wrong.join("; "))
+            }
+        })
+        .await;
 }

@@ -20,13 +20,17 @@ use shared::model::{
 use shared::phone::E164;
 use shared::queue::{Job, MessageRef, Queue, QueueName};
 use shared::requeue::RequeueJob;
+use shared::retention::Expiry;
 use shared::secrets::{Secrets, SecretsManagerSource};
 use shared::store::{MessageStore, Store, SyncLogStore};
 use shared::whatsapp::Direction;
 
 const WORKSPACE: &str = "store-test-workspace";
-/// When the finished messages of these tests expire.
-const EXPIRES_AT: i64 = 1_781_860_500;
+/// When the finished messages of these tests expire (30 days after May 20).
+const EXPIRY: Expiry = Expiry {
+    retained_from: 1_779_268_500,
+    expires_at: 1_781_860_500,
+};
 
 /// The workspace item the tests' messages belong to (jobs run only for a
 /// workspace that exists and is not being deleted).
@@ -138,7 +142,7 @@ async fn a_workers_state_is_never_lost_to_the_webhook_marking_the_message_queued
         }));
         races.push(tokio::spawn(async move {
             worker
-                .finish_message(WORKSPACE, &skipped_id, &skipped, EXPIRES_AT)
+                .finish_message(WORKSPACE, &skipped_id, &skipped, EXPIRY)
                 .await
                 .expect("skipped write");
             true
@@ -186,7 +190,7 @@ async fn a_state_change_drops_the_old_states_fields_and_keeps_the_rest_of_the_me
         note_id: "5725767000000400200".into(),
     };
     store
-        .finish_message(WORKSPACE, "wamid.F1", &appended, EXPIRES_AT)
+        .finish_message(WORKSPACE, "wamid.F1", &appended, EXPIRY)
         .await
         .expect("written");
     let stored = store
@@ -447,6 +451,7 @@ async fn a_deleted_record_is_forgotten_only_while_it_is_still_the_chats_record()
 async fn of_two_token_rotations_at_once_only_the_last_token_authenticates() {
     let system = TestSystem::start().await;
     let store = system.local.deps.store.clone();
+    create_workspace(store.as_ref()).await;
     let user = User {
         workspace_id: WORKSPACE.into(),
         id: "rotating-user".into(),
@@ -775,13 +780,13 @@ async fn only_finished_messages_expire() {
     );
     assert_eq!(ttl_of("wamid.T1").await, None);
     store
-        .finish_message(WORKSPACE, "wamid.T1", &appended, EXPIRES_AT)
+        .finish_message(WORKSPACE, "wamid.T1", &appended, EXPIRY)
         .await
         .expect("appended");
     assert_eq!(
         ttl_of("wamid.T1").await,
         Some(aws_sdk_dynamodb::types::AttributeValue::N(
-            EXPIRES_AT.to_string()
+            EXPIRY.expires_at.to_string()
         )),
         "appended: expires when it was told to"
     );

@@ -36,7 +36,9 @@
 //! its workspace's retention (`crate::retention`): a message only once it
 //! is finished (appended or skipped; nothing still to be synced expires),
 //! counted from then; a day note once its day is over (or from its last
-//! write, if later); a sync-log entry from when it was written. OAuth
+//! write, if later); a sync-log entry from when it was written (`at`).
+//! Messages and day notes keep that start in `retained_from`, so a new
+//! retention can be applied to them (`reapply_retention_page`). OAuth
 //! states (and their workspace pointers) expire with the state, the CRM
 //! users cache after an hour.
 
@@ -62,10 +64,10 @@ use crate::model::{
     Workspace,
 };
 use crate::phone::E164;
-use crate::retention::Retention;
+use crate::retention::{Expiry, LEGACY_RETENTION_SECS, Retention, day_note_anchor};
 use crate::store::{
     ChatStore, ConnectionStore, ContactClaim, Insert, LogEntry, MessageStore, NoteStore, Page,
-    Purged, SettingsStore, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
+    SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -782,6 +784,110 @@ impl WorkspaceStore for DynamoStore {
             .await;
         condition_outcome(result)
     }
+
+    async fn reapply_retention_page(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        retention: Retention,
+        tz: chrono_tz::Tz,
+    ) -> Result<Swept, StoreError> {
+        let (items, next) = self
+            .partition_page(
+                workspace_id,
+                after,
+                limit,
+                (
+                    "sk, #ttl, retained_from, #at, #day",
+                    &[("#ttl", "ttl"), ("#at", "at"), ("#day", "day")],
+                ),
+            )
+            .await?;
+        let mut count = 0;
+        for item in &items {
+            let Some(start) = retention_start(item, tz) else {
+                continue;
+            };
+            let expiry = retention.counted_from(start.anchor);
+            let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).cloned();
+            if number("ttl") == Some(expiry.expires_at.to_string())
+                && number(RETAINED_FROM).is_some()
+            {
+                continue; // already so
+            }
+            let mut update = self
+                .update_in(workspace_id, start.sk.to_owned())
+                .update_expression("SET #ttl = :ttl, retained_from = :anchor")
+                .condition_expression(start.unchanged)
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":ttl", n(expiry.expires_at))
+                .expression_attribute_values(":anchor", n(start.anchor));
+            if let Some(old) = start.old_ttl {
+                update = update.expression_attribute_values(":old", n(old));
+            }
+            if condition_outcome(update.send().await)? {
+                count += 1;
+            }
+        }
+        Ok(Swept { count, next })
+    }
+}
+
+/// Where a stored item's retention began, and what must still hold when
+/// its new expiry is written (the item not changed meanwhile).
+struct RetentionStart<'a> {
+    sk: &'a str,
+    anchor: i64,
+    unchanged: &'static str,
+    /// The expiry the condition expects (`:old`), if it names one.
+    old_ttl: Option<i64>,
+}
+
+/// The retention start of an item that expires with its workspace's
+/// retention; none for any other item (and for a message not finished).
+fn retention_start(item: &Item, tz: chrono_tz::Tz) -> Option<RetentionStart<'_>> {
+    let sk = item.get("sk")?.as_s().ok()?;
+    let number = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let start = |anchor, unchanged| {
+        Some(RetentionStart {
+            sk,
+            anchor,
+            unchanged,
+            old_ttl: None,
+        })
+    };
+    if sk.starts_with("LOG#") {
+        return start(number("at")?, "attribute_exists(pk)");
+    }
+    let is_message = sk.starts_with("MSG#");
+    if !is_message && !sk.starts_with("NOTE#") {
+        return None;
+    }
+    if let Some(anchor) = number(RETAINED_FROM) {
+        return start(anchor, "retained_from = :anchor");
+    }
+    if is_message {
+        // Finished before anchors were stored: its 30 days ran from when it
+        // finished. (Without an expiry it is not finished: it never expires.)
+        let ttl = number("ttl")?;
+        return Some(RetentionStart {
+            sk,
+            anchor: ttl - LEGACY_RETENTION_SECS,
+            unchanged: "attribute_not_exists(retained_from) AND #ttl = :old",
+            old_ttl: Some(ttl),
+        });
+    }
+    // A day note from before day notes expired: from the end of its day.
+    let day = item.get("day")?.as_s().ok()?;
+    start(
+        day_note_anchor(day, tz, 0),
+        "attribute_exists(pk) AND attribute_not_exists(retained_from)",
+    )
 }
 
 #[async_trait]
@@ -1268,7 +1374,9 @@ impl MessageStore for DynamoStore {
                     false,
                 )
                 .await?;
-            for item in items {
+            // A message past its retention is gone, whether or not TTL has
+            // removed it yet.
+            for item in items.into_iter().filter(|item| !expired(item, now())) {
                 messages.push(from_item(item)?);
             }
             start = next;
@@ -1404,14 +1512,14 @@ impl MessageStore for DynamoStore {
         workspace_id: &str,
         message_id: &str,
         state: &MessageState,
-        expires_at: i64,
+        expiry: Expiry,
     ) -> Result<(), StoreError> {
         if !state.is_finished() {
             return Err(StoreError::Refused(
                 "only a finished state expires (set_message_state)",
             ));
         }
-        self.write_message_state(workspace_id, message_id, state, None, Some(expires_at))
+        self.write_message_state(workspace_id, message_id, state, None, Some(expiry))
             .await
             .map(|_| ())
     }
@@ -1425,7 +1533,7 @@ impl DynamoStore {
         message_id: &str,
         state: &MessageState,
         only_from: Option<&[&str]>,
-        expires_at: Option<i64>,
+        expiry: Option<Expiry>,
     ) -> Result<bool, StoreError> {
         // The state is a tagged enum flattened into the item: one update
         // writes the new variant's fields and drops the old one's. It is a
@@ -1443,8 +1551,8 @@ impl DynamoStore {
             "state_pk".into(),
             s(state_index_pk(workspace_id, state.name())),
         );
-        if let Some(expires_at) = expires_at {
-            state_item.insert("ttl".into(), n(expires_at));
+        if let Some(expiry) = expiry {
+            add_expiry(&mut state_item, expiry);
         }
         let removes: Vec<String> = MESSAGE_STATE_FIELDS
             .iter()
@@ -1478,7 +1586,7 @@ const ROTATION_ATTEMPTS: usize = 5;
 
 /// Every field a [`MessageState`] variant may write into a message item
 /// (with its index key and its expiry).
-const MESSAGE_STATE_FIELDS: [&str; 7] = [
+const MESSAGE_STATE_FIELDS: [&str; 8] = [
     "state",
     "reason",
     "note_id",
@@ -1486,7 +1594,16 @@ const MESSAGE_STATE_FIELDS: [&str; 7] = [
     "next_attempt_at",
     "state_pk",
     "ttl",
+    RETAINED_FROM,
 ];
+
+/// When an item's retention began: a new retention is counted from it.
+const RETAINED_FROM: &str = "retained_from";
+
+fn add_expiry(item: &mut Item, expiry: Expiry) {
+    item.insert("ttl".into(), n(expiry.expires_at));
+    item.insert(RETAINED_FROM.into(), n(expiry.retained_from));
+}
 
 #[async_trait]
 impl SyncLogStore for DynamoStore {
@@ -1602,16 +1719,17 @@ impl NoteStore for DynamoStore {
         .transpose()
     }
 
-    async fn save_day_note(&self, note: &DayNote, expires_at: i64) -> Result<bool, StoreError> {
-        let item = to_item(
+    async fn save_day_note(&self, note: &DayNote, expiry: Expiry) -> Result<bool, StoreError> {
+        let mut item = to_item(
             ws_pk(&note.workspace_id),
             format!(
                 "NOTE#{}#{}#{}#{}",
                 note.chat_key, note.day, note.record.id, note.part
             ),
             note,
-            Some(expires_at),
+            None,
         )?;
+        add_expiry(&mut item, expiry);
         self.put_versioned(item, note.version).await
     }
 }
@@ -1684,13 +1802,14 @@ impl DynamoStore {
     }
 
     /// Up to `limit` items of the workspace's partition after `after`, their
-    /// `projection` only; and where the next page starts.
+    /// `projection` only (`#name` placeholders stand for `names`); and where
+    /// the next page starts.
     async fn partition_page(
         &self,
         workspace_id: &str,
         after: Option<&str>,
         limit: usize,
-        projection: &str,
+        (projection, names): (&str, &[(&str, &str)]),
     ) -> Result<(Vec<Item>, Option<String>), StoreError> {
         let mut query = self
             .client
@@ -1698,6 +1817,12 @@ impl DynamoStore {
             .table_name(&self.table)
             .consistent_read(true)
             .projection_expression(projection)
+            .set_expression_attribute_names((!names.is_empty()).then(|| {
+                names
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect()
+            }))
             .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
             .limit(i32::try_from(limit).unwrap_or(i32::MAX));
         query = match after {
@@ -1775,9 +1900,9 @@ impl WorkspaceRemovalStore for DynamoStore {
         workspace_id: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Purged, StoreError> {
+    ) -> Result<Swept, StoreError> {
         let (items, next) = self
-            .partition_page(workspace_id, after, limit, "sk, token_hash")
+            .partition_page(workspace_id, after, limit, ("sk, token_hash", &[]))
             .await?;
         let mut lookups = Vec::new();
         let mut owned = Vec::new();
@@ -1806,15 +1931,17 @@ impl WorkspaceRemovalStore for DynamoStore {
         // off half-way finds those items, and so the lookups, again.
         self.delete_all(&lookups).await?;
         self.delete_all(&owned).await?;
-        Ok(Purged {
-            removed: owned.len(),
+        Ok(Swept {
+            count: owned.len(),
             next,
         })
     }
 
     async fn workspace_leftovers(&self, workspace_id: &str) -> Result<Vec<String>, StoreError> {
         // Ten besides the workspace item.
-        let (items, _) = self.partition_page(workspace_id, None, 11, "sk").await?;
+        let (items, _) = self
+            .partition_page(workspace_id, None, 11, ("sk", &[]))
+            .await?;
         Ok(items
             .iter()
             .filter_map(|item| item.get("sk").and_then(|v| v.as_s().ok()))
@@ -1825,5 +1952,79 @@ impl WorkspaceRemovalStore for DynamoStore {
 
     async fn remove_workspace_item(&self, workspace_id: &str) -> Result<(), StoreError> {
         self.delete(ws_pk(workspace_id), "WORKSPACE".into()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(sk: &str, numbers: &[(&str, i64)], texts: &[(&str, &str)]) -> Item {
+        let mut item = Item::from([("sk".to_owned(), s(sk))]);
+        item.extend(numbers.iter().map(|(k, v)| ((*k).to_owned(), n(v))));
+        item.extend(texts.iter().map(|(k, v)| ((*k).to_owned(), s(*v))));
+        item
+    }
+
+    /// 2026-05-20 09:15 UTC.
+    const MAY_20_0915: i64 = 1_779_268_500;
+
+    fn anchor(item: &Item) -> Option<(i64, &'static str, Option<i64>)> {
+        retention_start(item, chrono_tz::Tz::UTC).map(|s| (s.anchor, s.unchanged, s.old_ttl))
+    }
+
+    #[test]
+    fn an_item_with_its_anchor_is_counted_from_it_if_still_the_same() {
+        let message = item(
+            "MSG#wamid.1",
+            &[("ttl", MAY_20_0915 + 99), (RETAINED_FROM, MAY_20_0915)],
+            &[],
+        );
+        assert_eq!(
+            anchor(&message),
+            Some((MAY_20_0915, "retained_from = :anchor", None))
+        );
+        let note = item(
+            "NOTE#1#44#2026-05-20#9#1",
+            &[(RETAINED_FROM, MAY_20_0915)],
+            &[("day", "2026-05-20")],
+        );
+        assert_eq!(anchor(&note).map(|a| a.0), Some(MAY_20_0915));
+    }
+
+    #[test]
+    fn items_stored_before_anchors_count_from_what_they_were_given() {
+        // A message finished under the fixed 30 days.
+        let ttl = MAY_20_0915 + LEGACY_RETENTION_SECS;
+        let message = item("MSG#wamid.1", &[("ttl", ttl)], &[]);
+        assert_eq!(
+            anchor(&message),
+            Some((
+                MAY_20_0915,
+                "attribute_not_exists(retained_from) AND #ttl = :old",
+                Some(ttl)
+            ))
+        );
+        // A day note that never expired: from the end of its day.
+        let note = item("NOTE#1#44#2026-05-20#9#1", &[], &[("day", "2026-05-20")]);
+        assert_eq!(anchor(&note).map(|a| a.0), Some(1_779_321_600));
+        // A sync-log entry: from when it was written.
+        let entry = item("LOG#000001779268500000000-ab", &[("at", MAY_20_0915)], &[]);
+        assert_eq!(anchor(&entry).map(|a| a.0), Some(MAY_20_0915));
+    }
+
+    #[test]
+    fn what_does_not_expire_with_the_retention_is_left_alone() {
+        // A message not finished has no expiry: it keeps none.
+        assert!(anchor(&item("MSG#wamid.1", &[], &[])).is_none());
+        for sk in [
+            "CHAT#1#44",
+            "USER#u1",
+            "WORKSPACE",
+            "CONN#zoho#ORG",
+            "OAUTHSTATE#n",
+        ] {
+            assert!(anchor(&item(sk, &[("ttl", 1)], &[])).is_none(), "{sk}");
+        }
     }
 }

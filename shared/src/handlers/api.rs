@@ -161,8 +161,7 @@ struct RetentionChange {
 }
 
 /// The owner or an admin sets how long message content is kept. Items
-/// written from now on get it; those stored keep the expiry they have until
-/// they are written again.
+/// written from now on get it, and a job gives it to those stored.
 async fn set_retention(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     let me = caller(deps, req).await?;
     if !me.role.manages_workspace() {
@@ -189,6 +188,12 @@ async fn set_retention(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiEr
         json!({ "days": retention.days(), "by_user": me.id }),
     )
     .await;
+    if let Err(e) = retention::request(deps, &me.workspace_id, retention).await {
+        tracing::error!(workspace_id = %me.workspace_id, error = %e, "could not request the retention's job for stored items");
+        return Err(ApiError::Unfinished(
+            "the retention is set for what is written from now on, but could not be applied to the stored items yet: set it again".into(),
+        ));
+    }
     Ok(json_response(200, &retention_answer(retention)))
 }
 

@@ -20,7 +20,7 @@ use crate::model::{
     StoredMessage, WhatsAppNumber, Workspace,
 };
 use crate::queue::{MessageRef, QueueName};
-use crate::retention::Retention;
+use crate::retention::{Expiry, Retention, day_note_anchor};
 use crate::sync::{
     NO_MEDIA_ACCESS, active_settings, business_number_display, chat_link, local_times,
     note_content, note_header, note_line_text, note_title, organization_crm, park, parking_reason,
@@ -325,8 +325,10 @@ struct Keeping {
 }
 
 impl Keeping {
-    fn note_expiry(&self, note: &DayNote, now: i64) -> i64 {
-        self.retention.day_note_expiry(&note.day, self.tz, now)
+    /// A day note written at `now`.
+    fn note_expiry(&self, note: &DayNote, now: i64) -> Expiry {
+        self.retention
+            .counted_from(day_note_anchor(&note.day, self.tz, now))
     }
 }
 
@@ -436,14 +438,14 @@ async fn append_run(
                 id
             }
             None => {
-                let expires_at = keeping.note_expiry(&note, deps.clock.now());
-                create_note_once(deps, crm, &mut note, header, &content, expires_at).await?
+                let expiry = keeping.note_expiry(&note, deps.clock.now());
+                create_note_once(deps, crm, &mut note, header, &content, expiry).await?
             }
         };
         note.note_id = Some(note_id.clone());
         note.version += 1;
-        let expires_at = keeping.note_expiry(&note, deps.clock.now());
-        if !deps.store.save_day_note(&note, expires_at).await? {
+        let expiry = keeping.note_expiry(&note, deps.clock.now());
+        if !deps.store.save_day_note(&note, expiry).await? {
             return Err(WorkError::Contended(
                 "the day note changed meanwhile".into(),
             ));
@@ -482,7 +484,7 @@ async fn append_run(
                 &chat.workspace_id,
                 &message.message_id,
                 &MessageState::Appended { note_id },
-                keeping.retention.expiry(deps.clock.now()),
+                keeping.retention.counted_from(deps.clock.now()),
             )
             .await?;
     }
@@ -649,7 +651,7 @@ async fn create_note_once(
     note: &mut DayNote,
     header: &str,
     content: &str,
-    expires_at: i64,
+    expiry: Expiry,
 ) -> Result<String, WorkError> {
     if note.create_started {
         if let Some(existing) = crm.find_note(&note.record, &note.title, header).await? {
@@ -665,7 +667,7 @@ async fn create_note_once(
             version: note.version + 1,
             ..note.clone()
         };
-        if !deps.store.save_day_note(&marker, expires_at).await? {
+        if !deps.store.save_day_note(&marker, expiry).await? {
             return Err(WorkError::Contended(
                 "the day note changed meanwhile".into(),
             ));

@@ -17,7 +17,7 @@ use crate::model::{
 };
 use crate::queue::{Job, QueueName};
 use crate::requeue;
-use crate::retention::Retention;
+use crate::retention::{self, Retention};
 use crate::store::ContactClaim;
 use crate::sync::{
     active_settings, chat_link, choose_owner, confirmed_matches, crm_users, fitted_name,
@@ -91,6 +91,9 @@ async fn run_job(
         match job {
             Job::Requeue(job) => requeue::run_page(deps, job).await.map(|_| PageOutcome::Ran),
             Job::DeleteWorkspace(job) => deletion::run_page(deps, job).await,
+            Job::ApplyRetention(job) => retention::run_page(deps, job)
+                .await
+                .map(|_| PageOutcome::Ran),
         }
     })
     .await;
@@ -381,7 +384,7 @@ async fn skip(
             &MessageState::Skipped {
                 reason: reason.to_owned(),
             },
-            retention.expiry(deps.clock.now()),
+            retention.counted_from(deps.clock.now()),
         )
         .await?;
     Ok(())
