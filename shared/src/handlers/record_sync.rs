@@ -41,8 +41,8 @@ pub async fn handle(
     event: SqsEvent,
     deadline: Option<SystemTime>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    // Workspace jobs (re-queue, deletion) travel in groups of their own;
-    // the chats' messages go through the FIFO batch.
+    // Workspace jobs (re-queue, retention, deletion) travel in groups of
+    // their own; the chats' messages go through the FIFO batch.
     let (jobs, messages): (Vec<_>, Vec<_>) = event
         .records
         .into_iter()
