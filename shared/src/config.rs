@@ -53,6 +53,11 @@ pub struct Config {
     /// file passes through the function's memory (256 MB) within its 30 s,
     /// well under Zoho's documented 100 MB per attachment.
     pub attachment_max_bytes: u64,
+    /// How long after a workspace's deletion began its job waits before it
+    /// checks that nothing is left: longer than any function runs (30 s),
+    /// so that work begun before the deletion has ended and written what it
+    /// would. `WORKSPACE_DELETION_SETTLE_SECS`, default 60. Tests shorten it.
+    pub workspace_deletion_settle_secs: i64,
 }
 
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
@@ -156,6 +161,10 @@ impl Config {
             attachment_max_bytes: get("ATTACHMENT_MAX_BYTES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_ATTACHMENT_MAX_BYTES),
+            workspace_deletion_settle_secs: get("WORKSPACE_DELETION_SETTLE_SECS")
+                .and_then(|v| v.parse().ok())
+                .filter(|secs: &i64| *secs >= 0)
+                .unwrap_or(60),
         })
     }
 }

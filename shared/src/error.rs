@@ -9,6 +9,9 @@ pub enum StoreError {
     Request(String),
     #[error("stored item is not readable: {0}")]
     Corrupt(String),
+    /// A write the store does not make as asked (a caller's mistake).
+    #[error("the store refused the write: {0}")]
+    Refused(&'static str),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::phone::E164;
+use crate::retention::Retention;
 use crate::whatsapp::{Direction, Media};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -13,6 +14,22 @@ pub struct Workspace {
     /// IANA zone used to cut the day of a day note.
     pub time_zone: String,
     pub created_at: i64,
+    /// How long what holds message content is kept (workspaces from before
+    /// the setting keep the 30 days every item had).
+    #[serde(default, rename = "retention_days")]
+    pub retention: Retention,
+    /// When its owner asked for it to be deleted: from then on it accepts
+    /// no work (its tokens authenticate no one, its numbers route nowhere)
+    /// while the deletion job removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleting_since: Option<i64>,
+}
+
+impl Workspace {
+    /// Whether work for it may still be done: not while it is being deleted.
+    pub fn accepts_work(&self) -> bool {
+        self.deleting_since.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::deps::Deps;
 use crate::error::{QueueError, WorkError};
 use crate::model::{MessageState, is_held_chat_key};
-use crate::queue::{MessageRef, QueueName};
+use crate::queue::{Job, MessageRef, QueueName};
 use crate::sync::resend_marker;
 
 /// Waiting messages re-queued per job message: one UpdateItem each and one
@@ -32,27 +32,6 @@ pub struct RequeueJob {
     pub job_id: String,
 }
 
-impl RequeueJob {
-    /// Jobs of one workspace run one at a time, apart from its chats.
-    pub fn group_id(&self) -> String {
-        crate::crypto::sha256_hex(&format!("requeue#{}", self.workspace_id))
-    }
-
-    pub fn dedup_id(&self) -> String {
-        crate::crypto::sha256_hex(&format!(
-            "requeue#{}#{}#{}",
-            self.workspace_id,
-            self.job_id,
-            self.after.as_deref().unwrap_or_default()
-        ))
-    }
-
-    /// A job message's body, if this is one (chat messages are not).
-    pub fn from_body(body: &str) -> Option<Self> {
-        serde_json::from_str(body).ok()
-    }
-}
-
 /// Asks for the workspace's waiting messages to be queued again: one send.
 pub async fn request(deps: &Deps, workspace_id: &str) -> Result<(), QueueError> {
     let job = RequeueJob {
@@ -60,8 +39,11 @@ pub async fn request(deps: &Deps, workspace_id: &str) -> Result<(), QueueError> 
         after: None,
         job_id: uuid::Uuid::new_v4().to_string(),
     };
-    deps.queue.send_job(QueueName::Sync, &job).await?;
-    tracing::info!(workspace_id, job_id = %job.job_id, "re-queue of waiting messages requested");
+    let job_id = job.job_id.clone();
+    deps.queue
+        .send_job(QueueName::Sync, &Job::Requeue(job))
+        .await?;
+    tracing::info!(workspace_id, %job_id, "re-queue of waiting messages requested");
     Ok(())
 }
 
@@ -69,6 +51,10 @@ pub async fn request(deps: &Deps, workspace_id: &str) -> Result<(), QueueError> 
 /// The count of messages queued again.
 pub async fn run_page(deps: &Deps, job: &RequeueJob) -> Result<usize, WorkError> {
     let workspace_id = job.workspace_id.as_str();
+    // A workspace being deleted gets no more work: the job ends here.
+    if !crate::deletion::accepts_work(deps, workspace_id).await? {
+        return Ok(0);
+    }
     let page = deps
         .store
         .waiting_messages(workspace_id, job.after.as_deref(), PAGE_SIZE)
@@ -122,7 +108,9 @@ pub async fn run_page(deps: &Deps, job: &RequeueJob) -> Result<usize, WorkError>
             after: Some(next),
             ..job.clone()
         };
-        deps.queue.send_job(QueueName::Sync, &next_page).await?;
+        deps.queue
+            .send_job(QueueName::Sync, &Job::Requeue(next_page))
+            .await?;
     }
     if !references.is_empty() {
         tracing::info!(

@@ -1,7 +1,8 @@
 //! The state port: small traits, one per aggregate, that the DynamoDB adapter
 //! implements. Every workspace item is keyed under its workspace; the only
 //! global items are lookups that lead *to* a workspace (a token, a WhatsApp
-//! number id, an OAuth state).
+//! number id, an OAuth state), and each is found from an item of its
+//! workspace, so that deleting a workspace finds them all.
 
 use async_trait::async_trait;
 
@@ -12,6 +13,7 @@ use crate::model::{
     Workspace,
 };
 use crate::phone::E164;
+use crate::retention::{Expiry, Retention};
 
 /// The outcome of a write that must happen at most once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub trait WorkspaceStore: Send + Sync {
     async fn workspace(&self, id: &str) -> Result<Option<Workspace>, StoreError>;
     async fn add_user(&self, user: &User, token_hash: &str) -> Result<(), StoreError>;
     async fn user(&self, workspace_id: &str, user_id: &str) -> Result<Option<User>, StoreError>;
+    /// The user a token belongs to; none for a token of a workspace that is
+    /// being deleted.
     async fn user_for_token(&self, token_hash: &str) -> Result<Option<User>, StoreError>;
     /// Removes a user and their token; false if there was no such user.
     async fn remove_user(&self, workspace_id: &str, user_id: &str) -> Result<bool, StoreError>;
@@ -42,6 +46,64 @@ pub trait WorkspaceStore: Send + Sync {
         &self,
         phone_number_id: &str,
     ) -> Result<Option<WhatsAppNumber>, StoreError>;
+    /// Sets how long the workspace keeps message content; false if there is
+    /// no such workspace, or it is being deleted.
+    async fn set_retention(
+        &self,
+        workspace_id: &str,
+        retention: Retention,
+    ) -> Result<bool, StoreError>;
+    /// Gives up to `limit` of the workspace's items after the cursor the
+    /// expiry `retention` gives them: finished messages, day notes (their
+    /// days cut in `tz`) and sync-log entries, each counted from when its
+    /// retention began.
+    async fn reapply_retention_page(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        retention: Retention,
+        tz: chrono_tz::Tz,
+    ) -> Result<Swept, StoreError>;
+}
+
+/// What a page of a job over a workspace's items did to how many, and
+/// where the next page starts (none: it was the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swept {
+    pub count: usize,
+    pub next: Option<String>,
+}
+
+/// What deleting a workspace needs (see `crate::deletion`).
+#[async_trait]
+pub trait WorkspaceRemovalStore: Send + Sync {
+    /// Marks the workspace as being deleted, so that it accepts no more
+    /// work (its tokens stop authenticating at once); when it was first
+    /// marked, or none if there is no such workspace.
+    async fn mark_workspace_deleting(
+        &self,
+        workspace_id: &str,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Removes the lookups that route the workspace's WhatsApp numbers to
+    /// it, so deliveries for them are no longer stored; how many.
+    async fn remove_number_lookups(&self, workspace_id: &str) -> Result<usize, StoreError>;
+    /// Removes up to `limit` items of the workspace after the cursor, with
+    /// the global lookups they lead to (a user's token, a number's routing,
+    /// an OAuth state); its connections stay until their grants are revoked,
+    /// and the workspace item until the very end.
+    async fn purge_workspace_page(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Swept, StoreError>;
+    /// The kinds (`MSG`, `CONN`, …) of up to ten items the workspace still
+    /// has besides the workspace item: empty once nothing else is left.
+    async fn workspace_leftovers(&self, workspace_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Removes the workspace item, the last of it.
+    async fn remove_workspace_item(&self, workspace_id: &str) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -252,6 +314,17 @@ pub trait MessageStore: Send + Sync {
         message_id: &str,
         outcome: &AttachmentOutcome,
     ) -> Result<(), StoreError>;
+    /// Finishes a message (`appended`, `skipped`: a finished state) in one
+    /// unconditional write, as [`Self::set_message_state`] does without
+    /// `only_from`; the message expires as `expiry` says (its workspace's
+    /// retention after it finished).
+    async fn finish_message(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        state: &MessageState,
+        expiry: Expiry,
+    ) -> Result<(), StoreError>;
     /// Up to `limit` messages of a workspace in the `waiting` state, oldest
     /// first, after the cursor of an earlier page.
     async fn waiting_messages(
@@ -263,7 +336,9 @@ pub trait MessageStore: Send + Sync {
     /// Sets the state in one atomic write; with `only_from`, only if the
     /// current state is one of those (`received`, `queued`, `waiting`,
     /// `appended`), else false. Without it the write always happens: a state
-    /// a worker reached is never lost to a concurrent writer.
+    /// a worker reached is never lost to a concurrent writer. A state not
+    /// finished never expires; a finished one is refused here (it needs its
+    /// expiry: [`Self::finish_message`]).
     async fn set_message_state(
         &self,
         workspace_id: &str,
@@ -287,7 +362,8 @@ pub trait NoteStore: Send + Sync {
     ) -> Result<Option<DayNote>, StoreError>;
     /// Writes the note if its stored version is `note.version - 1` (or it is
     /// new at version 1); false when another writer changed it meanwhile.
-    async fn save_day_note(&self, note: &DayNote) -> Result<bool, StoreError>;
+    /// Its lines hold message text: it expires as `expiry` says.
+    async fn save_day_note(&self, note: &DayNote, expiry: Expiry) -> Result<bool, StoreError>;
 }
 
 /// One decision of the sync, as the workspace reads it in its sync log.
@@ -329,6 +405,7 @@ pub trait Store:
     + NoteStore
     + SyncLogStore
     + SettingsStore
+    + WorkspaceRemovalStore
 {
 }
 
@@ -340,5 +417,6 @@ impl<T> Store for T where
         + NoteStore
         + SyncLogStore
         + SettingsStore
+        + WorkspaceRemovalStore
 {
 }

@@ -1,5 +1,6 @@
 //! The sync log: every decision the sync takes, as the workspace reads it.
-//! Entries expire after 30 days and never hold tokens or message text.
+//! Entries never hold tokens or message text, but may name contacts and
+//! files: they expire after the workspace's retention (`crate::retention`).
 
 use rand::RngCore;
 use serde_json::Value;
@@ -7,10 +8,9 @@ use serde_json::Value;
 use crate::deps::Deps;
 use crate::store::{LogEntry, Store};
 
-pub const RETENTION_SECS: i64 = 30 * 24 * 3600;
-
-/// Writes one entry. A failure to log never fails the sync: it is reported
-/// in the function's own logs instead.
+/// Writes one entry, which expires after the workspace's retention; nothing
+/// for a workspace being deleted (or gone). A failure to log never fails
+/// the sync: it is reported in the function's own logs instead.
 pub async fn record(
     store: &dyn Store,
     now: i64,
@@ -36,7 +36,23 @@ pub async fn record(
         message_id: message_id.map(str::to_owned),
         detail,
     };
-    if let Err(e) = store.append_log(&entry, now + RETENTION_SECS).await {
+    let written = match store.workspace(workspace_id).await {
+        Ok(Some(workspace)) if workspace.accepts_work() => {
+            store
+                .append_log(&entry, workspace.retention.counted_from(now).expires_at)
+                .await
+        }
+        Ok(_) => {
+            tracing::info!(
+                workspace_id,
+                event,
+                "not logged: the workspace is deleted or being deleted"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
         tracing::warn!(workspace_id, event, error = %e, "could not write the sync log");
     }
 }

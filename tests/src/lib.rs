@@ -110,6 +110,16 @@ impl TestSystem {
         Self::start_full(data_centres, visibility_secs, extra_env, None).await
     }
 
+    /// A system whose functions get `env` beside the template's environment
+    /// (test knobs such as `CONVERSION_CHECK_SECS`).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::start_custom(vec![SandboxConfig::default()], None, env).await
+    }
+
     /// A system that runs `template` (an altered copy of the project's)
     /// instead of the project's own.
     pub async fn start_with_template(
@@ -229,6 +239,18 @@ impl TestSystem {
     /// Operator creates a workspace; its owner registers the fixtures'
     /// business number, owned by the owner.
     pub async fn workspace(&self, owner_email: &str, time_zone: &str) -> TestWorkspace {
+        self.workspace_with_number(owner_email, time_zone, PHONE_NUMBER_ID, BUSINESS_NUMBER)
+            .await
+    }
+
+    /// The same with another business number (one the Graph sandbox knows).
+    pub async fn workspace_with_number(
+        &self,
+        owner_email: &str,
+        time_zone: &str,
+        phone_number_id: &str,
+        display_phone_number: &str,
+    ) -> TestWorkspace {
         let response = self
             .http
             .post(self.url("/api/workspaces"))
@@ -249,8 +271,8 @@ impl TestSystem {
             .post(self.url("/api/whatsapp-numbers"))
             .bearer_auth(&workspace.owner_token)
             .json(&json!({
-                "phone_number_id": PHONE_NUMBER_ID,
-                "display_phone_number": BUSINESS_NUMBER,
+                "phone_number_id": phone_number_id,
+                "display_phone_number": display_phone_number,
                 "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN,
             }))
             .send()
@@ -386,6 +408,23 @@ impl TestSystem {
         )
     }
 
+    /// A member of the workspace, connected personally to Zoho as the
+    /// sandbox user `email` (who goes on authorizing the flows that
+    /// follow); (user id, token).
+    pub async fn personally_connected_member(
+        &self,
+        workspace: &TestWorkspace,
+        email: &str,
+    ) -> (String, String) {
+        let (id, token) = self.add_user(workspace, email, "member").await;
+        self.sandbox
+            .set_authorizing_user(email)
+            .expect("a seeded sandbox user");
+        let (code, body) = self.oauth(&token, "personal").await;
+        assert_eq!(code, 200, "personal connection stored: {body}");
+        (id, token)
+    }
+
     /// An authenticated JSON call; (status, body).
     pub async fn call(
         &self,
@@ -503,6 +542,24 @@ impl TestSystem {
                 return items;
             }
         }
+    }
+
+    /// Every item of a workspace: those under its key, and the global ones
+    /// that name it (token, number and OAuth-state lookups).
+    pub async fn items_of_workspace(
+        &self,
+        workspace_id: &str,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let pk = format!("WS#{workspace_id}");
+        self.table_items()
+            .await
+            .into_iter()
+            .filter(|item| {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+                text("pk") == Some(&pk)
+                    || text("workspace_id").map(String::as_str) == Some(workspace_id)
+            })
+            .collect()
     }
 
     /// Writes an item straight to this system's table, bypassing the store:

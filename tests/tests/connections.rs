@@ -77,14 +77,8 @@ async fn a_member_cannot_connect_the_organization_and_nobody_connects_personally
 async fn a_member_connects_personally_and_the_status_tells_everyone_what_they_may_do() {
     let (system, workspace) = connected_system().await;
     let (member_id, member) = system
-        .add_user(&workspace, "carla@acme.example", "member")
+        .personally_connected_member(&workspace, "carla@acme.example")
         .await;
-    system
-        .sandbox
-        .set_authorizing_user("carla@acme.example")
-        .expect("seeded user");
-    let (code, body) = system.oauth(&member, "personal").await;
-    assert_eq!(code, 200, "{body}");
 
     let mine = status(&system, &member).await;
     assert_eq!(mine["personal"]["crm_user_email"], "carla@acme.example");

@@ -3,25 +3,57 @@
 //! already moves it on, and a re-queue racing the worker that parks the
 //! message again; a token refresh racing a reconnect; a deleted record
 //! forgotten while a person links the chat to another; and two rotations
-//! of one user's API token at once.
+//! of one user's API token at once. And the paged jobs: re-queueing 5,000
+//! waiting messages, deleting a workspace larger than a page.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use e2e::TestSystem;
+use shared::deletion::{DeletionJob, DeletionStep, PageOutcome};
 use shared::deps::Deps;
 use shared::error::QueueError;
 use shared::model::{
     ChatPatch, Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, RecordRef,
-    Role, StoredMessage, User,
+    Role, StoredMessage, User, Workspace,
 };
 use shared::phone::E164;
-use shared::queue::{MessageRef, Queue, QueueName};
+use shared::queue::{Job, MessageRef, Queue, QueueName};
 use shared::requeue::RequeueJob;
+use shared::retention::Expiry;
 use shared::store::{MessageStore, Store, SyncLogStore};
 use shared::whatsapp::Direction;
 
 const WORKSPACE: &str = "store-test-workspace";
+/// When the finished messages of these tests expire (30 days after May 20).
+const EXPIRY: Expiry = Expiry {
+    retained_from: 1_779_268_500,
+    expires_at: 1_781_860_500,
+};
+
+/// The workspace item the tests' messages belong to (jobs run only for a
+/// workspace that exists and is not being deleted).
+async fn create_workspace(store: &dyn Store) {
+    let workspace = Workspace {
+        id: WORKSPACE.into(),
+        name: "Store test".into(),
+        time_zone: "UTC".into(),
+        created_at: 1_779_000_000,
+        retention: Default::default(),
+        deleting_since: None,
+    };
+    let owner = User {
+        workspace_id: WORKSPACE.into(),
+        id: "owner".into(),
+        email: "bruno@acme.example".into(),
+        role: Role::Owner,
+        created_at: 1_779_000_000,
+    };
+    store
+        .create_workspace(&workspace, &owner, "owner-token-hash")
+        .await
+        .expect("workspace created");
+}
 
 fn message(id: &str) -> StoredMessage {
     StoredMessage {
@@ -105,9 +137,10 @@ async fn a_workers_state_is_never_lost_to_the_webhook_marking_the_message_queued
         }));
         races.push(tokio::spawn(async move {
             worker
-                .set_message_state(WORKSPACE, &skipped_id, &skipped, None)
+                .finish_message(WORKSPACE, &skipped_id, &skipped, EXPIRY)
                 .await
-                .expect("skipped write")
+                .expect("skipped write");
+            true
         }));
     }
     let mut unconditional_writes = 0;
@@ -151,12 +184,10 @@ async fn a_state_change_drops_the_old_states_fields_and_keeps_the_rest_of_the_me
     let appended = MessageState::Appended {
         note_id: "5725767000000400200".into(),
     };
-    assert!(
-        store
-            .set_message_state(WORKSPACE, "wamid.F1", &appended, None)
-            .await
-            .expect("written")
-    );
+    store
+        .finish_message(WORKSPACE, "wamid.F1", &appended, EXPIRY)
+        .await
+        .expect("written");
     let stored = store
         .message(WORKSPACE, "wamid.F1")
         .await
@@ -229,7 +260,7 @@ impl Queue for ReparkingQueue {
         Ok(())
     }
 
-    async fn send_job(&self, _: QueueName, _: &RequeueJob) -> Result<(), QueueError> {
+    async fn send_job(&self, _: QueueName, _: &Job) -> Result<(), QueueError> {
         Ok(())
     }
 
@@ -248,6 +279,7 @@ async fn a_message_parked_again_while_being_requeued_stays_waiting_for_the_next_
             store: base.store.clone(),
         }),
     );
+    create_workspace(deps.store.as_ref()).await;
     let mut waiting = message("wamid.W1");
     waiting.state = MessageState::Waiting {
         reason: "no CRM connection".into(),
@@ -414,6 +446,7 @@ async fn a_deleted_record_is_forgotten_only_while_it_is_still_the_chats_record()
 async fn of_two_token_rotations_at_once_only_the_last_token_authenticates() {
     let system = TestSystem::start().await;
     let store = system.local.deps.store.clone();
+    create_workspace(store.as_ref()).await;
     let user = User {
         workspace_id: WORKSPACE.into(),
         id: "rotating-user".into(),
@@ -475,7 +508,7 @@ async fn of_two_token_rotations_at_once_only_the_last_token_authenticates() {
 #[derive(Default)]
 struct KeepingQueue {
     sent: std::sync::Mutex<Vec<MessageRef>>,
-    jobs: std::sync::Mutex<Vec<RequeueJob>>,
+    jobs: std::sync::Mutex<Vec<Job>>,
 }
 
 #[async_trait]
@@ -490,7 +523,7 @@ impl Queue for KeepingQueue {
         Ok(())
     }
 
-    async fn send_job(&self, _: QueueName, job: &RequeueJob) -> Result<(), QueueError> {
+    async fn send_job(&self, _: QueueName, job: &Job) -> Result<(), QueueError> {
         self.jobs.lock().expect("lock").push(job.clone());
         Ok(())
     }
@@ -535,6 +568,7 @@ async fn five_thousand_waiting_messages_are_requeued_in_bounded_pages() {
     let system = TestSystem::start().await;
     let queue = Arc::new(KeepingQueue::default());
     let deps = deps_with_queue(&system, queue.clone());
+    create_workspace(deps.store.as_ref()).await;
     let waiting = MessageState::Waiting {
         reason: "no CRM connection".into(),
     };
@@ -561,7 +595,10 @@ async fn five_thousand_waiting_messages_are_requeued_in_bounded_pages() {
             .expect("a page runs");
         assert!(requeued <= shared::requeue::PAGE_SIZE, "a page is bounded");
         pages += 1;
-        job = queue.jobs.lock().expect("lock").pop();
+        job = match queue.jobs.lock().expect("lock").pop() {
+            Some(Job::Requeue(next)) => Some(next),
+            _ => None,
+        };
     }
     let elapsed = started.elapsed();
     let sent = queue.sent.lock().expect("lock").clone();
@@ -726,18 +763,28 @@ async fn only_finished_messages_expire() {
             state.name()
         );
     }
+    let appended = MessageState::Appended {
+        note_id: "n".into(),
+    };
+    // A finished state is written only with its expiry.
+    assert!(
+        store
+            .set_message_state(WORKSPACE, "wamid.T1", &appended, None)
+            .await
+            .is_err()
+    );
+    assert_eq!(ttl_of("wamid.T1").await, None);
     store
-        .set_message_state(
-            WORKSPACE,
-            "wamid.T1",
-            &MessageState::Appended {
-                note_id: "n".into(),
-            },
-            None,
-        )
+        .finish_message(WORKSPACE, "wamid.T1", &appended, EXPIRY)
         .await
         .expect("appended");
-    assert!(ttl_of("wamid.T1").await.is_some(), "appended: expires");
+    assert_eq!(
+        ttl_of("wamid.T1").await,
+        Some(aws_sdk_dynamodb::types::AttributeValue::N(
+            EXPIRY.expires_at.to_string()
+        )),
+        "appended: expires when it was told to"
+    );
     store
         .set_message_state(
             WORKSPACE,
@@ -781,5 +828,63 @@ async fn the_first_upload_start_is_remembered() {
         stored.attachment_started_at,
         Some(100),
         "the first start stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_larger_than_a_page_is_deleted_in_several_pages() {
+    let system = TestSystem::start().await;
+    let queue = Arc::new(KeepingQueue::default());
+    let mut deps = deps_with_queue(&system, queue.clone());
+    // Nothing else runs here: no need to wait for work begun before.
+    deps.config.workspace_deletion_settle_secs = 0;
+    create_workspace(deps.store.as_ref()).await;
+    let finished = MessageState::Appended {
+        note_id: "n".into(),
+    };
+    store_messages(&deps.store, WORKSPACE, "wamid.D", 350, 20, finished.clone()).await;
+    store_messages(&deps.store, "another-workspace", "wamid.K", 30, 3, finished).await;
+
+    // Each page is what one job message does in record-sync; its last act
+    // is to queue the next page, which the worker then runs.
+    let mut job = Some(DeletionJob {
+        workspace_id: WORKSPACE.into(),
+        job_id: "deletion-1".into(),
+        step: DeletionStep::Revoke,
+        round: 1,
+        pages: 0,
+        not_before: 0,
+    });
+    let mut steps = Vec::new();
+    while let Some(page) = job.take() {
+        let outcome = shared::deletion::run_page(&deps, &page)
+            .await
+            .expect("a page runs");
+        assert_eq!(outcome, PageOutcome::Ran);
+        steps.push(page.step);
+        job = match queue.jobs.lock().expect("lock").pop() {
+            Some(Job::DeleteWorkspace(next)) => Some(next),
+            _ => None,
+        };
+    }
+    let sweeps = steps
+        .iter()
+        .filter(|step| matches!(step, DeletionStep::Sweep { .. }))
+        .count();
+    // 350 messages, the owner and the workspace item: 352 items, in pages
+    // of a hundred.
+    assert_eq!(shared::deletion::PAGE_SIZE, 100);
+    assert_eq!(sweeps, 4, "{steps:?}");
+    assert_eq!(steps.first(), Some(&DeletionStep::Revoke));
+    assert_eq!(steps.last(), Some(&DeletionStep::Verify));
+    assert!(system.items_of_workspace(WORKSPACE).await.is_empty());
+    assert_eq!(
+        system.items_of_workspace("another-workspace").await.len(),
+        30,
+        "another workspace keeps its items"
+    );
+    println!(
+        "deletion of a workspace of 352 items: {} job pages ({sweeps} of them removing items)",
+        steps.len()
     );
 }

@@ -11,10 +11,16 @@
 //! | contact (its record's creation, across business numbers) | `WS#<ws>` | `CONTACT#<digits>` |
 //! | message | `WS#<ws>` | `MSG#<wamid>` |
 //! | day note | `WS#<ws>` | `NOTE#<chat key>#<day>#<record id>#<part>` |
+//! | sync-log entry | `WS#<ws>` | `LOG#<id>` |
 //! | sync settings | `WS#<ws>` | `SETTINGS#<crm>` |
-//! | token lookup | `TOKEN#<sha256>` | `TOKEN` |
-//! | number lookup | `WANUMBER#<phone_number_id>` | `WANUMBER` |
+//! | OAuth state of the workspace (finds the global one) | `WS#<ws>` | `OAUTHSTATE#<nonce>` |
+//! | token lookup (found from its user: `token_hash`) | `TOKEN#<sha256>` | `TOKEN` |
+//! | number lookup (found from the workspace's number) | `WANUMBER#<phone_number_id>` | `WANUMBER` |
 //! | OAuth state | `OAUTHSTATE#<nonce>` | `STATE` |
+//!
+//! Everything of a workspace is under `WS#<ws>` or found from there, so its
+//! deletion (`purge_workspace_page`) finds it all with queries of its
+//! partition; the workspace item carries `deleting_since` meanwhile.
 //!
 //! Two global secondary indexes, so that a ledger read touches only its
 //! chat or its state, however large the workspace grows:
@@ -26,8 +32,15 @@
 //! | `ByState` | message | `state_pk` = `WS#<ws>#STATE#<state>` | `state_sk` = `<timestamp:012>#<wamid>` |
 //!
 //! TTL (`ttl`, epoch seconds) deletes lazily, so reads of TTL'd items also
-//! check the expiry themselves. A message gets its TTL only once it is
-//! finished (appended or skipped): nothing still to be synced expires.
+//! check the expiry themselves. What holds message content expires after
+//! its workspace's retention (`crate::retention`): a message only once it
+//! is finished (appended or skipped; nothing still to be synced expires),
+//! counted from then; a day note once its day is over (or from its last
+//! write, if later); a sync-log entry from when it was written (`at`).
+//! Messages and day notes keep that start in `retained_from`, so a new
+//! retention can be applied to them (`reapply_retention_page`). OAuth
+//! states (and their workspace pointers) expire with the state, the CRM
+//! users cache after an hour.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,9 +64,10 @@ use crate::model::{
     Workspace,
 };
 use crate::phone::E164;
+use crate::retention::{Expiry, LEGACY_RETENTION_SECS, Retention, day_note_anchor};
 use crate::store::{
     ChatStore, ConnectionStore, ContactClaim, Insert, LogEntry, MessageStore, NoteStore, Page,
-    SettingsStore, SyncLogStore, WorkspaceStore,
+    SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -70,9 +84,6 @@ pub struct DynamoStore {
 /// The indexes of the module doc's second table.
 const BY_CHAT: &str = "ByChat";
 const BY_STATE: &str = "ByState";
-
-/// How long a finished message stays in the ledger.
-pub const FINISHED_MESSAGE_RETENTION_SECS: i64 = 30 * 24 * 3600;
 
 fn contact_sk(contact: &E164) -> String {
     format!("CONTACT#{}", contact.digits())
@@ -194,6 +205,12 @@ impl ConditionalCheck for aws_sdk_dynamodb::operation::put_item::PutItemError {
 }
 
 impl ConditionalCheck for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn is_condition_failure(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionalCheck for aws_sdk_dynamodb::operation::delete_item::DeleteItemError {
     fn is_condition_failure(&self) -> bool {
         self.is_conditional_check_failed_exception()
     }
@@ -321,6 +338,18 @@ impl DynamoStore {
         Ok(())
     }
 
+    async fn delete(&self, pk: String, sk: String) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
+    }
+
     /// Puts the item only if the condition holds; false when it does not.
     async fn put_if(
         &self,
@@ -341,11 +370,22 @@ impl DynamoStore {
     }
 
     /// Puts an item of optimistic-concurrency `version`: version 1 only if
-    /// none exists, later ones only over `version - 1`. False when another
-    /// writer got there first.
+    /// none exists (or only an expired one TTL has not removed yet), later
+    /// ones only over `version - 1`. False when another writer got there
+    /// first.
     async fn put_versioned(&self, item: Item, version: u64) -> Result<bool, StoreError> {
         if version <= 1 {
-            self.put_if(item, "attribute_not_exists(pk)", None).await
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":now", n(now()))
+                .send()
+                .await;
+            condition_outcome(result)
         } else {
             self.put_if(
                 item,
@@ -682,6 +722,12 @@ impl WorkspaceStore for DynamoStore {
         if current.map(String::as_str) != Some(token_hash) {
             return Ok(None);
         }
+        // Nor a token of a workspace being deleted: they all stop at once,
+        // however long removing their lookups takes.
+        let workspace: Option<Workspace> = self.get(ws_pk(&ws), "WORKSPACE".into()).await?;
+        if !workspace.as_ref().is_some_and(Workspace::accepts_work) {
+            return Ok(None);
+        }
         from_item(user).map(Some)
     }
 
@@ -723,6 +769,125 @@ impl WorkspaceStore for DynamoStore {
         self.get(format!("WANUMBER#{phone_number_id}"), "WANUMBER".into())
             .await
     }
+
+    async fn set_retention(
+        &self,
+        workspace_id: &str,
+        retention: Retention,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .update_in(workspace_id, "WORKSPACE".into())
+            .update_expression("SET retention_days = :days")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleting_since)")
+            .expression_attribute_values(":days", n(retention.days()))
+            .send()
+            .await;
+        condition_outcome(result)
+    }
+
+    async fn reapply_retention_page(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        retention: Retention,
+        tz: chrono_tz::Tz,
+    ) -> Result<Swept, StoreError> {
+        let (items, next) = self
+            .partition_page(
+                workspace_id,
+                after,
+                limit,
+                (
+                    "sk, #ttl, retained_from, #at, #day",
+                    &[("#ttl", "ttl"), ("#at", "at"), ("#day", "day")],
+                ),
+            )
+            .await?;
+        let mut count = 0;
+        for item in &items {
+            let Some(start) = retention_start(item, tz) else {
+                continue;
+            };
+            let expiry = retention.counted_from(start.anchor);
+            let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).cloned();
+            if number("ttl") == Some(expiry.expires_at.to_string())
+                && number(RETAINED_FROM).is_some()
+            {
+                continue; // already so
+            }
+            let mut update = self
+                .update_in(workspace_id, start.sk.to_owned())
+                .update_expression("SET #ttl = :ttl, retained_from = :anchor")
+                .condition_expression(start.unchanged)
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":ttl", n(expiry.expires_at))
+                .expression_attribute_values(":anchor", n(start.anchor));
+            if let Some(old) = start.old_ttl {
+                update = update.expression_attribute_values(":old", n(old));
+            }
+            if condition_outcome(update.send().await)? {
+                count += 1;
+            }
+        }
+        Ok(Swept { count, next })
+    }
+}
+
+/// Where a stored item's retention began, and what must still hold when
+/// its new expiry is written (the item not changed meanwhile).
+struct RetentionStart<'a> {
+    sk: &'a str,
+    anchor: i64,
+    unchanged: &'static str,
+    /// The expiry the condition expects (`:old`), if it names one.
+    old_ttl: Option<i64>,
+}
+
+/// The retention start of an item that expires with its workspace's
+/// retention; none for any other item (and for a message not finished).
+fn retention_start(item: &Item, tz: chrono_tz::Tz) -> Option<RetentionStart<'_>> {
+    let sk = item.get("sk")?.as_s().ok()?;
+    let number = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let start = |anchor, unchanged| {
+        Some(RetentionStart {
+            sk,
+            anchor,
+            unchanged,
+            old_ttl: None,
+        })
+    };
+    if sk.starts_with("LOG#") {
+        return start(number("at")?, "attribute_exists(pk)");
+    }
+    let is_message = sk.starts_with("MSG#");
+    if !is_message && !sk.starts_with("NOTE#") {
+        return None;
+    }
+    if let Some(anchor) = number(RETAINED_FROM) {
+        return start(anchor, "retained_from = :anchor");
+    }
+    if is_message {
+        // Finished before anchors were stored: its 30 days ran from when it
+        // finished. (Without an expiry it is not finished: it never expires.)
+        let ttl = number("ttl")?;
+        return Some(RetentionStart {
+            sk,
+            anchor: ttl - LEGACY_RETENTION_SECS,
+            unchanged: "attribute_not_exists(retained_from) AND #ttl = :old",
+            old_ttl: Some(ttl),
+        });
+    }
+    // A day note from before day notes expired: from the end of its day.
+    let day = item.get("day")?.as_s().ok()?;
+    start(
+        day_note_anchor(day, tz, 0),
+        "attribute_exists(pk) AND attribute_not_exists(retained_from)",
+    )
 }
 
 #[async_trait]
@@ -757,22 +922,11 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(ws_pk(&connection.workspace_id)))
-            .key(
-                "sk",
-                s(connection_sk(
-                    connection.crm,
-                    connection.kind,
-                    Some(&connection.user_id),
-                )),
-            )
-            .send()
-            .await
-            .map_err(request_error)?;
-        Ok(())
+        self.delete(
+            ws_pk(&connection.workspace_id),
+            connection_sk(connection.crm, connection.kind, Some(&connection.user_id)),
+        )
+        .await
     }
 
     async fn replace_connection(
@@ -824,6 +978,16 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn put_oauth_state(&self, state: &OAuthState, ttl: i64) -> Result<(), StoreError> {
+        // The workspace's pointer first: a state is never there without the
+        // item its workspace's deletion finds it by.
+        let pointer = HashMap::from([("workspace_id", state.workspace_id.as_str())]);
+        self.put(to_item(
+            ws_pk(&state.workspace_id),
+            format!("OAUTHSTATE#{}", state.nonce),
+            &pointer,
+            Some(ttl),
+        )?)
+        .await?;
         self.put(to_item(
             format!("OAUTHSTATE#{}", state.nonce),
             "STATE".into(),
@@ -844,10 +1008,13 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(request_error)?;
-        match out.attributes {
-            Some(item) if !expired(&item, now()) => from_item(item).map(Some),
-            _ => Ok(None),
-        }
+        let Some(item) = out.attributes else {
+            return Ok(None);
+        };
+        let state: OAuthState = from_item(item.clone())?;
+        self.delete(ws_pk(&state.workspace_id), format!("OAUTHSTATE#{nonce}"))
+            .await?;
+        Ok((!expired(&item, now())).then_some(state))
     }
 
     async fn cached_crm_users(
@@ -1207,7 +1374,9 @@ impl MessageStore for DynamoStore {
                     false,
                 )
                 .await?;
-            for item in items {
+            // A message past its retention is gone, whether or not TTL has
+            // removed it yet.
+            for item in items.into_iter().filter(|item| !expired(item, now())) {
                 messages.push(from_item(item)?);
             }
             start = next;
@@ -1329,6 +1498,43 @@ impl MessageStore for DynamoStore {
         state: &MessageState,
         only_from: Option<&[&str]>,
     ) -> Result<bool, StoreError> {
+        if state.is_finished() {
+            return Err(StoreError::Refused(
+                "a finished state is written with its expiry (finish_message)",
+            ));
+        }
+        self.write_message_state(workspace_id, message_id, state, only_from, None)
+            .await
+    }
+
+    async fn finish_message(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        state: &MessageState,
+        expiry: Expiry,
+    ) -> Result<(), StoreError> {
+        if !state.is_finished() {
+            return Err(StoreError::Refused(
+                "only a finished state expires (set_message_state)",
+            ));
+        }
+        self.write_message_state(workspace_id, message_id, state, None, Some(expiry))
+            .await
+            .map(|_| ())
+    }
+}
+
+impl DynamoStore {
+    /// Writes a message's state, and its expiry (a finished state's) or none.
+    async fn write_message_state(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        state: &MessageState,
+        only_from: Option<&[&str]>,
+        expiry: Option<Expiry>,
+    ) -> Result<bool, StoreError> {
         // The state is a tagged enum flattened into the item: one update
         // writes the new variant's fields and drops the old one's. It is a
         // single conditional write, not a read then a put: a worker's state
@@ -1340,16 +1546,13 @@ impl MessageStore for DynamoStore {
         let mut state_item: Item =
             serde_dynamo::to_item(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // The ByState index follows the state; only a finished message may
-        // expire.
+        // expire (a state without an expiry drops the one it had).
         state_item.insert(
             "state_pk".into(),
             s(state_index_pk(workspace_id, state.name())),
         );
-        if state.is_finished() {
-            state_item.insert(
-                "ttl".into(),
-                n(chrono::Utc::now().timestamp() + FINISHED_MESSAGE_RETENTION_SECS),
-            );
+        if let Some(expiry) = expiry {
+            add_expiry(&mut state_item, expiry);
         }
         let removes: Vec<String> = MESSAGE_STATE_FIELDS
             .iter()
@@ -1383,7 +1586,7 @@ const ROTATION_ATTEMPTS: usize = 5;
 
 /// Every field a [`MessageState`] variant may write into a message item
 /// (with its index key and its expiry).
-const MESSAGE_STATE_FIELDS: [&str; 7] = [
+const MESSAGE_STATE_FIELDS: [&str; 8] = [
     "state",
     "reason",
     "note_id",
@@ -1391,7 +1594,16 @@ const MESSAGE_STATE_FIELDS: [&str; 7] = [
     "next_attempt_at",
     "state_pk",
     "ttl",
+    RETAINED_FROM,
 ];
+
+/// When an item's retention began: a new retention is counted from it.
+const RETAINED_FROM: &str = "retained_from";
+
+fn add_expiry(item: &mut Item, expiry: Expiry) {
+    item.insert("ttl".into(), n(expiry.expires_at));
+    item.insert(RETAINED_FROM.into(), n(expiry.retained_from));
+}
 
 #[async_trait]
 impl SyncLogStore for DynamoStore {
@@ -1496,15 +1708,19 @@ impl NoteStore for DynamoStore {
         day: &str,
         part: u32,
     ) -> Result<Option<DayNote>, StoreError> {
-        self.get(
+        // An expired note is gone, whether or not TTL has removed it yet.
+        self.get_raw(
             ws_pk(workspace_id),
             format!("NOTE#{chat_key}#{day}#{}#{part}", record.id),
         )
-        .await
+        .await?
+        .filter(|item| !expired(item, now()))
+        .map(from_item)
+        .transpose()
     }
 
-    async fn save_day_note(&self, note: &DayNote) -> Result<bool, StoreError> {
-        let item = to_item(
+    async fn save_day_note(&self, note: &DayNote, expiry: Expiry) -> Result<bool, StoreError> {
+        let mut item = to_item(
             ws_pk(&note.workspace_id),
             format!(
                 "NOTE#{}#{}#{}#{}",
@@ -1513,6 +1729,302 @@ impl NoteStore for DynamoStore {
             note,
             None,
         )?;
+        add_expiry(&mut item, expiry);
         self.put_versioned(item, note.version).await
+    }
+}
+
+/// BatchWriteItem takes at most 25 requests.
+const BATCH_WRITE_MAX: usize = 25;
+/// How often deletes DynamoDB left unprocessed (throttling) are sent again
+/// before the page fails (and runs again).
+const BATCH_WRITE_ATTEMPTS: u32 = 5;
+
+impl DynamoStore {
+    /// Deletes the lookup that routes a WhatsApp number to the workspace,
+    /// if it still does.
+    async fn remove_number_lookup(
+        &self,
+        workspace_id: &str,
+        phone_number_id: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("WANUMBER#{phone_number_id}")))
+            .key("sk", s("WANUMBER"))
+            .condition_expression("workspace_id = :ws")
+            .expression_attribute_values(":ws", s(workspace_id))
+            .send()
+            .await;
+        condition_outcome(result).map(|_| ())
+    }
+
+    /// Deletes items by key, 25 to a request.
+    async fn delete_all(&self, keys: &[(String, String)]) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        for chunk in keys.chunks(BATCH_WRITE_MAX) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for (pk, sk) in chunk {
+                let delete = DeleteRequest::builder()
+                    .key("pk", s(pk.as_str()))
+                    .key("sk", s(sk.as_str()))
+                    .build()
+                    .map_err(|e| StoreError::Request(e.to_string()))?;
+                requests.push(WriteRequest::builder().delete_request(delete).build());
+            }
+            for attempt in 0..BATCH_WRITE_ATTEMPTS {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(request_error)?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Request(format!(
+                    "DynamoDB left {} deletes unprocessed",
+                    requests.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` items of the workspace's partition after `after`, their
+    /// `projection` only (`#name` placeholders stand for `names`); and where
+    /// the next page starts.
+    async fn partition_page(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        (projection, names): (&str, &[(&str, &str)]),
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .projection_expression(projection)
+            .set_expression_attribute_names((!names.is_empty()).then(|| {
+                names
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect()
+            }))
+            .expression_attribute_values(":pk", s(ws_pk(workspace_id)))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        query = match after {
+            Some(after) => query
+                .key_condition_expression("pk = :pk AND sk > :after")
+                .expression_attribute_values(":after", s(after)),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        let out = query.send().await.map_err(request_error)?;
+        let next = out
+            .last_evaluated_key
+            .and_then(|mut key| key.remove("sk"))
+            .and_then(|sk| sk.as_s().ok().cloned());
+        Ok((out.items.unwrap_or_default(), next))
+    }
+}
+
+/// What a workspace's deletion keeps until the end: its connections (until
+/// their grants are revoked: they hold the tokens to revoke them with) and
+/// the workspace item (it says the workspace is being deleted).
+fn kept_until_the_end(sk: &str) -> bool {
+    sk == "WORKSPACE" || sk.starts_with("CONN#")
+}
+
+/// A sort key's kind, as logs may show it (a chat key holds a number).
+fn item_kind(sk: &str) -> String {
+    sk.split('#').next().unwrap_or_default().to_owned()
+}
+
+#[async_trait]
+impl WorkspaceRemovalStore for DynamoStore {
+    async fn mark_workspace_deleting(
+        &self,
+        workspace_id: &str,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let result = self
+            .update_in(workspace_id, "WORKSPACE".into())
+            .update_expression("SET deleting_since = if_not_exists(deleting_since, :at)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", n(at))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(ConditionalCheck::is_condition_failure) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(request_error(e)),
+        };
+        out.attributes
+            .and_then(|mut item| item.remove("deleting_since"))
+            .and_then(|since| since.as_n().ok().and_then(|v| v.parse().ok()))
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt("the deletion mark was not written".into()))
+    }
+
+    async fn remove_number_lookups(&self, workspace_id: &str) -> Result<usize, StoreError> {
+        let numbers: Vec<WhatsAppNumber> = self
+            .items_with_prefix(workspace_id, "WANUMBER#", None)
+            .await?;
+        for number in &numbers {
+            self.remove_number_lookup(workspace_id, &number.phone_number_id)
+                .await?;
+        }
+        Ok(numbers.len())
+    }
+
+    async fn purge_workspace_page(
+        &self,
+        workspace_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Swept, StoreError> {
+        let (items, next) = self
+            .partition_page(workspace_id, after, limit, ("sk, token_hash", &[]))
+            .await?;
+        let mut lookups = Vec::new();
+        let mut owned = Vec::new();
+        for item in items {
+            let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            if kept_until_the_end(sk) {
+                continue;
+            }
+            if let Some(phone_number_id) = sk.strip_prefix("WANUMBER#") {
+                self.remove_number_lookup(workspace_id, phone_number_id)
+                    .await?;
+            }
+            if sk.starts_with("USER#")
+                && let Some(hash) = item.get("token_hash").and_then(|v| v.as_s().ok())
+            {
+                lookups.push((format!("TOKEN#{hash}"), "TOKEN".to_owned()));
+            }
+            if let Some(nonce) = sk.strip_prefix("OAUTHSTATE#") {
+                lookups.push((format!("OAUTHSTATE#{nonce}"), "STATE".to_owned()));
+            }
+            owned.push((ws_pk(workspace_id), sk.clone()));
+        }
+        // The global lookups before the items that lead to them: a page cut
+        // off half-way finds those items, and so the lookups, again.
+        self.delete_all(&lookups).await?;
+        self.delete_all(&owned).await?;
+        Ok(Swept {
+            count: owned.len(),
+            next,
+        })
+    }
+
+    async fn workspace_leftovers(&self, workspace_id: &str) -> Result<Vec<String>, StoreError> {
+        // Ten besides the workspace item.
+        let (items, _) = self
+            .partition_page(workspace_id, None, 11, ("sk", &[]))
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| item.get("sk").and_then(|v| v.as_s().ok()))
+            .filter(|sk| sk.as_str() != "WORKSPACE")
+            .map(|sk| item_kind(sk))
+            .collect())
+    }
+
+    async fn remove_workspace_item(&self, workspace_id: &str) -> Result<(), StoreError> {
+        self.delete(ws_pk(workspace_id), "WORKSPACE".into()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(sk: &str, numbers: &[(&str, i64)], texts: &[(&str, &str)]) -> Item {
+        let mut item = Item::from([("sk".to_owned(), s(sk))]);
+        item.extend(numbers.iter().map(|(k, v)| ((*k).to_owned(), n(v))));
+        item.extend(texts.iter().map(|(k, v)| ((*k).to_owned(), s(*v))));
+        item
+    }
+
+    /// 2026-05-20 09:15 UTC.
+    const MAY_20_0915: i64 = 1_779_268_500;
+
+    fn anchor(item: &Item) -> Option<(i64, &'static str, Option<i64>)> {
+        retention_start(item, chrono_tz::Tz::UTC).map(|s| (s.anchor, s.unchanged, s.old_ttl))
+    }
+
+    #[test]
+    fn an_item_with_its_anchor_is_counted_from_it_if_still_the_same() {
+        let message = item(
+            "MSG#wamid.1",
+            &[("ttl", MAY_20_0915 + 99), (RETAINED_FROM, MAY_20_0915)],
+            &[],
+        );
+        assert_eq!(
+            anchor(&message),
+            Some((MAY_20_0915, "retained_from = :anchor", None))
+        );
+        let note = item(
+            "NOTE#1#44#2026-05-20#9#1",
+            &[(RETAINED_FROM, MAY_20_0915)],
+            &[("day", "2026-05-20")],
+        );
+        assert_eq!(anchor(&note).map(|a| a.0), Some(MAY_20_0915));
+    }
+
+    #[test]
+    fn items_stored_before_anchors_count_from_what_they_were_given() {
+        // A message finished under the fixed 30 days.
+        let ttl = MAY_20_0915 + LEGACY_RETENTION_SECS;
+        let message = item("MSG#wamid.1", &[("ttl", ttl)], &[]);
+        assert_eq!(
+            anchor(&message),
+            Some((
+                MAY_20_0915,
+                "attribute_not_exists(retained_from) AND #ttl = :old",
+                Some(ttl)
+            ))
+        );
+        // A day note that never expired: from the end of its day.
+        let note = item("NOTE#1#44#2026-05-20#9#1", &[], &[("day", "2026-05-20")]);
+        assert_eq!(anchor(&note).map(|a| a.0), Some(1_779_321_600));
+        // A sync-log entry: from when it was written.
+        let entry = item("LOG#000001779268500000000-ab", &[("at", MAY_20_0915)], &[]);
+        assert_eq!(anchor(&entry).map(|a| a.0), Some(MAY_20_0915));
+    }
+
+    #[test]
+    fn what_does_not_expire_with_the_retention_is_left_alone() {
+        // A message not finished has no expiry: it keeps none.
+        assert!(anchor(&item("MSG#wamid.1", &[], &[])).is_none());
+        for sk in [
+            "CHAT#1#44",
+            "USER#u1",
+            "WORKSPACE",
+            "CONN#zoho#ORG",
+            "OAUTHSTATE#n",
+        ] {
+            assert!(anchor(&item(sk, &[("ttl", 1)], &[])).is_none(), "{sk}");
+        }
     }
 }

@@ -5,8 +5,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::error::QueueError;
-use crate::queue::{MessageRef, Queue, QueueName};
-use crate::requeue::RequeueJob;
+use crate::queue::{Job, MessageRef, Queue, QueueName};
 
 #[derive(Clone)]
 pub struct SqsQueue {
@@ -69,7 +68,7 @@ impl Queue for SqsQueue {
             .await
     }
 
-    async fn send_job(&self, queue: QueueName, job: &RequeueJob) -> Result<(), QueueError> {
+    async fn send_job(&self, queue: QueueName, job: &Job) -> Result<(), QueueError> {
         let body = serde_json::to_string(job).map_err(queue_error)?;
         self.send_one(queue, job.group_id(), job.dedup_id(), body)
             .await

@@ -1,4 +1,5 @@
-//! The `api` function: workspaces, users and WhatsApp numbers.
+//! The `api` function: workspaces (their retention, their deletion), users
+//! and WhatsApp numbers.
 
 use lambda_http::Request;
 use serde::Deserialize;
@@ -17,6 +18,7 @@ use crate::model::{
 };
 use crate::phone::E164;
 use crate::queue::{MessageRef, QueueName};
+use crate::retention::{self, Retention};
 use crate::sync::resend_marker;
 use crate::synclog;
 
@@ -32,6 +34,9 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     match (req.method().as_str(), segments.as_slice()) {
         ("POST", ["api", "workspaces"]) => create_workspace(deps, req).await,
         ("GET", ["api", "me"]) => me(deps, req).await,
+        ("GET", ["api", "workspace", "retention"]) => retention(deps, req).await,
+        ("PUT", ["api", "workspace", "retention"]) => set_retention(deps, req).await,
+        ("DELETE", ["api", "workspace"]) => delete_workspace(deps, req).await,
         ("POST", ["api", "users"]) => add_user(deps, req).await,
         ("POST", ["api", "whatsapp-numbers"]) => add_whatsapp_number(deps, req).await,
         ("DELETE", ["api", "users", user_id]) => remove_user(deps, req, user_id).await,
@@ -56,6 +61,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
                 "workspaces" | "me" | "users" | "whatsapp-numbers" | "sync-log" | "chats",
             ],
         )
+        | (_, ["api", "workspace"] | ["api", "workspace", "retention"])
         | (_, ["api", "chats", _, "responsible" | "record" | "messages"])
         | (_, ["api", "chats", _, "messages", _, "replay"])
         | (_, ["api", "users", _])
@@ -95,6 +101,8 @@ async fn create_workspace(deps: &Deps, req: &Request) -> Result<HttpResponse, Ap
         name: input.name,
         time_zone,
         created_at: now,
+        retention: Retention::default(),
+        deleting_since: None,
     };
     let owner = User {
         workspace_id: workspace.id.clone(),
@@ -120,6 +128,118 @@ async fn me(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     Ok(json_response(
         200,
         &json!({ "user": user, "workspace": workspace }),
+    ))
+}
+
+/// How long the workspace keeps message content, and the bounds a change
+/// must keep to.
+fn retention_answer(retention: Retention) -> serde_json::Value {
+    json!({
+        "days": retention.days(),
+        "default_days": retention::DEFAULT_DAYS,
+        "min_days": retention::MIN_DAYS,
+        "max_days": retention::MAX_DAYS,
+    })
+}
+
+async fn retention(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    let workspace = deps
+        .store
+        .workspace(&me.workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("the workspace is gone".into()))?;
+    Ok(json_response(200, &retention_answer(workspace.retention)))
+}
+
+#[derive(Deserialize)]
+struct RetentionChange {
+    /// Read as any JSON value, so that every wrong one gets the same clear
+    /// refusal.
+    #[serde(default)]
+    days: serde_json::Value,
+}
+
+/// The owner or an admin sets how long message content is kept. Items
+/// written from now on get it, and a job gives it to those stored.
+async fn set_retention(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    if !me.role.manages_workspace() {
+        return Err(ApiError::Forbidden(
+            "only the workspace owner or an admin can change how long message content is kept"
+                .into(),
+        ));
+    }
+    let change: RetentionChange = json_body(req)?;
+    let retention =
+        Retention::from_json(&change.days).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if !deps
+        .store
+        .set_retention(&me.workspace_id, retention)
+        .await?
+    {
+        return Err(ApiError::NotFound("the workspace is gone".into()));
+    }
+    tracing::info!(workspace_id = %me.workspace_id, days = retention.days(), "retention set");
+    synclog::workspace_event(
+        deps,
+        &me.workspace_id,
+        "retention_set",
+        json!({ "days": retention.days(), "by_user": me.id }),
+    )
+    .await;
+    if let Err(e) = retention::request(deps, &me.workspace_id, retention).await {
+        tracing::error!(workspace_id = %me.workspace_id, error = %e, "could not request the retention's job for stored items");
+        return Err(ApiError::Unfinished(
+            "the retention is set for what is written from now on, but could not be applied to the stored items yet: set it again".into(),
+        ));
+    }
+    Ok(json_response(200, &retention_answer(retention)))
+}
+
+#[derive(Deserialize)]
+struct DeletionConfirmation {
+    #[serde(default)]
+    confirm_workspace_id: Option<String>,
+}
+
+/// The owner deletes the workspace: it accepts no work from now on, and a
+/// job revokes its CRM grants and removes every item of it (`deletion`).
+async fn delete_workspace(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let me = caller(deps, req).await?;
+    if me.role != Role::Owner {
+        return Err(ApiError::Forbidden(
+            "only the workspace owner can delete the workspace".into(),
+        ));
+    }
+    let confirmation: DeletionConfirmation = json_body(req)?;
+    if confirmation.confirm_workspace_id.as_deref() != Some(me.workspace_id.as_str()) {
+        return Err(ApiError::BadRequest(
+            "to delete the workspace, confirm it: {\"confirm_workspace_id\": \"<this workspace's id>\"}"
+                .into(),
+        ));
+    }
+    // The job first: should the writes below fail, it makes them itself,
+    // and the owner (whose token stops working with the mark) need not
+    // retry.
+    let job_id = crate::deletion::request(deps, &me.workspace_id)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let since = deps
+        .store
+        .mark_workspace_deleting(&me.workspace_id, deps.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound("the workspace is gone".into()))?;
+    // Deliveries for its numbers are acknowledged and dropped from now on.
+    let numbers = deps.store.remove_number_lookups(&me.workspace_id).await?;
+    tracing::info!(workspace_id = %me.workspace_id, user_id = %me.id, %job_id, numbers, "workspace deletion begun");
+    Ok(json_response(
+        202,
+        &json!({
+            "workspace_id": me.workspace_id,
+            "deleting_since": since,
+            "job_id": job_id,
+        }),
     ))
 }
 

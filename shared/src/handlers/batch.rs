@@ -15,7 +15,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 
 use crate::deps::Deps;
 use crate::error::WorkError;
-use crate::model::MessageState;
+use crate::model::{MessageState, Workspace};
 use crate::queue::{MessageRef, Queue, QueueName};
 
 /// One received queue message, read.
@@ -206,6 +206,32 @@ where
     }
 }
 
+/// The workspace of a group's messages (one chat's: one workspace), to
+/// work for; or, instead, the group's outcome: all done (dropped, logged)
+/// when the workspace is being deleted or gone — it gets no more work and
+/// nothing written —, or failed when it could not be read.
+pub async fn live_workspace(deps: &Deps, group: &[Received]) -> Result<Workspace, GroupOutcome> {
+    let Some(first) = group.first() else {
+        return Err(GroupOutcome::all(0));
+    };
+    let workspace_id = &first.reference.workspace_id;
+    match deps.store.workspace(workspace_id).await {
+        Ok(Some(workspace)) if workspace.accepts_work() => Ok(workspace),
+        Ok(_) => {
+            tracing::info!(
+                %workspace_id,
+                dropped = group.len(),
+                "the workspace is deleted or being deleted: its messages are dropped"
+            );
+            Err(GroupOutcome::all(group.len()))
+        }
+        Err(error) => Err(GroupOutcome {
+            done: 0,
+            error: Some(error.into()),
+        }),
+    }
+}
+
 /// Shows failures in the message ledger and the sync log: `retrying` with
 /// the next attempt, or `dead_lettered` on the last attempt the queue allows.
 pub async fn record_failures(deps: &Deps, failures: &[Failure]) {
@@ -304,11 +330,7 @@ mod tests {
         async fn send_all(&self, _: QueueName, _: &[MessageRef]) -> Result<(), QueueError> {
             Ok(())
         }
-        async fn send_job(
-            &self,
-            _: QueueName,
-            _: &crate::requeue::RequeueJob,
-        ) -> Result<(), QueueError> {
+        async fn send_job(&self, _: QueueName, _: &crate::queue::Job) -> Result<(), QueueError> {
             Ok(())
         }
         async fn retry_after(

@@ -7,7 +7,9 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
-use super::batch::{GroupOutcome, Received, RetryPolicy, record_failures, run_fifo_batch};
+use super::batch::{
+    GroupOutcome, Received, RetryPolicy, live_workspace, record_failures, run_fifo_batch,
+};
 use crate::crm::Crm;
 use crate::crm::CrmError;
 use crate::deps::Deps;
@@ -15,9 +17,10 @@ use crate::error::WorkError;
 use crate::media::{MediaError, media_file_name};
 use crate::model::{
     AttachmentOutcome, Chat, ChatPatch, DayNote, MessageState, NoteLine, RecordRef, StoredMessage,
-    WhatsAppNumber,
+    WhatsAppNumber, Workspace,
 };
 use crate::queue::{MessageRef, QueueName};
+use crate::retention::{Expiry, Retention, day_note_anchor};
 use crate::sync::{
     NO_MEDIA_ACCESS, business_number_display, chat_link, local_times, note_content, note_header,
     note_line_text, note_title, park, parking_reason, record_of, resend_marker, sync_target, zone,
@@ -54,7 +57,11 @@ struct DayRun {
 }
 
 async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
-    let (done, error) = match append_all(deps, &group).await {
+    let workspace = match live_workspace(deps, &group).await {
+        Ok(workspace) => workspace,
+        Err(dropped_or_failed) => return dropped_or_failed,
+    };
+    let (done, error) = match append_all(deps, &workspace, &group).await {
         Ok(()) => return GroupOutcome::all(group.len()),
         Err(failure) => failure,
     };
@@ -173,7 +180,11 @@ async fn send_back_to_sync(deps: &Deps, messages: &[Received]) -> Result<(), Wor
 }
 
 /// Returns how many messages were done before a failure.
-async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkError)> {
+async fn append_all(
+    deps: &Deps,
+    workspace: &Workspace,
+    group: &[Received],
+) -> Result<(), (usize, WorkError)> {
     let first = &group[0].reference;
     let at_start = |e: WorkError| (0, e);
     let chat = deps
@@ -182,12 +193,6 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
         .await
         .map_err(|e| at_start(e.into()))?
         .ok_or_else(|| at_start(WorkError::Inconsistent("chat is not stored".into())))?;
-    let workspace = deps
-        .store
-        .workspace(&first.workspace_id)
-        .await
-        .map_err(|e| at_start(e.into()))?
-        .ok_or_else(|| at_start(WorkError::Inconsistent("workspace is not stored".into())))?;
     let number = deps
         .store
         .whatsapp_number(&chat.phone_number_id)
@@ -201,6 +206,10 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
         .await
         .map_err(at_start)?;
     let tz = zone(&workspace.time_zone);
+    let keeping = Keeping {
+        retention: workspace.retention,
+        tz,
+    };
     let header = note_header(&chat_link(&chat.contact), &business_number);
     let contact_display = chat
         .contact_name
@@ -281,11 +290,35 @@ async fn append_all(deps: &Deps, group: &[Received]) -> Result<(), (usize, WorkE
     // those before it are done (or parked).
     for run in runs {
         let first_index = run.first_index;
-        append_run(deps, &chat, crm.as_ref(), &contact_display, &header, run)
-            .await
-            .map_err(|e| (first_index, e))?;
+        append_run(
+            deps,
+            &chat,
+            crm.as_ref(),
+            &contact_display,
+            &header,
+            keeping,
+            run,
+        )
+        .await
+        .map_err(|e| (first_index, e))?;
     }
     Ok(())
+}
+
+/// How long what a run writes is kept: the workspace's retention, its days
+/// cut in its time zone.
+#[derive(Debug, Clone, Copy)]
+struct Keeping {
+    retention: Retention,
+    tz: chrono_tz::Tz,
+}
+
+impl Keeping {
+    /// A day note written at `now`.
+    fn note_expiry(&self, note: &DayNote, now: i64) -> Expiry {
+        self.retention
+            .counted_from(day_note_anchor(&note.day, self.tz, now))
+    }
 }
 
 async fn append_run(
@@ -294,6 +327,7 @@ async fn append_run(
     crm: &dyn Crm,
     contact_display: &str,
     header: &str,
+    keeping: Keeping,
     run: DayRun,
 ) -> Result<(), WorkError> {
     let record = chat.record.clone().ok_or(WorkError::Unlinked)?;
@@ -392,11 +426,15 @@ async fn append_run(
                 crm.update_note(&id, &note.title, &content).await?;
                 id
             }
-            None => create_note_once(deps, crm, &mut note, header, &content).await?,
+            None => {
+                let expiry = keeping.note_expiry(&note, deps.clock.now());
+                create_note_once(deps, crm, &mut note, header, &content, expiry).await?
+            }
         };
         note.note_id = Some(note_id.clone());
         note.version += 1;
-        if !deps.store.save_day_note(&note).await? {
+        let expiry = keeping.note_expiry(&note, deps.clock.now());
+        if !deps.store.save_day_note(&note, expiry).await? {
             return Err(WorkError::Contended(
                 "the day note changed meanwhile".into(),
             ));
@@ -431,11 +469,11 @@ async fn append_run(
             .map(|(_, n)| n.clone())
             .unwrap_or_default();
         deps.store
-            .set_message_state(
+            .finish_message(
                 &chat.workspace_id,
                 &message.message_id,
                 &MessageState::Appended { note_id },
-                None,
+                keeping.retention.counted_from(deps.clock.now()),
             )
             .await?;
     }
@@ -602,6 +640,7 @@ async fn create_note_once(
     note: &mut DayNote,
     header: &str,
     content: &str,
+    expiry: Expiry,
 ) -> Result<String, WorkError> {
     if note.create_started {
         if let Some(existing) = crm.find_note(&note.record, &note.title, header).await? {
@@ -617,7 +656,7 @@ async fn create_note_once(
             version: note.version + 1,
             ..note.clone()
         };
-        if !deps.store.save_day_note(&marker).await? {
+        if !deps.store.save_day_note(&marker, expiry).await? {
             return Err(WorkError::Contended(
                 "the day note changed meanwhile".into(),
             ));

@@ -521,27 +521,14 @@ async fn revoke_quietly(oauth: &dyn CrmOAuth, accounts_server: &str, refresh_tok
 /// CRM no longer knows is as revoked as it gets); whether it was revoked.
 /// What stood in the way is logged.
 pub(super) async fn revoke_connection(deps: &Deps, connection: &Connection) -> bool {
-    let revoked = async {
-        let keys = deps.secrets.keys().await?;
-        let refresh_token = keys
-            .token_cipher()
-            .decrypt(&connection.refresh_token_enc, &connection.token_binding())
-            .map_err(|e| ApiError::Internal(format!("the stored refresh token: {e}")))?;
-        crm_oauth(deps, connection.crm)
-            .await?
-            .revoke(&connection.accounts_server, &refresh_token)
-            .await
-            .map_err(|e| ApiError::BadGateway(e.to_string()))
-    }
-    .await;
-    match revoked {
+    match crate::grants::revoke(deps, connection).await {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(
                 workspace_id = %connection.workspace_id,
                 user_id = %connection.user_id,
                 kind = ?connection.kind,
-                error = %e.detail(),
+                error = %e,
                 "could not revoke a grant at the CRM"
             );
             false

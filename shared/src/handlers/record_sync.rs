@@ -8,13 +8,16 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 
 use super::batch::{GroupOutcome, Received, RetryPolicy, record_failures, run_fifo_batch};
 use crate::crm::{Conversion, Crm, CrmError, NewRecord};
+use crate::deletion::{self, PageOutcome};
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{
     Chat, ChatPatch, Connection, MessageState, OnConverted, RecordRef, StoredMessage, SyncSettings,
+    Workspace,
 };
-use crate::queue::QueueName;
-use crate::requeue::{self, RequeueJob};
+use crate::queue::{Job, QueueName};
+use crate::requeue;
+use crate::retention::{self, Retention};
 use crate::store::ContactClaim;
 use crate::sync::{
     chat_link, choose_owner, confirmed_matches, crm_users, fitted_name, park, parking_reason,
@@ -37,22 +40,18 @@ pub async fn handle(
     event: SqsEvent,
     deadline: Option<SystemTime>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    // Re-queue jobs travel in groups of their own; the chats' messages go
-    // through the FIFO batch.
-    let (jobs, messages): (Vec<_>, Vec<_>) = event.records.into_iter().partition(|record| {
-        record
-            .body
-            .as_deref()
-            .and_then(RequeueJob::from_body)
-            .is_some()
-    });
+    // Workspace jobs (re-queue, retention, deletion) travel in groups of
+    // their own; the chats' messages go through the FIFO batch.
+    let (jobs, messages): (Vec<_>, Vec<_>) = event
+        .records
+        .into_iter()
+        .partition(|record| record.body.as_deref().and_then(Job::from_body).is_some());
     let mut job_failures = Vec::new();
     for record in jobs {
-        let Some(job) = record.body.as_deref().and_then(RequeueJob::from_body) else {
+        let Some(job) = record.body.as_deref().and_then(Job::from_body) else {
             continue;
         };
-        if let Err(error) = requeue::run_page(deps, &job).await {
-            tracing::warn!(workspace_id = %job.workspace_id, %error, "re-queue page failed; it runs again");
+        if !run_job(deps, &job, record.receipt_handle.as_deref(), deadline).await {
             job_failures.push(record.message_id.unwrap_or_default());
         }
     }
@@ -79,13 +78,57 @@ pub async fn handle(
     Ok(response)
 }
 
+/// Runs one page of a workspace's job; false when the page is to run
+/// again: it failed, or it is too early for it.
+async fn run_job(
+    deps: &Deps,
+    job: &Job,
+    receipt_handle: Option<&str>,
+    deadline: Option<SystemTime>,
+) -> bool {
+    let outcome = crate::budget::within(deadline, async {
+        match job {
+            Job::Requeue(job) => requeue::run_page(deps, job).await.map(|_| PageOutcome::Ran),
+            Job::DeleteWorkspace(job) => deletion::run_page(deps, job).await,
+            Job::ApplyRetention(job) => retention::run_page(deps, job)
+                .await
+                .map(|_| PageOutcome::Ran),
+        }
+    })
+    .await;
+    match outcome {
+        Ok(PageOutcome::Ran) => true,
+        Ok(PageOutcome::NotYet { in_secs }) => {
+            // A FIFO queue has no per-message delay: the page comes back
+            // when it is time, by its visibility.
+            if let Some(handle) = receipt_handle
+                && let Err(error) = deps
+                    .queue
+                    .retry_after(QueueName::Sync, handle, in_secs)
+                    .await
+            {
+                tracing::warn!(workspace_id = %job.workspace_id(), job = job.kind(), %error, "could not delay a job page; it comes back after the visibility time-out");
+            }
+            false
+        }
+        Err(error) => {
+            tracing::warn!(workspace_id = %job.workspace_id(), job = job.kind(), %error, "job page failed; it runs again");
+            false
+        }
+    }
+}
+
 /// Links each message's chat, then passes the group's messages on together,
 /// so that note-append sees a burst as one batch (one note write).
 async fn sync_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
+    let workspace = match super::batch::live_workspace(deps, &group).await {
+        Ok(workspace) => workspace,
+        Err(dropped_or_failed) => return dropped_or_failed,
+    };
     let mut forward = Vec::new();
     let mut failure = None;
     for (done, message) in group.iter().enumerate() {
-        match sync_message(deps, message).await {
+        match sync_message(deps, &workspace, message).await {
             Ok(true) => forward.push(message.reference.clone()),
             Ok(false) => {}
             Err(error) => {
@@ -113,7 +156,11 @@ async fn sync_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
 
 /// Whether the message goes on to note-append (false: done, skipped or
 /// parked).
-async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError> {
+async fn sync_message(
+    deps: &Deps,
+    workspace: &Workspace,
+    message: &Received,
+) -> Result<bool, WorkError> {
     let r = &message.reference;
     let stored = deps
         .store
@@ -136,10 +183,10 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
             WorkError::Inconsistent(format!("chat of {} is not stored", r.message_id))
         })?;
     if let Some(reason) = &chat.sync_stopped {
-        skip(deps, &chat, &r.message_id, reason).await?;
+        skip(deps, workspace.retention, &chat, &r.message_id, reason).await?;
         return Ok(false);
     }
-    match link(deps, &chat, &stored).await {
+    match link(deps, workspace.retention, &chat, &stored).await {
         Ok(proceed) => Ok(proceed),
         // Kept, not failed: activating or connecting (again) queues it anew.
         Err(error) => match parking_reason(&error) {
@@ -153,7 +200,12 @@ async fn sync_message(deps: &Deps, message: &Received) -> Result<bool, WorkError
 
 /// Makes sure the chat has a live record; false when the chat's sync
 /// stopped on the way (a converted lead with `stop`).
-async fn link(deps: &Deps, chat: &Chat, message: &StoredMessage) -> Result<bool, WorkError> {
+async fn link(
+    deps: &Deps,
+    retention: Retention,
+    chat: &Chat,
+    message: &StoredMessage,
+) -> Result<bool, WorkError> {
     let (connection, crm, settings) = sync_target(deps, &chat.workspace_id).await?;
     let Some(record) = &chat.record else {
         // A new record is named as the contact was called in this message,
@@ -169,6 +221,7 @@ async fn link(deps: &Deps, chat: &Chat, message: &StoredMessage) -> Result<bool,
             connection: &connection,
             crm: crm.as_ref(),
             message_id: &message.message_id,
+            retention,
         };
         return Ok(link_record(&ctx).await?.is_some());
     };
@@ -179,6 +232,7 @@ async fn link(deps: &Deps, chat: &Chat, message: &StoredMessage) -> Result<bool,
         connection: &connection,
         crm: crm.as_ref(),
         message_id: &message.message_id,
+        retention,
     };
     if !follow_conversion(&ctx, record).await? {
         return Ok(false);
@@ -197,6 +251,8 @@ struct Linking<'a> {
     connection: &'a Connection,
     crm: &'a dyn Crm,
     message_id: &'a str,
+    /// The workspace's: a message skipped expires after it.
+    retention: Retention,
 }
 
 impl Linking<'_> {
@@ -296,8 +352,15 @@ impl Linking<'_> {
     }
 }
 
-/// Marks a message not synced on purpose, and logs why.
-async fn skip(deps: &Deps, chat: &Chat, message_id: &str, reason: &str) -> Result<(), WorkError> {
+/// Marks a message not synced on purpose (it expires after the workspace's
+/// retention), and logs why.
+async fn skip(
+    deps: &Deps,
+    retention: Retention,
+    chat: &Chat,
+    message_id: &str,
+    reason: &str,
+) -> Result<(), WorkError> {
     // Logged first: once the state says skipped, the log says why.
     synclog::record(
         deps.store.as_ref(),
@@ -310,13 +373,13 @@ async fn skip(deps: &Deps, chat: &Chat, message_id: &str, reason: &str) -> Resul
     )
     .await;
     deps.store
-        .set_message_state(
+        .finish_message(
             &chat.workspace_id,
             message_id,
             &MessageState::Skipped {
                 reason: reason.to_owned(),
             },
-            None,
+            retention.counted_from(deps.clock.now()),
         )
         .await?;
     Ok(())
@@ -398,7 +461,7 @@ async fn stop_chat(ctx: &Linking<'_>, record: &RecordRef, reason: &str) -> Resul
         json!({ "record": record, "reason": reason }),
     )
     .await;
-    skip(ctx.deps, ctx.chat, ctx.message_id, reason).await
+    skip(ctx.deps, ctx.retention, ctx.chat, ctx.message_id, reason).await
 }
 
 /// The contact's new WhatsApp name, if they renamed themselves and the chat's

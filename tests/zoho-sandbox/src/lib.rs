@@ -330,6 +330,11 @@ impl SandboxHandle {
         self.shared.store().revoke_all_refresh_tokens();
     }
 
+    /// While `down`, token revocations fail with 503 and revoke nothing.
+    pub fn set_revocation_outage(&self, down: bool) {
+        self.shared.store().revocation_outage = down;
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.store().requests.clone()
     }

@@ -381,6 +381,13 @@ async fn revoke(State(sh): State<AppState>, RawQuery(q): RawQuery, body: Bytes) 
     for (k, v) in url::form_urlencoded::parse(&body).into_owned() {
         p.insert(k, v);
     }
+    if sh.store().revocation_outage {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "failure", "error": "service_unavailable"})),
+        )
+            .into_response();
+    }
     let ok = p.get("token").is_some_and(|t| sh.store().revoke(t));
     if ok {
         (StatusCode::OK, axum::Json(json!({"status": "success"}))).into_response()

@@ -163,6 +163,8 @@ pub struct Store {
     pub credits_used: u64,
     pub credit_limit: Option<u64>,
     pub token_refreshes: u64,
+    /// While set, the revoke endpoint answers 503, as during an outage.
+    pub revocation_outage: bool,
     pub max_concurrency: usize,
     pub refresh_limit: u32,
     next_id: u64,
@@ -235,6 +237,7 @@ impl Store {
             lost_response: None,
             credits_used: 0,
             token_refreshes: 0,
+            revocation_outage: false,
             next_id: 5_725_767_000_000_400_001,
             cfg,
         };
