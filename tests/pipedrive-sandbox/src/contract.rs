@@ -52,7 +52,11 @@ pub struct ContractViolation {
 
 impl fmt::Display for ContractViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}: {}", self.method, self.path, self.direction, self.message)
+        write!(
+            f,
+            "{} {} {}: {}",
+            self.method, self.path, self.direction, self.message
+        )
     }
 }
 
@@ -69,9 +73,14 @@ pub enum Body {
     Json(Value),
     /// `application/x-www-form-urlencoded` or `multipart/form-data` fields
     /// (files as their file name).
-    Fields { media_type: String, fields: Map<String, Value> },
+    Fields {
+        media_type: String,
+        fields: Map<String, Value>,
+    },
     /// Something that is neither (or JSON that does not parse).
-    Other { media_type: String },
+    Other {
+        media_type: String,
+    },
 }
 
 fn null_allowed(mut s: Value) -> Value {
@@ -112,7 +121,11 @@ fn transform(v: &Value, mode: Mode) -> Value {
                             .iter()
                             .map(|(name, p)| {
                                 let t = transform(p, mode);
-                                let t = if mode == Mode::Response { null_allowed(t) } else { t };
+                                let t = if mode == Mode::Response {
+                                    null_allowed(t)
+                                } else {
+                                    t
+                                };
                                 (name.clone(), t)
                             })
                             .collect();
@@ -146,31 +159,39 @@ fn generic_error_schema() -> Value {
     })
 }
 
-type Cache = Mutex<HashMap<String, Option<Arc<Validator>>>>;
+type Compiled = Result<Arc<Validator>, String>;
+type Cache = Mutex<HashMap<String, Compiled>>;
 
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-fn compile(key: String, schema: impl FnOnce() -> Option<Value>) -> Option<Arc<Validator>> {
+/// Compiles (once) the schema cached under `key`. A schema that does not
+/// compile is a defect of the files or of [`transform`]: it is reported as
+/// a violation instead of silently skipping the check.
+fn compile(key: String, schema: impl FnOnce() -> Value) -> Compiled {
     if let Some(v) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return v.clone();
     }
-    let compiled = schema().and_then(|s| {
-        match jsonschema::options().with_draft(Draft::Draft4).build(&s) {
-            Ok(v) => Some(Arc::new(v)),
-            Err(e) => {
-                tracing::error!(%key, error = %e, "OAS schema does not compile");
-                None
-            }
-        }
-    });
+    let compiled = jsonschema::options()
+        .with_draft(Draft::Draft4)
+        .build(&schema())
+        .map(Arc::new)
+        .map_err(|e| format!("schema does not compile ({key}): {e}"));
     cache()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, compiled.clone());
     compiled
+}
+
+/// Validates `instance` against the schema compiled under `key`.
+fn validate(key: String, schema: impl FnOnce() -> Value, instance: &Value) -> Option<String> {
+    match compile(key, schema) {
+        Ok(v) => run(&v, instance),
+        Err(e) => Some(e),
+    }
 }
 
 fn run(validator: &Validator, instance: &Value) -> Option<String> {
@@ -236,21 +257,28 @@ fn check_scalar(name: &str, value: &str, schema: &Value) -> Option<String> {
     match scalar_type(schema) {
         Some("integer") if value.parse::<i64>().is_err() => return bad("an integer"),
         Some("number") if value.parse::<f64>().is_err() => return bad("a number"),
-        Some("boolean") if value != "true" && value != "false" => return bad("a boolean (true/false)"),
+        Some("boolean") if value != "true" && value != "false" => {
+            return bad("a boolean (true/false)");
+        }
         _ => {}
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         for part in value.split(',') {
             let ok = allowed.iter().any(|a| match a {
                 Value::String(s) => s == part,
-                other => other.to_string() == part,
+                other => serde_json::from_str::<Value>(part).ok().as_ref() == Some(other),
             });
             if !ok {
-                return Some(format!("parameter {name}: {part:?} is not one of {}", Value::Array(allowed.clone())));
+                return Some(format!(
+                    "parameter {name}: {part:?} is not one of {}",
+                    Value::Array(allowed.clone())
+                ));
             }
         }
     }
-    if schema.get("format").and_then(Value::as_str) == Some("uuid") && uuid::Uuid::parse_str(value).is_err() {
+    if schema.get("format").and_then(Value::as_str) == Some("uuid")
+        && uuid::Uuid::parse_str(value).is_err()
+    {
         return bad("a UUID");
     }
     None
@@ -272,7 +300,10 @@ pub fn check_parameters(m: &Matched, query: &[(String, String)]) -> Vec<String> 
         };
         let schema = p.get("schema").cloned().unwrap_or(Value::Null);
         let given: Option<&str> = match place {
-            "query" => query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()),
+            "query" => query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str()),
             "path" => m.param(name),
             _ => continue,
         };
@@ -316,19 +347,18 @@ pub fn check_request_body(op: &Operation, body: &Body) -> Option<String> {
     };
     let Some(entry) = contents.get(&media) else {
         let documented: Vec<&String> = contents.keys().collect();
-        return Some(format!("content type {media} not documented (documented: {documented:?})"));
+        return Some(format!(
+            "content type {media} not documented (documented: {documented:?})"
+        ));
     };
-    let Some(schema) = entry.get("schema") else {
-        return None;
-    };
+    let schema = entry.get("schema")?;
     let instance = match (body, instance) {
         (_, Some(v)) => v.clone(),
         (Body::Fields { fields, .. }, None) => coerce_fields(fields, schema),
         _ => return Some(format!("{media} body does not parse")),
     };
     let key = format!("req {} {}", op.label(), media);
-    let validator = compile(key, || Some(transform(schema, Mode::Request)))?;
-    run(&validator, &instance)
+    validate(key, || transform(schema, Mode::Request), &instance)
 }
 
 /// Checks a JSON response body sent with `status`.
@@ -345,8 +375,7 @@ pub fn check_response(op: &Operation, status: u16, body: Option<&Value>) -> Opti
             match (schema, body) {
                 (Some(schema), Some(b)) => {
                     let key = format!("resp {} {status}", op.label());
-                    let v = compile(key, || Some(transform(schema, Mode::Response)))?;
-                    run(&v, b)
+                    validate(key, || transform(schema, Mode::Response), b)
                 }
                 (Some(_), None) => Some("documented JSON body missing".into()),
                 (None, _) => None,
@@ -355,7 +384,9 @@ pub fn check_response(op: &Operation, status: u16, body: Option<&Value>) -> Opti
         None if status >= 400 => check_generic_error(body),
         None => {
             let documented: Vec<&String> = responses.keys().collect();
-            Some(format!("status {status} not documented (documented: {documented:?})"))
+            Some(format!(
+                "status {status} not documented (documented: {documented:?})"
+            ))
         }
     }
 }
@@ -365,8 +396,7 @@ pub fn check_generic_error(body: Option<&Value>) -> Option<String> {
     let Some(b) = body else {
         return Some("error without a JSON body".into());
     };
-    let v = compile("generic error".into(), || Some(generic_error_schema()))?;
-    run(&v, b)
+    validate("generic error".into(), generic_error_schema, b)
 }
 
 /// Parses a body for checking and recording.
@@ -436,22 +466,84 @@ mod tests {
         assert_eq!(check_response(m.op, 200, Some(&ok)), None);
         let bad = json!({"success": true, "data": {"id": "7", "phones": ["+351"]}});
         assert!(check_response(m.op, 200, Some(&bad)).is_some());
-        let err = json!({"success": false, "error": "Person not found", "error_info": "x", "data": null});
+        let err =
+            json!({"success": false, "error": "Person not found", "error_info": "x", "data": null});
         assert_eq!(check_response(m.op, 404, Some(&err)), None);
-        assert!(check_response(m.op, 201, Some(&ok)).is_some(), "undocumented success status");
+        assert!(
+            check_response(m.op, 201, Some(&ok)).is_some(),
+            "undocumented success status"
+        );
+    }
+
+    /// Every request and response schema of both files compiles after
+    /// [`transform`] (so no check is ever skipped).
+    #[test]
+    fn every_schema_compiles() {
+        let s = spec::spec().expect("spec");
+        let mut failures = Vec::new();
+        for op in &s.operations {
+            let Some(o) = s.operation_json(op) else {
+                continue;
+            };
+            let bodies = o.pointer("/requestBody/content").and_then(Value::as_object);
+            for (media, c) in bodies.into_iter().flatten() {
+                if let Some(schema) = c.get("schema") {
+                    let key = format!("req {} {media}", op.label());
+                    failures.extend(compile(key, || transform(schema, Mode::Request)).err());
+                }
+            }
+            for (status, r) in o
+                .get("responses")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(schema) = r.pointer("/content/application~1json/schema") {
+                    let key = format!("resp {} {status}", op.label());
+                    failures.extend(compile(key, || transform(schema, Mode::Response)).err());
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 
     #[test]
     fn parameters() {
         let m = find("GET", "/api/v2/persons/search");
         let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
-        assert!(check_parameters(&m, &q(&[("term", "+351"), ("fields", "phone,name"), ("exact_match", "true")])).is_empty());
-        assert_eq!(check_parameters(&m, &q(&[("term", "x"), ("exact_match", "1")])).len(), 1);
-        assert_eq!(check_parameters(&m, &q(&[("exact_match", "true")])).len(), 1, "term is required");
-        assert_eq!(check_parameters(&m, &q(&[("term", "ab"), ("fields", "phones")])).len(), 1);
-        assert_eq!(check_parameters(&m, &q(&[("term", "ab"), ("foo", "1")])).len(), 1);
+        assert!(
+            check_parameters(
+                &m,
+                &q(&[
+                    ("term", "+351"),
+                    ("fields", "phone,name"),
+                    ("exact_match", "true")
+                ])
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            check_parameters(&m, &q(&[("term", "x"), ("exact_match", "1")])).len(),
+            1
+        );
+        assert_eq!(
+            check_parameters(&m, &q(&[("exact_match", "true")])).len(),
+            1,
+            "term is required"
+        );
+        assert_eq!(
+            check_parameters(&m, &q(&[("term", "ab"), ("fields", "phones")])).len(),
+            1
+        );
+        assert_eq!(
+            check_parameters(&m, &q(&[("term", "ab"), ("foo", "1")])).len(),
+            1
+        );
         let m = find("GET", "/v1/leads/not-a-uuid");
         assert_eq!(check_parameters(&m, &[]).len(), 1);
     }

@@ -99,7 +99,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
-pub use config::{DEFAULT_SCOPES, Plan, PipedriveSandboxConfig, SeedCompany, SeedUser};
+pub use config::{DEFAULT_SCOPES, PipedriveSandboxConfig, Plan, SeedCompany, SeedUser};
 pub use contract::ContractViolation;
 pub use store::IssuedTokens;
 
@@ -160,7 +160,9 @@ pub struct PipedriveSandbox;
 impl PipedriveSandbox {
     /// Binds 127.0.0.1:`config.port` and serves in the background. The
     /// OpenAPI files are parsed on the first start in the process.
-    pub async fn start(config: PipedriveSandboxConfig) -> Result<PipedriveSandboxHandle, SandboxError> {
+    pub async fn start(
+        config: PipedriveSandboxConfig,
+    ) -> Result<PipedriveSandboxHandle, SandboxError> {
         spec::spec()?;
         let bound = sandbox_kit::Bound::loopback(config.port).await?;
         let max_body = config.file_max_bytes.saturating_add(1024 * 1024);
@@ -169,7 +171,10 @@ impl PipedriveSandbox {
             max_body,
             store: Mutex::new(store::Store::new(config, bound.base_url.clone())),
         });
-        let served = bound.serve(server::router(Arc::clone(&shared), max_body), "pipedrive sandbox");
+        let served = bound.serve(
+            server::router(Arc::clone(&shared), max_body),
+            "pipedrive sandbox",
+        );
         Ok(PipedriveSandboxHandle { shared, served })
     }
 }
@@ -218,7 +223,10 @@ impl PipedriveSandboxHandle {
     /// A person of the home company, deleted or not.
     pub fn person(&self, id: u64) -> Option<Value> {
         let st = self.st();
-        st.persons.get(&id).filter(|p| p.company_id == st.home_company()).map(store::Person::json)
+        st.persons
+            .get(&id)
+            .filter(|p| p.company_id == st.home_company())
+            .map(store::Person::json)
     }
 
     /// Creates a person (v2 body, v2 validation) as the authorizing user;
@@ -350,7 +358,10 @@ impl PipedriveSandboxHandle {
     /// such as `/api/v2/persons/{id}` matches any id) is carried out, but the
     /// client gets `status` instead of the answer.
     pub fn lose_next_response(&self, method: &str, path: &str, status: u16) {
-        self.st().faults.lost.push((method.to_string(), path.to_string(), status));
+        self.st()
+            .faults
+            .lost
+            .push((method.to_string(), path.to_string(), status));
     }
 
     /// The next `n` API calls wait `delay` before being handled.
@@ -405,7 +416,11 @@ impl PipedriveSandboxHandle {
 
     /// Contract violations seen so far, one line each.
     pub fn contract_violations(&self) -> Vec<String> {
-        self.st().violations.iter().map(ToString::to_string).collect()
+        self.st()
+            .violations
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     pub fn contract_violation_details(&self) -> Vec<ContractViolation> {
@@ -417,7 +432,11 @@ impl PipedriveSandboxHandle {
     /// `DELETE <callback_url>` with Basic client credentials and
     /// `{client_id, company_id, user_id, timestamp}`. Returns the callback's
     /// status (Pipedrive ignores it).
-    pub async fn send_uninstall(&self, callback_url: &str, user_email: &str) -> Result<u16, SandboxError> {
+    pub async fn send_uninstall(
+        &self,
+        callback_url: &str,
+        user_email: &str,
+    ) -> Result<u16, SandboxError> {
         let (body, auth) = {
             let mut st = self.st();
             let (user_id, company_id) = st

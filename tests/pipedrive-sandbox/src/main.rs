@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pipedrive_sandbox::{Plan, PipedriveSandbox, PipedriveSandboxConfig};
+use pipedrive_sandbox::{PipedriveSandbox, PipedriveSandboxConfig, Plan};
 
 const USAGE: &str = "usage: pipedrive-sandbox --port <p> --client-id <id> --client-secret <s> \
 [--redirect-uri <uri>] [--plan lite|growth|premium|ultimate] [--seats <n>] [--daily-budget <tokens>] \
@@ -15,7 +15,11 @@ fn parse_args(args: &[String]) -> Result<PipedriveSandboxConfig, String> {
     let mut cfg = PipedriveSandboxConfig::default();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
             "--port" => cfg.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
@@ -24,11 +28,14 @@ fn parse_args(args: &[String]) -> Result<PipedriveSandboxConfig, String> {
             "--redirect-uri" => cfg.redirect_uri = Some(value()?),
             "--plan" => {
                 let v = value()?;
-                cfg.company.plan = Plan::parse(&v).ok_or_else(|| format!("--plan: unknown plan {v}"))?;
+                cfg.company.plan =
+                    Plan::parse(&v).ok_or_else(|| format!("--plan: unknown plan {v}"))?;
             }
             "--seats" => cfg.company.seats = num(value()?)?,
             "--daily-budget" => cfg.company.daily_budget = Some(num(value()?)?),
-            "--search-index-delay-ms" => cfg.search_index_delay = Duration::from_millis(num(value()?)?),
+            "--search-index-delay-ms" => {
+                cfg.search_index_delay = Duration::from_millis(num(value()?)?)
+            }
             "--access-token-ttl-secs" => cfg.access_token_ttl = Duration::from_secs(num(value()?)?),
             "--conversion-polls" => {
                 cfg.conversion_polls = value()?.parse().map_err(|e| format!("{flag}: {e}"))?;

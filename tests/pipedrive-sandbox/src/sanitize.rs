@@ -7,7 +7,9 @@
 //! together with their content, strips every other tag (keeping its text)
 //! and comments, and escapes stray `<`/`>`.
 
-const KEEP: &[&str] = &["p", "br", "b", "strong", "i", "em", "u", "a", "ul", "ol", "li"];
+const KEEP: &[&str] = &[
+    "p", "br", "b", "strong", "i", "em", "u", "a", "ul", "ol", "li",
+];
 const DROP_WITH_CONTENT: &[&str] = &[
     "script", "style", "iframe", "object", "embed", "template", "noscript", "title",
 ];
@@ -42,11 +44,23 @@ fn parse_tag(s: &str) -> Option<(Tag, usize)> {
         }
         match bytes.get(i) {
             None => return None,
-            Some(b'>') => return Some((Tag { name, closing, attrs }, i + 1)),
+            Some(b'>') => {
+                return Some((
+                    Tag {
+                        name,
+                        closing,
+                        attrs,
+                    },
+                    i + 1,
+                ));
+            }
             _ => {}
         }
         let a_start = i;
-        while i < bytes.len() && !bytes[i].is_ascii_whitespace() && !matches!(bytes[i], b'=' | b'>' | b'/') {
+        while i < bytes.len()
+            && !bytes[i].is_ascii_whitespace()
+            && !matches!(bytes[i], b'=' | b'>' | b'/')
+        {
             i += 1;
         }
         let attr = s[a_start..i].to_ascii_lowercase();
@@ -91,7 +105,10 @@ fn safe_href(href: &str) -> bool {
 }
 
 fn escape_attr(v: &str) -> String {
-    v.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+    v.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Sanitises note HTML (see module docs).
@@ -142,7 +159,11 @@ pub fn sanitize(html: &str) -> String {
                 out.push('>');
             }
             (false, "a") => {
-                let href = tag.attrs.iter().find(|(k, _)| k == "href").map(|(_, v)| v.as_str());
+                let href = tag
+                    .attrs
+                    .iter()
+                    .find(|(k, _)| k == "href")
+                    .map(|(_, v)| v.as_str());
                 match href.filter(|h| safe_href(h)) {
                     Some(h) => out.push_str(&format!("<a href=\"{}\">", escape_attr(h))),
                     None => out.push_str("<a>"),
@@ -165,7 +186,8 @@ mod tests {
 
     #[test]
     fn keeps_the_allowed_tags() {
-        let html = "<p><b>WhatsApp Chat</b></p><p>09:14 ← Ana: Hi!<br/>09:15 → Rui: <em>Hello</em></p>";
+        let html =
+            "<p><b>WhatsApp Chat</b></p><p>09:14 ← Ana: Hi!<br/>09:15 → Rui: <em>Hello</em></p>";
         assert_eq!(
             sanitize(html),
             "<p><b>WhatsApp Chat</b></p><p>09:14 ← Ana: Hi!<br>09:15 → Rui: <em>Hello</em></p>"
@@ -175,9 +197,15 @@ mod tests {
 
     #[test]
     fn drops_scripts_handlers_and_unknown_tags() {
-        assert_eq!(sanitize("<p onclick=\"x()\">a<script>alert(1)</script>b</p>"), "<p>ab</p>");
+        assert_eq!(
+            sanitize("<p onclick=\"x()\">a<script>alert(1)</script>b</p>"),
+            "<p>ab</p>"
+        );
         assert_eq!(sanitize("<div><span style='x'>t</span></div>"), "t");
-        assert_eq!(sanitize("<a href=\"javascript:alert(1)\">x</a>"), "<a>x</a>");
+        assert_eq!(
+            sanitize("<a href=\"javascript:alert(1)\">x</a>"),
+            "<a>x</a>"
+        );
         assert_eq!(
             sanitize("<a href='https://x.example/?a=1&b=2' target=_blank>x</a>"),
             "<a href=\"https://x.example/?a=1&amp;b=2\">x</a>"

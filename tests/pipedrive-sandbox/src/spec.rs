@@ -104,7 +104,11 @@ pub fn spec() -> Result<&'static Spec, SpecError> {
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
 
-fn operations_of(version: Version, doc: &Value, file: &'static str) -> Result<Vec<Operation>, SpecError> {
+fn operations_of(
+    version: Version,
+    doc: &Value,
+    file: &'static str,
+) -> Result<Vec<Operation>, SpecError> {
     let paths = doc
         .get("paths")
         .and_then(Value::as_object)
@@ -128,10 +132,12 @@ fn operations_of(version: Version, doc: &Value, file: &'static str) -> Result<Ve
             let segments = template
                 .trim_matches('/')
                 .split('/')
-                .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(name) => Segment::Param(name.to_string()),
-                    None => Segment::Literal(s.to_string()),
-                })
+                .map(
+                    |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        Some(name) => Segment::Param(name.to_string()),
+                        None => Segment::Literal(s.to_string()),
+                    },
+                )
                 .collect();
             out.push(Operation {
                 version,
@@ -160,7 +166,10 @@ pub fn split_path(path: &str) -> Option<(Version, &str)> {
     }
     let (version, rest) = if let Some(r) = path.strip_prefix("/api/v2") {
         (Version::V2, r)
-    } else if let Some(r) = path.strip_prefix("/api/v1").or_else(|| path.strip_prefix("/v1")) {
+    } else if let Some(r) = path
+        .strip_prefix("/api/v1")
+        .or_else(|| path.strip_prefix("/v1"))
+    {
         (Version::V1, r)
     } else {
         return None;
@@ -277,14 +286,21 @@ mod tests {
         assert!(m.op.is_search());
         assert!(m.op.scopes.iter().any(|x| x == "search:read"));
         let m = s.find("GET", "/api/v2/persons/42").expect("get person");
-        assert_eq!((m.op.template.as_str(), m.op.token_cost), ("/persons/{id}", 1));
+        assert_eq!(
+            (m.op.template.as_str(), m.op.token_cost),
+            ("/persons/{id}", 1)
+        );
         assert_eq!(m.param("id"), Some("42"));
         let m = s.find("POST", "/api/v1/leads").expect("create lead");
         assert_eq!(m.op.token_cost, 10);
         assert_eq!(m.op.scopes, vec!["leads:full".to_string()]);
         let m = s.find("POST", "/v1/notes").expect("create note");
         assert_eq!(m.op.label(), "POST /v1/notes");
-        assert_eq!(s.find("POST", "/oauth/token/").map(|m| m.op.template.as_str()), Some("/oauth/token/"));
+        assert_eq!(
+            s.find("POST", "/oauth/token/")
+                .map(|m| m.op.template.as_str()),
+            Some("/oauth/token/")
+        );
         assert!(s.find("POST", "/v1/oauth/token").is_none());
         assert!(s.find("GET", "/api/v2/users").is_none());
         assert!(s.scope_names().iter().any(|x| x == "contacts:full"));

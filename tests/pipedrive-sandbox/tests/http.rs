@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use pipedrive_sandbox::{
-    Plan, PipedriveSandbox, PipedriveSandboxConfig, PipedriveSandboxHandle, SeedUser,
+    PipedriveSandbox, PipedriveSandboxConfig, PipedriveSandboxHandle, Plan, SeedUser,
 };
 use reqwest::header::HeaderMap;
 use reqwest::redirect::Policy;
@@ -41,8 +41,15 @@ pub struct Answer {
 impl Pd {
     pub async fn with(cfg: PipedriveSandboxConfig) -> Self {
         let sb = PipedriveSandbox::start(cfg).await.expect("sandbox starts");
-        let token = sb.issue_tokens("ana@acme.example").expect("tokens").access_token;
-        Self { sb, token, http: client() }
+        let token = sb
+            .issue_tokens("ana@acme.example")
+            .expect("tokens")
+            .access_token;
+        Self {
+            sb,
+            token,
+            http: client(),
+        }
     }
 
     pub async fn new() -> Self {
@@ -53,7 +60,13 @@ impl Pd {
         format!("{}{path}", self.sb.base_url())
     }
 
-    pub async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Answer {
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
         let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -63,7 +76,11 @@ impl Pd {
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer { status, body, headers }
+        Answer {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
@@ -101,21 +118,37 @@ async fn authorize(sb: &PipedriveSandboxHandle, state: &str) -> Vec<(String, Str
     let cfg = PipedriveSandboxConfig::default();
     let resp = client()
         .get(format!("{}/oauth/authorize", sb.base_url()))
-        .query(&[("client_id", cfg.client_id.as_str()), ("redirect_uri", REDIRECT), ("state", state)])
+        .query(&[
+            ("client_id", cfg.client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("state", state),
+        ])
         .send()
         .await
         .expect("authorize");
     assert_eq!(resp.status(), StatusCode::FOUND);
-    let loc = resp.headers()["location"].to_str().expect("location").to_string();
+    let loc = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
     assert!(loc.starts_with(REDIRECT), "{loc}");
-    url::Url::parse(&loc).expect("url").query_pairs().into_owned().collect()
+    url::Url::parse(&loc)
+        .expect("url")
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 fn param<'a>(pairs: &'a [(String, String)], k: &str) -> Option<&'a str> {
     pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
-async fn token_request(sb: &PipedriveSandboxHandle, path: &str, auth: Option<&str>, form: &[(&str, &str)]) -> Answer {
+async fn token_request(
+    sb: &PipedriveSandboxHandle,
+    path: &str,
+    auth: Option<&str>,
+    form: &[(&str, &str)],
+) -> Answer {
     let mut req = client().post(format!("{}{path}", sb.base_url())).form(form);
     if let Some(a) = auth {
         req = req.header("authorization", a);
@@ -124,7 +157,11 @@ async fn token_request(sb: &PipedriveSandboxHandle, path: &str, auth: Option<&st
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.json().await.unwrap_or(Value::Null);
-    Answer { status, body, headers }
+    Answer {
+        status,
+        body,
+        headers,
+    }
 }
 
 async fn exchange_code(sb: &PipedriveSandboxHandle, code: &str) -> Answer {
@@ -132,7 +169,11 @@ async fn exchange_code(sb: &PipedriveSandboxHandle, code: &str) -> Answer {
         sb,
         "/oauth/token",
         Some(&default_basic()),
-        &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+        ],
     )
     .await
 }
@@ -143,9 +184,14 @@ fn description(a: &Answer) -> &str {
 
 #[tokio::test]
 async fn code_flow_issues_tokens_for_the_authorizing_user() {
-    let cfg = PipedriveSandboxConfig { redirect_uri: Some(REDIRECT.into()), ..Default::default() };
+    let cfg = PipedriveSandboxConfig {
+        redirect_uri: Some(REDIRECT.into()),
+        ..Default::default()
+    };
     let pd = Pd::with(cfg).await;
-    pd.sb.set_authorizing_user("bruno@acme.example").expect("user");
+    pd.sb
+        .set_authorizing_user("bruno@acme.example")
+        .expect("user");
     let cb = authorize(&pd.sb, "st 1").await;
     assert_eq!(param(&cb, "state"), Some("st 1"));
     let code = param(&cb, "code").expect("code").to_string();
@@ -155,18 +201,27 @@ async fn code_flow_issues_tokens_for_the_authorizing_user() {
     assert_eq!(a.body["expires_in"], 3599);
     assert_eq!(a.body["api_domain"], pd.sb.base_url().as_str());
     let scope = a.body["scope"].as_str().expect("scope");
-    assert!(scope.split(',').any(|s| s == "base") && scope.contains("contacts:full"), "{scope}");
+    assert!(
+        scope.split(',').any(|s| s == "base") && scope.contains("contacts:full"),
+        "{scope}"
+    );
     let access = a.body["access_token"].as_str().expect("access");
     let me = pd.call_as(access, Method::GET, "/v1/users/me", None).await;
     assert_eq!(me.body["data"]["email"], "bruno@acme.example");
     // Codes are single-use.
     let again = exchange_code(&pd.sb, &code).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
-    assert_eq!(description(&again), "Invalid grant: authorization_code is invalid");
+    assert_eq!(
+        description(&again),
+        "Invalid grant: authorization_code is invalid"
+    );
     // A callback other than the registered one is refused without redirect.
     let bad = client()
         .get(pd.url("/oauth/authorize"))
-        .query(&[("client_id", "pd-sandbox-client"), ("redirect_uri", "https://evil.example/cb")])
+        .query(&[
+            ("client_id", "pd-sandbox-client"),
+            ("redirect_uri", "https://evil.example/cb"),
+        ])
         .send()
         .await
         .expect("authorize");
@@ -181,7 +236,10 @@ async fn code_flow_issues_tokens_for_the_authorizing_user() {
 
 #[tokio::test]
 async fn token_endpoint_errors_use_the_documented_messages() {
-    let cfg = PipedriveSandboxConfig { code_ttl: Duration::from_millis(50), ..Default::default() };
+    let cfg = PipedriveSandboxConfig {
+        code_ttl: Duration::from_millis(50),
+        ..Default::default()
+    };
     let pd = Pd::with(cfg).await;
     let json_body = client()
         .post(pd.url("/oauth/token"))
@@ -192,50 +250,113 @@ async fn token_endpoint_errors_use_the_documented_messages() {
         .expect("token");
     assert_eq!(json_body.status(), StatusCode::BAD_REQUEST);
     let b: Value = json_body.json().await.expect("json");
-    assert_eq!(b["error_description"], "Invalid request: content must be application/x-www-form-urlencoded");
-    let in_body = token_request(&pd.sb, "/oauth/token", None, &[("grant_type", "refresh_token"), ("refresh_token", "x"),
-        ("client_id", "pd-sandbox-client"), ("client_secret", "pd-sandbox-secret")]).await;
-    assert_eq!(description(&in_body), "Invalid client: cannot retrieve client credentials");
-    let wrong = token_request(&pd.sb, "/oauth/token", Some(&basic("pd-sandbox-client", "nope")), &[("grant_type", "refresh_token")]).await;
+    assert_eq!(
+        b["error_description"],
+        "Invalid request: content must be application/x-www-form-urlencoded"
+    );
+    let in_body = token_request(
+        &pd.sb,
+        "/oauth/token",
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", "pd-sandbox-client"),
+            ("client_secret", "pd-sandbox-secret"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        description(&in_body),
+        "Invalid client: cannot retrieve client credentials"
+    );
+    let wrong = token_request(
+        &pd.sb,
+        "/oauth/token",
+        Some(&basic("pd-sandbox-client", "nope")),
+        &[("grant_type", "refresh_token")],
+    )
+    .await;
     assert_eq!(description(&wrong), "Invalid client: client is invalid");
-    let missing = token_request(&pd.sb, "/oauth/token/", Some(&default_basic()), &[("code", "x")]).await;
+    let missing = token_request(
+        &pd.sb,
+        "/oauth/token/",
+        Some(&default_basic()),
+        &[("code", "x")],
+    )
+    .await;
     assert_eq!(description(&missing), "Missing parameter: grant_type");
-    let unsupported = token_request(&pd.sb, "/oauth/token", Some(&default_basic()), &[("grant_type", "password")]).await;
-    assert_eq!(description(&unsupported), "Unsupported grant type: grant_type is invalid");
+    let unsupported = token_request(
+        &pd.sb,
+        "/oauth/token",
+        Some(&default_basic()),
+        &[("grant_type", "password")],
+    )
+    .await;
+    assert_eq!(
+        description(&unsupported),
+        "Unsupported grant type: grant_type is invalid"
+    );
     let cb = authorize(&pd.sb, "s").await;
     tokio::time::sleep(Duration::from_millis(80)).await;
     let expired = exchange_code(&pd.sb, param(&cb, "code").expect("code")).await;
-    assert_eq!(description(&expired), "Invalid grant: authorization_code has expired");
+    assert_eq!(
+        description(&expired),
+        "Invalid grant: authorization_code has expired"
+    );
     // The JSON token request is the client's contract violation, nothing else.
     let v = pd.sb.contract_violations();
     assert_eq!(v.len(), 2, "{v:#?}");
-    assert!(v.iter().all(|x| x.contains("/oauth/token") && x.contains("request")), "{v:#?}");
+    assert!(
+        v.iter()
+            .all(|x| x.contains("/oauth/token") && x.contains("request")),
+        "{v:#?}"
+    );
 }
 
 #[tokio::test]
 async fn refresh_rotates_the_refresh_token() {
     let pd = Pd::new().await;
     let cb = authorize(&pd.sb, "s").await;
-    let first = exchange_code(&pd.sb, param(&cb, "code").expect("code")).await.body;
+    let first = exchange_code(&pd.sb, param(&cb, "code").expect("code"))
+        .await
+        .body;
     let rt1 = first["refresh_token"].as_str().expect("rt").to_string();
     let refresh = |rt: String| {
         let sb = pd.sb.clone();
         async move {
-            token_request(&sb, "/oauth/token", Some(&default_basic()), &[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await
+            token_request(
+                &sb,
+                "/oauth/token",
+                Some(&default_basic()),
+                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+            )
+            .await
         }
     };
     let second = refresh(rt1.clone()).await;
     assert_eq!(second.status, StatusCode::OK);
-    let rt2 = second.body["refresh_token"].as_str().expect("rt2").to_string();
+    let rt2 = second.body["refresh_token"]
+        .as_str()
+        .expect("rt2")
+        .to_string();
     assert_ne!(rt1, rt2, "refresh rotates the refresh token");
     assert_eq!(second.body["api_domain"], pd.sb.base_url().as_str());
     let reused = refresh(rt1).await;
     assert_eq!(reused.status, StatusCode::BAD_REQUEST);
-    assert_eq!(description(&reused), "Invalid grant: refresh_token is invalid");
+    assert_eq!(
+        description(&reused),
+        "Invalid grant: refresh_token is invalid"
+    );
     assert_eq!(refresh(rt2).await.status, StatusCode::OK);
     assert_eq!(pd.sb.token_refresh_count(), 2);
     let new_access = second.body["access_token"].as_str().expect("at");
-    assert_eq!(pd.call_as(new_access, Method::GET, "/v1/users/me", None).await.status, StatusCode::OK);
+    assert_eq!(
+        pd.call_as(new_access, Method::GET, "/v1/users/me", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
     pd.assert_clean();
 }
 
@@ -243,7 +364,10 @@ async fn refresh_rotates_the_refresh_token() {
 async fn revoking_the_refresh_token_uninstalls_for_the_user() {
     let pd = Pd::new().await;
     let t = pd.sb.issue_tokens("bruno@acme.example").expect("tokens");
-    let other = pd.sb.issue_tokens("bruno@acme.example").expect("second install");
+    let other = pd
+        .sb
+        .issue_tokens("bruno@acme.example")
+        .expect("second install");
     let revoke = |token: String, hint: &'static str| {
         let sb = pd.sb.clone();
         async move {
@@ -258,13 +382,47 @@ async fn revoking_the_refresh_token_uninstalls_for_the_user() {
         }
     };
     // Revoking an access token kills only that token.
-    assert_eq!(revoke(other.access_token.clone(), "access_token").await, StatusCode::OK);
-    assert_eq!(pd.call_as(&other.access_token, Method::GET, "/v1/users/me", None).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(pd.call_as(&t.access_token, Method::GET, "/v1/users/me", None).await.status, StatusCode::OK);
-    assert_eq!(revoke(t.refresh_token.clone(), "refresh_token").await, StatusCode::OK);
-    assert_eq!(pd.call_as(&t.access_token, Method::GET, "/v1/users/me", None).await.status, StatusCode::UNAUTHORIZED);
-    let r = token_request(&pd.sb, "/oauth/token", Some(&default_basic()), &[("grant_type", "refresh_token"), ("refresh_token", &other.refresh_token)]).await;
-    assert_eq!(description(&r), "Invalid grant: refresh_token is invalid", "all of the user's tokens die");
+    assert_eq!(
+        revoke(other.access_token.clone(), "access_token").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        pd.call_as(&other.access_token, Method::GET, "/v1/users/me", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        pd.call_as(&t.access_token, Method::GET, "/v1/users/me", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        revoke(t.refresh_token.clone(), "refresh_token").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        pd.call_as(&t.access_token, Method::GET, "/v1/users/me", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = token_request(
+        &pd.sb,
+        "/oauth/token",
+        Some(&default_basic()),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &other.refresh_token),
+        ],
+    )
+    .await;
+    assert_eq!(
+        description(&r),
+        "Invalid grant: refresh_token is invalid",
+        "all of the user's tokens die"
+    );
     // Ana is unaffected.
     assert_eq!(pd.get("/v1/users/me").await.status, StatusCode::OK);
 }
@@ -272,21 +430,53 @@ async fn revoking_the_refresh_token_uninstalls_for_the_user() {
 #[tokio::test]
 async fn api_authentication_and_scopes() {
     let pd = Pd::new().await;
-    let none = pd.http.get(pd.url("/api/v2/persons")).send().await.expect("send");
+    let none = pd
+        .http
+        .get(pd.url("/api/v2/persons"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     let body: Value = none.json().await.expect("json");
-    assert_eq!(body, json!({"success": false, "error": "unauthorized access", "errorCode": 401}));
-    let malformed = pd.http.get(pd.url("/v1/users/me")).header("authorization", "Token abc").send().await.expect("send");
+    assert_eq!(
+        body,
+        json!({"success": false, "error": "unauthorized access", "errorCode": 401})
+    );
+    let malformed = pd
+        .http
+        .get(pd.url("/v1/users/me"))
+        .header("authorization", "Token abc")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
     pd.sb.expire_access_tokens();
-    assert_eq!(pd.get("/v1/users/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        pd.get("/v1/users/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     pd.sb.set_app_scopes(&["base", "contacts:full"]);
-    let narrow = pd.sb.issue_tokens("ana@acme.example").expect("tokens").access_token;
+    let narrow = pd
+        .sb
+        .issue_tokens("ana@acme.example")
+        .expect("tokens")
+        .access_token;
     let users = pd.call_as(&narrow, Method::GET, "/v1/users", None).await;
     assert_eq!(users.status, StatusCode::FORBIDDEN);
     assert_eq!(users.body["error"], "Scope and URL mismatch");
-    assert_eq!(pd.call_as(&narrow, Method::GET, "/api/v2/persons", None).await.status, StatusCode::OK);
-    assert_eq!(pd.call_as(&narrow, Method::GET, "/v1/users/me", None).await.status, StatusCode::OK, "base is always granted");
+    assert_eq!(
+        pd.call_as(&narrow, Method::GET, "/api/v2/persons", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        pd.call_as(&narrow, Method::GET, "/v1/users/me", None)
+            .await
+            .status,
+        StatusCode::OK,
+        "base is always granted"
+    );
     pd.assert_clean();
 }
 
@@ -301,25 +491,50 @@ async fn users_me_and_users_per_company() {
         assert_eq!(d["company_domain"], "acme-sales");
         assert_eq!(d["is_you"], true);
     }
-    pd.sb.add_user(SeedUser { deleted: true, ..SeedUser::regular("Eva Gone", "eva@acme.example") });
+    pd.sb.add_user(SeedUser {
+        deleted: true,
+        ..SeedUser::regular("Eva Gone", "eva@acme.example")
+    });
     let users = pd.get("/v1/users").await;
     let list = users.body["data"].as_array().expect("users");
-    assert!(list.iter().all(|u| u["email"].as_str().is_some_and(|e| e.ends_with("@acme.example"))));
-    let ana = list.iter().find(|u| u["email"] == "ana@acme.example").expect("ana");
+    assert!(list.iter().all(|u| {
+        u["email"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("@acme.example"))
+    }));
+    let ana = list
+        .iter()
+        .find(|u| u["email"] == "ana@acme.example")
+        .expect("ana");
     assert_eq!(ana["access"][0]["admin"], true);
-    let diego = list.iter().find(|u| u["email"] == "diego@acme.example").expect("diego");
+    let diego = list
+        .iter()
+        .find(|u| u["email"] == "diego@acme.example")
+        .expect("diego");
     assert_eq!(diego["active_flag"], false);
-    let eva = list.iter().find(|u| u["email"] == "eva@acme.example").expect("eva");
+    let eva = list
+        .iter()
+        .find(|u| u["email"] == "eva@acme.example")
+        .expect("eva");
     assert_eq!(eva["is_deleted"], true);
     assert_eq!(pd.sb.users().len(), list.len());
     // A user of another company sees that company.
-    let greta = pd.sb.issue_tokens("greta@globex.example").expect("tokens").access_token;
+    let greta = pd
+        .sb
+        .issue_tokens("greta@globex.example")
+        .expect("tokens")
+        .access_token;
     let me = pd.call_as(&greta, Method::GET, "/v1/users/me", None).await;
     assert_ne!(me.body["data"]["company_id"], pd.sb.company_id());
     assert_eq!(me.body["data"]["company_name"], "Globex Trading");
     let theirs = pd.call_as(&greta, Method::GET, "/v1/users", None).await;
     assert_eq!(theirs.body["data"].as_array().map(Vec::len), Some(1));
-    assert_eq!(pd.call_as(&greta, Method::GET, "/api/v2/persons", None).await.status, StatusCode::OK);
+    assert_eq!(
+        pd.call_as(&greta, Method::GET, "/api/v2/persons", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
     assert!(pd.sb.tokens_used_by_company(7_200_002) > 0);
     pd.assert_clean();
 }
@@ -331,7 +546,11 @@ async fn daily_budget_runs_out_with_429_until_the_day_resets() {
     pd.sb.set_daily_budget(25);
     let me = pd.get("/v1/users/me").await; // x-token-cost 2
     assert_eq!(me.status, StatusCode::OK);
-    for h in ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"] {
+    for h in [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
         assert!(me.headers.contains_key(h), "{h}");
     }
     assert!(!me.headers.contains_key("retry-after"));
@@ -340,9 +559,19 @@ async fn daily_budget_runs_out_with_429_until_the_day_resets() {
     let refused = pd.get("/api/v2/persons").await; // 10 more would exceed 25
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.body["success"], false);
-    assert_ne!(refused.headers["x-ratelimit-remaining"], "0", "budget, not burst");
-    assert_eq!(pd.get("/v1/users/me").await.status, StatusCode::OK, "2 more still fit");
-    assert_eq!(pd.get("/v1/users/me").await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_ne!(
+        refused.headers["x-ratelimit-remaining"], "0",
+        "budget, not burst"
+    );
+    assert_eq!(
+        pd.get("/v1/users/me").await.status,
+        StatusCode::OK,
+        "2 more still fit"
+    );
+    assert_eq!(
+        pd.get("/v1/users/me").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(pd.sb.tokens_used(), 24);
     let costs: Vec<u64> = pd.sb.requests().iter().map(|r| r.token_cost).collect();
     assert_eq!(costs, vec![2, 20, 0, 2, 0]);
@@ -354,11 +583,20 @@ async fn daily_budget_runs_out_with_429_until_the_day_resets() {
 
 #[tokio::test]
 async fn budget_follows_plan_and_seats_and_retry_after_is_optional() {
-    let mut cfg = PipedriveSandboxConfig { retry_after_header: true, burst_limit: Some(3), ..Default::default() };
+    let mut cfg = PipedriveSandboxConfig {
+        retry_after_header: true,
+        burst_limit: Some(3),
+        ..Default::default()
+    };
     cfg.company.plan = Plan::Growth;
     cfg.company.seats = 2;
     let pd = Pd::with(cfg).await;
-    let usage = pd.http.get(pd.url("/__sandbox/usage")).send().await.expect("usage");
+    let usage = pd
+        .http
+        .get(pd.url("/__sandbox/usage"))
+        .send()
+        .await
+        .expect("usage");
     let usage: Value = usage.json().await.expect("json");
     assert_eq!(usage["daily_budget"], 120_000);
     for _ in 0..3 {
@@ -373,7 +611,11 @@ async fn budget_follows_plan_and_seats_and_retry_after_is_optional() {
     assert_eq!(pd.get("/v1/users/me").await.status, StatusCode::OK);
     pd.sb.set_bursts_enabled(true);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(pd.get("/v1/users/me").await.status, StatusCode::OK, "the window rolled on");
+    assert_eq!(
+        pd.get("/v1/users/me").await.status,
+        StatusCode::OK,
+        "the window rolled on"
+    );
     pd.assert_clean();
 }
 
@@ -390,7 +632,11 @@ async fn search_has_its_own_burst_limit() {
     }
     assert_eq!(statuses[..10], [200; 10]);
     assert_eq!(statuses[10], 429);
-    assert_eq!(pd.get("/api/v2/persons").await.status, StatusCode::OK, "other calls are not throttled");
+    assert_eq!(
+        pd.get("/api/v2/persons").await.status,
+        StatusCode::OK,
+        "other calls are not throttled"
+    );
     pd.assert_clean();
 }
 
@@ -398,17 +644,41 @@ async fn search_has_its_own_burst_limit() {
 async fn injected_faults() {
     let pd = Pd::new().await;
     pd.sb.fail_next(2, 503);
-    assert_eq!(pd.get("/v1/users/me").await.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(pd.get("/v1/users/me").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        pd.get("/v1/users/me").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        pd.get("/v1/users/me").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     assert_eq!(pd.get("/v1/users/me").await.status, StatusCode::OK);
-    let person = pd.post("/api/v2/persons", json!({"name": "Lost Answer"})).await;
+    let person = pd
+        .post("/api/v2/persons", json!({"name": "Lost Answer"}))
+        .await;
     let pid = person.body["data"]["id"].as_u64().expect("id");
     pd.sb.lose_next_response("POST", "/v1/notes", 504);
-    let note = pd.post("/api/v1/notes", json!({"content": "<p>hi</p>", "person_id": pid})).await;
+    let note = pd
+        .post(
+            "/api/v1/notes",
+            json!({"content": "<p>hi</p>", "person_id": pid}),
+        )
+        .await;
     assert_eq!(note.status, StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(pd.sb.notes_of("person", &pid.to_string()).len(), 1, "the note was created anyway");
-    pd.sb.lose_next_response("PATCH", "/api/v2/persons/{id}", 502);
-    let patched = pd.call(Method::PATCH, &format!("/api/v2/persons/{pid}"), Some(json!({"name": "Found"}))).await;
+    assert_eq!(
+        pd.sb.notes_of("person", &pid.to_string()).len(),
+        1,
+        "the note was created anyway"
+    );
+    pd.sb
+        .lose_next_response("PATCH", "/api/v2/persons/{id}", 502);
+    let patched = pd
+        .call(
+            Method::PATCH,
+            &format!("/api/v2/persons/{pid}"),
+            Some(json!({"name": "Found"})),
+        )
+        .await;
     assert_eq!(patched.status, StatusCode::BAD_GATEWAY);
     assert_eq!(pd.sb.person(pid).expect("person")["name"], "Found");
     pd.sb.slow_next(1, Duration::from_millis(300));
@@ -434,13 +704,29 @@ async fn contract_violations_are_recorded_for_malformed_requests() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let v = pd.sb.contract_violation_details();
     assert!(!v.is_empty());
-    assert!(v.iter().all(|x| x.direction == "request" && x.path == "/v1/leads"), "{v:#?}");
+    assert!(
+        v.iter()
+            .all(|x| x.direction == "request" && x.path == "/v1/leads"),
+        "{v:#?}"
+    );
     // A boolean query parameter sent as 1.
-    pd.get("/api/v2/persons/search?term=Ana&exact_match=1").await;
-    assert!(pd.sb.contract_violations().iter().any(|x| x.contains("exact_match")));
+    pd.get("/api/v2/persons/search?term=Ana&exact_match=1")
+        .await;
+    assert!(
+        pd.sb
+            .contract_violations()
+            .iter()
+            .any(|x| x.contains("exact_match"))
+    );
     // Unknown paths and unimplemented operations.
-    assert_eq!(pd.get("/api/v2/nothing").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(pd.get("/api/v2/activities").await.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(
+        pd.get("/api/v2/nothing").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        pd.get("/api/v2/activities").await.status,
+        StatusCode::NOT_IMPLEMENTED
+    );
 }
 
 #[tokio::test]
@@ -449,23 +735,38 @@ async fn uninstall_notice_reaches_the_callback() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
     let app = axum::Router::new().route(
         "/pipedrive/uninstall",
-        delete(move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
-            let tx = tx.clone();
-            async move {
-                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                let _ = tx.send((auth, body.0));
-                axum::http::StatusCode::OK
-            }
-        }),
+        delete(
+            move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+                let tx = tx.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let _ = tx.send((auth, body.0));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     let pd = Pd::new().await;
     let bruno = pd.sb.issue_tokens("bruno@acme.example").expect("tokens");
-    let status = pd.sb.send_uninstall(&format!("http://{addr}/pipedrive/uninstall"), "bruno@acme.example").await.expect("sent");
+    let status = pd
+        .sb
+        .send_uninstall(
+            &format!("http://{addr}/pipedrive/uninstall"),
+            "bruno@acme.example",
+        )
+        .await
+        .expect("sent");
     assert_eq!(status, 200);
     let (auth, body) = rx.recv().await.expect("notice");
     assert_eq!(auth, default_basic());
@@ -473,5 +774,10 @@ async fn uninstall_notice_reaches_the_callback() {
     assert_eq!(body["company_id"], pd.sb.company_id());
     assert_eq!(body["user_id"], bruno.user_id);
     assert!(body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
-    assert_eq!(pd.call_as(&bruno.access_token, Method::GET, "/v1/users/me", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        pd.call_as(&bruno.access_token, Method::GET, "/v1/users/me", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 }

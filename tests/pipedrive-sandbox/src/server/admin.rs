@@ -33,7 +33,10 @@ fn param(q: &Option<String>, k: &str) -> Option<String> {
 }
 
 fn bad(msg: &str) -> Response {
-    json_response(StatusCode::BAD_REQUEST, json!({"success": false, "error": msg}))
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({"success": false, "error": msg}),
+    )
 }
 
 async fn requests(State(sh): State<AppState>) -> Response {
@@ -55,15 +58,22 @@ async fn clear_requests(State(sh): State<AppState>) -> Response {
 }
 
 async fn violations(State(sh): State<AppState>) -> Response {
-    let list: Vec<String> = sh.store().violations.iter().map(ToString::to_string).collect();
+    let list: Vec<String> = sh
+        .store()
+        .violations
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     axum::Json(json!({"violations": list})).into_response()
 }
 
 async fn usage(State(sh): State<AppState>) -> Response {
     let st = sh.store();
     let home = st.home_company();
-    axum::Json(json!({"company_id": home, "tokens_used": st.limits.used(home),
-        "daily_budget": st.daily_budget(home)}))
+    axum::Json(
+        json!({"company_id": home, "tokens_used": st.limits.used(home),
+        "daily_budget": st.daily_budget(home)}),
+    )
     .into_response()
 }
 
@@ -74,7 +84,9 @@ async fn expire_tokens(State(sh): State<AppState>) -> Response {
 
 async fn fail_next(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
     let n = param(&q, "n").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let status = param(&q, "status").and_then(|v| v.parse().ok()).unwrap_or(500);
+    let status = param(&q, "status")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     sh.store().faults.fail = Some((n, status));
     ok_json()
 }

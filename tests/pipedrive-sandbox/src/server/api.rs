@@ -111,13 +111,20 @@ fn observed(mut resp: Response, o: Observed) -> Response {
 /// Parses the body into the handler's input (and, for multipart, the form
 /// the contract check and the record use).
 async fn read_input(req: Request) -> (Input, Option<CheckedBody>) {
-    let ct = content_type(req.headers()).unwrap_or("").to_ascii_lowercase();
+    let ct = content_type(req.headers())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ct.starts_with("multipart/form-data") {
         return read_multipart(req).await;
     }
     let bytes = match axum::body::to_bytes(req.into_body(), usize::MAX).await {
         Ok(b) => b,
-        Err(_) => return (Input::Invalid("Request body could not be read".into()), None),
+        Err(_) => {
+            return (
+                Input::Invalid("Request body could not be read".into()),
+                None,
+            );
+        }
     };
     let input = if bytes.is_empty() {
         Input::None
@@ -146,13 +153,20 @@ async fn read_multipart(req: Request) -> (Input, Option<CheckedBody>) {
             Ok(Some(field)) => {
                 let name = field.name().unwrap_or("").to_string();
                 let file_name = field.file_name().map(str::to_string);
-                let ct = field.content_type().unwrap_or("application/octet-stream").to_string();
+                let ct = field
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_string();
                 let Ok(bytes) = field.bytes().await else {
                     return invalid("Malformed multipart/form-data body");
                 };
                 match (name.as_str(), file_name) {
                     ("file", Some(file_name)) => {
-                        file = Some(Upload { file_name, content_type: ct, bytes: bytes.to_vec() });
+                        file = Some(Upload {
+                            file_name,
+                            content_type: ct,
+                            bytes: bytes.to_vec(),
+                        });
                     }
                     _ => {
                         fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
@@ -163,11 +177,15 @@ async fn read_multipart(req: Request) -> (Input, Option<CheckedBody>) {
             Err(_) => return invalid("Malformed multipart/form-data body"),
         }
     }
-    let mut checked: Map<String, Value> = fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let mut checked: Map<String, Value> =
+        fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     if let Some(f) = &file {
         checked.insert("file".into(), json!(f.file_name));
     }
-    let body = CheckedBody::Fields { media_type: "multipart/form-data".into(), fields: checked };
+    let body = CheckedBody::Fields {
+        media_type: "multipart/form-data".into(),
+        fields: checked,
+    };
     (Input::Multipart { fields, file }, Some(body))
 }
 
@@ -185,13 +203,20 @@ pub async fn api(State(sh): State<AppState>, req: Request) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let Some(m) = spec::spec().ok().and_then(|s| s.find(&method, &path)) else {
-        let msg = if spec::split_path(&path).is_some() { "Unknown method ." } else { "Not found" };
+        let msg = if spec::split_path(&path).is_some() {
+            "Unknown method ."
+        } else {
+            "Not found"
+        };
         return to_response(error(404, msg));
     };
     let Some(handler) = route(m.op) else {
         return to_response(error(
             501,
-            &format!("{} is not implemented by the Pipedrive sandbox", m.op.label()),
+            &format!(
+                "{} is not implemented by the Pipedrive sandbox",
+                m.op.label()
+            ),
         ));
     };
     let delay = sh.store().faults.take_slow();
@@ -216,7 +241,10 @@ pub async fn api(State(sh): State<AppState>, req: Request) -> Response {
         let (caller, scopes) = match st.authenticate(auth_header.as_deref()) {
             Ok(c) => c,
             Err(AuthFailure::Malformed) => {
-                return to_response(error(400, "Invalid request: malformed authorization header"));
+                return to_response(error(
+                    400,
+                    "Invalid request: malformed authorization header",
+                ));
             }
             Err(AuthFailure::Invalid) => {
                 return to_response(Reply::json(
@@ -242,15 +270,29 @@ pub async fn api(State(sh): State<AppState>, req: Request) -> Response {
     };
     let query = query_pairs(req.uri().query().unwrap_or(""));
     let (input, checked) = read_input(req).await;
-    let ctx = Ctx { caller, params: m.params.clone(), query, input };
+    let ctx = Ctx {
+        caller,
+        params: m.params.clone(),
+        query,
+        input,
+    };
     let reply = {
         let mut st = sh.store();
         let reply = handler(&mut st, &ctx);
-        match st.faults.take_lost(&method, |wanted| path_matches(wanted, &path, m.op)) {
+        match st
+            .faults
+            .take_lost(&method, |wanted| path_matches(wanted, &path, m.op))
+        {
             Some(status) => error(status, status_message(status)),
             None => reply,
         }
     };
     let resp = with_rate_headers(to_response(reply), rate, None);
-    observed(resp, Observed { token_cost: m.op.token_cost, body: checked })
+    observed(
+        resp,
+        Observed {
+            token_cost: m.op.token_cost,
+            body: checked,
+        },
+    )
 }

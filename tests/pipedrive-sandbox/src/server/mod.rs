@@ -61,20 +61,25 @@ pub(crate) fn to_response(r: Reply) -> Response {
             b.to_string(),
         )
             .into_response(),
-        ReplyBody::Bytes { content_type, bytes } => {
-            (status, [(header::CONTENT_TYPE, content_type)], bytes).into_response()
-        }
+        ReplyBody::Bytes {
+            content_type,
+            bytes,
+        } => (status, [(header::CONTENT_TYPE, content_type)], bytes).into_response(),
     }
 }
 
 pub(crate) fn content_type(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
 }
 
 pub(crate) fn query_pairs(raw: &str) -> Vec<(String, String)> {
     // form_urlencoded decodes `+` as a space, as Pipedrive's servers do with
     // an unencoded `+` in a phone number.
-    url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Response {
@@ -90,12 +95,20 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
         return to_response(r);
     };
     let checked = contract::classify_body(content_type(&parts.headers).unwrap_or(""), &bytes);
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let (rparts, rbody) = response.into_parts();
-    let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
+    let rbytes = axum::body::to_bytes(rbody, usize::MAX)
+        .await
+        .unwrap_or_default();
     let resp_json: Option<Value> = serde_json::from_slice(&rbytes).ok();
     let status = rparts.status.as_u16();
-    let observed = rparts.extensions.get::<Observed>().cloned().unwrap_or_default();
+    let observed = rparts
+        .extensions
+        .get::<Observed>()
+        .cloned()
+        .unwrap_or_default();
     let checked = observed.body.unwrap_or(checked);
 
     let mut violations = Vec::new();

@@ -13,7 +13,9 @@ fn page(status: StatusCode, message: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        format!("<!doctype html><html><body><h1>Pipedrive sandbox</h1><p>{message}</p></body></html>"),
+        format!(
+            "<!doctype html><html><body><h1>Pipedrive sandbox</h1><p>{message}</p></body></html>"
+        ),
     )
         .into_response()
 }
@@ -21,17 +23,25 @@ fn page(status: StatusCode, message: &str) -> Response {
 /// `GET /oauth/authorize`: the user "logs in and approves" at once, so the
 /// answer is the redirect to the callback (or the denial).
 pub async fn authorize(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let p: HashMap<String, String> = query_pairs(q.as_deref().unwrap_or("")).into_iter().collect();
+    let p: HashMap<String, String> = query_pairs(q.as_deref().unwrap_or(""))
+        .into_iter()
+        .collect();
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     let mut st = sh.store();
     if !st.known_client(get("client_id")) {
         return page(StatusCode::BAD_REQUEST, "Invalid client: client is invalid");
     }
     let Ok(mut url) = url::Url::parse(get("redirect_uri")) else {
-        return page(StatusCode::BAD_REQUEST, "Invalid request: redirect_uri is not a valid URI");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request: redirect_uri is not a valid URI",
+        );
     };
     if !st.redirect_allowed(get("redirect_uri")) {
-        return page(StatusCode::BAD_REQUEST, "Invalid request: redirect_uri is invalid");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request: redirect_uri is invalid",
+        );
     }
     let denied = std::mem::take(&mut st.oauth.deny_next);
     {
@@ -61,9 +71,11 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 
 /// `POST /oauth/token` and `/oauth/token/`.
 pub async fn token(State(sh): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = sh
-        .store()
-        .token(content_type(&headers), authorization(&headers), &form_of(&body));
+    let result = sh.store().token(
+        content_type(&headers),
+        authorization(&headers),
+        &form_of(&body),
+    );
     match result {
         Ok(v) => json_response(StatusCode::OK, v),
         Err(e) => json_response(

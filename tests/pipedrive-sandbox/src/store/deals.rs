@@ -4,7 +4,7 @@ use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
 use super::page::{keyset_page, v2_list, v2_sort};
-use super::validate::{Kind, Rule, check, failed, nullable, opt_u64, rule};
+use super::validate::{Kind, Rule, check, failed, nullable, opt_u64, require_text, rule};
 use super::{Caller, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339};
 
 const DEAL_RULES: &[Rule] = &[
@@ -98,7 +98,13 @@ pub struct Conversion {
 const PIPELINES: &[(&str, &[(&str, u64)])] = &[
     (
         "Sales pipeline",
-        &[("Qualified", 10), ("Contact Made", 20), ("Demo Scheduled", 40), ("Proposal Made", 60), ("Negotiations Started", 80)],
+        &[
+            ("Qualified", 10),
+            ("Contact Made", 20),
+            ("Demo Scheduled", 40),
+            ("Proposal Made", 60),
+            ("Negotiations Started", 80),
+        ],
     ),
     ("Partnerships", &[("Prospect", 10), ("Agreement", 50)]),
 ];
@@ -135,12 +141,17 @@ impl Store {
     }
 
     fn stage(&self, company_id: u64, id: u64) -> Option<&Stage> {
-        self.stages.iter().find(|s| s.id == id && s.company_id == company_id)
+        self.stages
+            .iter()
+            .find(|s| s.id == id && s.company_id == company_id)
     }
 
     fn first_stage(&self, company_id: u64, pipeline_id: Option<u64>) -> Option<&Stage> {
         let pipeline = match pipeline_id {
-            Some(p) => self.pipelines.iter().find(|x| x.id == p && x.company_id == company_id)?,
+            Some(p) => self
+                .pipelines
+                .iter()
+                .find(|x| x.id == p && x.company_id == company_id)?,
             None => self.pipelines.iter().find(|x| x.company_id == company_id)?,
         };
         self.stages
@@ -151,12 +162,22 @@ impl Store {
 
     /// Resolves `stage_id`/`pipeline_id` (stage wins; pipeline → its first
     /// stage; neither → first stage of the default pipeline).
-    pub fn resolve_stage(&self, company_id: u64, stage: Option<u64>, pipeline: Option<u64>) -> Result<(u64, u64), String> {
+    pub fn resolve_stage(
+        &self,
+        company_id: u64,
+        stage: Option<u64>,
+        pipeline: Option<u64>,
+    ) -> Result<(u64, u64), String> {
         match (stage, pipeline) {
             (Some(s), p) => {
-                let st = self.stage(company_id, s).ok_or_else(|| failed("stage_id", "no such stage"))?;
+                let st = self
+                    .stage(company_id, s)
+                    .ok_or_else(|| failed("stage_id", "no such stage"))?;
                 if p.is_some_and(|p| p != st.pipeline_id) {
-                    return Err(failed("stage_id", "stage does not belong to the given pipeline"));
+                    return Err(failed(
+                        "stage_id",
+                        "stage does not belong to the given pipeline",
+                    ));
                 }
                 Ok((st.id, st.pipeline_id))
             }
@@ -189,11 +210,20 @@ impl Store {
         Ok(())
     }
 
-    fn apply_deal(&self, company_id: u64, data: &mut Map<String, Value>, body: &Map<String, Value>) -> Result<(), String> {
+    fn apply_deal(
+        &self,
+        company_id: u64,
+        data: &mut Map<String, Value>,
+        body: &Map<String, Value>,
+    ) -> Result<(), String> {
         let t = rfc3339(now());
         let old_stage = data.get("stage_id").and_then(Value::as_u64);
         if body.contains_key("stage_id") || body.contains_key("pipeline_id") {
-            let (stage, pipeline) = self.resolve_stage(company_id, opt_u64(body, "stage_id"), opt_u64(body, "pipeline_id"))?;
+            let (stage, pipeline) = self.resolve_stage(
+                company_id,
+                opt_u64(body, "stage_id"),
+                opt_u64(body, "pipeline_id"),
+            )?;
             data.insert("stage_id".into(), json!(stage));
             data.insert("pipeline_id".into(), json!(pipeline));
             if old_stage.is_some_and(|o| o != stage) {
@@ -204,17 +234,38 @@ impl Store {
             match k.as_str() {
                 "stage_id" | "pipeline_id" | "is_deleted" | "archive_time" => {}
                 "custom_fields" => {
-                    if let (Some(target), Some(src)) = (data.get_mut("custom_fields").and_then(Value::as_object_mut), v.as_object()) {
+                    if let (Some(target), Some(src)) = (
+                        data.get_mut("custom_fields").and_then(Value::as_object_mut),
+                        v.as_object(),
+                    ) {
                         target.extend(src.iter().map(|(a, b)| (a.clone(), b.clone())));
                     }
                 }
                 "status" => {
                     let status = v.as_str().unwrap_or("open");
                     if data.get("status").and_then(Value::as_str) != Some(status) {
-                        let close = if status == "open" { Value::Null } else { json!(t) };
+                        let close = if status == "open" {
+                            Value::Null
+                        } else {
+                            json!(t)
+                        };
                         data.insert("close_time".into(), close);
-                        data.insert("won_time".into(), if status == "won" { json!(t) } else { Value::Null });
-                        data.insert("lost_time".into(), if status == "lost" { json!(t) } else { Value::Null });
+                        data.insert(
+                            "won_time".into(),
+                            if status == "won" {
+                                json!(t)
+                            } else {
+                                Value::Null
+                            },
+                        );
+                        data.insert(
+                            "lost_time".into(),
+                            if status == "lost" {
+                                json!(t)
+                            } else {
+                                Value::Null
+                            },
+                        );
                     }
                     data.insert("status".into(), json!(status));
                 }
@@ -223,7 +274,9 @@ impl Store {
                 }
             }
         }
-        if data.get("person_id").is_none_or(Value::is_null) && data.get("org_id").is_none_or(Value::is_null) {
+        if data.get("person_id").is_none_or(Value::is_null)
+            && data.get("org_id").is_none_or(Value::is_null)
+        {
             return Err("A deal must be linked to a person or an organization".into());
         }
         data.insert("update_time".into(), json!(t));
@@ -231,11 +284,14 @@ impl Store {
     }
 
     /// Creates a deal as `caller` after v2 validation; returns its id.
-    pub fn create_deal(&mut self, caller: Caller, body: &Map<String, Value>, source_lead_id: Option<&str>) -> Result<u64, String> {
+    pub fn create_deal(
+        &mut self,
+        caller: Caller,
+        body: &Map<String, Value>,
+        source_lead_id: Option<&str>,
+    ) -> Result<u64, String> {
         check(body, DEAL_RULES, |_| false)?;
-        if !body.get("title").and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty()) {
-            return Err(failed("title", "is required"));
-        }
+        require_text(body, "title")?;
         self.check_deal_refs(caller.company_id, body)?;
         let id = self.alloc_id();
         let t = rfc3339(now());
@@ -255,7 +311,11 @@ impl Store {
             return Err("internal".into());
         };
         // Resolve the stage even when neither was sent (default pipeline).
-        let (stage, pipeline) = self.resolve_stage(caller.company_id, opt_u64(body, "stage_id"), opt_u64(body, "pipeline_id"))?;
+        let (stage, pipeline) = self.resolve_stage(
+            caller.company_id,
+            opt_u64(body, "stage_id"),
+            opt_u64(body, "pipeline_id"),
+        )?;
         map.insert("stage_id".into(), json!(stage));
         map.insert("pipeline_id".into(), json!(pipeline));
         let mut rest = body.clone();
@@ -263,7 +323,13 @@ impl Store {
         rest.remove("pipeline_id");
         self.apply_deal(caller.company_id, map, &rest)?;
         map.insert("add_time".into(), json!(t));
-        self.deals.insert(id, Deal { company_id: caller.company_id, data: map.clone() });
+        self.deals.insert(
+            id,
+            Deal {
+                company_id: caller.company_id,
+                data: map.clone(),
+            },
+        );
         Ok(id)
     }
 
@@ -276,7 +342,9 @@ impl Store {
     }
 
     fn live_deal(&self, company_id: u64, id: u64) -> Option<&Deal> {
-        self.deals.get(&id).filter(|d| d.company_id == company_id && !d.is_deleted())
+        self.deals
+            .get(&id)
+            .filter(|d| d.company_id == company_id && !d.is_deleted())
     }
 
     // ------------------------------------------------------------ handlers
@@ -352,7 +420,10 @@ impl Store {
     fn list_deals_inner(&self, ctx: &Ctx) -> Result<Reply, Reply> {
         let int = |k: &str| -> Result<Option<u64>, Reply> {
             ctx.q(k)
-                .map(|v| v.parse::<u64>().map_err(|_| bad_request(failed(k, "must be an integer"))))
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| bad_request(failed(k, "must be an integer")))
+                })
                 .transpose()
         };
         let filters = [
@@ -362,14 +433,27 @@ impl Store {
             ("pipeline_id", int("pipeline_id")?),
             ("stage_id", int("stage_id")?),
         ];
-        let statuses: Vec<&str> = ctx.q("status").map_or(vec!["open", "won", "lost"], |s| s.split(',').collect());
-        if let Some(bad) = statuses.iter().find(|s| !["open", "won", "lost", "deleted"].contains(s)) {
-            return Err(bad_request(failed("status", &format!("{bad} is not one of open, won, lost, deleted"))));
+        let statuses: Vec<&str> = ctx
+            .q("status")
+            .map_or(vec!["open", "won", "lost"], |s| s.split(',').collect());
+        if let Some(bad) = statuses
+            .iter()
+            .find(|s| !["open", "won", "lost", "deleted"].contains(s))
+        {
+            return Err(bad_request(failed(
+                "status",
+                &format!("{bad} is not one of open, won, lost, deleted"),
+            )));
         }
-        let ids: Option<Vec<u64>> = ctx.q("ids").map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+        let ids: Option<Vec<u64>> = ctx
+            .q("ids")
+            .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
         let time = |k: &str| -> Result<Option<DateTime<chrono::FixedOffset>>, Reply> {
             ctx.q(k)
-                .map(|v| DateTime::parse_from_rfc3339(v).map_err(|_| bad_request(failed(k, "must be an RFC 3339 date-time"))))
+                .map(|v| {
+                    DateTime::parse_from_rfc3339(v)
+                        .map_err(|_| bad_request(failed(k, "must be an RFC 3339 date-time")))
+                })
                 .transpose()
         };
         let (since, until) = (time("updated_since")?, time("updated_until")?);
@@ -381,14 +465,30 @@ impl Store {
             .filter(|d| d.company_id == ctx.caller.company_id)
             .filter(|d| d.data.get("is_archived") != Some(&Value::Bool(true)))
             .filter(|d| {
-                let status = if d.is_deleted() { "deleted" } else { d.data.get("status").and_then(Value::as_str).unwrap_or("open") };
+                let status = if d.is_deleted() {
+                    "deleted"
+                } else {
+                    d.data
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("open")
+                };
                 statuses.contains(&status)
             })
-            .filter(|d| filters.iter().all(|(k, v)| v.is_none_or(|v| d.data.get(*k).and_then(Value::as_u64) == Some(v))))
+            .filter(|d| {
+                filters.iter().all(|(k, v)| {
+                    v.is_none_or(|v| d.data.get(*k).and_then(Value::as_u64) == Some(v))
+                })
+            })
             .filter(|d| ids.as_ref().is_none_or(|ids| ids.contains(&d.id())))
             .filter(|d| {
-                let u = d.data.get("update_time").and_then(Value::as_str).and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-                since.is_none_or(|s| u.is_some_and(|u| u >= s)) && until.is_none_or(|s| u.is_some_and(|u| u < s))
+                let u = d
+                    .data
+                    .get("update_time")
+                    .and_then(Value::as_str)
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+                since.is_none_or(|s| u.is_some_and(|u| u >= s))
+                    && until.is_none_or(|s| u.is_some_and(|u| u < s))
             })
             .map(|d| d.json(with_source))
             .collect();
@@ -434,12 +534,17 @@ impl Store {
         self.pipelines
             .iter()
             .find(|p| p.id == id && p.company_id == ctx.caller.company_id)
-            .map_or_else(|| error(404, "Pipeline not found"), |p| Reply::data(200, p.json.clone()))
+            .map_or_else(
+                || error(404, "Pipeline not found"),
+                |p| Reply::data(200, p.json.clone()),
+            )
     }
 
     pub fn get_stage(&mut self, ctx: &Ctx) -> Reply {
         let id = ctx.id("id").unwrap_or(0);
-        self.stage(ctx.caller.company_id, id)
-            .map_or_else(|| error(404, "Stage not found"), |s| Reply::data(200, s.json.clone()))
+        self.stage(ctx.caller.company_id, id).map_or_else(
+            || error(404, "Stage not found"),
+            |s| Reply::data(200, s.json.clone()),
+        )
     }
 }

@@ -48,16 +48,42 @@ pub struct Field {
 
 /// v1 field types a custom field may have (the spec's v1 enum).
 pub const FIELD_TYPES: &[&str] = &[
-    "address", "date", "daterange", "double", "enum", "monetary", "org", "people", "phone",
-    "set", "text", "time", "timerange", "user", "varchar", "varchar_auto", "visible_to",
+    "address",
+    "date",
+    "daterange",
+    "double",
+    "enum",
+    "monetary",
+    "org",
+    "people",
+    "phone",
+    "set",
+    "text",
+    "time",
+    "timerange",
+    "user",
+    "varchar",
+    "varchar_auto",
+    "visible_to",
 ];
 
 /// Custom field types person search looks into (reference §3).
 pub const SEARCHABLE: &[&str] = &[
-    "address", "varchar", "text", "varchar_auto", "double", "monetary", "phone",
+    "address",
+    "varchar",
+    "text",
+    "varchar_auto",
+    "double",
+    "monetary",
+    "phone",
 ];
 
-type Seed = (&'static str, &'static str, &'static str, &'static [&'static str]);
+type Seed = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
 
 const PERSON_STANDARD: &[Seed] = &[
     ("name", "Name", "varchar", &[]),
@@ -67,7 +93,12 @@ const PERSON_STANDARD: &[Seed] = &[
     ("email", "Email", "varchar", &[]),
     ("owner_id", "Owner", "user", &[]),
     ("org_id", "Organization", "org", &[]),
-    ("label_ids", "Labels", "set", &["Customer", "Hot lead", "Warm lead", "Cold lead"]),
+    (
+        "label_ids",
+        "Labels",
+        "set",
+        &["Customer", "Hot lead", "Warm lead", "Cold lead"],
+    ),
     ("visible_to", "Visible to", "visible_to", &[]),
     ("add_time", "Person created", "date", &[]),
     ("update_time", "Update time", "date", &[]),
@@ -77,7 +108,12 @@ const PERSON_CUSTOM: &[Seed] = &[
     ("", "WhatsApp chat", "varchar", &[]),
     ("", "Chat summary", "text", &[]),
     ("", "WhatsApp number", "phone", &[]),
-    ("", "Interests", "set", &["Product A", "Product B", "Support"]),
+    (
+        "",
+        "Interests",
+        "set",
+        &["Product A", "Product B", "Support"],
+    ),
     ("", "Customer tier", "enum", &["Gold", "Silver", "Bronze"]),
     ("", "Account manager", "user", &[]),
     ("", "Employer", "org", &[]),
@@ -92,9 +128,20 @@ const DEAL_STANDARD: &[(Seed, bool)] = &[
     (("person_id", "Contact person", "people", &[]), true),
     (("org_id", "Organization", "org", &[]), true),
     (("user_id", "Owner", "user", &[]), true),
-    (("expected_close_date", "Expected close date", "date", &[]), true),
+    (
+        ("expected_close_date", "Expected close date", "date", &[]),
+        true,
+    ),
     (("visible_to", "Visible to", "visible_to", &[]), true),
-    (("status", "Status", "enum", &["open", "won", "lost", "deleted"]), false),
+    (
+        (
+            "status",
+            "Status",
+            "enum",
+            &["open", "won", "lost", "deleted"],
+        ),
+        false,
+    ),
     (("probability", "Probability", "double", &[]), false),
     (("lost_reason", "Lost reason", "varchar", &[]), false),
     (("add_time", "Deal created", "date", &[]), true),
@@ -133,8 +180,16 @@ impl Field {
 
     fn subfields(&self) -> Option<Vec<(String, String, &'static str)>> {
         match self.field_type.as_str() {
-            "monetary" => Some(vec![(format!("{}_currency", self.key), format!("Currency of {}", self.name), "varchar")]),
-            "daterange" => Some(vec![(format!("{}_until", self.key), format!("{} (end)", self.name), "date")]),
+            "monetary" => Some(vec![(
+                format!("{}_currency", self.key),
+                format!("Currency of {}", self.name),
+                "varchar",
+            )]),
+            "daterange" => Some(vec![(
+                format!("{}_until", self.key),
+                format!("{} (end)", self.name),
+                "date",
+            )]),
             _ => None,
         }
     }
@@ -196,7 +251,16 @@ impl Store {
             self.push_field(company_id, Entity::Person, key, name, t, opts, true, false);
         }
         for ((key, name, t, opts), on_leads) in DEAL_STANDARD {
-            self.push_field(company_id, Entity::Deal, key, name, t, opts, false, *on_leads);
+            self.push_field(
+                company_id,
+                Entity::Deal,
+                key,
+                name,
+                t,
+                opts,
+                false,
+                *on_leads,
+            );
         }
         for (key, name, t, opts) in DEAL_CUSTOM {
             self.push_field(company_id, Entity::Deal, key, name, t, opts, true, true);
@@ -227,7 +291,11 @@ impl Store {
                 .map(|l| (self.alloc_id(), l.to_string()))
                 .collect()
         });
-        let order_nr = self.fields.iter().filter(|f| f.company_id == company_id && f.entity == entity).count() as u64;
+        let order_nr = self
+            .fields
+            .iter()
+            .filter(|f| f.company_id == company_id && f.entity == entity)
+            .count() as u64;
         self.fields.push(Field {
             id,
             company_id,
@@ -259,10 +327,21 @@ impl Store {
 
     /// Adds a custom field from a v1-style definition
     /// `{name, field_type, options?: [label | {label}]}`; returns its key.
-    pub fn add_field(&mut self, company_id: u64, entity: Entity, def: &Value) -> Result<String, SandboxError> {
+    pub fn add_field(
+        &mut self,
+        company_id: u64,
+        entity: Entity,
+        def: &Value,
+    ) -> Result<String, SandboxError> {
         let invalid = |m: &str| SandboxError::InvalidField(m.to_string());
-        let name = def.get("name").and_then(Value::as_str).ok_or_else(|| invalid("name is required"))?;
-        let field_type = def.get("field_type").and_then(Value::as_str).ok_or_else(|| invalid("field_type is required"))?;
+        let name = def
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("name is required"))?;
+        let field_type = def
+            .get("field_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("field_type is required"))?;
         if !FIELD_TYPES.contains(&field_type) {
             return Err(invalid(&format!("unknown field_type {field_type}")));
         }
@@ -271,14 +350,19 @@ impl Store {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|o| o.as_str().or_else(|| o.get("label").and_then(Value::as_str)))
+            .filter_map(|o| {
+                o.as_str()
+                    .or_else(|| o.get("label").and_then(Value::as_str))
+            })
             .map(str::to_string)
             .collect();
         if matches!(field_type, "enum" | "set") && labels.is_empty() {
             return Err(invalid("enum and set fields need options"));
         }
         let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-        Ok(self.push_field(company_id, entity, "", name, field_type, &labels, true, true))
+        Ok(self.push_field(
+            company_id, entity, "", name, field_type, &labels, true, true,
+        ))
     }
 
     /// Validates one custom-field value; `v1` accepts the v1 scalar forms of
@@ -308,14 +392,36 @@ impl Store {
                 Some(s) if s.chars().count() <= 65_000 => Ok(()),
                 _ => fail("must be a string of at most 65000 characters"),
             },
-            "double" => if value.is_number() { Ok(()) } else { fail("must be a number") },
-            "monetary" if v1 => if value.is_number() { Ok(()) } else { fail("must be a number") },
+            "double" => {
+                if value.is_number() {
+                    Ok(())
+                } else {
+                    fail("must be a number")
+                }
+            }
+            "monetary" if v1 => {
+                if value.is_number() {
+                    Ok(())
+                } else {
+                    fail("must be a number")
+                }
+            }
             "monetary" => match value.as_object() {
-                Some(m) if m.get("value").is_some_and(Value::is_number)
-                    && m.get("currency").is_some_and(Value::is_string) => Ok(()),
+                Some(m)
+                    if m.get("value").is_some_and(Value::is_number)
+                        && m.get("currency").is_some_and(Value::is_string) =>
+                {
+                    Ok(())
+                }
                 _ => fail("must be an object {value: number, currency: string}"),
             },
-            "enum" => if option_ok(value) { Ok(()) } else { fail("must be the id of one of the field's options") },
+            "enum" => {
+                if option_ok(value) {
+                    Ok(())
+                } else {
+                    fail("must be the id of one of the field's options")
+                }
+            }
             "set" => match value.as_array() {
                 Some(a) if a.is_empty() => fail("must not be empty (send null to clear)"),
                 Some(a) if a.iter().all(option_ok) => Ok(()),
@@ -333,11 +439,27 @@ impl Store {
                 Some(id) if self.live_person(company_id, id).is_some() => Ok(()),
                 _ => fail("must be the id of a person"),
             },
-            "date" => if value.as_str().is_some_and(is_date) { Ok(()) } else { fail("must be a date (YYYY-MM-DD)") },
-            "daterange" if v1 => if value.as_str().is_some_and(is_date) { Ok(()) } else { fail("must be a date (YYYY-MM-DD)") },
+            "date" => {
+                if value.as_str().is_some_and(is_date) {
+                    Ok(())
+                } else {
+                    fail("must be a date (YYYY-MM-DD)")
+                }
+            }
+            "daterange" if v1 => {
+                if value.as_str().is_some_and(is_date) {
+                    Ok(())
+                } else {
+                    fail("must be a date (YYYY-MM-DD)")
+                }
+            }
             "daterange" => match value.as_object() {
-                Some(m) if m.get("start").and_then(Value::as_str).is_some_and(is_date)
-                    && m.get("until").and_then(Value::as_str).is_some_and(is_date) => Ok(()),
+                Some(m)
+                    if m.get("start").and_then(Value::as_str).is_some_and(is_date)
+                        && m.get("until").and_then(Value::as_str).is_some_and(is_date) =>
+                {
+                    Ok(())
+                }
                 _ => fail("must be an object {start: date, until: date}"),
             },
             _ => Ok(()),
@@ -345,10 +467,18 @@ impl Store {
     }
 
     /// Validates a v2 `custom_fields` object.
-    pub fn check_custom_fields(&self, company_id: u64, entity: Entity, custom: &Map<String, Value>) -> Result<(), String> {
+    pub fn check_custom_fields(
+        &self,
+        company_id: u64,
+        entity: Entity,
+        custom: &Map<String, Value>,
+    ) -> Result<(), String> {
         for (k, v) in custom {
             let Some(field) = self.custom_field(company_id, entity, k) else {
-                return Err(failed(&format!("custom_fields.{k}"), "is not a custom field of this company"));
+                return Err(failed(
+                    &format!("custom_fields.{k}"),
+                    "is not a custom field of this company",
+                ));
             };
             self.check_custom_value(company_id, field, v, false)?;
         }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::page::{v1_flat_list, v1_list};
+use super::page::{v1_flat_list, v1_list, v1_sorted};
 use super::{Ctx, Input, Reply, ReplyBody, Store, bad_request, error, now, v1_time};
 
 #[derive(Debug, Clone)]
@@ -15,7 +15,29 @@ pub struct StoredFile {
 }
 
 /// Multipart form fields that attach a file.
-const LINKS: &[&str] = &["deal_id", "person_id", "org_id", "lead_id", "product_id", "activity_id"];
+const LINKS: &[&str] = &[
+    "deal_id",
+    "person_id",
+    "org_id",
+    "lead_id",
+    "product_id",
+    "activity_id",
+];
+
+/// The spec's `sort` fields of the file lists.
+const FILE_SORTS: &[&str] = &[
+    "id",
+    "user_id",
+    "deal_id",
+    "person_id",
+    "org_id",
+    "product_id",
+    "add_time",
+    "update_time",
+    "file_name",
+    "file_type",
+    "file_size",
+];
 
 impl Store {
     pub fn files_json(&self, company_id: u64) -> Vec<Value> {
@@ -27,38 +49,65 @@ impl Store {
     }
 
     /// Resolves the attachment fields of an upload into stored values.
-    fn file_links(&self, company_id: u64, fields: &std::collections::BTreeMap<String, String>) -> Result<Map<String, Value>, String> {
+    fn file_links(
+        &self,
+        company_id: u64,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Map<String, Value>, String> {
         let mut out = Map::new();
         for k in LINKS {
             out.insert((*k).into(), Value::Null);
         }
-        for k in ["deal_name", "person_name", "org_name", "product_name", "lead_name"] {
+        for k in [
+            "deal_name",
+            "person_name",
+            "org_name",
+            "product_name",
+            "lead_name",
+        ] {
             out.insert(k.into(), Value::Null);
         }
         let mut linked = false;
         for (k, v) in fields.iter().filter(|(k, _)| LINKS.contains(&k.as_str())) {
             linked = true;
             if k == "lead_id" {
-                let lead = self.leads.iter().find(|l| l.company_id == company_id && l.id() == v);
+                let lead = self
+                    .leads
+                    .iter()
+                    .find(|l| l.company_id == company_id && l.id() == v);
                 let lead = lead.ok_or_else(|| "lead not found (lead_id)".to_string())?;
                 out.insert("lead_id".into(), json!(v));
-                out.insert("lead_name".into(), lead.data.get("title").cloned().unwrap_or(Value::Null));
+                out.insert(
+                    "lead_name".into(),
+                    lead.data.get("title").cloned().unwrap_or(Value::Null),
+                );
                 continue;
             }
-            let id: u64 = v.trim().parse().map_err(|_| format!("{k} must be an integer"))?;
+            let id: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{k} must be an integer"))?;
             let name = match k.as_str() {
-                "deal_id" => self.deals.get(&id).filter(|d| d.company_id == company_id && !d.is_deleted()).map(|d| d.title()),
+                "deal_id" => self
+                    .deals
+                    .get(&id)
+                    .filter(|d| d.company_id == company_id && !d.is_deleted())
+                    .map(|d| d.title()),
                 "person_id" => self.live_person(company_id, id).map(|p| p.name()),
                 "org_id" => self.org_name(company_id, id),
                 _ => None,
             };
-            let name = name.ok_or_else(|| format!("{} not found ({k})", k.trim_end_matches("_id")))?;
+            let name =
+                name.ok_or_else(|| format!("{} not found ({k})", k.trim_end_matches("_id")))?;
             out.insert(k.clone(), json!(id));
             let name_key = format!("{}_name", k.trim_end_matches("_id"));
             out.insert(name_key, json!(name));
         }
         if !linked {
-            return Err("One of deal_id, person_id, org_id, lead_id, product_id or activity_id is required".into());
+            return Err(
+                "One of deal_id, person_id, org_id, lead_id, product_id or activity_id is required"
+                    .into(),
+            );
         }
         Ok(out)
     }
@@ -75,7 +124,10 @@ impl Store {
         if file.bytes.len() > self.cfg.file_max_bytes {
             return error(
                 413,
-                &format!("File is too large: the maximum upload size is {} bytes", self.cfg.file_max_bytes),
+                &format!(
+                    "File is too large: the maximum upload size is {} bytes",
+                    self.cfg.file_max_bytes
+                ),
             );
         }
         let mut data = match self.file_links(ctx.caller.company_id, fields) {
@@ -151,7 +203,15 @@ impl Store {
     }
 
     pub fn list_files(&mut self, ctx: &Ctx) -> Reply {
-        v1_list(ctx, self.files_json(ctx.caller.company_id), 500)
+        match v1_sorted(
+            ctx,
+            self.files_json(ctx.caller.company_id),
+            FILE_SORTS,
+            "id",
+        ) {
+            Ok(items) => v1_list(ctx, items, 500),
+            Err(e) => e,
+        }
     }
 
     /// `/v1/{persons,deals,organizations}/{id}/files` (limit at most 100).
@@ -169,11 +229,16 @@ impl Store {
             .filter(|f| f.data.get(field).and_then(Value::as_u64) == Some(id))
             .map(|f| Value::Object(f.data.clone()))
             .collect();
-        v1_flat_list(ctx, items, 100)
+        match v1_sorted(ctx, items, FILE_SORTS, "id") {
+            Ok(items) => v1_flat_list(ctx, items, 100),
+            Err(e) => e,
+        }
     }
 
     pub fn person_files(&mut self, ctx: &Ctx) -> Reply {
-        let exists = ctx.id("id").is_ok_and(|id| self.live_person(ctx.caller.company_id, id).is_some());
+        let exists = ctx
+            .id("id")
+            .is_ok_and(|id| self.live_person(ctx.caller.company_id, id).is_some());
         self.files_of(ctx, "person_id", exists, "Person")
     }
 
@@ -187,7 +252,9 @@ impl Store {
     }
 
     pub fn org_files(&mut self, ctx: &Ctx) -> Reply {
-        let exists = ctx.id("id").is_ok_and(|id| self.org_name(ctx.caller.company_id, id).is_some());
+        let exists = ctx
+            .id("id")
+            .is_ok_and(|id| self.org_name(ctx.caller.company_id, id).is_some());
         self.files_of(ctx, "org_id", exists, "Organization")
     }
 }

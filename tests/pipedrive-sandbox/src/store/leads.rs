@@ -3,8 +3,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::page::v1_flat_list;
-use super::validate::{Kind, Rule, check, failed, is_hash_key, nullable, opt_u64, rule};
+use super::page::{updated_since, v1_flat_list, v1_since, v1_sorted};
+use super::validate::{
+    Kind, Rule, check, failed, is_hash_key, nullable, opt_u64, require_text, rule,
+};
 use super::{Caller, Conversion, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339_ms};
 use crate::SandboxError;
 use crate::config::Plan;
@@ -43,8 +45,29 @@ const UPDATE_RULES: &[Rule] = &[
 
 /// Lead sources are fixed (the spec's LeadSources tag).
 const LEAD_SOURCES: &[&str] = &[
-    "Manually created", "Deal", "Web forms", "Prospector", "Leadbooster", "Live chat",
-    "Import", "Website visitors", "Workflow automation", "API",
+    "Manually created",
+    "Deal",
+    "Web forms",
+    "Prospector",
+    "Leadbooster",
+    "Live chat",
+    "Import",
+    "Website visitors",
+    "Workflow automation",
+    "API",
+];
+
+/// The spec's `sort` fields of `GET /v1/leads`.
+const LEAD_SORTS: &[&str] = &[
+    "id",
+    "title",
+    "owner_id",
+    "creator_id",
+    "was_seen",
+    "expected_close_date",
+    "next_activity_id",
+    "add_time",
+    "update_time",
 ];
 
 const NOT_FOUND: &str = "requested lead not found";
@@ -57,7 +80,10 @@ pub struct Lead {
 
 impl Lead {
     pub fn id(&self) -> &str {
-        self.data.get("id").and_then(Value::as_str).unwrap_or_default()
+        self.data
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     fn archived(&self) -> bool {
@@ -85,13 +111,25 @@ impl Store {
     }
 
     fn lead_index(&self, company_id: u64, id: &str) -> Option<usize> {
-        self.leads.iter().position(|l| l.company_id == company_id && l.id() == id)
+        self.leads
+            .iter()
+            .position(|l| l.company_id == company_id && l.id() == id)
     }
 
     /// Validates a create/update body: types, references, custom fields.
-    fn check_lead(&self, company_id: u64, body: &Map<String, Value>, rules: &[Rule]) -> Result<(), String> {
+    fn check_lead(
+        &self,
+        company_id: u64,
+        body: &Map<String, Value>,
+        rules: &[Rule],
+    ) -> Result<(), String> {
         let company = self.company(company_id);
-        let custom = |k: &str| is_hash_key(custom_base(k)) && self.custom_field(company_id, Entity::Deal, custom_base(k)).is_some();
+        let custom = |k: &str| {
+            is_hash_key(custom_base(k))
+                && self
+                    .custom_field(company_id, Entity::Deal, custom_base(k))
+                    .is_some()
+        };
         check(body, rules, custom)?;
         for (k, v) in body.iter().filter(|(k, _)| custom(k)) {
             if let Some(f) = self.custom_field(company_id, Entity::Deal, k) {
@@ -102,7 +140,10 @@ impl Store {
             && matches!(vis, "5" | "7")
             && company.is_some_and(|c| matches!(c.seed.plan, Plan::Lite | Plan::Growth))
         {
-            return Err(failed("visible_to", "5 and 7 need the Premium or Ultimate plan"));
+            return Err(failed(
+                "visible_to",
+                "5 and 7 need the Premium or Ultimate plan",
+            ));
         }
         if let Some(owner) = opt_u64(body, "owner_id")
             && !self.is_company_user(company_id, owner)
@@ -139,17 +180,22 @@ impl Store {
     }
 
     /// Creates a lead as `caller`; returns its id.
-    pub fn create_lead(&mut self, caller: Caller, body: &Map<String, Value>) -> Result<String, String> {
+    pub fn create_lead(
+        &mut self,
+        caller: Caller,
+        body: &Map<String, Value>,
+    ) -> Result<String, String> {
         self.check_lead(caller.company_id, body, CREATE_RULES)?;
-        if !body.get("title").and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty()) {
-            return Err(failed("title", "is required"));
-        }
+        require_text(body, "title")?;
         if !Self::linked(body) {
             return Err("A lead must be linked to a person or an organization".into());
         }
         let id = uuid::Uuid::new_v4().to_string();
         let t = rfc3339_ms(now());
-        let domain = self.company(caller.company_id).map(|c| c.seed.domain.clone()).unwrap_or_default();
+        let domain = self
+            .company(caller.company_id)
+            .map(|c| c.seed.domain.clone())
+            .unwrap_or_default();
         let mut data = json!({
             "id": id, "title": "", "owner_id": caller.user_id, "creator_id": caller.user_id,
             "label_ids": [], "person_id": null, "organization_id": null,
@@ -161,7 +207,10 @@ impl Store {
         });
         if let Some(map) = data.as_object_mut() {
             map.extend(body.iter().map(|(k, v)| (k.clone(), v.clone())));
-            self.leads.push(Lead { company_id: caller.company_id, data: map.clone() });
+            self.leads.push(Lead {
+                company_id: caller.company_id,
+                data: map.clone(),
+            });
         }
         Ok(id)
     }
@@ -183,7 +232,11 @@ impl Store {
         };
         match self.create_lead(ctx.caller, body) {
             Ok(id) => {
-                let lead = self.leads.iter().find(|l| l.id() == id).map(|l| Value::Object(l.data.clone()));
+                let lead = self
+                    .leads
+                    .iter()
+                    .find(|l| l.id() == id)
+                    .map(|l| Value::Object(l.data.clone()));
                 Reply::data(201, lead.unwrap_or(Value::Null))
             }
             Err(m) => bad_request(m),
@@ -240,14 +293,26 @@ impl Store {
                 Err(_) => return bad_request(format!("{k} must be an integer")),
             }
         }
+        let since = match v1_since(ctx) {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
         let items = self
             .leads
             .iter()
             .filter(|l| l.company_id == ctx.caller.company_id && l.archived() == archived)
-            .filter(|l| filters.iter().all(|(k, v)| v.is_none_or(|v| l.data.get(*k).and_then(Value::as_u64) == Some(v))))
+            .filter(|l| {
+                filters.iter().all(|(k, v)| {
+                    v.is_none_or(|v| l.data.get(*k).and_then(Value::as_u64) == Some(v))
+                })
+            })
             .map(|l| Value::Object(l.data.clone()))
+            .filter(|l| updated_since(l, since))
             .collect();
-        v1_flat_list(ctx, items, 500)
+        match v1_sorted(ctx, items, LEAD_SORTS, "add_time") {
+            Ok(items) => v1_flat_list(ctx, items, 500),
+            Err(e) => e,
+        }
     }
 
     pub fn list_leads(&mut self, ctx: &Ctx) -> Reply {
@@ -269,33 +334,57 @@ impl Store {
     }
 
     pub fn list_lead_sources(&mut self, _ctx: &Ctx) -> Reply {
-        Reply::data(200, LEAD_SOURCES.iter().map(|s| json!({"name": s})).collect())
+        Reply::data(
+            200,
+            LEAD_SOURCES.iter().map(|s| json!({"name": s})).collect(),
+        )
     }
 
     // ---------------------------------------------------------- conversion
 
     /// Converts a lead now: creates the deal (with `source_lead_id`), moves
     /// the lead's notes and files to it and deletes the lead.
-    pub fn complete_conversion(&mut self, caller: Caller, lead_id: &str, stage_id: u64) -> Result<u64, String> {
-        let i = self.lead_index(caller.company_id, lead_id).ok_or_else(|| NOT_FOUND.to_string())?;
+    pub fn complete_conversion(
+        &mut self,
+        caller: Caller,
+        lead_id: &str,
+        stage_id: u64,
+    ) -> Result<u64, String> {
+        let i = self
+            .lead_index(caller.company_id, lead_id)
+            .ok_or_else(|| NOT_FOUND.to_string())?;
         let lead = self.leads[i].data.clone();
         let mut body = Map::new();
-        for (from, to) in [("title", "title"), ("owner_id", "owner_id"), ("person_id", "person_id"),
-            ("organization_id", "org_id"), ("expected_close_date", "expected_close_date")]
-        {
+        for (from, to) in [
+            ("title", "title"),
+            ("owner_id", "owner_id"),
+            ("person_id", "person_id"),
+            ("organization_id", "org_id"),
+            ("expected_close_date", "expected_close_date"),
+        ] {
             if let Some(v) = lead.get(from).filter(|v| !v.is_null()) {
                 body.insert(to.into(), v.clone());
             }
         }
         if let Some(value) = lead.get("value").and_then(Value::as_object) {
-            body.extend([("value".into(), value["amount"].clone()), ("currency".into(), value["currency"].clone())]);
+            body.extend([
+                ("value".into(), value["amount"].clone()),
+                ("currency".into(), value["currency"].clone()),
+            ]);
         }
-        if let Some(vis) = lead.get("visible_to").and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok()) {
+        if let Some(vis) = lead
+            .get("visible_to")
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse::<i64>().ok())
+        {
             body.insert("visible_to".into(), json!(vis));
         }
         let custom: Map<String, Value> = lead
             .iter()
-            .filter(|(k, _)| self.custom_field(caller.company_id, Entity::Deal, k).is_some())
+            .filter(|(k, _)| {
+                self.custom_field(caller.company_id, Entity::Deal, k)
+                    .is_some()
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         body.insert("custom_fields".into(), Value::Object(custom));
@@ -303,7 +392,8 @@ impl Store {
         let deal_id = self.create_deal(caller, &body, Some(lead_id))?;
         if let Some(d) = self.deals.get_mut(&deal_id) {
             for k in ["origin", "origin_id", "channel", "channel_id"] {
-                d.data.insert(k.into(), lead.get(k).cloned().unwrap_or(Value::Null));
+                d.data
+                    .insert(k.into(), lead.get(k).cloned().unwrap_or(Value::Null));
             }
         }
         self.move_lead_attachments(lead_id, deal_id);
@@ -338,7 +428,11 @@ impl Store {
         if self.lead_index(ctx.caller.company_id, &lead_id).is_none() {
             return error(404, "Lead not found");
         }
-        let stage = match self.resolve_stage(ctx.caller.company_id, opt_u64(body, "stage_id"), opt_u64(body, "pipeline_id")) {
+        let stage = match self.resolve_stage(
+            ctx.caller.company_id,
+            opt_u64(body, "stage_id"),
+            opt_u64(body, "pipeline_id"),
+        ) {
             Ok((s, _)) => s,
             Err(m) => return bad_request(m),
         };
@@ -359,7 +453,10 @@ impl Store {
     }
 
     pub fn get_conversion_status(&mut self, ctx: &Ctx) -> Reply {
-        let (lead_id, cid) = (ctx.param("id").to_string(), ctx.param("conversion_id").to_string());
+        let (lead_id, cid) = (
+            ctx.param("id").to_string(),
+            ctx.param("conversion_id").to_string(),
+        );
         let Some(c) = self
             .conversions
             .get(&cid)
@@ -381,7 +478,10 @@ impl Store {
         if let Some(d) = c.deal_id {
             data["deal_id"] = json!(d);
         }
-        Reply::json(200, json!({"success": true, "data": data, "additional_data": null}))
+        Reply::json(
+            200,
+            json!({"success": true, "data": data, "additional_data": null}),
+        )
     }
 
     /// Completes a running conversion (`failed` when the lead is gone or

@@ -76,7 +76,11 @@ fn seconds_to_midnight() -> u64 {
 
 fn ceil_secs(d: Duration) -> u64 {
     let s = d.as_secs();
-    if d.subsec_nanos() > 0 { s + 1 } else { s.max(1) }
+    if d.subsec_nanos() > 0 {
+        s + 1
+    } else {
+        s.max(1)
+    }
 }
 
 impl Store {
@@ -109,13 +113,16 @@ impl Store {
         let now = Instant::now();
         let key = (token.to_string(), search);
         let entries = self.limits.windows.entry(key).or_default();
-        while entries.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        while entries
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
             entries.pop_front();
         }
         let count = entries.len() as u32;
-        let reset = entries
-            .front()
-            .map_or(ceil_secs(window), |t| ceil_secs(window.saturating_sub(now.duration_since(*t))));
+        let reset = entries.front().map_or(ceil_secs(window), |t| {
+            ceil_secs(window.saturating_sub(now.duration_since(*t)))
+        });
         let headers = |count: u32| RateHeaders {
             limit,
             remaining: limit.saturating_sub(count),

@@ -47,7 +47,10 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplyBody {
     Json(Value),
-    Bytes { content_type: String, bytes: Vec<u8> },
+    Bytes {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
 }
 
 impl Reply {
@@ -96,7 +99,9 @@ pub fn status_message(status: u16) -> &'static str {
     match status {
         400 => "Bad request",
         401 => "unauthorized access",
-        402 => "Company account is not open (possible reason: trial expired, payment details not entered)",
+        402 => {
+            "Company account is not open (possible reason: trial expired, payment details not entered)"
+        }
         403 => "You do not have permissions to perform this action",
         404 => "Not found",
         410 => "Gone",
@@ -306,7 +311,8 @@ impl Store {
         for c in &companies {
             self.companies.push(Company::from_seed(c));
             let org = self.alloc_id();
-            self.orgs.push((org, c.id, format!("{} Customer Org", c.name)));
+            self.orgs
+                .push((org, c.id, format!("{} Customer Org", c.name)));
             self.seed_fields(c.id);
             self.seed_pipelines(c.id);
             self.seed_lead_labels(c.id);

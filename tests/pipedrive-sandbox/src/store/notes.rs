@@ -4,10 +4,10 @@
 //! v1 is lenient where v2 is strict: ids may come as numbers or numeric
 //! strings, pin flags as 0/1, `"0"`/`"1"` or booleans.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 
-use super::page::{cmp_values, v1_list};
+use super::page::{updated_since, v1_list, v1_since, v1_sorted};
 use super::{Caller, Ctx, Reply, Store, bad_request, error, now, v1_time};
 use crate::sanitize::sanitize;
 
@@ -40,15 +40,12 @@ impl Note {
             .unwrap_or_default()
             .to_string()
     }
-
-    pub fn id(&self) -> u64 {
-        self.field_u64("id").unwrap_or(0)
-    }
 }
 
 /// A v1 id: a number or a numeric string.
 fn lenient_id(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
 fn lenient_flag(v: &Value) -> Option<bool> {
@@ -65,18 +62,6 @@ fn lenient_flag(v: &Value) -> Option<bool> {
     }
 }
 
-/// `updated_since`: RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC).
-pub fn parse_v1_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-                .ok()
-                .map(|t| t.and_utc())
-        })
-}
-
 impl Store {
     fn target_exists(&self, company_id: u64, field: &str, v: &Value) -> bool {
         match field {
@@ -90,14 +75,22 @@ impl Store {
                     .get(&id)
                     .is_some_and(|d| d.company_id == company_id && !d.is_deleted())
             }),
-            "person_id" => lenient_id(v).is_some_and(|id| self.live_person(company_id, id).is_some()),
+            "person_id" => {
+                lenient_id(v).is_some_and(|id| self.live_person(company_id, id).is_some())
+            }
             "org_id" => lenient_id(v).is_some_and(|id| self.org_name(company_id, id).is_some()),
             _ => false,
         }
     }
 
     /// Validates a create/update body and applies it to `data`.
-    fn apply_note(&self, caller: Caller, data: &mut Map<String, Value>, body: &Map<String, Value>, creating: bool) -> Result<(), String> {
+    fn apply_note(
+        &self,
+        caller: Caller,
+        data: &mut Map<String, Value>,
+        body: &Map<String, Value>,
+        creating: bool,
+    ) -> Result<(), String> {
         match body.get("content") {
             Some(Value::String(c)) => {
                 if c.chars().count() > self.cfg.note_content_max {
@@ -119,8 +112,14 @@ impl Store {
             if let Some(v) = body.get(*field) {
                 let stored = match (*field, v) {
                     (_, Value::Null) => Value::Null,
-                    ("lead_id", Value::String(_)) if self.target_exists(caller.company_id, field, v) => v.clone(),
-                    (_, _) if self.target_exists(caller.company_id, field, v) => json!(lenient_id(v)),
+                    ("lead_id", Value::String(_))
+                        if self.target_exists(caller.company_id, field, v) =>
+                    {
+                        v.clone()
+                    }
+                    (_, _) if self.target_exists(caller.company_id, field, v) => {
+                        json!(lenient_id(v))
+                    }
                     _ => return Err(format!("{entity} not found ({field})")),
                 };
                 data.insert((*field).into(), stored);
@@ -133,7 +132,10 @@ impl Store {
                 data.insert((*flag).into(), json!(on));
             }
         }
-        if !TARGETS.iter().any(|(f, _, _)| data.get(*f).is_some_and(|v| !v.is_null())) {
+        if !TARGETS
+            .iter()
+            .any(|(f, _, _)| data.get(*f).is_some_and(|v| !v.is_null()))
+        {
             return Err("At least one of lead_id, deal_id, person_id, org_id, project_id or task_id is required".into());
         }
         if let Some(u) = body.get("user_id") {
@@ -148,7 +150,9 @@ impl Store {
             data.insert("user_id".into(), json!(uid));
         }
         if let Some(t) = body.get("add_time") {
-            let ok = t.as_str().and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok());
+            let ok = t
+                .as_str()
+                .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok());
             if ok.is_none() {
                 return Err("add_time must be YYYY-MM-DD HH:MM:SS".into());
             }
@@ -221,7 +225,8 @@ impl Store {
 
     /// Lead conversion: the lead's notes and files now belong to the deal.
     pub fn move_lead_attachments(&mut self, lead_id: &str, deal_id: u64) {
-        let of_lead = |d: &Map<String, Value>| d.get("lead_id").and_then(Value::as_str) == Some(lead_id);
+        let of_lead =
+            |d: &Map<String, Value>| d.get("lead_id").and_then(Value::as_str) == Some(lead_id);
         for n in self.notes.values_mut().filter(|n| of_lead(&n.data)) {
             n.data.insert("lead_id".into(), Value::Null);
             n.data.insert("deal_id".into(), json!(deal_id));
@@ -315,7 +320,15 @@ impl Store {
 
     pub fn list_notes(&mut self, ctx: &Ctx) -> Reply {
         let mut filters: Vec<(&str, String)> = Vec::new();
-        for k in ["user_id", "lead_id", "deal_id", "person_id", "org_id", "project_id", "task_id"] {
+        for k in [
+            "user_id",
+            "lead_id",
+            "deal_id",
+            "person_id",
+            "org_id",
+            "project_id",
+            "task_id",
+        ] {
             if let Some(v) = ctx.q(k) {
                 if k != "lead_id" && v.parse::<u64>().is_err() {
                     return bad_request(format!("{k} must be an integer"));
@@ -323,22 +336,9 @@ impl Store {
                 filters.push((k, v.to_string()));
             }
         }
-        let since = match ctx.q("updated_since").map(parse_v1_time) {
-            Some(None) => return bad_request("updated_since must be a date-time"),
-            Some(t) => t,
-            None => None,
-        };
-        let (sort_field, desc) = match ctx.q("sort").map(|s| s.trim().to_string()) {
-            None => ("add_time".to_string(), false),
-            Some(s) => {
-                let mut parts = s.split_whitespace();
-                let field = parts.next().unwrap_or("add_time").to_string();
-                let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("desc"));
-                if !["id", "add_time", "update_time", "user_id"].contains(&field.as_str()) {
-                    return bad_request(format!("sort: unsupported field {field}"));
-                }
-                (field, desc)
-            }
+        let since = match v1_since(ctx) {
+            Ok(s) => s,
+            Err(e) => return e,
         };
         let matches = |n: &Note| {
             filters.iter().all(|(k, v)| match n.data.get(*k) {
@@ -347,29 +347,21 @@ impl Store {
                 _ => false,
             })
         };
-        let mut notes: Vec<&Note> = self
+        let items: Vec<Value> = self
             .notes
             .values()
             .filter(|n| n.company_id == ctx.caller.company_id && matches(n))
-            .filter(|n| {
-                since.is_none_or(|s| {
-                    n.data
-                        .get("update_time")
-                        .and_then(Value::as_str)
-                        .and_then(parse_v1_time)
-                        .is_some_and(|u| u >= s)
-                })
-            })
-            .collect();
-        notes.sort_by(|a, b| {
-            let key = |n: &Note| n.data.get(&sort_field).cloned().unwrap_or(Value::Null);
-            let o = cmp_values(&key(a), &key(b)).then(a.id().cmp(&b.id()));
-            if desc { o.reverse() } else { o }
-        });
-        let items = notes
-            .into_iter()
             .map(|n| self.note_json(n, ctx.caller.user_id))
+            .filter(|n| updated_since(n, since))
             .collect();
-        v1_list(ctx, items, 500)
+        match v1_sorted(
+            ctx,
+            items,
+            &["id", "add_time", "update_time", "user_id"],
+            "add_time",
+        ) {
+            Ok(items) => v1_list(ctx, items, 500),
+            Err(e) => e,
+        }
     }
 }

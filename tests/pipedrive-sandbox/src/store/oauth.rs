@@ -237,7 +237,10 @@ impl Store {
             }
             Some("authorization_code") => {
                 let Some(code) = get("code") else {
-                    return Err(TokenError::new("invalid_request", "Missing parameter: code"));
+                    return Err(TokenError::new(
+                        "invalid_request",
+                        "Missing parameter: code",
+                    ));
                 };
                 let Some(redirect_uri) = get("redirect_uri") else {
                     return Err(TokenError::new(
@@ -326,7 +329,10 @@ impl Store {
     ) -> Result<(), TokenError> {
         self.check_client(authorization)?;
         let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
-            return Err(TokenError::new("invalid_request", "Missing parameter: token"));
+            return Err(TokenError::new(
+                "invalid_request",
+                "Missing parameter: token",
+            ));
         };
         if let Some(r) = self.oauth.refresh.get(token) {
             let user = r.user_id;

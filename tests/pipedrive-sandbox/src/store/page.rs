@@ -10,6 +10,7 @@
 use std::cmp::Ordering;
 
 use base64::Engine;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{Ctx, Reply, bad_request};
@@ -45,6 +46,63 @@ pub fn v1_window(ctx: &Ctx, max: usize) -> Result<(usize, usize), Reply> {
         },
     };
     Ok((start, limit))
+}
+
+/// v1 `sort`: `field` or `field ASC|DESC` (one of `allowed`); sorts the
+/// items by it, then by id (default: `default` ascending).
+pub fn v1_sorted(
+    ctx: &Ctx,
+    mut items: Vec<Value>,
+    allowed: &[&str],
+    default: &str,
+) -> Result<Vec<Value>, Reply> {
+    let spec = ctx.q("sort").unwrap_or(default);
+    let mut parts = spec.split_whitespace();
+    let field = parts.next().unwrap_or(default);
+    let desc = match parts.next() {
+        None => false,
+        Some(d) if d.eq_ignore_ascii_case("asc") => false,
+        Some(d) if d.eq_ignore_ascii_case("desc") => true,
+        Some(d) => return Err(bad_request(format!("sort: unknown direction {d}"))),
+    };
+    if !allowed.contains(&field) {
+        return Err(bad_request(format!("sort: unsupported field {field}")));
+    }
+    items.sort_by(|a, b| {
+        let (ka, kb) = (key_of(a, field), key_of(b, field));
+        let o = cmp_values(ka.0, kb.0).then_with(|| cmp_values(ka.1, kb.1));
+        if desc { o.reverse() } else { o }
+    });
+    Ok(items)
+}
+
+/// v1 `updated_since` (RFC 3339 or `YYYY-MM-DD HH:MM:SS`, UTC).
+pub fn v1_since(ctx: &Ctx) -> Result<Option<DateTime<Utc>>, Reply> {
+    ctx.q("updated_since")
+        .map(|s| parse_v1_time(s).ok_or_else(|| bad_request("updated_since must be a date-time")))
+        .transpose()
+}
+
+/// Whether an item's `update_time` is at or after `since`.
+pub fn updated_since(item: &Value, since: Option<DateTime<Utc>>) -> bool {
+    since.is_none_or(|s| {
+        item.get("update_time")
+            .and_then(Value::as_str)
+            .and_then(parse_v1_time)
+            .is_some_and(|u| u >= s)
+    })
+}
+
+/// RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn parse_v1_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .ok()
+                .map(|t| t.and_utc())
+        })
 }
 
 /// One v1 page and its pagination object.

@@ -9,7 +9,9 @@ use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
 use super::page::{keyset_page, v2_list, v2_sort};
-use super::validate::{self, Kind, Rule, check, failed, normalise_contacts, nullable, rule};
+use super::validate::{
+    self, Kind, Rule, check, failed, normalise_contacts, nullable, require_text, rule,
+};
 use super::{Caller, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339};
 use crate::SandboxError;
 
@@ -134,7 +136,11 @@ impl Store {
             custom,
             owner_id: p.data.get("owner_id").and_then(Value::as_u64).unwrap_or(0),
             org_id: p.data.get("org_id").and_then(Value::as_u64),
-            visible_to: p.data.get("visible_to").and_then(Value::as_i64).unwrap_or(3),
+            visible_to: p
+                .data
+                .get("visible_to")
+                .and_then(Value::as_i64)
+                .unwrap_or(3),
         }
     }
 
@@ -177,7 +183,10 @@ impl Store {
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect();
-            if labels.iter().any(|l| !l.as_u64().is_some_and(|l| options.contains(&l))) {
+            if labels
+                .iter()
+                .any(|l| !l.as_u64().is_some_and(|l| options.contains(&l)))
+            {
                 return Err(failed("label_ids", "unknown label id"));
             }
         }
@@ -196,9 +205,7 @@ impl Store {
                     data.insert(k.clone(), normalise_contacts(v));
                 }
                 "custom_fields" => {
-                    let target = data
-                        .entry("custom_fields")
-                        .or_insert_with(|| json!({}));
+                    let target = data.entry("custom_fields").or_insert_with(|| json!({}));
                     if let (Some(t), Some(src)) = (target.as_object_mut(), v.as_object()) {
                         for (ck, cv) in src {
                             t.insert(ck.clone(), cv.clone());
@@ -221,11 +228,13 @@ impl Store {
     }
 
     /// Creates a person as `caller` (v2 validation); returns its id.
-    pub fn create_person(&mut self, caller: Caller, body: &Map<String, Value>) -> Result<u64, String> {
+    pub fn create_person(
+        &mut self,
+        caller: Caller,
+        body: &Map<String, Value>,
+    ) -> Result<u64, String> {
         check(body, PERSON_RULES, |_| false)?;
-        if !body.get("name").and_then(Value::as_str).is_some_and(|n| !n.trim().is_empty()) {
-            return Err(failed("name", "is required"));
-        }
+        require_text(body, "name")?;
         self.check_person_refs(caller.company_id, body)?;
         let id = self.alloc_id();
         let t = rfc3339(now());
@@ -253,7 +262,11 @@ impl Store {
     }
 
     pub fn delete_person_by_id(&mut self, company_id: u64, id: u64) -> bool {
-        let Some(p) = self.persons.get_mut(&id).filter(|p| p.company_id == company_id && !p.deleted) else {
+        let Some(p) = self
+            .persons
+            .get_mut(&id)
+            .filter(|p| p.company_id == company_id && !p.deleted)
+        else {
             return false;
         };
         p.deleted = true;
@@ -269,7 +282,8 @@ impl Store {
         let obj = body
             .as_object()
             .ok_or_else(|| SandboxError::Rejected("person must be a JSON object".into()))?;
-        self.create_person(caller, obj).map_err(SandboxError::Rejected)
+        self.create_person(caller, obj)
+            .map_err(SandboxError::Rejected)
     }
 
     pub fn persons_json(&self, company_id: u64) -> Vec<Value> {
@@ -321,7 +335,11 @@ impl Store {
         {
             return bad_request(msg);
         }
-        if body.get("name").and_then(Value::as_str).is_some_and(|n| n.trim().is_empty()) {
+        if body
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.trim().is_empty())
+        {
             return bad_request(failed("name", "must not be empty"));
         }
         if let Some(p) = self.persons.get_mut(&id) {
@@ -352,7 +370,10 @@ impl Store {
     fn list_persons_inner(&self, ctx: &Ctx) -> Result<Reply, Reply> {
         let int = |k: &str| -> Result<Option<u64>, Reply> {
             ctx.q(k)
-                .map(|v| v.parse::<u64>().map_err(|_| bad_request(failed(k, "must be an integer"))))
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| bad_request(failed(k, "must be an integer")))
+                })
                 .transpose()
         };
         let time = |k: &str| -> Result<Option<DateTime<chrono::FixedOffset>>, Reply> {
@@ -366,11 +387,17 @@ impl Store {
         let ids: Option<Vec<u64>> = match ctx.q("ids") {
             None => None,
             Some(s) => {
-                let parsed: Result<Vec<u64>, _> = s.split(',').map(|x| x.trim().parse::<u64>()).collect();
+                let parsed: Result<Vec<u64>, _> =
+                    s.split(',').map(|x| x.trim().parse::<u64>()).collect();
                 match parsed {
                     Ok(v) if v.len() <= 100 => Some(v),
                     Ok(_) => return Err(bad_request(failed("ids", "at most 100 ids"))),
-                    Err(_) => return Err(bad_request(failed("ids", "must be a comma-separated list of integers"))),
+                    Err(_) => {
+                        return Err(bad_request(failed(
+                            "ids",
+                            "must be a comma-separated list of integers",
+                        )));
+                    }
                 }
             }
         };
@@ -383,7 +410,8 @@ impl Store {
                 .filter(|x| x.company_id == ctx.caller.company_id)
                 .and_then(|x| x.data.get("person_id").and_then(Value::as_u64))
         });
-        let wanted_custom: Option<Vec<&str>> = ctx.q("custom_fields").map(|s| s.split(',').collect());
+        let wanted_custom: Option<Vec<&str>> =
+            ctx.q("custom_fields").map(|s| s.split(',').collect());
         let updated = |p: &Person| {
             p.data
                 .get("update_time")
@@ -395,14 +423,19 @@ impl Store {
             .values()
             .filter(|p| p.company_id == ctx.caller.company_id && !p.deleted)
             .filter(|p| ids.as_ref().is_none_or(|ids| ids.contains(&p.id())))
-            .filter(|p| owner.is_none_or(|o| p.data.get("owner_id").and_then(Value::as_u64) == Some(o)))
+            .filter(|p| {
+                owner.is_none_or(|o| p.data.get("owner_id").and_then(Value::as_u64) == Some(o))
+            })
             .filter(|p| org.is_none_or(|o| p.data.get("org_id").and_then(Value::as_u64) == Some(o)))
             .filter(|p| deal_person.is_none_or(|d| d == Some(p.id())))
             .filter(|p| since.is_none_or(|s| updated(p).is_some_and(|u| u >= s)))
             .filter(|p| until.is_none_or(|s| updated(p).is_some_and(|u| u < s)))
             .map(|p| {
                 let mut v = p.json();
-                if let (Some(keys), Some(cf)) = (&wanted_custom, v.get_mut("custom_fields").and_then(Value::as_object_mut)) {
+                if let (Some(keys), Some(cf)) = (
+                    &wanted_custom,
+                    v.get_mut("custom_fields").and_then(Value::as_object_mut),
+                ) {
                     cf.retain(|k, _| keys.contains(&k.as_str()));
                 }
                 v

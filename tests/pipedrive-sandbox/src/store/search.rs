@@ -51,7 +51,9 @@ fn best(m: Match, term: &str, values: &[String]) -> Option<f64> {
     values
         .iter()
         .filter_map(|v| score(m, term, v))
-        .fold(None, |acc: Option<f64>, s| Some(acc.map_or(s, |a| a.max(s))))
+        .fold(None, |acc: Option<f64>, s| {
+            Some(acc.map_or(s, |a| a.max(s)))
+        })
 }
 
 fn text_of_html(html: &str) -> String {
@@ -93,10 +95,18 @@ impl Store {
             .collect()
     }
 
-    fn person_item(&self, company_id: u64, id: u64, doc: &SearchDoc, custom: Vec<String>, notes: Vec<String>) -> Value {
-        let organization = doc.org_id.map_or(Value::Null, |o| {
-            json!({"id": o, "name": self.org_name(company_id, o)})
-        });
+    fn person_item(
+        &self,
+        company_id: u64,
+        id: u64,
+        doc: &SearchDoc,
+        custom: Vec<String>,
+        notes: Vec<String>,
+    ) -> Value {
+        let organization = doc.org_id.map_or(
+            Value::Null,
+            |o| json!({"id": o, "name": self.org_name(company_id, o)}),
+        );
         json!({
             "id": id, "type": "person", "name": doc.name,
             "phones": doc.phones, "emails": doc.emails,
@@ -135,7 +145,11 @@ impl Store {
                     .map_err(|_| bad_request(failed("organization_id", "must be an integer")))?,
             ),
         };
-        let m = if exact { Match::ExactFold } else { Match::ContainsFold };
+        let m = if exact {
+            Match::ExactFold
+        } else {
+            Match::ContainsFold
+        };
         let company = ctx.caller.company_id;
         let now = Instant::now();
         let mut hits: Vec<(f64, u64, Value)> = Vec::new();
@@ -184,7 +198,9 @@ impl Store {
         hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let items = hits
             .into_iter()
-            .map(|(s, _, item)| json!({"result_score": (s * 1000.0).round() / 1000.0, "item": item}))
+            .map(
+                |(s, _, item)| json!({"result_score": (s * 1000.0).round() / 1000.0, "item": item}),
+            )
             .collect();
         let (page, next) = offset_page(ctx, items)?;
         Ok(Reply::json(
@@ -204,7 +220,12 @@ impl Store {
             "exact" => Match::Exact,
             "beginning" => Match::Beginning,
             "middle" => Match::Middle,
-            _ => return Err(bad_request(failed("match", "must be one of exact, beginning, middle"))),
+            _ => {
+                return Err(bad_request(failed(
+                    "match",
+                    "must be one of exact, beginning, middle",
+                )));
+            }
         };
         let term = Self::term_and_len(ctx, m == Match::Exact)?;
         let field = ctx.q("field").unwrap_or("");
@@ -223,7 +244,12 @@ impl Store {
                         "name" => vec![doc.name.clone()],
                         "email" => doc.emails.clone(),
                         "phone" => doc.phones.clone(),
-                        key => doc.custom.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect(),
+                        key => doc
+                            .custom
+                            .iter()
+                            .filter(|(k, _)| k == key)
+                            .map(|(_, v)| v.clone())
+                            .collect(),
                     };
                     if best(m, &term, &values).is_some() {
                         found.push((p.id(), doc.name.clone()));
@@ -231,18 +257,34 @@ impl Store {
                 }
             }
             Some(Entity::Deal) if entity == "deal" => {
-                for d in self.deals.values().filter(|d| d.company_id == company && !d.is_deleted()) {
+                for d in self
+                    .deals
+                    .values()
+                    .filter(|d| d.company_id == company && !d.is_deleted())
+                {
                     let value = match field {
                         "title" => d.data.get("title").cloned(),
-                        key => d.data.get("custom_fields").and_then(|c| c.get(key)).cloned(),
+                        key => d
+                            .data
+                            .get("custom_fields")
+                            .and_then(|c| c.get(key))
+                            .cloned(),
                     };
-                    if value.and_then(|v| v.as_str().map(str::to_string)).is_some_and(|v| score(m, &term, &v).is_some()) {
+                    if value
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .is_some_and(|v| score(m, &term, &v).is_some())
+                    {
                         found.push((d.id(), d.title()));
                     }
                 }
             }
             _ if ["lead", "organization", "product", "project"].contains(&entity) => {}
-            _ => return Err(bad_request(failed("entity_type", "must be one of deal, lead, person, organization, product, project"))),
+            _ => {
+                return Err(bad_request(failed(
+                    "entity_type",
+                    "must be one of deal, lead, person, organization, product, project",
+                )));
+            }
         }
         let items = found
             .into_iter()

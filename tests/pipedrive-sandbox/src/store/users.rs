@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{Caller, Ctx, Reply, Store, error, now, v1_time};
-use crate::config::{SeedCompany, SeedUser};
 use crate::SandboxError;
+use crate::config::{SeedCompany, SeedUser};
 
 #[derive(Debug, Clone)]
 pub struct Company {
@@ -28,7 +28,8 @@ impl Company {
     }
 
     pub fn daily_budget(&self) -> u64 {
-        self.budget_override.unwrap_or_else(|| self.seed.daily_budget())
+        self.budget_override
+            .unwrap_or_else(|| self.seed.daily_budget())
     }
 }
 
@@ -107,7 +108,8 @@ impl Store {
 
     /// Whether `id` is a user of `company_id` (owner checks).
     pub fn is_company_user(&self, company_id: u64, id: u64) -> bool {
-        self.user(id).is_some_and(|u| u.company_id == company_id && !u.deleted)
+        self.user(id)
+            .is_some_and(|u| u.company_id == company_id && !u.deleted)
     }
 
     pub fn home_users(&self) -> Vec<&User> {
@@ -150,7 +152,10 @@ impl Store {
             .user(user_id)
             .map(|u| u.company_id)
             .unwrap_or_else(|| self.home_company());
-        Caller { user_id, company_id }
+        Caller {
+            user_id,
+            company_id,
+        }
     }
 
     pub fn users_json(&self, company_id: u64, viewer: u64) -> Vec<Value> {
@@ -165,7 +170,10 @@ impl Store {
     // ------------------------------------------------------------ handlers
 
     pub fn get_users_me(&mut self, ctx: &Ctx) -> Reply {
-        let (Some(u), Some(c)) = (self.user(ctx.caller.user_id), self.company(ctx.caller.company_id)) else {
+        let (Some(u), Some(c)) = (
+            self.user(ctx.caller.user_id),
+            self.company(ctx.caller.company_id),
+        ) else {
             return error(401, "unauthorized access");
         };
         let mut data = u.json(u.id, &c.seed.currency);

@@ -74,10 +74,8 @@ fn check_kind(name: &str, kind: Kind, v: &Value) -> Result<(), String> {
         },
         Kind::UuidList => match v.as_array() {
             Some(a)
-                if a.iter().all(|x| {
-                    x.as_str()
-                        .is_some_and(|s| uuid::Uuid::parse_str(s).is_ok())
-                }) =>
+                if a.iter()
+                    .all(|x| x.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok())) =>
             {
                 Ok(())
             }
@@ -124,7 +122,9 @@ fn check_contacts(name: &str, v: &Value) -> Result<(), String> {
         for (k, x) in obj {
             match (k.as_str(), x) {
                 ("value", _) | ("primary", Value::Bool(_)) | ("label", Value::String(_)) => {}
-                ("primary", _) => return Err(failed(&format!("{at}.primary"), "must be a boolean")),
+                ("primary", _) => {
+                    return Err(failed(&format!("{at}.primary"), "must be a boolean"));
+                }
                 ("label", _) => return Err(failed(&format!("{at}.label"), "must be a string")),
                 _ => return Err(failed(&format!("{at}.{k}"), "is not allowed")),
             }
@@ -150,6 +150,14 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// A required, non-blank string field (create bodies).
+pub fn require_text(body: &Map<String, Value>, field: &str) -> Result<(), String> {
+    match body.get(field).and_then(Value::as_str) {
+        Some(t) if !t.trim().is_empty() => Ok(()),
+        _ => Err(failed(field, "is required")),
+    }
 }
 
 /// 40 lower-case hex characters: the shape of a custom-field key.

@@ -14,7 +14,10 @@ fn id_of(v: &Value) -> u64 {
 
 async fn person(pd: &Pd, name: &str, phone: &str) -> u64 {
     let a = pd
-        .post("/api/v2/persons", json!({"name": name, "phones": [{"value": phone, "primary": true, "label": "mobile"}]}))
+        .post(
+            "/api/v2/persons",
+            json!({"name": name, "phones": [{"value": phone, "primary": true, "label": "mobile"}]}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     id_of(&a.body)
@@ -35,18 +38,37 @@ async fn persons_v2_create_read_update_delete() {
     assert_eq!(created.status, StatusCode::OK);
     let d = &created.body["data"];
     let id = d["id"].as_u64().expect("id");
-    assert_eq!((d["first_name"].as_str(), d["last_name"].as_str()), (Some("Ana"), Some("Silva")));
-    assert_eq!(d["phones"][0]["value"], "+351 912 345 678", "stored as sent");
+    assert_eq!(
+        (d["first_name"].as_str(), d["last_name"].as_str()),
+        (Some("Ana"), Some("Silva"))
+    );
+    assert_eq!(
+        d["phones"][0]["value"], "+351 912 345 678",
+        "stored as sent"
+    );
     assert_eq!(d["phones"][1]["primary"], false);
-    assert_eq!(d["custom_fields"][chat.as_str()], "https://app.example/chats/abc");
+    assert_eq!(
+        d["custom_fields"][chat.as_str()],
+        "https://app.example/chats/abc"
+    );
     assert_eq!(d["owner_id"], 11_002);
     let patched = pd
         .call(Method::PATCH, &format!("/api/v2/persons/{id}"), Some(json!({"phones": [{"value": "+351911111111", "primary": true}], "custom_fields": {chat.clone(): null}})))
         .await;
     assert_eq!(patched.status, StatusCode::OK);
-    assert_eq!(patched.body["data"]["phones"].as_array().map(Vec::len), Some(1), "phones are replaced");
-    assert_eq!(patched.body["data"]["custom_fields"][chat.as_str()], Value::Null);
-    assert_eq!(pd.get(&format!("/api/v2/persons/{id}")).await.body["data"]["name"], "Ana Silva");
+    assert_eq!(
+        patched.body["data"]["phones"].as_array().map(Vec::len),
+        Some(1),
+        "phones are replaced"
+    );
+    assert_eq!(
+        patched.body["data"]["custom_fields"][chat.as_str()],
+        Value::Null
+    );
+    assert_eq!(
+        pd.get(&format!("/api/v2/persons/{id}")).await.body["data"]["name"],
+        "Ana Silva"
+    );
     // v2 strict validation.
     for bad in [
         json!({"name": "X", "phones": "+351"}),
@@ -60,12 +82,20 @@ async fn persons_v2_create_read_update_delete() {
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(a.body["success"], false);
     }
-    let deleted = pd.call(Method::DELETE, &format!("/api/v2/persons/{id}"), None).await;
+    let deleted = pd
+        .call(Method::DELETE, &format!("/api/v2/persons/{id}"), None)
+        .await;
     assert_eq!(deleted.body["data"]["id"], id);
-    assert_eq!(pd.get(&format!("/api/v2/persons/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        pd.get(&format!("/api/v2/persons/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(pd.sb.person(id).expect("kept")["is_deleted"], true);
     let v: Vec<String> = pd.sb.contract_violations();
-    assert!(v.iter().all(|x| x.contains("request")), "only the deliberate bad requests: {v:#?}");
+    assert!(
+        v.iter().all(|x| x.contains("request")),
+        "only the deliberate bad requests: {v:#?}"
+    );
 }
 
 #[tokio::test]
@@ -75,8 +105,13 @@ async fn persons_list_filters_sorts_and_pages() {
     for n in 0..5 {
         ids.push(person(&pd, &format!("P{n}"), &format!("+3519000000{n}")).await);
     }
-    let bruno = pd.sb.insert_person(json!({"name": "Owned by Bruno", "owner_id": 11_002})).expect("insert");
-    let only = pd.get(&format!("/api/v2/persons?ids={},{}", ids[1], ids[3])).await;
+    let bruno = pd
+        .sb
+        .insert_person(json!({"name": "Owned by Bruno", "owner_id": 11_002}))
+        .expect("insert");
+    let only = pd
+        .get(&format!("/api/v2/persons?ids={},{}", ids[1], ids[3]))
+        .await;
     assert_eq!(only.body["data"].as_array().map(Vec::len), Some(2));
     let owned = pd.get("/api/v2/persons?owner_id=11002").await;
     assert_eq!(owned.body["data"][0]["id"], bruno);
@@ -85,9 +120,17 @@ async fn persons_list_filters_sorts_and_pages() {
     loop {
         let page = pd.get(&path).await;
         assert_eq!(page.status, StatusCode::OK);
-        seen.extend(page.body["data"].as_array().expect("data").iter().map(|p| p["id"].as_u64().unwrap_or(0)));
+        seen.extend(
+            page.body["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|p| p["id"].as_u64().unwrap_or(0)),
+        );
         match page.body["additional_data"]["next_cursor"].as_str() {
-            Some(c) => path = format!("/api/v2/persons?limit=2&sort_by=id&sort_direction=desc&cursor={c}"),
+            Some(c) => {
+                path = format!("/api/v2/persons?limit=2&sort_by=id&sort_direction=desc&cursor={c}")
+            }
             None => break,
         }
     }
@@ -95,10 +138,18 @@ async fn persons_list_filters_sorts_and_pages() {
     expected.push(bruno);
     expected.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(seen, expected);
-    let since = pd.get("/api/v2/persons?updated_since=2000-01-01T00:00:00Z&sort_by=update_time").await;
+    let since = pd
+        .get("/api/v2/persons?updated_since=2000-01-01T00:00:00Z&sort_by=update_time")
+        .await;
     assert_eq!(since.body["data"].as_array().map(Vec::len), Some(6));
-    assert_eq!(pd.get("/api/v2/persons?limit=501").await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(pd.get("/api/v2/persons?sort_by=name").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        pd.get("/api/v2/persons?limit=501").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        pd.get("/api/v2/persons?sort_by=name").await.status,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(pd.sb.persons().len(), 6);
 }
 
@@ -107,57 +158,136 @@ async fn person_search_matches_values_as_stored() {
     let pd = Pd::new().await;
     let id = person(&pd, "Ana Silva", "+351 912 345 678").await;
     let wa = pd.sb.field_key("person", "WhatsApp number").expect("field");
-    pd.call(Method::PATCH, &format!("/api/v2/persons/{id}"), Some(json!({"custom_fields": {wa: "+351912345678"}}))).await;
+    pd.call(
+        Method::PATCH,
+        &format!("/api/v2/persons/{id}"),
+        Some(json!({"custom_fields": {wa: "+351912345678"}})),
+    )
+    .await;
     let search = |q: &str| format!("/api/v2/persons/search?{q}");
-    let exact = pd.get(&search("term=%2B351%20912%20345%20678&fields=phone&exact_match=true")).await;
-    let items = exact.body["data"]["items"].as_array().expect("items").clone();
+    let exact = pd
+        .get(&search(
+            "term=%2B351%20912%20345%20678&fields=phone&exact_match=true",
+        ))
+        .await;
+    let items = exact.body["data"]["items"]
+        .as_array()
+        .expect("items")
+        .clone();
     assert_eq!(items.len(), 1, "{}", exact.body);
     assert_eq!(items[0]["item"]["id"], id);
     assert_eq!(items[0]["item"]["type"], "person");
-    assert_eq!(items[0]["item"]["phones"], json!(["+351 912 345 678"]), "phones as plain strings");
+    assert_eq!(
+        items[0]["item"]["phones"],
+        json!(["+351 912 345 678"]),
+        "phones as plain strings"
+    );
     assert_eq!(items[0]["result_score"], 1.0);
-    let digits = pd.get(&search("term=351912345678&fields=phone&exact_match=true")).await;
-    assert_eq!(digits.body["data"]["items"].as_array().map(Vec::len), Some(0), "no digit normalisation");
+    let digits = pd
+        .get(&search("term=351912345678&fields=phone&exact_match=true"))
+        .await;
+    assert_eq!(
+        digits.body["data"]["items"].as_array().map(Vec::len),
+        Some(0),
+        "no digit normalisation"
+    );
     let partial = pd.get(&search("term=345%20678&fields=phone")).await;
-    assert_eq!(partial.body["data"]["items"].as_array().map(Vec::len), Some(1));
-    let custom = pd.get(&search("term=%2B351912345678&fields=custom_fields&exact_match=true")).await;
-    assert_eq!(custom.body["data"]["items"][0]["item"]["custom_fields"], json!(["+351912345678"]));
+    assert_eq!(
+        partial.body["data"]["items"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let custom = pd
+        .get(&search(
+            "term=%2B351912345678&fields=custom_fields&exact_match=true",
+        ))
+        .await;
+    assert_eq!(
+        custom.body["data"]["items"][0]["item"]["custom_fields"],
+        json!(["+351912345678"])
+    );
     let name = pd.get(&search("term=ana%20SILVA&exact_match=true")).await;
-    assert_eq!(name.body["data"]["items"].as_array().map(Vec::len), Some(1), "case-insensitive");
+    assert_eq!(
+        name.body["data"]["items"].as_array().map(Vec::len),
+        Some(1),
+        "case-insensitive"
+    );
     // An unencoded `+` arrives as a space.
-    let plus = pd.get(&search("term=+351912345678&fields=custom_fields&exact_match=true")).await;
+    let plus = pd
+        .get(&search(
+            "term=+351912345678&fields=custom_fields&exact_match=true",
+        ))
+        .await;
     assert_eq!(plus.body["data"]["items"].as_array().map(Vec::len), Some(0));
-    assert_eq!(pd.get(&search("term=a")).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(pd.get(&search("term=a&exact_match=true")).await.status, StatusCode::OK);
-    let field = pd.get(&format!("/api/v2/itemSearch/field?term=Ana&entity_type=person&field=name&match=beginning")).await;
+    assert_eq!(
+        pd.get(&search("term=a")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        pd.get(&search("term=a&exact_match=true")).await.status,
+        StatusCode::OK
+    );
+    let field = pd
+        .get("/api/v2/itemSearch/field?term=Ana&entity_type=person&field=name&match=beginning")
+        .await;
     assert_eq!(field.body["data"], json!([{"id": id, "name": "Ana Silva"}]));
-    let case = pd.get("/api/v2/itemSearch/field?term=ana&entity_type=person&field=name&match=beginning").await;
-    assert_eq!(case.body["data"], json!([]), "itemSearch/field is case-sensitive");
-    assert_eq!(pd.sb.requests().iter().find(|r| r.path.ends_with("/persons/search")).map(|r| r.token_cost), Some(20));
+    let case = pd
+        .get("/api/v2/itemSearch/field?term=ana&entity_type=person&field=name&match=beginning")
+        .await;
+    assert_eq!(
+        case.body["data"],
+        json!([]),
+        "itemSearch/field is case-sensitive"
+    );
+    assert_eq!(
+        pd.sb
+            .requests()
+            .iter()
+            .find(|r| r.path.ends_with("/persons/search"))
+            .map(|r| r.token_cost),
+        Some(20)
+    );
     pd.assert_clean();
 }
 
 #[tokio::test]
 async fn search_sees_changes_only_after_the_index_delay() {
-    let cfg = PipedriveSandboxConfig { search_index_delay: Duration::from_millis(400), ..Default::default() };
+    let cfg = PipedriveSandboxConfig {
+        search_index_delay: Duration::from_millis(400),
+        ..Default::default()
+    };
     let pd = Pd::with(cfg).await;
     let id = person(&pd, "Delayed Dora", "+4915111111111").await;
     let find = |term: &'static str| {
         let pd = &pd;
         async move {
-            pd.get(&format!("/api/v2/persons/search?term={term}&exact_match=true"))
-                .await
-                .body["data"]["items"]
+            pd.get(&format!(
+                "/api/v2/persons/search?term={term}&exact_match=true"
+            ))
+            .await
+            .body["data"]["items"]
                 .as_array()
                 .map(Vec::len)
         }
     };
     assert_eq!(find("Delayed%20Dora").await, Some(0));
-    assert_eq!(pd.get(&format!("/api/v2/persons/{id}")).await.status, StatusCode::OK, "reads are immediate");
+    assert_eq!(
+        pd.get(&format!("/api/v2/persons/{id}")).await.status,
+        StatusCode::OK,
+        "reads are immediate"
+    );
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert_eq!(find("Delayed%20Dora").await, Some(1));
-    pd.call(Method::PATCH, &format!("/api/v2/persons/{id}"), Some(json!({"name": "Renamed Dora"}))).await;
-    assert_eq!(find("Delayed%20Dora").await, Some(1), "the old state until re-indexed");
+    pd.call(
+        Method::PATCH,
+        &format!("/api/v2/persons/{id}"),
+        Some(json!({"name": "Renamed Dora"})),
+    )
+    .await;
+    assert_eq!(
+        find("Delayed%20Dora").await,
+        Some(1),
+        "the old state until re-indexed"
+    );
     assert_eq!(find("Renamed%20Dora").await, Some(0));
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert_eq!(find("Renamed%20Dora").await, Some(1));
@@ -170,72 +300,172 @@ async fn leads_need_a_person_or_organization() {
     let pd = Pd::new().await;
     let pid = person(&pd, "Lead Person", "+351933333333").await;
     let labels = pd.get("/v1/leadLabels").await;
-    let hot = labels.body["data"][0]["id"].as_str().expect("label").to_string();
+    let hot = labels.body["data"][0]["id"]
+        .as_str()
+        .expect("label")
+        .to_string();
     let sources = pd.get("/v1/leadSources").await;
-    assert!(sources.body["data"].as_array().expect("sources").iter().any(|s| s["name"] == "API"));
+    assert!(
+        sources.body["data"]
+            .as_array()
+            .expect("sources")
+            .iter()
+            .any(|s| s["name"] == "API")
+    );
     let created = pd
-        .post("/v1/leads", json!({"title": "WhatsApp: Lead Person", "person_id": pid, "label_ids": [hot],
-            "value": {"amount": 0, "currency": "EUR"}, "visible_to": "3"}))
+        .post(
+            "/v1/leads",
+            json!({"title": "WhatsApp: Lead Person", "person_id": pid, "label_ids": [hot],
+            "value": {"amount": 0, "currency": "EUR"}, "visible_to": "3"}),
+        )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let lead = &created.body["data"];
     let id = lead["id"].as_str().expect("id").to_string();
     assert!(uuid::Uuid::parse_str(&id).is_ok());
     assert_eq!(lead["source_name"], "API");
-    assert_eq!(pd.post("/v1/leads", json!({"title": "Orphan"})).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(pd.post("/v1/leads", json!({"title": "Bad vis", "person_id": pid, "visible_to": "7"})).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        pd.post("/v1/leads", json!({"title": "Orphan"}))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        pd.post(
+            "/v1/leads",
+            json!({"title": "Bad vis", "person_id": pid, "visible_to": "7"})
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
     let listed = pd.get(&format!("/v1/leads?person_id={pid}")).await;
     assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(1));
-    let patched = pd.call(Method::PATCH, &format!("/v1/leads/{id}"), Some(json!({"title": "Renamed", "expected_close_date": "2026-06-01"}))).await;
+    let patched = pd
+        .call(
+            Method::PATCH,
+            &format!("/v1/leads/{id}"),
+            Some(json!({"title": "Renamed", "expected_close_date": "2026-06-01"})),
+        )
+        .await;
     assert_eq!(patched.body["data"]["title"], "Renamed");
     let missing = pd.get(&format!("/v1/leads/{}", uuid::Uuid::new_v4())).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.body["error"], "requested lead not found");
-    let unlinked = pd.call(Method::PATCH, &format!("/v1/leads/{id}"), Some(json!({"person_id": null}))).await;
+    let unlinked = pd
+        .call(
+            Method::PATCH,
+            &format!("/v1/leads/{id}"),
+            Some(json!({"person_id": null})),
+        )
+        .await;
     assert_eq!(unlinked.status, StatusCode::BAD_REQUEST);
     assert_eq!(pd.sb.leads().len(), 1);
     let v = pd.sb.contract_violations();
-    assert!(v.iter().all(|x| x.contains("POST /v1/leads request")), "{v:#?}");
+    assert!(
+        v.iter().all(|x| x.contains("POST /v1/leads request")),
+        "{v:#?}"
+    );
 }
 
 #[tokio::test]
 async fn lead_conversion_moves_notes_and_files_and_deletes_the_lead() {
     let pd = Pd::new().await;
     let pid = person(&pd, "Convert Me", "+351944444444").await;
-    let lead = pd.post("/v1/leads", json!({"title": "To convert", "person_id": pid})).await;
+    let lead = pd
+        .post(
+            "/v1/leads",
+            json!({"title": "To convert", "person_id": pid}),
+        )
+        .await;
     let lead_id = lead.body["data"]["id"].as_str().expect("lead").to_string();
-    let note = pd.post("/v1/notes", json!({"content": "<p>chat</p>", "lead_id": lead_id, "person_id": pid})).await;
+    let note = pd
+        .post(
+            "/v1/notes",
+            json!({"content": "<p>chat</p>", "lead_id": lead_id, "person_id": pid}),
+        )
+        .await;
     let note_id = id_of(&note.body);
     let form = reqwest::multipart::Form::new()
         .text("lead_id", lead_id.clone())
-        .part("file", reqwest::multipart::Part::bytes(b"img".to_vec()).file_name("photo.jpg").mime_str("image/jpeg").expect("mime"));
-    let up = pd.http.post(pd.url("/v1/files")).bearer_auth(&pd.token).multipart(form).send().await.expect("upload");
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"img".to_vec())
+                .file_name("photo.jpg")
+                .mime_str("image/jpeg")
+                .expect("mime"),
+        );
+    let up = pd
+        .http
+        .post(pd.url("/v1/files"))
+        .bearer_auth(&pd.token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
     let file: Value = up.json().await.expect("json");
     let file_id = file["data"]["id"].as_u64().expect("file");
-    let started = pd.post(&format!("/api/v2/leads/{lead_id}/convert/deal"), json!({})).await;
-    let cid = started.body["data"]["conversion_id"].as_str().expect("conversion").to_string();
+    let started = pd
+        .post(&format!("/api/v2/leads/{lead_id}/convert/deal"), json!({}))
+        .await;
+    let cid = started.body["data"]["conversion_id"]
+        .as_str()
+        .expect("conversion")
+        .to_string();
     let status_path = format!("/api/v2/leads/{lead_id}/convert/status/{cid}");
     let first = pd.get(&status_path).await;
     assert_eq!(first.body["data"]["status"], "running");
-    assert_eq!(pd.get(&format!("/v1/leads/{lead_id}")).await.status, StatusCode::OK, "still a lead while running");
+    assert_eq!(
+        pd.get(&format!("/v1/leads/{lead_id}")).await.status,
+        StatusCode::OK,
+        "still a lead while running"
+    );
     let done = pd.get(&status_path).await;
     assert_eq!(done.body["data"]["status"], "completed");
     let deal_id = done.body["data"]["deal_id"].as_u64().expect("deal");
-    assert_eq!(pd.get(&format!("/v1/leads/{lead_id}")).await.body["error"], "requested lead not found");
+    assert_eq!(
+        pd.get(&format!("/v1/leads/{lead_id}")).await.body["error"],
+        "requested lead not found"
+    );
     let n = pd.get(&format!("/v1/notes/{note_id}")).await;
-    assert_eq!((n.body["data"]["deal_id"].as_u64(), n.body["data"]["lead_id"].clone()), (Some(deal_id), Value::Null));
+    assert_eq!(
+        (
+            n.body["data"]["deal_id"].as_u64(),
+            n.body["data"]["lead_id"].clone()
+        ),
+        (Some(deal_id), Value::Null)
+    );
     let f = pd.get(&format!("/v1/files/{file_id}")).await;
     assert_eq!(f.body["data"]["deal_id"], deal_id);
-    let deals = pd.get(&format!("/api/v2/deals?person_id={pid}&include_fields=source_lead_id")).await;
+    let deals = pd
+        .get(&format!(
+            "/api/v2/deals?person_id={pid}&include_fields=source_lead_id"
+        ))
+        .await;
     assert_eq!(deals.body["data"][0]["source_lead_id"], lead_id.as_str());
     let plain = pd.get(&format!("/api/v2/deals/{deal_id}")).await;
-    assert!(plain.body["data"].get("source_lead_id").is_none(), "only when asked for");
-    assert_eq!(pd.get(&format!("/v1/deals/{deal_id}/files")).await.body["data"].as_array().map(Vec::len), Some(1));
+    assert!(
+        plain.body["data"].get("source_lead_id").is_none(),
+        "only when asked for"
+    );
+    assert_eq!(
+        pd.get(&format!("/v1/deals/{deal_id}/files")).await.body["data"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     // A conversion done in the UI has the same effect.
-    let other = pd.post("/v1/leads", json!({"title": "UI", "person_id": pid})).await;
+    let other = pd
+        .post("/v1/leads", json!({"title": "UI", "person_id": pid}))
+        .await;
     let other_id = other.body["data"]["id"].as_str().expect("id").to_string();
     let ui_deal = pd.sb.convert_lead_in_ui(&other_id).expect("converted");
-    assert!(pd.sb.deals().iter().any(|d| d["id"] == ui_deal && d["source_lead_id"] == other_id.as_str()));
+    assert!(
+        pd.sb
+            .deals()
+            .iter()
+            .any(|d| d["id"] == ui_deal && d["source_lead_id"] == other_id.as_str())
+    );
     assert!(pd.sb.leads().is_empty());
     pd.assert_clean();
 }
@@ -245,79 +475,199 @@ async fn deals_pipelines_and_stages() {
     let pd = Pd::new().await;
     let pid = person(&pd, "Deal Person", "+351955555555").await;
     let pipelines = pd.get("/api/v2/pipelines").await;
-    let list = pipelines.body["data"].as_array().expect("pipelines").clone();
+    let list = pipelines.body["data"]
+        .as_array()
+        .expect("pipelines")
+        .clone();
     assert_eq!(list.len(), 2);
     let second = list[1]["id"].as_u64().expect("id");
-    let stages = pd.get(&format!("/api/v2/stages?pipeline_id={second}")).await;
-    assert!(stages.body["data"].as_array().expect("stages").iter().all(|s| s["pipeline_id"] == second));
+    let stages = pd
+        .get(&format!("/api/v2/stages?pipeline_id={second}"))
+        .await;
+    assert!(
+        stages.body["data"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .all(|s| s["pipeline_id"] == second)
+    );
     let d = pd.post("/api/v2/deals", json!({"title": "WhatsApp: Deal Person", "person_id": pid, "value": 10, "currency": "EUR"})).await;
     assert_eq!(d.status, StatusCode::OK, "{}", d.body);
-    assert_eq!(d.body["data"]["pipeline_id"], list[0]["id"], "default pipeline");
+    assert_eq!(
+        d.body["data"]["pipeline_id"], list[0]["id"],
+        "default pipeline"
+    );
     let deal = id_of(&d.body);
-    let moved = pd.call(Method::PATCH, &format!("/api/v2/deals/{deal}"), Some(json!({"pipeline_id": second}))).await;
+    let moved = pd
+        .call(
+            Method::PATCH,
+            &format!("/api/v2/deals/{deal}"),
+            Some(json!({"pipeline_id": second})),
+        )
+        .await;
     assert_eq!(moved.body["data"]["stage_id"], stages.body["data"][0]["id"]);
-    pd.call(Method::PATCH, &format!("/api/v2/deals/{deal}"), Some(json!({"status": "won"}))).await;
-    let open = pd.get(&format!("/api/v2/deals?person_id={pid}&status=open")).await;
+    pd.call(
+        Method::PATCH,
+        &format!("/api/v2/deals/{deal}"),
+        Some(json!({"status": "won"})),
+    )
+    .await;
+    let open = pd
+        .get(&format!("/api/v2/deals?person_id={pid}&status=open"))
+        .await;
     assert_eq!(open.body["data"].as_array().map(Vec::len), Some(0));
-    let won = pd.get(&format!("/api/v2/deals?person_id={pid}&status=open,won&sort_by=update_time&sort_direction=desc")).await;
+    let won = pd
+        .get(&format!(
+            "/api/v2/deals?person_id={pid}&status=open,won&sort_by=update_time&sort_direction=desc"
+        ))
+        .await;
     assert_eq!(won.body["data"][0]["id"], deal);
-    assert_eq!(pd.post("/api/v2/deals", json!({"title": "No link"})).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(pd.post("/api/v2/deals", json!({"title": "T", "person_id": pid, "value": "10"})).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        pd.post("/api/v2/deals", json!({"title": "No link"}))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        pd.post(
+            "/api/v2/deals",
+            json!({"title": "T", "person_id": pid, "value": "10"})
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
     let v = pd.sb.contract_violations();
-    assert!(v.iter().all(|x| x.contains("POST /api/v2/deals request")), "{v:#?}");
+    assert!(
+        v.iter().all(|x| x.contains("POST /api/v2/deals request")),
+        "{v:#?}"
+    );
 }
 
 #[tokio::test]
 async fn notes_are_sanitised_limited_and_listed() {
     let pd = Pd::new().await;
     let pid = person(&pd, "Note Person", "+351966666666").await;
-    let deal = id_of(&pd.post("/api/v2/deals", json!({"title": "D", "person_id": pid})).await.body);
+    let deal = id_of(
+        &pd.post("/api/v2/deals", json!({"title": "D", "person_id": pid}))
+            .await
+            .body,
+    );
     let html = "<p><b>WhatsApp Chat</b></p><p onclick=\"x()\">09:14 ← Ana: Hi!<script>alert(1)</script><br>09:15 → Rui</p>";
-    let n = pd.post("/v1/notes", json!({"content": html, "person_id": pid, "deal_id": deal, "pinned_to_person_flag": 1})).await;
+    let n = pd
+        .post(
+            "/v1/notes",
+            json!({"content": html, "person_id": pid, "deal_id": deal, "pinned_to_person_flag": 1}),
+        )
+        .await;
     assert_eq!(n.status, StatusCode::OK, "{}", n.body);
     let note = &n.body["data"];
-    assert_eq!(note["content"], "<p><b>WhatsApp Chat</b></p><p>09:14 ← Ana: Hi!<br>09:15 → Rui</p>");
+    assert_eq!(
+        note["content"],
+        "<p><b>WhatsApp Chat</b></p><p>09:14 ← Ana: Hi!<br>09:15 → Rui</p>"
+    );
     assert_eq!(note["pinned_to_person_flag"], true);
     assert_eq!(note["person"]["name"], "Note Person");
     assert_eq!(note["user"]["is_you"], true);
     let id = note["id"].as_u64().expect("id");
-    assert_eq!(pd.post("/v1/notes", json!({"content": "x".repeat(100_001), "person_id": pid})).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(pd.post("/v1/notes", json!({"content": "x".repeat(100_000), "person_id": pid})).await.status, StatusCode::OK);
-    assert_eq!(pd.post("/v1/notes", json!({"content": "no target"})).await.status, StatusCode::BAD_REQUEST);
-    let put = pd.call(Method::PUT, &format!("/v1/notes/{id}"), Some(json!({"content": "<p>replaced</p>"}))).await;
+    assert_eq!(
+        pd.post(
+            "/v1/notes",
+            json!({"content": "x".repeat(100_001), "person_id": pid})
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        pd.post(
+            "/v1/notes",
+            json!({"content": "x".repeat(100_000), "person_id": pid})
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        pd.post("/v1/notes", json!({"content": "no target"}))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let put = pd
+        .call(
+            Method::PUT,
+            &format!("/v1/notes/{id}"),
+            Some(json!({"content": "<p>replaced</p>"})),
+        )
+        .await;
     assert_eq!(put.body["data"]["content"], "<p>replaced</p>");
-    let page = pd.get(&format!("/v1/notes?person_id={pid}&start=0&limit=1")).await;
+    let page = pd
+        .get(&format!("/v1/notes?person_id={pid}&start=0&limit=1"))
+        .await;
     assert_eq!(page.body["data"].as_array().map(Vec::len), Some(1));
-    assert_eq!(page.body["additional_data"]["pagination"]["more_items_in_collection"], true);
+    assert_eq!(
+        page.body["additional_data"]["pagination"]["more_items_in_collection"],
+        true
+    );
     assert_eq!(page.body["additional_data"]["pagination"]["next_start"], 1);
-    assert_eq!(pd.get(&format!("/v1/notes?deal_id={deal}")).await.body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        pd.get(&format!("/v1/notes?deal_id={deal}")).await.body["data"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     assert_eq!(pd.sb.notes_of("deal", &deal.to_string()).len(), 1);
-    assert_eq!(pd.call(Method::DELETE, &format!("/v1/notes/{id}"), None).await.body["data"], true);
-    assert_eq!(pd.get(&format!("/v1/notes/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        pd.call(Method::DELETE, &format!("/v1/notes/{id}"), None)
+            .await
+            .body["data"],
+        true
+    );
+    assert_eq!(
+        pd.get(&format!("/v1/notes/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(pd.sb.notes().len(), 1);
     pd.assert_clean();
 }
 
 #[tokio::test]
 async fn files_upload_list_download_and_size_limit() {
-    let cfg = PipedriveSandboxConfig { file_max_bytes: 1024, ..Default::default() };
+    let cfg = PipedriveSandboxConfig {
+        file_max_bytes: 1024,
+        ..Default::default()
+    };
     let pd = Pd::with(cfg).await;
     let pid = person(&pd, "File Person", "+351977777777").await;
     let upload = |bytes: Vec<u8>, link: Option<(&'static str, String)>| {
-        let mut form = reqwest::multipart::Form::new()
-            .part("file", reqwest::multipart::Part::bytes(bytes).file_name("voice.ogg").mime_str("audio/ogg").expect("mime"));
+        let mut form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name("voice.ogg")
+                .mime_str("audio/ogg")
+                .expect("mime"),
+        );
         if let Some((k, v)) = link {
             form = form.text(k, v);
         }
-        pd.http.post(pd.url("/v1/files")).bearer_auth(&pd.token).multipart(form).send()
+        pd.http
+            .post(pd.url("/v1/files"))
+            .bearer_auth(&pd.token)
+            .multipart(form)
+            .send()
     };
-    let ok = upload(b"OggS-data".to_vec(), Some(("person_id", pid.to_string()))).await.expect("upload");
+    let ok = upload(b"OggS-data".to_vec(), Some(("person_id", pid.to_string())))
+        .await
+        .expect("upload");
     assert_eq!(ok.status(), StatusCode::OK);
     let body: Value = ok.json().await.expect("json");
     let fid = id_of(&body);
     assert_eq!(body["data"]["file_size"], 9);
     assert_eq!(body["data"]["person_name"], "File Person");
-    let too_big = upload(vec![0u8; 2048], Some(("person_id", pid.to_string()))).await.expect("upload");
+    let too_big = upload(vec![0u8; 2048], Some(("person_id", pid.to_string())))
+        .await
+        .expect("upload");
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let err: Value = too_big.json().await.expect("json");
     assert_eq!(err["success"], false);
@@ -325,12 +675,26 @@ async fn files_upload_list_download_and_size_limit() {
     assert_eq!(unlinked.status(), StatusCode::BAD_REQUEST);
     let listed = pd.get(&format!("/v1/persons/{pid}/files")).await;
     assert_eq!(listed.body["data"][0]["id"], fid);
-    assert_eq!(pd.get("/v1/files").await.body["additional_data"]["pagination"]["more_items_in_collection"], false);
-    let dl = pd.http.get(pd.url(&format!("/v1/files/{fid}/download"))).bearer_auth(&pd.token).send().await.expect("download");
+    assert_eq!(
+        pd.get("/v1/files").await.body["additional_data"]["pagination"]["more_items_in_collection"],
+        false
+    );
+    let dl = pd
+        .http
+        .get(pd.url(&format!("/v1/files/{fid}/download")))
+        .bearer_auth(&pd.token)
+        .send()
+        .await
+        .expect("download");
     assert_eq!(dl.headers()["content-type"], "audio/ogg");
     assert_eq!(dl.bytes().await.expect("bytes").as_ref(), b"OggS-data");
     assert_eq!(pd.sb.files().len(), 1);
-    let recorded = pd.sb.requests().into_iter().find(|r| r.path == "/v1/files").expect("recorded");
+    let recorded = pd
+        .sb
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/files")
+        .expect("recorded");
     assert_eq!(recorded.body.expect("body")["file"], "voice.ogg");
     pd.assert_clean();
 }
@@ -344,24 +708,87 @@ async fn field_metadata_v1_and_v2() {
     assert_eq!(phone["field_type"], "phone");
     assert_eq!(phone["edit_flag"], false);
     let custom: Vec<&Value> = list.iter().filter(|f| f["edit_flag"] == true).collect();
-    assert!(custom.iter().all(|f| f["key"].as_str().is_some_and(|k| k.len() == 40)));
-    let types: Vec<&str> = custom.iter().filter_map(|f| f["field_type"].as_str()).collect();
-    for t in ["varchar", "text", "phone", "set", "enum", "user", "org", "people", "daterange"] {
+    assert!(
+        custom
+            .iter()
+            .all(|f| f["key"].as_str().is_some_and(|k| k.len() == 40))
+    );
+    let types: Vec<&str> = custom
+        .iter()
+        .filter_map(|f| f["field_type"].as_str())
+        .collect();
+    for t in [
+        "varchar",
+        "text",
+        "phone",
+        "set",
+        "enum",
+        "user",
+        "org",
+        "people",
+        "daterange",
+    ] {
         assert!(types.contains(&t), "{t}");
     }
-    let key = pd.sb.add_person_field(json!({"name": "Chat link", "field_type": "varchar"})).expect("field");
+    let key = pd
+        .sb
+        .add_person_field(json!({"name": "Chat link", "field_type": "varchar"}))
+        .expect("field");
     let again = pd.get("/v1/personFields").await;
-    assert!(again.body["data"].as_array().expect("fields").iter().any(|f| f["key"] == key.as_str()));
-    let deal_key = pd.sb.add_deal_field(json!({"name": "Source", "field_type": "enum", "options": ["WhatsApp", "Web"]})).expect("field");
+    assert!(
+        again.body["data"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .any(|f| f["key"] == key.as_str())
+    );
+    let deal_key = pd
+        .sb
+        .add_deal_field(
+            json!({"name": "Source", "field_type": "enum", "options": ["WhatsApp", "Web"]}),
+        )
+        .expect("field");
     let lead_fields = pd.get("/v1/leadFields").await;
-    assert!(lead_fields.body["data"].as_array().expect("fields").iter().any(|f| f["key"] == deal_key.as_str()));
+    assert!(
+        lead_fields.body["data"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .any(|f| f["key"] == deal_key.as_str())
+    );
     let v2 = pd.get("/api/v2/personFields").await;
-    let phone2 = v2.body["data"].as_array().expect("v2").iter().find(|f| f["field_code"] == "phone").cloned().expect("phone");
+    let phone2 = v2.body["data"]
+        .as_array()
+        .expect("v2")
+        .iter()
+        .find(|f| f["field_code"] == "phone")
+        .cloned()
+        .expect("phone");
     assert_eq!(phone2["is_custom_field"], false);
-    assert_eq!(pd.get(&format!("/api/v2/personFields/{key}")).await.body["data"]["field_name"], "Chat link");
-    assert!(pd.get("/v1/dealFields").await.body["data"].as_array().is_some_and(|d| !d.is_empty()));
-    let greta = pd.sb.issue_tokens("greta@globex.example").expect("tokens").access_token;
-    let theirs = pd.call_as(&greta, Method::GET, "/v1/personFields", None).await;
-    assert!(!theirs.body["data"].as_array().expect("fields").iter().any(|f| f["key"] == key.as_str()), "keys differ per company");
+    assert_eq!(
+        pd.get(&format!("/api/v2/personFields/{key}")).await.body["data"]["field_name"],
+        "Chat link"
+    );
+    assert!(
+        pd.get("/v1/dealFields").await.body["data"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+    );
+    let greta = pd
+        .sb
+        .issue_tokens("greta@globex.example")
+        .expect("tokens")
+        .access_token;
+    let theirs = pd
+        .call_as(&greta, Method::GET, "/v1/personFields", None)
+        .await;
+    assert!(
+        !theirs.body["data"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .any(|f| f["key"] == key.as_str()),
+        "keys differ per company"
+    );
     pd.assert_clean();
 }
