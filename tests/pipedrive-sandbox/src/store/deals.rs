@@ -1,10 +1,11 @@
 //! Deals, pipelines and stages (API v2).
 
-use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
-use super::page::{keyset_page, v2_list, v2_sort};
-use super::validate::{Kind, Rule, check, failed, nullable, opt_u64, require_text, rule};
+use super::page::{
+    UpdatedWindow, filters_match, keyset_page, q_filters, q_ids, q_u64, v2_list, v2_sort,
+};
+use super::validate::{Kind, Ref, Rule, check, failed, nullable, opt_u64, require_text, rule};
 use super::{Caller, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339};
 
 const DEAL_RULES: &[Rule] = &[
@@ -189,21 +190,15 @@ impl Store {
     }
 
     fn check_deal_refs(&self, company_id: u64, body: &Map<String, Value>) -> Result<(), String> {
-        if let Some(owner) = opt_u64(body, "owner_id")
-            && !self.is_company_user(company_id, owner)
-        {
-            return Err(failed("owner_id", "no such user"));
-        }
-        if let Some(p) = opt_u64(body, "person_id")
-            && self.live_person(company_id, p).is_none()
-        {
-            return Err(failed("person_id", "no such person"));
-        }
-        if let Some(o) = opt_u64(body, "org_id")
-            && self.org_name(company_id, o).is_none()
-        {
-            return Err(failed("org_id", "no such organization"));
-        }
+        self.check_refs(
+            company_id,
+            body,
+            &[
+                ("owner_id", Ref::User),
+                ("person_id", Ref::Person),
+                ("org_id", Ref::Org),
+            ],
+        )?;
         if let Some(custom) = body.get("custom_fields").and_then(Value::as_object) {
             self.check_custom_fields(company_id, Entity::Deal, custom)?;
         }
@@ -418,21 +413,10 @@ impl Store {
     }
 
     fn list_deals_inner(&self, ctx: &Ctx) -> Result<Reply, Reply> {
-        let int = |k: &str| -> Result<Option<u64>, Reply> {
-            ctx.q(k)
-                .map(|v| {
-                    v.parse::<u64>()
-                        .map_err(|_| bad_request(failed(k, "must be an integer")))
-                })
-                .transpose()
-        };
-        let filters = [
-            ("person_id", int("person_id")?),
-            ("org_id", int("org_id")?),
-            ("owner_id", int("owner_id")?),
-            ("pipeline_id", int("pipeline_id")?),
-            ("stage_id", int("stage_id")?),
-        ];
+        let filters = q_filters(
+            ctx,
+            &["person_id", "org_id", "owner_id", "pipeline_id", "stage_id"],
+        )?;
         let statuses: Vec<&str> = ctx
             .q("status")
             .map_or(vec!["open", "won", "lost"], |s| s.split(',').collect());
@@ -445,18 +429,8 @@ impl Store {
                 &format!("{bad} is not one of open, won, lost, deleted"),
             )));
         }
-        let ids: Option<Vec<u64>> = ctx
-            .q("ids")
-            .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
-        let time = |k: &str| -> Result<Option<DateTime<chrono::FixedOffset>>, Reply> {
-            ctx.q(k)
-                .map(|v| {
-                    DateTime::parse_from_rfc3339(v)
-                        .map_err(|_| bad_request(failed(k, "must be an RFC 3339 date-time")))
-                })
-                .transpose()
-        };
-        let (since, until) = (time("updated_since")?, time("updated_until")?);
+        let ids = q_ids(ctx)?;
+        let window = UpdatedWindow::from_query(ctx)?;
         let (sort_by, desc) = v2_sort(ctx, &["id", "update_time", "add_time"])?;
         let with_source = wants_source_lead(ctx);
         let items = self
@@ -475,22 +449,9 @@ impl Store {
                 };
                 statuses.contains(&status)
             })
-            .filter(|d| {
-                filters.iter().all(|(k, v)| {
-                    v.is_none_or(|v| d.data.get(*k).and_then(Value::as_u64) == Some(v))
-                })
-            })
             .filter(|d| ids.as_ref().is_none_or(|ids| ids.contains(&d.id())))
-            .filter(|d| {
-                let u = d
-                    .data
-                    .get("update_time")
-                    .and_then(Value::as_str)
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-                since.is_none_or(|s| u.is_some_and(|u| u >= s))
-                    && until.is_none_or(|s| u.is_some_and(|u| u < s))
-            })
             .map(|d| d.json(with_source))
+            .filter(|d| filters_match(d, &filters) && window.contains(d))
             .collect();
         let (page, next) = keyset_page(ctx, items, &sort_by, desc)?;
         Ok(v2_list(page, next))
@@ -507,9 +468,9 @@ impl Store {
     }
 
     pub fn list_stages(&mut self, ctx: &Ctx) -> Reply {
-        let pipeline = match ctx.q("pipeline_id").map(str::parse::<u64>).transpose() {
+        let pipeline = match q_u64(ctx, "pipeline_id") {
             Ok(p) => p,
-            Err(_) => return bad_request(failed("pipeline_id", "must be an integer")),
+            Err(e) => return e,
         };
         let items = self
             .stages

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::page::{offset_page, v1_flat_list, v2_list};
-use super::validate::{failed, is_date};
+use super::validate::{Ref, failed, is_date};
 use super::{Ctx, Reply, Store, error, now, rfc3339};
 use crate::SandboxError;
 
@@ -427,18 +427,17 @@ impl Store {
                 Some(a) if a.iter().all(option_ok) => Ok(()),
                 _ => fail("must be an array of option ids"),
             },
-            "user" => match value.as_u64() {
-                Some(id) if self.is_company_user(company_id, id) => Ok(()),
-                _ => fail("must be the id of a user of the company"),
-            },
-            "org" => match value.as_u64() {
-                Some(id) if self.org_name(company_id, id).is_some() => Ok(()),
-                _ => fail("must be the id of an organization"),
-            },
-            "people" => match value.as_u64() {
-                Some(id) if self.live_person(company_id, id).is_some() => Ok(()),
-                _ => fail("must be the id of a person"),
-            },
+            t @ ("user" | "org" | "people") => {
+                let kind = match t {
+                    "user" => Ref::User,
+                    "org" => Ref::Org,
+                    _ => Ref::Person,
+                };
+                match value.as_u64() {
+                    Some(id) if self.ref_exists(company_id, kind, id) => Ok(()),
+                    _ => fail(&format!("must be the id of a {}", kind.noun())),
+                }
+            }
             "date" => {
                 if value.as_str().is_some_and(is_date) {
                     Ok(())

@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::page::{updated_since, v1_flat_list, v1_since, v1_sorted};
+use super::page::{filters_match, q_filters, updated_since, v1_flat_list, v1_since, v1_sorted};
 use super::validate::{
-    Kind, Rule, check, failed, is_hash_key, nullable, opt_u64, require_text, rule,
+    Kind, Ref, Rule, check, failed, is_hash_key, nullable, opt_u64, require_text, rule,
 };
 use super::{Caller, Conversion, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339_ms};
 use crate::SandboxError;
@@ -145,21 +145,15 @@ impl Store {
                 "5 and 7 need the Premium or Ultimate plan",
             ));
         }
-        if let Some(owner) = opt_u64(body, "owner_id")
-            && !self.is_company_user(company_id, owner)
-        {
-            return Err(failed("owner_id", "no such user"));
-        }
-        if let Some(p) = opt_u64(body, "person_id")
-            && self.live_person(company_id, p).is_none()
-        {
-            return Err(failed("person_id", "no such person"));
-        }
-        if let Some(o) = opt_u64(body, "organization_id")
-            && self.org_name(company_id, o).is_none()
-        {
-            return Err(failed("organization_id", "no such organization"));
-        }
+        self.check_refs(
+            company_id,
+            body,
+            &[
+                ("owner_id", Ref::User),
+                ("person_id", Ref::Person),
+                ("organization_id", Ref::Org),
+            ],
+        )?;
         if let Some(labels) = body.get("label_ids").and_then(Value::as_array) {
             let known = |l: &Value| {
                 self.lead_labels
@@ -286,28 +280,18 @@ impl Store {
     }
 
     fn lead_list(&self, ctx: &Ctx, archived: bool) -> Reply {
-        let mut filters = Vec::new();
-        for k in ["owner_id", "person_id", "organization_id"] {
-            match ctx.q(k).map(str::parse::<u64>).transpose() {
-                Ok(v) => filters.push((k, v)),
-                Err(_) => return bad_request(format!("{k} must be an integer")),
-            }
-        }
-        let since = match v1_since(ctx) {
-            Ok(s) => s,
+        let query = q_filters(ctx, &["owner_id", "person_id", "organization_id"])
+            .and_then(|f| Ok((f, v1_since(ctx)?)));
+        let (filters, since) = match query {
+            Ok(q) => q,
             Err(e) => return e,
         };
         let items = self
             .leads
             .iter()
             .filter(|l| l.company_id == ctx.caller.company_id && l.archived() == archived)
-            .filter(|l| {
-                filters.iter().all(|(k, v)| {
-                    v.is_none_or(|v| l.data.get(*k).and_then(Value::as_u64) == Some(v))
-                })
-            })
             .map(|l| Value::Object(l.data.clone()))
-            .filter(|l| updated_since(l, since))
+            .filter(|l| filters_match(l, &filters) && updated_since(l, since))
             .collect();
         match v1_sorted(ctx, items, LEAD_SORTS, "add_time") {
             Ok(items) => v1_flat_list(ctx, items, 500),

@@ -10,9 +10,10 @@
 use std::cmp::Ordering;
 
 use base64::Engine;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
+use super::validate::failed;
 use super::{Ctx, Reply, bad_request};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -103,6 +104,77 @@ pub fn parse_v1_time(s: &str) -> Option<DateTime<Utc>> {
                 .ok()
                 .map(|t| t.and_utc())
         })
+}
+
+/// An optional integer query parameter (anything else is a 400).
+pub fn q_u64(ctx: &Ctx, k: &str) -> Result<Option<u64>, Reply> {
+    ctx.q(k)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| bad_request(failed(k, "must be an integer")))
+        })
+        .transpose()
+}
+
+/// Integer filters by field name (`person_id=…`, `owner_id=…`).
+pub fn q_filters<'a>(ctx: &Ctx, names: &[&'a str]) -> Result<Vec<(&'a str, Option<u64>)>, Reply> {
+    names.iter().map(|k| Ok((*k, q_u64(ctx, k)?))).collect()
+}
+
+/// Whether `item` has every filter's value (unset filters match).
+pub fn filters_match(item: &Value, filters: &[(&str, Option<u64>)]) -> bool {
+    filters
+        .iter()
+        .all(|(k, v)| v.is_none_or(|v| item.get(*k).and_then(Value::as_u64) == Some(v)))
+}
+
+/// v2 `ids`: up to 100 comma-separated integers.
+pub fn q_ids(ctx: &Ctx) -> Result<Option<Vec<u64>>, Reply> {
+    let Some(s) = ctx.q("ids") else {
+        return Ok(None);
+    };
+    let ids: Vec<u64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad_request(failed("ids", "must be a comma-separated list of integers")))?;
+    if ids.len() > 100 {
+        return Err(bad_request(failed("ids", "at most 100 ids")));
+    }
+    Ok(Some(ids))
+}
+
+/// v2 `updated_since` (inclusive) and `updated_until` (exclusive), RFC 3339.
+pub struct UpdatedWindow {
+    since: Option<DateTime<FixedOffset>>,
+    until: Option<DateTime<FixedOffset>>,
+}
+
+impl UpdatedWindow {
+    pub fn from_query(ctx: &Ctx) -> Result<Self, Reply> {
+        let time = |k: &str| {
+            ctx.q(k)
+                .map(|v| {
+                    DateTime::parse_from_rfc3339(v)
+                        .map_err(|_| bad_request(failed(k, "must be an RFC 3339 date-time")))
+                })
+                .transpose()
+        };
+        Ok(Self {
+            since: time("updated_since")?,
+            until: time("updated_until")?,
+        })
+    }
+
+    pub fn contains(&self, item: &Value) -> bool {
+        let u = item
+            .get("update_time")
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        self.since.is_none_or(|s| u.is_some_and(|u| u >= s))
+            && self.until.is_none_or(|s| u.is_some_and(|u| u < s))
+    }
 }
 
 /// One v1 page and its pagination object.

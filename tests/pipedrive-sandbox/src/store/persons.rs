@@ -5,12 +5,13 @@
 
 use std::time::Instant;
 
-use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
-use super::page::{keyset_page, v2_list, v2_sort};
+use super::page::{
+    UpdatedWindow, filters_match, keyset_page, q_filters, q_ids, q_u64, v2_list, v2_sort,
+};
 use super::validate::{
-    self, Kind, Rule, check, failed, normalise_contacts, nullable, require_text, rule,
+    Kind, Ref, Rule, check, failed, normalise_contacts, nullable, require_text, rule,
 };
 use super::{Caller, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339};
 use crate::SandboxError;
@@ -163,16 +164,11 @@ impl Store {
 
     /// Checks references (owner, organization, labels, custom fields).
     fn check_person_refs(&self, company_id: u64, body: &Map<String, Value>) -> Result<(), String> {
-        if let Some(owner) = validate::opt_u64(body, "owner_id")
-            && !self.is_company_user(company_id, owner)
-        {
-            return Err(failed("owner_id", "no such user"));
-        }
-        if let Some(org) = validate::opt_u64(body, "org_id")
-            && self.org_name(company_id, org).is_none()
-        {
-            return Err(failed("org_id", "no such organization"));
-        }
+        self.check_refs(
+            company_id,
+            body,
+            &[("owner_id", Ref::User), ("org_id", Ref::Org)],
+        )?;
         if let Some(labels) = body.get("label_ids").and_then(Value::as_array) {
             let options: Vec<u64> = self
                 .fields_of(company_id, Entity::Person)
@@ -368,41 +364,10 @@ impl Store {
     }
 
     fn list_persons_inner(&self, ctx: &Ctx) -> Result<Reply, Reply> {
-        let int = |k: &str| -> Result<Option<u64>, Reply> {
-            ctx.q(k)
-                .map(|v| {
-                    v.parse::<u64>()
-                        .map_err(|_| bad_request(failed(k, "must be an integer")))
-                })
-                .transpose()
-        };
-        let time = |k: &str| -> Result<Option<DateTime<chrono::FixedOffset>>, Reply> {
-            ctx.q(k)
-                .map(|v| {
-                    DateTime::parse_from_rfc3339(v)
-                        .map_err(|_| bad_request(failed(k, "must be an RFC 3339 date-time")))
-                })
-                .transpose()
-        };
-        let ids: Option<Vec<u64>> = match ctx.q("ids") {
-            None => None,
-            Some(s) => {
-                let parsed: Result<Vec<u64>, _> =
-                    s.split(',').map(|x| x.trim().parse::<u64>()).collect();
-                match parsed {
-                    Ok(v) if v.len() <= 100 => Some(v),
-                    Ok(_) => return Err(bad_request(failed("ids", "at most 100 ids"))),
-                    Err(_) => {
-                        return Err(bad_request(failed(
-                            "ids",
-                            "must be a comma-separated list of integers",
-                        )));
-                    }
-                }
-            }
-        };
-        let (owner, org, deal) = (int("owner_id")?, int("org_id")?, int("deal_id")?);
-        let (since, until) = (time("updated_since")?, time("updated_until")?);
+        let ids = q_ids(ctx)?;
+        let filters = q_filters(ctx, &["owner_id", "org_id"])?;
+        let deal = q_u64(ctx, "deal_id")?;
+        let window = UpdatedWindow::from_query(ctx)?;
         let (sort_by, desc) = v2_sort(ctx, &["id", "update_time", "add_time"])?;
         let deal_person = deal.map(|d| {
             self.deals
@@ -412,24 +377,12 @@ impl Store {
         });
         let wanted_custom: Option<Vec<&str>> =
             ctx.q("custom_fields").map(|s| s.split(',').collect());
-        let updated = |p: &Person| {
-            p.data
-                .get("update_time")
-                .and_then(Value::as_str)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        };
         let items: Vec<Value> = self
             .persons
             .values()
             .filter(|p| p.company_id == ctx.caller.company_id && !p.deleted)
             .filter(|p| ids.as_ref().is_none_or(|ids| ids.contains(&p.id())))
-            .filter(|p| {
-                owner.is_none_or(|o| p.data.get("owner_id").and_then(Value::as_u64) == Some(o))
-            })
-            .filter(|p| org.is_none_or(|o| p.data.get("org_id").and_then(Value::as_u64) == Some(o)))
             .filter(|p| deal_person.is_none_or(|d| d == Some(p.id())))
-            .filter(|p| since.is_none_or(|s| updated(p).is_some_and(|u| u >= s)))
-            .filter(|p| until.is_none_or(|s| updated(p).is_some_and(|u| u < s)))
             .map(|p| {
                 let mut v = p.json();
                 if let (Some(keys), Some(cf)) = (
@@ -440,6 +393,7 @@ impl Store {
                 }
                 v
             })
+            .filter(|v| filters_match(v, &filters) && window.contains(v))
             .collect();
         let (page, next) = keyset_page(ctx, items, &sort_by, desc)?;
         Ok(v2_list(page, next))

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::page::{offset_page, v2_list};
+use super::page::{offset_page, q_u64, v2_list};
 use super::persons::SearchDoc;
 use super::validate::failed;
 use super::{Ctx, Entity, Reply, Store, bad_request};
@@ -138,13 +138,7 @@ impl Store {
                 &format!("{bad} is not one of {}", PERSON_SEARCH_FIELDS.join(", ")),
             )));
         }
-        let org_filter = match ctx.q("organization_id") {
-            None => None,
-            Some(s) => Some(
-                s.parse::<u64>()
-                    .map_err(|_| bad_request(failed("organization_id", "must be an integer")))?,
-            ),
-        };
+        let org_filter = q_u64(ctx, "organization_id")?;
         let m = if exact {
             Match::ExactFold
         } else {

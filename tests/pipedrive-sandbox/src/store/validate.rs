@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value};
 
+use super::Store;
+
 /// Expected type of a body field.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -193,4 +195,50 @@ pub fn normalise_contacts(v: &Value) -> Value {
         }
     }
     Value::Array(items)
+}
+
+/// What an id field of a body must name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ref {
+    User,
+    Person,
+    Org,
+}
+
+impl Ref {
+    pub fn noun(self) -> &'static str {
+        match self {
+            Ref::User => "user",
+            Ref::Person => "person",
+            Ref::Org => "organization",
+        }
+    }
+}
+
+impl Store {
+    /// Whether `id` is a user, live person or organization of the company.
+    pub fn ref_exists(&self, company_id: u64, kind: Ref, id: u64) -> bool {
+        match kind {
+            Ref::User => self.is_company_user(company_id, id),
+            Ref::Person => self.live_person(company_id, id).is_some(),
+            Ref::Org => self.org_name(company_id, id).is_some(),
+        }
+    }
+
+    /// Checks every id field of `refs` that `body` carries.
+    pub fn check_refs(
+        &self,
+        company_id: u64,
+        body: &Map<String, Value>,
+        refs: &[(&str, Ref)],
+    ) -> Result<(), String> {
+        for (field, kind) in refs {
+            if let Some(id) = opt_u64(body, field)
+                && !self.ref_exists(company_id, *kind, id)
+            {
+                return Err(failed(field, &format!("no such {}", kind.noun())));
+            }
+        }
+        Ok(())
+    }
 }
