@@ -12,10 +12,11 @@ use super::{AppState, Observed, content_type, query_pairs, to_response};
 use crate::contract::Body as CheckedBody;
 use crate::spec::{self, Operation, Version};
 use crate::store::{
-    AuthFailure, Ctx, Input, RateHeaders, Refusal, Reply, Store, Upload, error, status_message,
+    Answer, AuthFailure, Ctx, Input, RateHeaders, Refusal, Reply, Store, Upload, error,
+    status_message,
 };
 
-type Handler = fn(&mut Store, &Ctx) -> Reply;
+type Handler = fn(&mut Store, &Ctx) -> Answer;
 
 /// The operations the sandbox implements.
 fn route(op: &Operation) -> Option<Handler> {
@@ -278,7 +279,7 @@ pub async fn api(State(sh): State<AppState>, req: Request) -> Response {
     };
     let reply = {
         let mut st = sh.store();
-        let reply = handler(&mut st, &ctx);
+        let reply = handler(&mut st, &ctx).unwrap_or_else(|e| e);
         match st
             .faults
             .take_lost(&method, |wanted| path_matches(wanted, &path, m.op))

@@ -6,7 +6,7 @@ use super::page::{
     UpdatedWindow, filters_match, keyset_page, q_filters, q_ids, q_u64, v2_list, v2_sort,
 };
 use super::validate::{Kind, Ref, Rule, check, failed, nullable, opt_u64, require_text, rule};
-use super::{Caller, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339};
+use super::{Answer, Caller, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339};
 
 const DEAL_RULES: &[Rule] = &[
     rule("title", Kind::Str),
@@ -344,72 +344,58 @@ impl Store {
 
     // ------------------------------------------------------------ handlers
 
-    pub fn post_deal(&mut self, ctx: &Ctx) -> Reply {
-        let body = match ctx.json_object() {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        match self.create_deal(ctx.caller, body, None) {
+    pub fn post_deal(&mut self, ctx: &Ctx) -> Answer {
+        let body = ctx.json_object()?;
+        Ok(match self.create_deal(ctx.caller, body, None) {
             Ok(id) => Reply::data(200, self.deals[&id].json(wants_source_lead(ctx))),
             Err(m) => bad_request(m),
-        }
+        })
     }
 
-    pub fn get_deal(&mut self, ctx: &Ctx) -> Reply {
-        let id = match ctx.id("id") {
-            Ok(id) => id,
-            Err(e) => return e,
-        };
-        match self.live_deal(ctx.caller.company_id, id) {
+    pub fn get_deal(&mut self, ctx: &Ctx) -> Answer {
+        let id = ctx.id("id")?;
+        Ok(match self.live_deal(ctx.caller.company_id, id) {
             Some(d) => Reply::data(200, d.json(wants_source_lead(ctx))),
             None => error(404, "Deal not found"),
-        }
+        })
     }
 
-    pub fn patch_deal(&mut self, ctx: &Ctx) -> Reply {
-        let id = match ctx.id("id") {
-            Ok(id) => id,
-            Err(e) => return e,
-        };
-        let body = match ctx.json_object() {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
+    pub fn patch_deal(&mut self, ctx: &Ctx) -> Answer {
+        let id = ctx.id("id")?;
+        let body = ctx.json_object()?;
         let Some(deal) = self.live_deal(ctx.caller.company_id, id) else {
-            return error(404, "Deal not found");
+            return Err(error(404, "Deal not found"));
         };
         let mut data = deal.data.clone();
         let result = check(body, DEAL_RULES, |_| false)
             .and_then(|()| self.check_deal_refs(ctx.caller.company_id, body))
             .and_then(|()| self.apply_deal(ctx.caller.company_id, &mut data, body));
         if let Err(m) = result {
-            return bad_request(m);
+            return Err(bad_request(m));
         }
         if let Some(d) = self.deals.get_mut(&id) {
             d.data = data;
         }
-        Reply::data(200, self.deals[&id].json(wants_source_lead(ctx)))
+        Ok(Reply::data(
+            200,
+            self.deals[&id].json(wants_source_lead(ctx)),
+        ))
     }
 
-    pub fn delete_deal(&mut self, ctx: &Ctx) -> Reply {
-        let id = match ctx.id("id") {
-            Ok(id) => id,
-            Err(e) => return e,
-        };
+    pub fn delete_deal(&mut self, ctx: &Ctx) -> Answer {
+        let id = ctx.id("id")?;
         if self.live_deal(ctx.caller.company_id, id).is_none() {
-            return error(404, "Deal not found");
+            return Err(error(404, "Deal not found"));
         }
         if let Some(d) = self.deals.get_mut(&id) {
             d.data.insert("is_deleted".into(), json!(true));
             d.data.insert("update_time".into(), json!(rfc3339(now())));
         }
-        Reply::data(200, json!({"id": id}))
+        Ok(Reply::data(200, json!({"id": id})))
     }
 
-    pub fn list_deals(&mut self, ctx: &Ctx) -> Reply {
-        match self.list_deals_inner(ctx) {
-            Ok(r) | Err(r) => r,
-        }
+    pub fn list_deals(&mut self, ctx: &Ctx) -> Answer {
+        self.list_deals_inner(ctx)
     }
 
     fn list_deals_inner(&self, ctx: &Ctx) -> Result<Reply, Reply> {
@@ -457,7 +443,7 @@ impl Store {
         Ok(v2_list(page, next))
     }
 
-    pub fn list_pipelines(&mut self, ctx: &Ctx) -> Reply {
+    pub fn list_pipelines(&mut self, ctx: &Ctx) -> Answer {
         let items = self
             .pipelines
             .iter()
@@ -467,11 +453,8 @@ impl Store {
         Self::sorted_v2(ctx, items, &["id", "update_time", "add_time"])
     }
 
-    pub fn list_stages(&mut self, ctx: &Ctx) -> Reply {
-        let pipeline = match q_u64(ctx, "pipeline_id") {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
+    pub fn list_stages(&mut self, ctx: &Ctx) -> Answer {
+        let pipeline = q_u64(ctx, "pipeline_id")?;
         let items = self
             .stages
             .iter()
@@ -482,30 +465,29 @@ impl Store {
         Self::sorted_v2(ctx, items, &["id", "update_time", "add_time", "order_nr"])
     }
 
-    fn sorted_v2(ctx: &Ctx, items: Vec<Value>, sorts: &[&str]) -> Reply {
-        let result = v2_sort(ctx, sorts).and_then(|(by, desc)| keyset_page(ctx, items, &by, desc));
-        match result {
-            Ok((page, next)) => v2_list(page, next),
-            Err(e) => e,
-        }
+    fn sorted_v2(ctx: &Ctx, items: Vec<Value>, sorts: &[&str]) -> Answer {
+        let (by, desc) = v2_sort(ctx, sorts)?;
+        let (page, next) = keyset_page(ctx, items, &by, desc)?;
+        Ok(v2_list(page, next))
     }
 
-    pub fn get_pipeline(&mut self, ctx: &Ctx) -> Reply {
+    pub fn get_pipeline(&mut self, ctx: &Ctx) -> Answer {
         let id = ctx.id("id").unwrap_or(0);
-        self.pipelines
+        Ok(self
+            .pipelines
             .iter()
             .find(|p| p.id == id && p.company_id == ctx.caller.company_id)
             .map_or_else(
                 || error(404, "Pipeline not found"),
                 |p| Reply::data(200, p.json.clone()),
-            )
+            ))
     }
 
-    pub fn get_stage(&mut self, ctx: &Ctx) -> Reply {
+    pub fn get_stage(&mut self, ctx: &Ctx) -> Answer {
         let id = ctx.id("id").unwrap_or(0);
-        self.stage(ctx.caller.company_id, id).map_or_else(
+        Ok(self.stage(ctx.caller.company_id, id).map_or_else(
             || error(404, "Stage not found"),
             |s| Reply::data(200, s.json.clone()),
-        )
+        ))
     }
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::page::{offset_page, v1_flat_list, v2_list};
 use super::validate::{Ref, failed, is_date};
-use super::{Ctx, Reply, Store, error, now, rfc3339};
+use super::{Answer, Ctx, Reply, Store, error, now, rfc3339};
 use crate::SandboxError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -495,7 +495,7 @@ impl Store {
 
     // ------------------------------------------------------------ handlers
 
-    fn v1_fields(&self, ctx: &Ctx, entity: Entity, leads: bool) -> Reply {
+    fn v1_fields(&self, ctx: &Ctx, entity: Entity, leads: bool) -> Answer {
         let items = self
             .fields_of(ctx.caller.company_id, entity)
             .into_iter()
@@ -505,35 +505,33 @@ impl Store {
         v1_flat_list(ctx, items, 500)
     }
 
-    pub fn get_person_fields(&mut self, ctx: &Ctx) -> Reply {
+    pub fn get_person_fields(&mut self, ctx: &Ctx) -> Answer {
         self.v1_fields(ctx, Entity::Person, false)
     }
 
-    pub fn get_deal_fields(&mut self, ctx: &Ctx) -> Reply {
+    pub fn get_deal_fields(&mut self, ctx: &Ctx) -> Answer {
         self.v1_fields(ctx, Entity::Deal, false)
     }
 
-    pub fn get_lead_fields(&mut self, ctx: &Ctx) -> Reply {
+    pub fn get_lead_fields(&mut self, ctx: &Ctx) -> Answer {
         self.v1_fields(ctx, Entity::Deal, true)
     }
 
-    fn v2_fields(&self, ctx: &Ctx, entity: Entity) -> Reply {
+    fn v2_fields(&self, ctx: &Ctx, entity: Entity) -> Answer {
         let items = self
             .fields_of(ctx.caller.company_id, entity)
             .into_iter()
             .map(Field::v2_json)
             .collect();
-        match offset_page(ctx, items) {
-            Ok((page, next)) => v2_list(page, next),
-            Err(e) => e,
-        }
+        let (page, next) = offset_page(ctx, items)?;
+        Ok(v2_list(page, next))
     }
 
-    pub fn get_person_fields_v2(&mut self, ctx: &Ctx) -> Reply {
+    pub fn get_person_fields_v2(&mut self, ctx: &Ctx) -> Answer {
         self.v2_fields(ctx, Entity::Person)
     }
 
-    pub fn get_deal_fields_v2(&mut self, ctx: &Ctx) -> Reply {
+    pub fn get_deal_fields_v2(&mut self, ctx: &Ctx) -> Answer {
         self.v2_fields(ctx, Entity::Deal)
     }
 
@@ -546,11 +544,11 @@ impl Store {
             .map_or_else(|| error(404, "Field not found"), |f| Reply::data(200, f))
     }
 
-    pub fn get_person_field_v2(&mut self, ctx: &Ctx) -> Reply {
-        self.v2_field(ctx, Entity::Person)
+    pub fn get_person_field_v2(&mut self, ctx: &Ctx) -> Answer {
+        Ok(self.v2_field(ctx, Entity::Person))
     }
 
-    pub fn get_deal_field_v2(&mut self, ctx: &Ctx) -> Reply {
-        self.v2_field(ctx, Entity::Deal)
+    pub fn get_deal_field_v2(&mut self, ctx: &Ctx) -> Answer {
+        Ok(self.v2_field(ctx, Entity::Deal))
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::page::{v1_flat_list, v1_list, v1_sorted};
-use super::{Ctx, Input, Reply, ReplyBody, Store, bad_request, error, now, v1_time};
+use super::{Answer, Ctx, Input, Reply, ReplyBody, Store, bad_request, error, now, v1_time};
 
 #[derive(Debug, Clone)]
 pub struct StoredFile {
@@ -112,28 +112,29 @@ impl Store {
         Ok(out)
     }
 
-    pub fn post_file(&mut self, ctx: &Ctx) -> Reply {
+    pub fn post_file(&mut self, ctx: &Ctx) -> Answer {
         let (fields, file) = match &ctx.input {
             Input::Multipart { fields, file } => (fields, file),
-            Input::Invalid(why) => return bad_request(why),
-            _ => return bad_request("Request must be multipart/form-data"),
+            Input::Invalid(why) => return Err(bad_request(why)),
+            _ => return Err(bad_request("Request must be multipart/form-data")),
         };
         let Some(file) = file else {
-            return bad_request("No file was uploaded (part `file` is required)");
+            return Err(bad_request(
+                "No file was uploaded (part `file` is required)",
+            ));
         };
         if file.bytes.len() > self.cfg.file_max_bytes {
-            return error(
+            return Err(error(
                 413,
                 &format!(
                     "File is too large: the maximum upload size is {} bytes",
                     self.cfg.file_max_bytes
                 ),
-            );
+            ));
         }
-        let mut data = match self.file_links(ctx.caller.company_id, fields) {
-            Ok(d) => d,
-            Err(m) => return bad_request(m),
-        };
+        let mut data = self
+            .file_links(ctx.caller.company_id, fields)
+            .map_err(bad_request)?;
         let id = self.alloc_id();
         let t = v1_time(now());
         let file_type = file
@@ -162,7 +163,7 @@ impl Store {
                 bytes: file.bytes.clone(),
             },
         );
-        Reply::data(200, Value::Object(data))
+        Ok(Reply::data(200, Value::Object(data)))
     }
 
     fn own_file(&self, ctx: &Ctx) -> Result<&StoredFile, Reply> {
@@ -173,54 +174,48 @@ impl Store {
             .ok_or_else(|| error(404, "File not found"))
     }
 
-    pub fn get_file(&mut self, ctx: &Ctx) -> Reply {
-        match self.own_file(ctx) {
-            Ok(f) => Reply::data(200, Value::Object(f.data.clone())),
-            Err(e) => e,
-        }
+    pub fn get_file(&mut self, ctx: &Ctx) -> Answer {
+        let f = self.own_file(ctx)?;
+        Ok(Reply::data(200, Value::Object(f.data.clone())))
     }
 
-    pub fn download_file(&mut self, ctx: &Ctx) -> Reply {
-        match self.own_file(ctx) {
-            Ok(f) => Reply {
-                status: 200,
-                body: ReplyBody::Bytes {
-                    content_type: f.content_type.clone(),
-                    bytes: f.bytes.clone(),
-                },
+    pub fn download_file(&mut self, ctx: &Ctx) -> Answer {
+        let f = self.own_file(ctx)?;
+        Ok(Reply {
+            status: 200,
+            body: ReplyBody::Bytes {
+                content_type: f.content_type.clone(),
+                bytes: f.bytes.clone(),
             },
-            Err(e) => e,
-        }
+        })
     }
 
-    pub fn delete_file(&mut self, ctx: &Ctx) -> Reply {
-        let id = match self.own_file(ctx) {
-            Ok(f) => f.data.get("id").and_then(Value::as_u64).unwrap_or(0),
-            Err(e) => return e,
-        };
+    pub fn delete_file(&mut self, ctx: &Ctx) -> Answer {
+        let id = self
+            .own_file(ctx)?
+            .data
+            .get("id")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         self.files.remove(&id);
-        Reply::data(200, json!({"id": id}))
+        Ok(Reply::data(200, json!({"id": id})))
     }
 
-    pub fn list_files(&mut self, ctx: &Ctx) -> Reply {
-        match v1_sorted(
+    pub fn list_files(&mut self, ctx: &Ctx) -> Answer {
+        let items = v1_sorted(
             ctx,
             self.files_json(ctx.caller.company_id),
             FILE_SORTS,
             "id",
-        ) {
-            Ok(items) => v1_list(ctx, items, 500),
-            Err(e) => e,
-        }
+        )?;
+        v1_list(ctx, items, 500)
     }
 
     /// `/v1/{persons,deals,organizations}/{id}/files` (limit at most 100).
-    fn files_of(&self, ctx: &Ctx, field: &str, exists: bool, what: &str) -> Reply {
-        let Ok(id) = ctx.id("id") else {
-            return bad_request("id must be an integer");
-        };
+    fn files_of(&self, ctx: &Ctx, field: &str, exists: bool, what: &str) -> Answer {
+        let id = ctx.id("id")?;
         if !exists {
-            return error(404, &format!("{what} not found"));
+            return Err(error(404, &format!("{what} not found")));
         }
         let items = self
             .files
@@ -229,20 +224,17 @@ impl Store {
             .filter(|f| f.data.get(field).and_then(Value::as_u64) == Some(id))
             .map(|f| Value::Object(f.data.clone()))
             .collect();
-        match v1_sorted(ctx, items, FILE_SORTS, "id") {
-            Ok(items) => v1_flat_list(ctx, items, 100),
-            Err(e) => e,
-        }
+        v1_flat_list(ctx, v1_sorted(ctx, items, FILE_SORTS, "id")?, 100)
     }
 
-    pub fn person_files(&mut self, ctx: &Ctx) -> Reply {
+    pub fn person_files(&mut self, ctx: &Ctx) -> Answer {
         let exists = ctx
             .id("id")
             .is_ok_and(|id| self.live_person(ctx.caller.company_id, id).is_some());
         self.files_of(ctx, "person_id", exists, "Person")
     }
 
-    pub fn deal_files(&mut self, ctx: &Ctx) -> Reply {
+    pub fn deal_files(&mut self, ctx: &Ctx) -> Answer {
         let exists = ctx.id("id").is_ok_and(|id| {
             self.deals
                 .get(&id)
@@ -251,7 +243,7 @@ impl Store {
         self.files_of(ctx, "deal_id", exists, "Deal")
     }
 
-    pub fn org_files(&mut self, ctx: &Ctx) -> Reply {
+    pub fn org_files(&mut self, ctx: &Ctx) -> Answer {
         let exists = ctx
             .id("id")
             .is_ok_and(|id| self.org_name(ctx.caller.company_id, id).is_some());

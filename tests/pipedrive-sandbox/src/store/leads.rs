@@ -7,7 +7,9 @@ use super::page::{filters_match, q_filters, updated_since, v1_flat_list, v1_sinc
 use super::validate::{
     Kind, Ref, Rule, check, failed, is_hash_key, nullable, opt_u64, require_text, rule,
 };
-use super::{Caller, Conversion, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339_ms};
+use super::{
+    Answer, Caller, Conversion, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339_ms,
+};
 use crate::SandboxError;
 use crate::config::Plan;
 
@@ -219,12 +221,9 @@ impl Store {
 
     // ------------------------------------------------------------ handlers
 
-    pub fn post_lead(&mut self, ctx: &Ctx) -> Reply {
-        let body = match ctx.json_object() {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        match self.create_lead(ctx.caller, body) {
+    pub fn post_lead(&mut self, ctx: &Ctx) -> Answer {
+        let body = ctx.json_object()?;
+        Ok(match self.create_lead(ctx.caller, body) {
             Ok(id) => {
                 let lead = self
                     .leads
@@ -234,58 +233,57 @@ impl Store {
                 Reply::data(201, lead.unwrap_or(Value::Null))
             }
             Err(m) => bad_request(m),
-        }
+        })
     }
 
-    pub fn get_lead(&mut self, ctx: &Ctx) -> Reply {
-        match self.lead_index(ctx.caller.company_id, ctx.param("id")) {
-            Some(i) => Reply::data(200, Value::Object(self.leads[i].data.clone())),
-            None => error(404, NOT_FOUND),
-        }
+    pub fn get_lead(&mut self, ctx: &Ctx) -> Answer {
+        Ok(
+            match self.lead_index(ctx.caller.company_id, ctx.param("id")) {
+                Some(i) => Reply::data(200, Value::Object(self.leads[i].data.clone())),
+                None => error(404, NOT_FOUND),
+            },
+        )
     }
 
-    pub fn patch_lead(&mut self, ctx: &Ctx) -> Reply {
-        let body = match ctx.json_object() {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
+    pub fn patch_lead(&mut self, ctx: &Ctx) -> Answer {
+        let body = ctx.json_object()?;
         let Some(i) = self.lead_index(ctx.caller.company_id, ctx.param("id")) else {
-            return error(404, NOT_FOUND);
+            return Err(error(404, NOT_FOUND));
         };
         if let Err(m) = self.check_lead(ctx.caller.company_id, body, UPDATE_RULES) {
-            return bad_request(m);
+            return Err(bad_request(m));
         }
         if self.leads[i].archived() && body.keys().any(|k| k != "is_archived") {
-            return bad_request("Archived leads cannot be edited; unarchive the lead first");
+            return Err(bad_request(
+                "Archived leads cannot be edited; unarchive the lead first",
+            ));
         }
         let mut data = self.leads[i].data.clone();
         data.extend(body.iter().map(|(k, v)| (k.clone(), v.clone())));
         if !Self::linked(&data) {
-            return bad_request("A lead must be linked to a person or an organization");
+            return Err(bad_request(
+                "A lead must be linked to a person or an organization",
+            ));
         }
         data.insert("update_time".into(), json!(rfc3339_ms(now())));
         self.leads[i].data = data.clone();
-        Reply::data(200, Value::Object(data))
+        Ok(Reply::data(200, Value::Object(data)))
     }
 
-    pub fn delete_lead(&mut self, ctx: &Ctx) -> Reply {
+    pub fn delete_lead(&mut self, ctx: &Ctx) -> Answer {
         let id = ctx.param("id").to_string();
-        match self.lead_index(ctx.caller.company_id, &id) {
+        Ok(match self.lead_index(ctx.caller.company_id, &id) {
             Some(i) => {
                 self.leads.remove(i);
                 Reply::data(200, json!({"id": id}))
             }
             None => error(404, NOT_FOUND),
-        }
+        })
     }
 
-    fn lead_list(&self, ctx: &Ctx, archived: bool) -> Reply {
-        let query = q_filters(ctx, &["owner_id", "person_id", "organization_id"])
-            .and_then(|f| Ok((f, v1_since(ctx)?)));
-        let (filters, since) = match query {
-            Ok(q) => q,
-            Err(e) => return e,
-        };
+    fn lead_list(&self, ctx: &Ctx, archived: bool) -> Answer {
+        let filters = q_filters(ctx, &["owner_id", "person_id", "organization_id"])?;
+        let since = v1_since(ctx)?;
         let items = self
             .leads
             .iter()
@@ -293,35 +291,32 @@ impl Store {
             .map(|l| Value::Object(l.data.clone()))
             .filter(|l| filters_match(l, &filters) && updated_since(l, since))
             .collect();
-        match v1_sorted(ctx, items, LEAD_SORTS, "add_time") {
-            Ok(items) => v1_flat_list(ctx, items, 500),
-            Err(e) => e,
-        }
+        v1_flat_list(ctx, v1_sorted(ctx, items, LEAD_SORTS, "add_time")?, 500)
     }
 
-    pub fn list_leads(&mut self, ctx: &Ctx) -> Reply {
+    pub fn list_leads(&mut self, ctx: &Ctx) -> Answer {
         self.lead_list(ctx, false)
     }
 
-    pub fn list_archived_leads(&mut self, ctx: &Ctx) -> Reply {
+    pub fn list_archived_leads(&mut self, ctx: &Ctx) -> Answer {
         self.lead_list(ctx, true)
     }
 
-    pub fn list_lead_labels(&mut self, ctx: &Ctx) -> Reply {
+    pub fn list_lead_labels(&mut self, ctx: &Ctx) -> Answer {
         let labels = self
             .lead_labels
             .iter()
             .filter(|(c, _)| *c == ctx.caller.company_id)
             .map(|(_, l)| l.clone())
             .collect();
-        Reply::data(200, Value::Array(labels))
+        Ok(Reply::data(200, Value::Array(labels)))
     }
 
-    pub fn list_lead_sources(&mut self, _ctx: &Ctx) -> Reply {
-        Reply::data(
+    pub fn list_lead_sources(&mut self, _ctx: &Ctx) -> Answer {
+        Ok(Reply::data(
             200,
             LEAD_SOURCES.iter().map(|s| json!({"name": s})).collect(),
-        )
+        ))
     }
 
     // ---------------------------------------------------------- conversion
@@ -395,31 +390,27 @@ impl Store {
             .map_err(SandboxError::Rejected)
     }
 
-    pub fn post_convert_lead(&mut self, ctx: &Ctx) -> Reply {
+    pub fn post_convert_lead(&mut self, ctx: &Ctx) -> Answer {
         let lead_id = ctx.param("id").to_string();
         let empty = Map::new();
         let body = match &ctx.input {
             super::Input::None => &empty,
-            _ => match ctx.json_object() {
-                Ok(b) => b,
-                Err(e) => return e,
-            },
+            _ => ctx.json_object()?,
         };
         let rules = [rule("stage_id", Kind::Int), rule("pipeline_id", Kind::Int)];
         if let Err(m) = check(body, &rules, |_| false) {
-            return bad_request(m);
+            return Err(bad_request(m));
         }
         if self.lead_index(ctx.caller.company_id, &lead_id).is_none() {
-            return error(404, "Lead not found");
+            return Err(error(404, "Lead not found"));
         }
-        let stage = match self.resolve_stage(
-            ctx.caller.company_id,
-            opt_u64(body, "stage_id"),
-            opt_u64(body, "pipeline_id"),
-        ) {
-            Ok((s, _)) => s,
-            Err(m) => return bad_request(m),
-        };
+        let (stage, _) = self
+            .resolve_stage(
+                ctx.caller.company_id,
+                opt_u64(body, "stage_id"),
+                opt_u64(body, "pipeline_id"),
+            )
+            .map_err(bad_request)?;
         let conversion_id = uuid::Uuid::new_v4().to_string();
         self.conversions.insert(
             conversion_id.clone(),
@@ -433,10 +424,10 @@ impl Store {
                 status: "running",
             },
         );
-        Reply::data(200, json!({"conversion_id": conversion_id}))
+        Ok(Reply::data(200, json!({"conversion_id": conversion_id})))
     }
 
-    pub fn get_conversion_status(&mut self, ctx: &Ctx) -> Reply {
+    pub fn get_conversion_status(&mut self, ctx: &Ctx) -> Answer {
         let (lead_id, cid) = (
             ctx.param("id").to_string(),
             ctx.param("conversion_id").to_string(),
@@ -447,7 +438,7 @@ impl Store {
             .filter(|c| c.lead_id == lead_id && c.company_id == ctx.caller.company_id)
             .cloned()
         else {
-            return error(404, "Conversion not found");
+            return Err(error(404, "Conversion not found"));
         };
         let mut c = c;
         if c.status == "running" {
@@ -462,10 +453,10 @@ impl Store {
         if let Some(d) = c.deal_id {
             data["deal_id"] = json!(d);
         }
-        Reply::json(
+        Ok(Reply::json(
             200,
             json!({"success": true, "data": data, "additional_data": null}),
-        )
+        ))
     }
 
     /// Completes a running conversion (`failed` when the lead is gone or

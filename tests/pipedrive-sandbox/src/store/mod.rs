@@ -75,6 +75,10 @@ impl Reply {
     }
 }
 
+/// What a handler returns: both sides are answers; `Err` lets `?` end a
+/// handler early with an error reply.
+pub type Answer = Result<Reply, Reply>;
+
 /// The reference's error envelope (§2).
 pub fn error_body(message: &str) -> Value {
     json!({

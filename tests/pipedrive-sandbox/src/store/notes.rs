@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 
 use super::page::{updated_since, v1_list, v1_since, v1_sorted};
-use super::{Caller, Ctx, Reply, Store, bad_request, error, now, v1_time};
+use super::{Answer, Caller, Ctx, Reply, Store, bad_request, error, now, v1_time};
 use crate::sanitize::sanitize;
 
 /// (target id field, pin flag, entity name in messages).
@@ -140,7 +140,7 @@ impl Store {
         }
         if let Some(u) = body.get("user_id") {
             let uid = lenient_id(u).ok_or("user_id must be an integer")?;
-            let admin = self.user(caller.user_id).is_some_and(|x| x.admin);
+            let admin = self.user(caller.user_id).is_some_and(|x| x.seed.admin);
             if uid != caller.user_id && !admin {
                 return Err("Only admins can change the author (user_id) of a note".into());
             }
@@ -183,7 +183,7 @@ impl Store {
             .field_u64("user_id")
             .and_then(|u| self.user(u))
             .map_or(Value::Null, |u| {
-                json!({"email": u.email, "name": u.name, "icon_url": null, "is_you": u.id == viewer})
+                json!({"email": u.seed.email, "name": u.seed.name, "icon_url": null, "is_you": u.id == viewer})
             });
         v.insert("deal".into(), deal);
         v.insert("person".into(), person);
@@ -246,11 +246,8 @@ impl Store {
 
     // ------------------------------------------------------------ handlers
 
-    pub fn post_note(&mut self, ctx: &Ctx) -> Reply {
-        let body = match ctx.json_object() {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
+    pub fn post_note(&mut self, ctx: &Ctx) -> Answer {
+        let body = ctx.json_object()?;
         let id = self.alloc_id();
         let t = v1_time(now());
         let mut data = Map::new();
@@ -263,7 +260,7 @@ impl Store {
         data.insert("add_time".into(), json!(t));
         data.insert("active_flag".into(), json!(true));
         if let Err(m) = self.apply_note(ctx.caller, &mut data, body, true) {
-            return bad_request(m);
+            return Err(bad_request(m));
         }
         let note = Note {
             company_id: ctx.caller.company_id,
@@ -271,7 +268,7 @@ impl Store {
         };
         let out = self.note_json(&note, ctx.caller.user_id);
         self.notes.insert(id, note);
-        Reply::data(200, out)
+        Ok(Reply::data(200, out))
     }
 
     fn own_note(&self, ctx: &Ctx) -> Result<u64, Reply> {
@@ -282,43 +279,37 @@ impl Store {
         }
     }
 
-    pub fn get_note(&mut self, ctx: &Ctx) -> Reply {
-        match self.own_note(ctx) {
-            Ok(id) => Reply::data(200, self.note_json(&self.notes[&id], ctx.caller.user_id)),
-            Err(e) => e,
-        }
+    pub fn get_note(&mut self, ctx: &Ctx) -> Answer {
+        let id = self.own_note(ctx)?;
+        Ok(Reply::data(
+            200,
+            self.note_json(&self.notes[&id], ctx.caller.user_id),
+        ))
     }
 
-    pub fn put_note(&mut self, ctx: &Ctx) -> Reply {
-        let id = match self.own_note(ctx) {
-            Ok(id) => id,
-            Err(e) => return e,
-        };
-        let body = match ctx.json_object() {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
+    pub fn put_note(&mut self, ctx: &Ctx) -> Answer {
+        let id = self.own_note(ctx)?;
+        let body = ctx.json_object()?;
         let mut data = self.notes[&id].data.clone();
         if let Err(m) = self.apply_note(ctx.caller, &mut data, body, false) {
-            return bad_request(m);
+            return Err(bad_request(m));
         }
         if let Some(n) = self.notes.get_mut(&id) {
             n.data = data;
         }
-        Reply::data(200, self.note_json(&self.notes[&id], ctx.caller.user_id))
+        Ok(Reply::data(
+            200,
+            self.note_json(&self.notes[&id], ctx.caller.user_id),
+        ))
     }
 
-    pub fn delete_note(&mut self, ctx: &Ctx) -> Reply {
-        match self.own_note(ctx) {
-            Ok(id) => {
-                self.notes.remove(&id);
-                Reply::data(200, json!(true))
-            }
-            Err(e) => e,
-        }
+    pub fn delete_note(&mut self, ctx: &Ctx) -> Answer {
+        let id = self.own_note(ctx)?;
+        self.notes.remove(&id);
+        Ok(Reply::data(200, json!(true)))
     }
 
-    pub fn list_notes(&mut self, ctx: &Ctx) -> Reply {
+    pub fn list_notes(&mut self, ctx: &Ctx) -> Answer {
         let mut filters: Vec<(&str, String)> = Vec::new();
         for k in [
             "user_id",
@@ -331,15 +322,12 @@ impl Store {
         ] {
             if let Some(v) = ctx.q(k) {
                 if k != "lead_id" && v.parse::<u64>().is_err() {
-                    return bad_request(format!("{k} must be an integer"));
+                    return Err(bad_request(format!("{k} must be an integer")));
                 }
                 filters.push((k, v.to_string()));
             }
         }
-        let since = match v1_since(ctx) {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
+        let since = v1_since(ctx)?;
         let matches = |n: &Note| {
             filters.iter().all(|(k, v)| match n.data.get(*k) {
                 Some(Value::String(s)) => s == v,
@@ -354,14 +342,7 @@ impl Store {
             .map(|n| self.note_json(n, ctx.caller.user_id))
             .filter(|n| updated_since(n, since))
             .collect();
-        match v1_sorted(
-            ctx,
-            items,
-            &["id", "add_time", "update_time", "user_id"],
-            "add_time",
-        ) {
-            Ok(items) => v1_list(ctx, items, 500),
-            Err(e) => e,
-        }
+        let sorts = ["id", "add_time", "update_time", "user_id"];
+        v1_list(ctx, v1_sorted(ctx, items, &sorts, "add_time")?, 500)
     }
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
 use super::validate::failed;
-use super::{Ctx, Reply, bad_request};
+use super::{Answer, Ctx, Reply, bad_request};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -194,26 +194,18 @@ pub fn v1_page(items: Vec<Value>, start: usize, limit: usize) -> (Vec<Value>, Va
 }
 
 /// A v1 list in the `additional_data.pagination` shape.
-pub fn v1_list(ctx: &Ctx, items: Vec<Value>, max: usize) -> Reply {
-    match v1_window(ctx, max) {
-        Ok((start, limit)) => {
-            let (page, pagination) = v1_page(items, start, limit);
-            Reply::list(page, json!({ "pagination": pagination }))
-        }
-        Err(e) => e,
-    }
+pub fn v1_list(ctx: &Ctx, items: Vec<Value>, max: usize) -> Answer {
+    let (start, limit) = v1_window(ctx, max)?;
+    let (page, pagination) = v1_page(items, start, limit);
+    Ok(Reply::list(page, json!({ "pagination": pagination })))
 }
 
 /// A v1 list whose `additional_data` is the flat pagination object (leads,
 /// per-entity file lists, field lists — as their spec entries say).
-pub fn v1_flat_list(ctx: &Ctx, items: Vec<Value>, max: usize) -> Reply {
-    match v1_window(ctx, max) {
-        Ok((start, limit)) => {
-            let (page, pagination) = v1_page(items, start, limit);
-            Reply::list(page, pagination)
-        }
-        Err(e) => e,
-    }
+pub fn v1_flat_list(ctx: &Ctx, items: Vec<Value>, max: usize) -> Answer {
+    let (start, limit) = v1_window(ctx, max)?;
+    let (page, pagination) = v1_page(items, start, limit);
+    Ok(Reply::list(page, pagination))
 }
 
 pub fn cmp_values(a: &Value, b: &Value) -> Ordering {

@@ -13,7 +13,7 @@ use super::page::{
 use super::validate::{
     Kind, Ref, Rule, check, failed, normalise_contacts, nullable, require_text, rule,
 };
-use super::{Caller, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339};
+use super::{Answer, Caller, Ctx, Entity, Reply, Store, bad_request, error, now, rfc3339};
 use crate::SandboxError;
 
 const MARKETING: &[&str] = &["no_consent", "unsubscribed", "subscribed", "archived"];
@@ -292,75 +292,58 @@ impl Store {
 
     // ------------------------------------------------------------ handlers
 
-    pub fn post_person(&mut self, ctx: &Ctx) -> Reply {
-        let body = match ctx.json_object() {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
-        match self.create_person(ctx.caller, body) {
+    pub fn post_person(&mut self, ctx: &Ctx) -> Answer {
+        let body = ctx.json_object()?;
+        Ok(match self.create_person(ctx.caller, body) {
             Ok(id) => Reply::data(200, self.persons[&id].json()),
             Err(msg) => bad_request(msg),
-        }
+        })
     }
 
-    pub fn get_person(&mut self, ctx: &Ctx) -> Reply {
-        let id = match ctx.id("id") {
-            Ok(id) => id,
-            Err(e) => return e,
-        };
-        match self.live_person(ctx.caller.company_id, id) {
+    pub fn get_person(&mut self, ctx: &Ctx) -> Answer {
+        let id = ctx.id("id")?;
+        Ok(match self.live_person(ctx.caller.company_id, id) {
             Some(p) => Reply::data(200, p.json()),
             None => error(404, "Person not found"),
-        }
+        })
     }
 
-    pub fn patch_person(&mut self, ctx: &Ctx) -> Reply {
-        let id = match ctx.id("id") {
-            Ok(id) => id,
-            Err(e) => return e,
-        };
-        let body = match ctx.json_object() {
-            Ok(b) => b,
-            Err(e) => return e,
-        };
+    pub fn patch_person(&mut self, ctx: &Ctx) -> Answer {
+        let id = ctx.id("id")?;
+        let body = ctx.json_object()?;
         if self.live_person(ctx.caller.company_id, id).is_none() {
-            return error(404, "Person not found");
+            return Err(error(404, "Person not found"));
         }
         if let Err(msg) = check(body, PERSON_RULES, |_| false)
             .and_then(|()| self.check_person_refs(ctx.caller.company_id, body))
         {
-            return bad_request(msg);
+            return Err(bad_request(msg));
         }
         if body
             .get("name")
             .and_then(Value::as_str)
             .is_some_and(|n| n.trim().is_empty())
         {
-            return bad_request(failed("name", "must not be empty"));
+            return Err(bad_request(failed("name", "must not be empty")));
         }
         if let Some(p) = self.persons.get_mut(&id) {
             Self::apply_person(&mut p.data, body);
         }
         self.reindex(id);
-        Reply::data(200, self.persons[&id].json())
+        Ok(Reply::data(200, self.persons[&id].json()))
     }
 
-    pub fn delete_person(&mut self, ctx: &Ctx) -> Reply {
-        let id = match ctx.id("id") {
-            Ok(id) => id,
-            Err(e) => return e,
-        };
-        if self.delete_person_by_id(ctx.caller.company_id, id) {
+    pub fn delete_person(&mut self, ctx: &Ctx) -> Answer {
+        let id = ctx.id("id")?;
+        Ok(if self.delete_person_by_id(ctx.caller.company_id, id) {
             Reply::data(200, json!({"id": id}))
         } else {
             error(404, "Person not found")
-        }
+        })
     }
 
-    pub fn list_persons(&mut self, ctx: &Ctx) -> Reply {
-        match self.list_persons_inner(ctx) {
-            Ok(r) | Err(r) => r,
-        }
+    pub fn list_persons(&mut self, ctx: &Ctx) -> Answer {
+        self.list_persons_inner(ctx)
     }
 
     fn list_persons_inner(&self, ctx: &Ctx) -> Result<Reply, Reply> {

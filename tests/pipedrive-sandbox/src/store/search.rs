@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::page::{offset_page, q_u64, v2_list};
 use super::persons::SearchDoc;
 use super::validate::failed;
-use super::{Ctx, Entity, Reply, Store, bad_request};
+use super::{Answer, Ctx, Entity, Reply, Store, bad_request};
 
 const PERSON_SEARCH_FIELDS: &[&str] = &["name", "email", "phone", "notes", "custom_fields"];
 
@@ -115,10 +115,8 @@ impl Store {
         })
     }
 
-    pub fn search_persons(&mut self, ctx: &Ctx) -> Reply {
-        match self.search_persons_inner(ctx) {
-            Ok(r) | Err(r) => r,
-        }
+    pub fn search_persons(&mut self, ctx: &Ctx) -> Answer {
+        self.search_persons_inner(ctx)
     }
 
     fn search_persons_inner(&self, ctx: &Ctx) -> Result<Reply, Reply> {
@@ -203,10 +201,8 @@ impl Store {
         ))
     }
 
-    pub fn item_search_field(&mut self, ctx: &Ctx) -> Reply {
-        match self.item_search_field_inner(ctx) {
-            Ok(r) | Err(r) => r,
-        }
+    pub fn item_search_field(&mut self, ctx: &Ctx) -> Answer {
+        self.item_search_field_inner(ctx)
     }
 
     fn item_search_field_inner(&self, ctx: &Ctx) -> Result<Reply, Reply> {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{Caller, Ctx, Reply, Store, error, now, v1_time};
+use super::{Answer, Caller, Ctx, Reply, Store, error, now, v1_time};
 use crate::SandboxError;
 use crate::config::{SeedCompany, SeedUser};
 
@@ -37,12 +37,8 @@ impl Company {
 pub struct User {
     pub id: u64,
     pub company_id: u64,
-    pub name: String,
-    pub email: String,
-    pub admin: bool,
-    pub active: bool,
-    pub deleted: bool,
-    pub timezone: String,
+    /// Name, e-mail, admin, active, deleted, time zone as seeded.
+    pub seed: SeedUser,
     pub created: DateTime<Utc>,
     /// Stable per user: what `access[].permission_set_id` shows.
     pub permission_set_id: String,
@@ -51,7 +47,7 @@ pub struct User {
 impl User {
     /// The `GET /v1/users` item, as seen by `viewer`.
     pub fn json(&self, viewer: u64, currency: &str) -> Value {
-        let access = if self.admin {
+        let access = if self.seed.admin {
             json!([
                 {"app": "sales", "admin": true, "permission_set_id": self.permission_set_id},
                 {"app": "global", "admin": true, "permission_set_id": self.permission_set_id},
@@ -62,25 +58,25 @@ impl User {
         };
         json!({
             "id": self.id,
-            "name": self.name,
+            "name": self.seed.name,
             "default_currency": currency,
             "locale": "en_US",
             "lang": 1,
-            "email": self.email,
+            "email": self.seed.email,
             "phone": null,
-            "activated": self.active,
+            "activated": self.seed.active,
             "last_login": v1_time(self.created),
             "created": v1_time(self.created),
             "modified": null,
-            "has_created_company": self.admin,
+            "has_created_company": self.seed.admin,
             "access": access,
-            "active_flag": self.active,
-            "timezone_name": self.timezone,
+            "active_flag": self.seed.active,
+            "timezone_name": self.seed.timezone,
             "timezone_offset": "+00:00",
             "role_id": 1,
             "icon_url": null,
             "is_you": self.id == viewer,
-            "is_deleted": self.deleted
+            "is_deleted": self.seed.deleted
         })
     }
 }
@@ -103,13 +99,13 @@ impl Store {
     pub fn user_by_email(&self, email: &str) -> Option<&User> {
         self.users
             .iter()
-            .find(|u| u.email.eq_ignore_ascii_case(email))
+            .find(|u| u.seed.email.eq_ignore_ascii_case(email))
     }
 
     /// Whether `id` is a user of `company_id` (owner checks).
     pub fn is_company_user(&self, company_id: u64, id: u64) -> bool {
         self.user(id)
-            .is_some_and(|u| u.company_id == company_id && !u.deleted)
+            .is_some_and(|u| u.company_id == company_id && !u.seed.deleted)
     }
 
     pub fn home_users(&self) -> Vec<&User> {
@@ -124,12 +120,7 @@ impl Store {
         self.users.push(User {
             id,
             company_id,
-            name: seed.name,
-            email: seed.email,
-            admin: seed.admin,
-            active: seed.active,
-            deleted: seed.deleted,
-            timezone: seed.timezone,
+            seed,
             created: now(),
             permission_set_id: uuid::Uuid::new_v4().to_string(),
         });
@@ -169,12 +160,12 @@ impl Store {
 
     // ------------------------------------------------------------ handlers
 
-    pub fn get_users_me(&mut self, ctx: &Ctx) -> Reply {
+    pub fn get_users_me(&mut self, ctx: &Ctx) -> Answer {
         let (Some(u), Some(c)) = (
             self.user(ctx.caller.user_id),
             self.company(ctx.caller.company_id),
         ) else {
-            return error(401, "unauthorized access");
+            return Err(error(401, "unauthorized access"));
         };
         let mut data = u.json(u.id, &c.seed.currency);
         if let Some(obj) = data.as_object_mut() {
@@ -188,28 +179,27 @@ impl Store {
                 json!({"language_code": "en", "country_code": "US"}),
             );
         }
-        Reply::data(200, data)
+        Ok(Reply::data(200, data))
     }
 
-    pub fn get_users(&mut self, ctx: &Ctx) -> Reply {
-        Reply::data(
+    pub fn get_users(&mut self, ctx: &Ctx) -> Answer {
+        Ok(Reply::data(
             200,
             Value::Array(self.users_json(ctx.caller.company_id, ctx.caller.user_id)),
-        )
+        ))
     }
 
-    pub fn get_user(&mut self, ctx: &Ctx) -> Reply {
-        let id = match ctx.id("id") {
-            Ok(id) => id,
-            Err(e) => return e,
-        };
+    pub fn get_user(&mut self, ctx: &Ctx) -> Answer {
+        let id = ctx.id("id")?;
         let currency = self.currency_of(ctx.caller.company_id);
-        match self
-            .user(id)
-            .filter(|u| u.company_id == ctx.caller.company_id)
-        {
-            Some(u) => Reply::data(200, u.json(ctx.caller.user_id, &currency)),
-            None => Reply::json(404, json!({"success": false, "error": "User not found"})),
-        }
+        Ok(
+            match self
+                .user(id)
+                .filter(|u| u.company_id == ctx.caller.company_id)
+            {
+                Some(u) => Reply::data(200, u.json(ctx.caller.user_id, &currency)),
+                None => Reply::json(404, json!({"success": false, "error": "User not found"})),
+            },
+        )
     }
 }
