@@ -24,6 +24,7 @@ fn route(op: &Operation) -> Option<Handler> {
     let h: Handler = match (op.version, op.method.as_str(), op.template.as_str()) {
         (V1, "GET", "/users/me") => Store::get_users_me,
         (V1, "GET", "/users") => Store::get_users,
+        (V1, "GET", "/users/find") => Store::find_users,
         (V1, "GET", "/users/{id}") => Store::get_user,
         (V2, "POST", "/persons") => Store::post_person,
         (V2, "GET", "/persons") => Store::list_persons,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{Answer, Caller, Ctx, Reply, Store, error, now, v1_time};
+use super::{Answer, Caller, Ctx, Reply, Store, bad_request, error, now, v1_time};
 use crate::SandboxError;
 use crate::config::{SeedCompany, SeedUser};
 
@@ -187,6 +187,36 @@ impl Store {
             200,
             Value::Array(self.users_json(ctx.caller.company_id, ctx.caller.user_id)),
         ))
+    }
+
+    /// `GET /v1/users/find`: `term` matches names (substring, any case), or
+    /// e-mails with `search_by_email=1`.
+    pub fn find_users(&mut self, ctx: &Ctx) -> Answer {
+        let term = ctx.q("term").unwrap_or("").to_lowercase();
+        if term.is_empty() {
+            return Err(bad_request("term is required"));
+        }
+        let by_email = match ctx.q("search_by_email").unwrap_or("0") {
+            "0" => false,
+            "1" => true,
+            _ => return Err(bad_request("search_by_email must be 0 or 1")),
+        };
+        let currency = self.currency_of(ctx.caller.company_id);
+        let found = self
+            .users
+            .iter()
+            .filter(|u| u.company_id == ctx.caller.company_id)
+            .filter(|u| {
+                let hay = if by_email {
+                    &u.seed.email
+                } else {
+                    &u.seed.name
+                };
+                hay.to_lowercase().contains(&term)
+            })
+            .map(|u| u.json(ctx.caller.user_id, &currency))
+            .collect();
+        Ok(Reply::data(200, Value::Array(found)))
     }
 
     pub fn get_user(&mut self, ctx: &Ctx) -> Answer {

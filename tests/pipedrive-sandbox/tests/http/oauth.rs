@@ -428,6 +428,12 @@ async fn users_me_and_users_per_company() {
         .expect("eva");
     assert_eq!(eva["is_deleted"], true);
     assert_eq!(pd.sb.users().len(), list.len());
+    let found = pd
+        .get("/v1/users/find?term=BRUNO%40acme.example&search_by_email=1")
+        .await;
+    assert_eq!(found.body["data"][0]["email"], "bruno@acme.example");
+    let by_name = pd.get("/v1/users/find?term=sales").await;
+    assert_eq!(by_name.body["data"].as_array().map(Vec::len), Some(2));
     // A user of another company sees that company.
     let greta = pd
         .sb
