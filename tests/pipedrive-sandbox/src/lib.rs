@@ -49,6 +49,11 @@
 //!   answers 200 with an empty body, also for unknown tokens (RFC 7009).
 //! * `/oauth/authorize` skips the consent page and redirects at once as the
 //!   "authorizing user"; unknown client or bad `redirect_uri` → 400 page.
+//! * Malformed `Authorization` (not `Bearer <token>`) answers 400 (the
+//!   status table that names the message does not survive in the stored
+//!   docs); a missing header is a 401. Personal API tokens (`x-api-token`)
+//!   are not accepted (Marketplace apps cannot use them), so
+//!   `x-daily-requests-left` is never sent.
 //! * 403 for a scope mismatch (status assumed by the reference); the error
 //!   envelope `{success:false, error, error_info, data:null,
 //!   additional_data:null}` for every other API error, messages of the form
@@ -84,6 +89,16 @@
 //! * Files: at least one link field required; uploads over `file_max_bytes`
 //!   (default 50 MiB; the real maximum is not documented) → 413 envelope.
 //! * Organizations exist only as seeded ids (one per company) for links.
+//! * Every company (the home one and the foreign ones) has its own users,
+//!   records, budget, pipelines, lead labels and field keys; a token sees
+//!   only its company.
+//! * Faults (`fail_next`, `slow_next`, `lose_next_response`) act on API
+//!   calls only, never on the OAuth server; an injected failure costs no
+//!   tokens, a lost response costs what the call cost.
+//! * Operations of the files the sandbox does not implement answer 501 with
+//!   the error envelope (before authentication), so a gap shows up as such.
+//! * Time stamps: v2 RFC 3339 (`2026-05-04T10:11:12Z`), leads RFC 3339 with
+//!   milliseconds, v1 notes/files/users `YYYY-MM-DD HH:MM:SS` (UTC).
 
 pub mod config;
 pub mod contract;

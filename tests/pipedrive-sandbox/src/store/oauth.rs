@@ -45,7 +45,8 @@ pub struct OAuth {
     pub refreshes: u64,
 }
 
-/// Tokens handed out without the browser ([`Store::issue_tokens`]).
+/// Tokens handed out without the browser
+/// (`PipedriveSandboxHandle::issue_tokens`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedTokens {
     pub access_token: String,
