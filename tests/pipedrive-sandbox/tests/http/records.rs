@@ -407,5 +407,10 @@ async fn files_upload_list_download_and_size_limit() {
         .find(|r| r.path == "/v1/files")
         .expect("recorded");
     assert_eq!(recorded.body.expect("body")["file"], "voice.ogg");
+    pd.sb.expire_access_tokens();
+    let refused = upload(b"late".to_vec(), Some(("person_id", pid.to_string())))
+        .await
+        .expect("upload");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     pd.assert_clean();
 }
