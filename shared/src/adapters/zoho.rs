@@ -9,6 +9,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::{crm_call_timeout, crm_transport};
 use crate::config::ZohoConfig;
 use crate::crm::{
     Conversion, Crm, CrmError, CrmIdentity, CrmOAuth, FieldMeta, FoundRecord, ModuleMeta,
@@ -72,10 +73,10 @@ impl ZohoOAuth {
             .http
             .post(format!("{accounts_server}/oauth/v2/token"))
             .form(form)
-            .timeout(call_timeout()?)
+            .timeout(crm_call_timeout()?)
             .send()
             .await
-            .map_err(transport)?;
+            .map_err(crm_transport)?;
         let status = response.status();
         if status.is_server_error() {
             return Err(CrmError::Unavailable(status.as_u16()));
@@ -221,13 +222,8 @@ impl CrmOAuth for ZohoOAuth {
             .query(&[("token", refresh_token)])
             .send()
             .await
-            .map_err(transport)?;
-        match response.status() {
-            s if s.is_success() => Ok(()),
-            // An unknown token is already as revoked as it can be.
-            StatusCode::BAD_REQUEST => Ok(()),
-            s => Err(CrmError::Unavailable(s.as_u16())),
-        }
+            .map_err(crm_transport)?;
+        super::revocation_result(response.status())
     }
 
     async fn identify(&self, grant: &TokenGrant) -> Result<CrmIdentity, CrmError> {
@@ -239,17 +235,6 @@ impl CrmOAuth for ZohoOAuth {
         .identify()
         .await
     }
-}
-
-fn transport(e: reqwest::Error) -> CrmError {
-    CrmError::Transport(e.without_url().to_string())
-}
-
-/// This call's timeout within the invocation's time left (a transient
-/// failure when none is left).
-fn call_timeout() -> Result<std::time::Duration, CrmError> {
-    crate::budget::call_timeout(crate::deps::HTTP_CALL_TIMEOUT)
-        .map_err(|e| CrmError::Transport(e.to_string()))
 }
 
 /// The CRM API of one connection.
@@ -285,12 +270,12 @@ impl ZohoApi {
                 .request(method.clone(), &url)
                 .header("Authorization", format!("Zoho-oauthtoken {token}"));
             let response = build(request)
-                .timeout(call_timeout()?)
+                .timeout(crm_call_timeout()?)
                 .send()
                 .await
-                .map_err(transport)?;
+                .map_err(crm_transport)?;
             let status = response.status();
-            let text = response.text().await.map_err(transport)?;
+            let text = response.text().await.map_err(crm_transport)?;
             let body: Option<Value> = if text.trim().is_empty() {
                 None
             } else {
