@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::adapters::pipedrive::PipedriveConfig;
+
 #[derive(Debug, thiserror::Error)]
 #[error("environment variable {0} is not set")]
 pub struct MissingVar(pub &'static str);
@@ -20,9 +22,11 @@ pub struct Config {
     pub operator_key_secret_id: Option<String>,
     pub meta_app_secret_id: Option<String>,
     pub zoho_client_secret_id: Option<String>,
+    pub pipedrive_client_secret_id: Option<String>,
     /// Where this deployment is reachable; OAuth redirect URIs are built from it.
     pub public_base_url: Option<String>,
     pub zoho: ZohoConfig,
+    pub pipedrive: PipedriveConfig,
     /// First retry delay after a transient failure (then doubling);
     /// `RETRY_BACKOFF_BASE_SECS`, default 10. Tests shorten it.
     pub retry_backoff_base_secs: i32,
@@ -115,6 +119,14 @@ impl Config {
             operator_key_secret_id: given("OPERATOR_KEY_SECRET_ID"),
             meta_app_secret_id: given("META_APP_SECRET_ID"),
             zoho_client_secret_id: given("ZOHO_CLIENT_SECRET_ID"),
+            pipedrive_client_secret_id: given("PIPEDRIVE_CLIENT_SECRET_ID"),
+            pipedrive: PipedriveConfig {
+                oauth_url: given("PIPEDRIVE_OAUTH_URL")
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .unwrap_or_else(|| PipedriveConfig::default().oauth_url),
+                extra_api_origin: given("PIPEDRIVE_EXTRA_API_ORIGIN")
+                    .map(|u| u.trim_end_matches('/').to_owned()),
+            },
             public_base_url: given("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
             zoho: ZohoConfig {
                 accounts_url: get("ZOHO_ACCOUNTS_URL")

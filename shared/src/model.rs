@@ -95,15 +95,17 @@ impl WhatsAppNumber {
 #[serde(rename_all = "snake_case")]
 pub enum CrmKind {
     Zoho,
+    Pipedrive,
 }
 
 impl CrmKind {
     /// Every CRM the product syncs to.
-    pub const ALL: [CrmKind; 1] = [CrmKind::Zoho];
+    pub const ALL: [CrmKind; 2] = [CrmKind::Zoho, CrmKind::Pipedrive];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Zoho => "zoho",
+            Self::Pipedrive => "pipedrive",
         }
     }
 
@@ -111,12 +113,14 @@ impl CrmKind {
     pub fn display_name(self) -> &'static str {
         match self {
             Self::Zoho => "Zoho CRM",
+            Self::Pipedrive => "Pipedrive",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "zoho" => Some(Self::Zoho),
+            "pipedrive" => Some(Self::Pipedrive),
             _ => None,
         }
     }

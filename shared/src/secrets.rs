@@ -38,10 +38,12 @@ pub struct Secrets {
     operator_key_id: SecretId,
     meta_id: SecretId,
     zoho_id: SecretId,
+    pipedrive_id: SecretId,
     keys: OnceCell<KeyRing>,
     operator_key: OnceCell<String>,
     meta: OnceCell<MetaAppCredentials>,
     zoho: OnceCell<OAuthClientCredentials>,
+    pipedrive: OnceCell<OAuthClientCredentials>,
 }
 
 impl Secrets {
@@ -58,10 +60,15 @@ impl Secrets {
                 "ZOHO_CLIENT_SECRET_ID",
                 config.zoho_client_secret_id.clone(),
             ),
+            pipedrive_id: (
+                "PIPEDRIVE_CLIENT_SECRET_ID",
+                config.pipedrive_client_secret_id.clone(),
+            ),
             keys: OnceCell::new(),
             operator_key: OnceCell::new(),
             meta: OnceCell::new(),
             zoho: OnceCell::new(),
+            pipedrive: OnceCell::new(),
         }
     }
 
@@ -87,6 +94,12 @@ impl Secrets {
 
     pub async fn zoho_client(&self) -> Result<&OAuthClientCredentials, SecretsError> {
         self.zoho.get_or_try_init(|| self.json(&self.zoho_id)).await
+    }
+
+    pub async fn pipedrive_client(&self) -> Result<&OAuthClientCredentials, SecretsError> {
+        self.pipedrive
+            .get_or_try_init(|| self.json(&self.pipedrive_id))
+            .await
     }
 
     async fn read(&self, (variable, id): &SecretId) -> Result<String, SecretsError> {

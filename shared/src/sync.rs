@@ -55,7 +55,12 @@ pub async fn organization_crm(
         deps.clock.clone(),
         connection.clone(),
     );
-    let api = deps.crms.api(crm, &connection.api_domain, Arc::new(tokens));
+    // A CRM that cannot be synced to has no active settings either: the
+    // messages wait as for any inactive settings.
+    let api = deps
+        .crms
+        .api(crm, &connection.api_domain, Arc::new(tokens))
+        .ok_or(WorkError::NotActive)?;
     Ok(Some((connection, api)))
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use graph_sandbox::{GraphSandbox, GraphSandboxConfig, GraphSandboxHandle};
 use local_stack::{LocalOptions, LocalSystem};
+use pipedrive_sandbox::{PipedriveSandbox, PipedriveSandboxConfig, PipedriveSandboxHandle};
 use serde_json::{Value, json};
 use shared::crypto::meta_signature;
 use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
@@ -70,6 +71,8 @@ pub struct TestSystem {
     pub other_sandboxes: Vec<SandboxHandle>,
     /// The Graph API (WhatsApp media).
     pub graph: GraphSandboxHandle,
+    /// Pipedrive (OAuth and API, one origin).
+    pub pipedrive: PipedriveSandboxHandle,
     pub http: reqwest::Client,
     pub operator_key: String,
 }
@@ -150,6 +153,14 @@ impl TestSystem {
             "GRAPH_API_VERSION".into(),
             graph_sandbox::DEFAULT_API_VERSION.into(),
         ));
+        let pipedrive_config = PipedriveSandboxConfig::default();
+        let (pipedrive_id, pipedrive_secret) = (
+            pipedrive_config.client_id.clone(),
+            pipedrive_config.client_secret.clone(),
+        );
+        let pipedrive = PipedriveSandbox::start(pipedrive_config)
+            .await
+            .expect("the Pipedrive sandbox starts");
         let first = data_centres.first().cloned().unwrap_or_default();
         let mut sandboxes = Vec::new();
         for config in data_centres {
@@ -177,6 +188,9 @@ impl TestSystem {
             zoho_accounts_url: sandbox.base_url(),
             zoho_accounts_servers: servers.join(","),
             zoho_api_domains: domains.join(","),
+            pipedrive_client_id: pipedrive_id,
+            pipedrive_client_secret: pipedrive_secret,
+            pipedrive_oauth_url: pipedrive.base_url(),
             public_base_url: None,
             port: 0,
             visibility_timeout_secs: visibility_secs,
@@ -201,6 +215,7 @@ impl TestSystem {
             sandbox,
             other_sandboxes: handles.collect(),
             graph,
+            pipedrive,
             http,
             operator_key,
         }
@@ -348,9 +363,19 @@ impl TestSystem {
         token: &str,
         connection: &str,
     ) -> Result<String, (u16, Value)> {
+        self.crm_oauth_callback_url("zoho", token, connection).await
+    }
+
+    /// As [`Self::oauth_callback_url`], for the CRM named `crm` in routes.
+    pub async fn crm_oauth_callback_url(
+        &self,
+        crm: &str,
+        token: &str,
+        connection: &str,
+    ) -> Result<String, (u16, Value)> {
         let response = self
             .http
-            .post(self.url("/oauth/zoho/start"))
+            .post(self.url(&format!("/oauth/{crm}/start")))
             .bearer_auth(token)
             .json(&json!({ "connection": connection }))
             .send()
@@ -375,7 +400,12 @@ impl TestSystem {
     /// The whole flow for `connection`; the callback's status and body (or
     /// the start's refusal).
     pub async fn oauth(&self, token: &str, connection: &str) -> (u16, String) {
-        match self.oauth_callback_url(token, connection).await {
+        self.crm_oauth("zoho", token, connection).await
+    }
+
+    /// As [`Self::oauth`], for the CRM named `crm` in routes.
+    pub async fn crm_oauth(&self, crm: &str, token: &str, connection: &str) -> (u16, String) {
+        match self.crm_oauth_callback_url(crm, token, connection).await {
             Ok(callback) => {
                 let done = self.http.get(&callback).send().await.expect("callback");
                 let status = done.status().as_u16();

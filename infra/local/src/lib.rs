@@ -69,6 +69,13 @@ pub struct LocalOptions {
     /// The API domains token responses may name, comma-separated (empty:
     /// Zoho's).
     pub zoho_api_domains: String,
+    /// The Pipedrive app's client credentials (empty: the template's
+    /// "not-configured" defaults).
+    pub pipedrive_client_id: String,
+    pub pipedrive_client_secret: String,
+    /// Pipedrive's OAuth server, also trusted as the API origin its token
+    /// answers name (the sandbox's base URL locally; empty: Pipedrive's own).
+    pub pipedrive_oauth_url: String,
     /// The `PublicBaseUrl` parameter (default: the local address), e.g. a
     /// tunnel's HTTPS URL when serving for a real CRM.
     pub public_base_url: Option<String>,
@@ -93,6 +100,8 @@ impl std::fmt::Debug for LocalOptions {
             .field("zoho_accounts_url", &self.zoho_accounts_url)
             .field("zoho_accounts_servers", &self.zoho_accounts_servers)
             .field("zoho_api_domains", &self.zoho_api_domains)
+            .field("pipedrive_client_id", &self.pipedrive_client_id)
+            .field("pipedrive_oauth_url", &self.pipedrive_oauth_url)
             .field("public_base_url", &self.public_base_url)
             .field("port", &self.port)
             .field("visibility_timeout_secs", &self.visibility_timeout_secs)
@@ -193,7 +202,7 @@ impl LocalSystem {
         let base_url = format!("http://{}", listener.local_addr()?);
         let template_file = options.template.clone().unwrap_or_else(template_path);
         let template = Template::load(&template_file)?;
-        let parameters = BTreeMap::from([
+        let mut parameters = BTreeMap::from([
             (
                 "PublicBaseUrl".to_owned(),
                 options
@@ -215,6 +224,17 @@ impl LocalSystem {
                 options.zoho_client_secret.clone(),
             ),
         ]);
+        for (parameter, value) in [
+            ("PipedriveClientId", &options.pipedrive_client_id),
+            (
+                "PipedriveClientSecretValue",
+                &options.pipedrive_client_secret,
+            ),
+        ] {
+            if !value.is_empty() {
+                parameters.insert(parameter.to_owned(), value.clone());
+            }
+        }
         let region = aws
             .region()
             .map(|r| r.to_string())
@@ -250,6 +270,8 @@ impl LocalSystem {
             ("ZOHO_ACCOUNTS_URL", &options.zoho_accounts_url),
             ("ZOHO_ACCOUNTS_SERVERS", &options.zoho_accounts_servers),
             ("ZOHO_API_DOMAINS", &options.zoho_api_domains),
+            ("PIPEDRIVE_OAUTH_URL", &options.pipedrive_oauth_url),
+            ("PIPEDRIVE_EXTRA_API_ORIGIN", &options.pipedrive_oauth_url),
         ] {
             if !value.is_empty() {
                 overrides.insert(variable.into(), value.clone());
@@ -424,6 +446,9 @@ mod tests {
             zoho_accounts_url: "http://127.0.0.1:1".into(),
             zoho_accounts_servers: "us=http://127.0.0.1:1".into(),
             zoho_api_domains: "http://127.0.0.1:1".into(),
+            pipedrive_client_id: "pd-client".into(),
+            pipedrive_client_secret: "pd-secret".into(),
+            pipedrive_oauth_url: String::new(),
             public_base_url: None,
             port: 0,
             visibility_timeout_secs: None,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::pipedrive::PipedriveOAuth;
 use super::zoho::{ZohoApi, ZohoOAuth};
 use crate::config::Config;
 use crate::crm::{Crm, CrmOAuth, CrmProvider};
@@ -42,12 +43,32 @@ impl CrmProvider for CrmClients {
                     self.config.zoho.clone(),
                 )))
             }
+            CrmKind::Pipedrive => {
+                let client = self.secrets.pipedrive_client().await?;
+                Ok(Arc::new(PipedriveOAuth::new(
+                    self.http.clone(),
+                    client.client_id.clone(),
+                    client.client_secret.clone(),
+                    self.config.pipedrive.clone(),
+                )))
+            }
         }
     }
 
-    fn api(&self, crm: CrmKind, api_domain: &str, tokens: Arc<dyn AccessTokens>) -> Arc<dyn Crm> {
+    fn api(
+        &self,
+        crm: CrmKind,
+        api_domain: &str,
+        tokens: Arc<dyn AccessTokens>,
+    ) -> Option<Arc<dyn Crm>> {
         match crm {
-            CrmKind::Zoho => Arc::new(ZohoApi::new(self.http.clone(), api_domain, tokens)),
+            CrmKind::Zoho => Some(Arc::new(ZohoApi::new(
+                self.http.clone(),
+                api_domain,
+                tokens,
+            ))),
+            // Connections only, until Pipedrive's CRM API client exists.
+            CrmKind::Pipedrive => None,
         }
     }
 }

@@ -15,6 +15,12 @@ pub trait CrmProvider: Send + Sync {
     /// The CRM's OAuth with this deployment's client credentials (read from
     /// Secrets Manager on first use).
     async fn oauth(&self, crm: CrmKind) -> Result<Arc<dyn CrmOAuth>, SecretsError>;
-    /// The CRM's API on `api_domain`, calling with `tokens`.
-    fn api(&self, crm: CrmKind, api_domain: &str, tokens: Arc<dyn AccessTokens>) -> Arc<dyn Crm>;
+    /// The CRM's API on `api_domain`, calling with `tokens`; `None` for a
+    /// CRM this deployment connects to but cannot sync to yet (Pipedrive).
+    fn api(
+        &self,
+        crm: CrmKind,
+        api_domain: &str,
+        tokens: Arc<dyn AccessTokens>,
+    ) -> Option<Arc<dyn Crm>>;
 }

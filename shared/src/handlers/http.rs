@@ -44,6 +44,9 @@ pub enum ApiError {
     /// and what to retry (the fault behind it is logged where it happened).
     #[error("{0}")]
     Unfinished(String),
+    /// Something this deployment cannot do yet (syncing to Pipedrive).
+    #[error("{0}")]
+    NotImplemented(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -63,6 +66,7 @@ impl ApiError {
             Self::InvalidSetting(_) => (422, "invalid_setting"),
             Self::Unfinished(_) => (500, "unfinished"),
             Self::Internal(_) => (500, "internal_error"),
+            Self::NotImplemented(_) => (501, "not_implemented"),
         }
     }
 

@@ -104,6 +104,10 @@ async fn connected_crm(
         Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => Err(ApiError::Conflict(
             "the CRM connection is broken; reconnect the organization first".into(),
         )),
+        Err(WorkError::NotActive) => Err(ApiError::NotImplemented(format!(
+            "syncing to {} is not available yet; its connections are",
+            crm.display_name()
+        ))),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }
