@@ -3,8 +3,8 @@
 //! `api_domain` in every token answer that is checked to be one of
 //! Pipedrive's own HTTPS hosts before any token is sent there.
 //!
-//! Not wired into [`crate::adapters::crms::CrmClients`] yet: Pipedrive's
-//! CRM API client (persons, leads, deals, notes) comes first.
+//! Pipedrive's CRM API client (persons, leads, deals, notes) does not exist
+//! yet: [`crate::adapters::crms::CrmClients`] gives connections only.
 
 use std::collections::HashMap;
 
