@@ -91,9 +91,11 @@ impl WhatsAppNumber {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum CrmKind {
+    /// The default only for items stored before there was a second CRM.
+    #[default]
     Zoho,
     Pipedrive,
 }
@@ -203,10 +205,24 @@ impl Connection {
     }
 }
 
+/// A record in a CRM. Items stored before Pipedrive existed name no CRM:
+/// they are Zoho's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RecordRef {
+    #[serde(default)]
+    pub crm: CrmKind,
     pub module: String,
     pub id: String,
+}
+
+impl RecordRef {
+    pub fn new(crm: CrmKind, module: impl Into<String>, id: impl Into<String>) -> Self {
+        Self {
+            crm,
+            module: module.into(),
+            id: id.into(),
+        }
+    }
 }
 
 /// A 1:1 chat between a business number and one contact.
@@ -245,6 +261,17 @@ pub struct Chat {
     /// while no record is linked means an attempt may have created it.
     #[serde(default)]
     pub creating_by: Option<String>,
+    /// The lead or deal this product made for the chat's record (as the
+    /// settings ask), followed to the deal a converted lead became.
+    #[serde(default)]
+    pub follow_up: Option<RecordRef>,
+    /// Set before the follow-up is created: while no follow-up is linked it
+    /// means an attempt may have made one.
+    #[serde(default)]
+    pub follow_up_started: bool,
+    /// When the follow-up was last checked for conversion (unix seconds).
+    #[serde(default)]
+    pub follow_up_checked_at: i64,
 }
 
 /// A change to a chat's item: `None` leaves a field as it is.
@@ -258,6 +285,9 @@ pub struct ChatPatch {
     pub record_chosen_by: Option<Option<String>>,
     pub record_checked_at: Option<i64>,
     pub sync_stopped: Option<Option<String>>,
+    pub follow_up: Option<Option<RecordRef>>,
+    pub follow_up_started: Option<bool>,
+    pub follow_up_checked_at: Option<i64>,
     /// Forgets this record (it was deleted in the CRM) and everything about
     /// how it was found or made, so the next message links afresh — only if
     /// it is still the chat's record (the patch answers false otherwise).
@@ -417,6 +447,9 @@ pub struct DayNote {
     pub day: String,
     pub part: u32,
     pub record: RecordRef,
+    /// The record the note is on too (a person's note on their deal).
+    #[serde(default)]
+    pub also: Option<RecordRef>,
     pub title: String,
     pub note_id: Option<String>,
     /// Set before the CRM is asked to create the note: if the worker dies
@@ -507,8 +540,57 @@ pub enum OnConverted {
     Stop,
 }
 
+/// What a new chat's record gets besides itself, where the CRM keeps
+/// opportunities apart from people (Pipedrive).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FollowUpRule {
+    /// The person only.
+    #[default]
+    None,
+    /// A lead linked to the person.
+    Lead {
+        title_template: String,
+        #[serde(default)]
+        label_id: Option<String>,
+    },
+    /// A deal linked to the person, in a pipeline (and stage).
+    Deal {
+        title_template: String,
+        pipeline_id: String,
+        #[serde(default)]
+        stage_id: Option<String>,
+    },
+}
+
+/// The default title of a lead or deal: `{name}` is the contact's name,
+/// `{number}` their number.
+pub const DEFAULT_FOLLOW_UP_TITLE: &str = "WhatsApp: {name}";
+
+/// Pipedrive's part of the sync settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct PipedriveSettings {
+    /// What a new chat creates besides the person.
+    #[serde(default)]
+    pub follow_up: FollowUpRule,
+    /// Without a lead or deal of ours, a day note also goes on the person's
+    /// most recently updated open deal…
+    #[serde(default = "yes")]
+    pub note_on_open_deal: bool,
+    /// …of this pipeline only, if set.
+    #[serde(default)]
+    pub open_deal_pipeline_id: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// A workspace's sync settings for one CRM. Field names are the CRM's API
-/// names; labels are never stored (they change).
+/// names; labels are never stored (they change). The destination and its
+/// number, name and chat-link fields, with the workspace's time zone and
+/// `active`, are common to every CRM; the lead-source and conversion
+/// settings are Zoho's, `pipedrive` is Pipedrive's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SyncSettings {
     pub workspace_id: String,
@@ -529,6 +611,8 @@ pub struct SyncSettings {
     pub destination_convertable: bool,
     pub converted_module: Option<String>,
     pub converted_number_field: Option<String>,
+    #[serde(default)]
+    pub pipedrive: PipedriveSettings,
     pub active: bool,
     pub activated_at: Option<i64>,
     pub updated_at: i64,
@@ -552,6 +636,10 @@ impl SyncSettings {
             destination_convertable: false,
             converted_module: None,
             converted_number_field: None,
+            pipedrive: PipedriveSettings {
+                note_on_open_deal: true,
+                ..PipedriveSettings::default()
+            },
             active: false,
             activated_at: None,
             updated_at: now,
@@ -591,6 +679,9 @@ mod tests {
             record_checked_at: 0,
             sync_stopped: None,
             creating_by: None,
+            follow_up: None,
+            follow_up_started: false,
+            follow_up_checked_at: 0,
         };
         assert_eq!(chat.log_id(), chat_key_for_logs(&chat.key));
     }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use chrono::TimeZone;
 use chrono_tz::Tz;
 
-use crate::crm::{Crm, CrmError, FoundRecord};
+use crate::crm::{Crm, CrmError, FoundRecord, NoteDraft};
 use crate::deps::Deps;
 use crate::error::{StoreError, WorkError};
 use crate::model::{
-    Connection, ConnectionKind, ConnectionStatus, CrmKind, CrmUser, DayNote, MessageState,
+    Chat, Connection, ConnectionKind, ConnectionStatus, CrmKind, CrmUser, DayNote, MessageState,
     RecordRef, StoredMessage, SyncSettings,
 };
 use crate::phone::E164;
@@ -188,23 +188,6 @@ pub const NO_MEDIA_ACCESS: &str =
     "the WhatsApp number has no usable access token for media; register it again with one";
 pub const BROKEN_CONNECTION: &str = "the CRM connection is broken; reconnect it";
 
-/// The forms to search a number by: E.164, the `00` international prefix
-/// some people type, and the spaced and dashed ways of writing it (Zoho's
-/// normalisation of phone searches is not documented, so the common
-/// written forms are asked for too; all go in one search), then the same
-/// for the number's equivalent forms (national quirks). National forms are
-/// not searched: without a country code a match could be the wrong person.
-pub fn searchable_forms(number: &E164) -> Vec<String> {
-    std::iter::once(number.clone())
-        .chain(number.equivalents())
-        .flat_map(|n| {
-            let mut forms = vec![n.to_string(), format!("00{}", n.digits())];
-            forms.extend(n.written_forms());
-            forms
-        })
-        .collect()
-}
-
 /// Of the records a search found, those that really hold `number` (the
 /// search may match loosely), most recently modified first.
 pub fn confirmed_matches(found: Vec<FoundRecord>, number: &E164) -> Vec<FoundRecord> {
@@ -381,13 +364,32 @@ pub fn note_header(chat_link: &str, business_number: &str) -> String {
     format!("WhatsApp chat: {chat_link} (with {business_number})")
 }
 
-pub fn note_content(note: &DayNote, header: &str) -> String {
-    let mut content = format!("{header}\n");
-    for line in &note.lines {
-        content.push('\n');
-        content.push_str(&line.text);
+/// A day note's content as `crm` stores it.
+pub fn rendered_note(crm: &dyn Crm, note: &DayNote, header: &str) -> String {
+    let lines: Vec<&str> = note.lines.iter().map(|l| l.text.as_str()).collect();
+    crm.render_note(&NoteDraft {
+        title: &note.title,
+        header,
+        lines: &lines,
+    })
+}
+
+/// Where a new day note goes besides the chat's record: the lead or deal
+/// this product made for the chat, else (if the settings say so) the
+/// record's most recently updated open deal, else nowhere.
+pub async fn note_also(
+    crm: &dyn Crm,
+    chat: &Chat,
+    settings: &SyncSettings,
+) -> Result<Option<RecordRef>, CrmError> {
+    if let Some(follow_up) = &chat.follow_up {
+        return Ok(Some(follow_up.clone()));
     }
-    content
+    let (Some(record), true) = (&chat.record, settings.pipedrive.note_on_open_deal) else {
+        return Ok(None);
+    };
+    crm.latest_open_deal(record, settings.pipedrive.open_deal_pipeline_id.as_deref())
+        .await
 }
 
 /// A CRM failure as a worker error.
@@ -444,6 +446,7 @@ mod tests {
     fn found(id: &str, phone: &str, modified: &str) -> FoundRecord {
         FoundRecord {
             record: RecordRef {
+                crm: CrmKind::Zoho,
                 module: "Leads".into(),
                 id: id.into(),
             },

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use shared::adapters::zoho::ZohoApi;
 use shared::adapters::zoho::attachments::ZOHO_ATTACHMENT_MAX_BYTES;
 use shared::crm::{Crm, CrmError};
+use shared::model::CrmKind;
 use shared::model::RecordRef;
 use shared::tokens::{AccessTokens, FreshToken};
 use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
@@ -39,6 +40,7 @@ fn lead(sb: &SandboxHandle) -> RecordRef {
         .insert_record("Leads", json!({"Last_Name": "Maria Souza"}))
         .expect("lead");
     RecordRef {
+        crm: CrmKind::Zoho,
         module: "Leads".into(),
         id,
     }
@@ -84,10 +86,16 @@ async fn uploads_to_a_note_with_unicode_name_and_mime_parameters() {
     let api = api_as_user(&sb);
     let parent = lead(&sb);
     let note_id = api
-        .create_note(&parent, "WhatsApp 2026-03-01", "10:02 Maria: [voice note]")
+        .create_note(
+            &parent,
+            None,
+            "WhatsApp 2026-03-01",
+            "10:02 Maria: [voice note]",
+        )
         .await
         .expect("note");
     let note = RecordRef {
+        crm: CrmKind::Zoho,
         module: "Notes".into(),
         id: note_id.clone(),
     };
@@ -178,6 +186,7 @@ async fn an_unknown_parent_is_rejected() {
     let sb = sandbox().await;
     let api = api_as_user(&sb);
     let missing = RecordRef {
+        crm: CrmKind::Zoho,
         module: "Leads".into(),
         id: "5725767000009999999".into(),
     };

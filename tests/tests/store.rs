@@ -387,6 +387,7 @@ async fn a_deleted_record_is_forgotten_only_while_it_is_still_the_chats_record()
         .await
         .expect("chat stored");
     let record = |id: &str| RecordRef {
+        crm: CrmKind::Zoho,
         module: "Leads".into(),
         id: id.into(),
     };

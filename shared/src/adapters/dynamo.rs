@@ -1252,8 +1252,22 @@ impl ChatStore for DynamoStore {
         if let Some(at) = patch.record_checked_at {
             sets.push(("record_checked_at", n(at)));
         }
+        match &patch.follow_up {
+            Some(Some(follow_up)) => sets.push(("follow_up", value(follow_up)?)),
+            Some(None) => removes.push("follow_up"),
+            None => {}
+        }
+        if let Some(started) = patch.follow_up_started {
+            sets.push(("follow_up_started", AttributeValue::Bool(started)));
+        }
+        if let Some(at) = patch.follow_up_checked_at {
+            sets.push(("follow_up_checked_at", n(at)));
+        }
         if patch.forget_record.is_some() {
             removes.extend([
+                "follow_up",
+                "follow_up_started",
+                "follow_up_checked_at",
                 "record",
                 "record_created_by_us",
                 "record_name",

@@ -13,9 +13,10 @@ use super::{crm_call_timeout, crm_transport};
 use crate::config::ZohoConfig;
 use crate::crm::{
     Conversion, Crm, CrmError, CrmIdentity, CrmOAuth, FieldMeta, FoundRecord, ModuleMeta,
-    NewRecord, TokenGrant, TokenServer,
+    NewFollowUp, NewRecord, NoteDraft, TokenGrant, TokenServer,
 };
-use crate::model::{CrmUser, RecordRef};
+use crate::model::{CrmKind, CrmUser, RecordRef};
+use crate::phone::E164;
 use crate::tokens::{AccessTokens, FreshToken};
 
 /// Scopes for everything the product does with Zoho.
@@ -30,6 +31,36 @@ const TOKEN_REJECTED_CODES: &[&str] = &[
 
 /// Zoho's limit of criteria in one search (reference §4).
 const SEARCH_CRITERIA_MAX: usize = 10;
+
+/// Zoho does not say how long a note may be (reference §7.3): large text
+/// areas elsewhere hold 32,000 characters; the configured cap sits below.
+const NOTE_CONTENT_MAX: usize = 32_000;
+
+/// The forms to search a number by: E.164, the `00` international prefix
+/// some people type, and the spaced and dashed ways of writing it (Zoho's
+/// normalisation of phone searches is not documented, so the common
+/// written forms are asked for too; all go in one search), then the same
+/// for the number's equivalent forms (national quirks). National forms are
+/// not searched: without a country code a match could be the wrong person.
+pub fn searchable_forms(number: &E164) -> Vec<String> {
+    std::iter::once(number.clone())
+        .chain(number.equivalents())
+        .flat_map(|n| {
+            let mut forms = vec![n.to_string(), format!("00{}", n.digits())];
+            forms.extend(n.written_forms());
+            forms
+        })
+        .collect()
+}
+
+fn not_in_zoho(what: &str) -> CrmError {
+    CrmError::Rejected {
+        status: 400,
+        code: "NOT_SUPPORTED".into(),
+        message: format!("the Zoho sync does not make {what}"),
+        field: None,
+    }
+}
 
 #[derive(Clone)]
 pub struct ZohoOAuth {
@@ -338,6 +369,7 @@ fn rejection(status: StatusCode, body: Option<&Value>) -> CrmError {
     {
         return CrmError::Duplicate {
             record: RecordRef {
+                crm: CrmKind::Zoho,
                 module: module.to_owned(),
                 id: id.to_owned(),
             },
@@ -407,6 +439,7 @@ fn found_records(
         .map(|r| {
             Ok(FoundRecord {
                 record: RecordRef {
+                    crm: CrmKind::Zoho,
                     module: module.to_owned(),
                     id: str_field(r, "id")?,
                 },
@@ -441,12 +474,13 @@ fn single_write_result(status: StatusCode, body: Option<Value>) -> Result<Value,
 
 #[async_trait]
 impl Crm for ZohoApi {
-    async fn search_by_phone(
+    async fn find_by_phone(
         &self,
         module: &str,
         field: &str,
-        forms: &[String],
+        number: &E164,
     ) -> Result<Vec<FoundRecord>, CrmError> {
+        let forms = searchable_forms(number);
         let mut found = Vec::new();
         // Zoho takes at most 10 criteria per search.
         for chunk in forms.chunks(SEARCH_CRITERIA_MAX) {
@@ -475,6 +509,7 @@ impl Crm for ZohoApi {
             .await?;
         let entry = single_write_result(status, body)?;
         Ok(RecordRef {
+            crm: CrmKind::Zoho,
             module: record.module.clone(),
             id: str_field(&entry["details"], "id")?,
         })
@@ -534,6 +569,7 @@ impl Crm for ZohoApi {
         &self,
         record: &RecordRef,
         into_module: &str,
+        _person: Option<&RecordRef>,
     ) -> Result<Conversion, CrmError> {
         // Zoho keeps a converted lead readable, with read-only lookups to
         // what it became (reference §10); they must be asked for by name.
@@ -566,6 +602,7 @@ impl Crm for ZohoApi {
         }
         Ok(Conversion::Converted {
             into: data[lookup]["id"].as_str().map(|id| RecordRef {
+                crm: CrmKind::Zoho,
                 module: into_module.to_owned(),
                 id: id.to_owned(),
             }),
@@ -654,9 +691,49 @@ impl Crm for ZohoApi {
             .collect())
     }
 
+    async fn create_follow_up(&self, _follow_up: &NewFollowUp) -> Result<RecordRef, CrmError> {
+        Err(not_in_zoho("leads or deals beside a record"))
+    }
+
+    async fn find_follow_up(
+        &self,
+        _person: &RecordRef,
+        _title: &str,
+    ) -> Result<Option<RecordRef>, CrmError> {
+        Ok(None)
+    }
+
+    async fn latest_open_deal(
+        &self,
+        _person: &RecordRef,
+        _pipeline_id: Option<&str>,
+    ) -> Result<Option<RecordRef>, CrmError> {
+        // A Zoho note belongs to one record.
+        Ok(None)
+    }
+
+    fn render_note(&self, note: &NoteDraft<'_>) -> String {
+        // The title is a field of its own; the content is plain text.
+        let mut content = format!("{}\n", note.header);
+        for line in note.lines {
+            content.push('\n');
+            content.push_str(line);
+        }
+        content
+    }
+
+    fn note_size(&self, content: &str) -> usize {
+        content.chars().count()
+    }
+
+    fn note_limit(&self) -> usize {
+        NOTE_CONTENT_MAX
+    }
+
     async fn create_note(
         &self,
         parent: &RecordRef,
+        _also: Option<&RecordRef>,
         title: &str,
         content: &str,
     ) -> Result<String, CrmError> {
@@ -685,9 +762,9 @@ impl Crm for ZohoApi {
     async fn find_note(
         &self,
         parent: &RecordRef,
-        title: &str,
-        header: &str,
+        note: &NoteDraft<'_>,
     ) -> Result<Option<String>, CrmError> {
+        let (title, header) = (note.title, note.header);
         let mut page = 1;
         loop {
             let (_, body) = self

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::model::{CrmUser, RecordRef};
+use crate::phone::E164;
 
 pub mod oauth;
 pub mod provider;
@@ -20,6 +21,11 @@ pub enum CrmError {
     ConnectionBroken(String),
     #[error("the CRM is rate-limiting us")]
     RateLimited,
+    /// The CRM's daily API budget is spent (Pipedrive: a 429 that outlasts
+    /// its burst window): nothing goes through until `resets_at` (unix
+    /// seconds).
+    #[error("the CRM's daily API budget is spent until {resets_at}")]
+    BudgetSpent { resets_at: i64 },
     #[error("the CRM is unavailable (HTTP {0})")]
     Unavailable(u16),
     #[error("could not reach the CRM: {0}")]
@@ -80,6 +86,40 @@ pub enum Conversion {
     },
 }
 
+/// What a new chat's record gets besides itself, in CRMs that track
+/// opportunities apart from people (Pipedrive: a lead or a deal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFollowUp {
+    pub kind: FollowUpKind,
+    pub title: String,
+    /// The record (person) it belongs to.
+    pub person: RecordRef,
+    pub owner_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowUpKind {
+    Lead {
+        label_id: Option<String>,
+    },
+    Deal {
+        pipeline_id: String,
+        stage_id: Option<String>,
+    },
+}
+
+/// One day note as the CRM is to show it. The CRM renders it in its own
+/// format (Zoho: plain text with a separate title; Pipedrive: HTML with the
+/// title in bold inside).
+#[derive(Debug, Clone, Copy)]
+pub struct NoteDraft<'a> {
+    pub title: &'a str,
+    /// The chat's link and the business number (first line).
+    pub header: &'a str,
+    /// The message lines, in order.
+    pub lines: &'a [&'a str],
+}
+
 /// A module as the CRM's metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ModuleMeta {
@@ -114,13 +154,14 @@ pub struct FieldMeta {
 
 #[async_trait]
 pub trait Crm: Send + Sync {
-    /// Records of `module` whose `field` holds any of `forms` as written
-    /// (one call for all forms).
-    async fn search_by_phone(
+    /// Records of `module` whose `field` may hold `number`: the adapter
+    /// searches the forms its CRM needs (the number's national equivalents
+    /// included); the caller confirms each by normalising what came back.
+    async fn find_by_phone(
         &self,
         module: &str,
         field: &str,
-        forms: &[String],
+        number: &E164,
     ) -> Result<Vec<FoundRecord>, CrmError>;
     async fn create_record(&self, record: &NewRecord) -> Result<RecordRef, CrmError>;
     /// Whether the record still exists (a person may have deleted it).
@@ -141,12 +182,30 @@ pub trait Crm: Send + Sync {
         value: &str,
     ) -> Result<(), CrmError>;
     /// Whether the record was converted and, if so, into which record of
-    /// `into_module`.
+    /// `into_module`. `person`: the record it belongs to, where the CRM
+    /// finds what a converted one became through it (Pipedrive's leads).
     async fn conversion(
         &self,
         record: &RecordRef,
         into_module: &str,
+        person: Option<&RecordRef>,
     ) -> Result<Conversion, CrmError>;
+    /// Creates a lead or deal for a person.
+    async fn create_follow_up(&self, follow_up: &NewFollowUp) -> Result<RecordRef, CrmError>;
+    /// The person's lead or deal titled `title`, if there is one: what a
+    /// create whose answer was lost left behind.
+    async fn find_follow_up(
+        &self,
+        person: &RecordRef,
+        title: &str,
+    ) -> Result<Option<RecordRef>, CrmError>;
+    /// The person's most recently updated open deal (in `pipeline_id` if
+    /// given), for CRMs whose notes may sit on a deal too; `None` elsewhere.
+    async fn latest_open_deal(
+        &self,
+        person: &RecordRef,
+        pipeline_id: Option<&str>,
+    ) -> Result<Option<RecordRef>, CrmError>;
     /// Attaches a file to a record; the attachment's id.
     async fn attach_file(
         &self,
@@ -167,20 +226,28 @@ pub trait Crm: Send + Sync {
     ) -> Result<Option<String>, CrmError>;
     async fn modules(&self) -> Result<Vec<ModuleMeta>, CrmError>;
     async fn fields(&self, module: &str) -> Result<Vec<FieldMeta>, CrmError>;
+    /// The note's content as this CRM stores it.
+    fn render_note(&self, note: &NoteDraft<'_>) -> String;
+    /// The size of rendered content as the CRM's note limit counts it, and
+    /// that limit (the configured one may be lower).
+    fn note_size(&self, content: &str) -> usize;
+    fn note_limit(&self) -> usize;
+    /// Creates a note on `parent`, and on `also` in the same call (a
+    /// person's note shown on their deal too), where the CRM can.
     async fn create_note(
         &self,
         parent: &RecordRef,
+        also: Option<&RecordRef>,
         title: &str,
         content: &str,
     ) -> Result<String, CrmError>;
     async fn update_note(&self, note_id: &str, title: &str, content: &str) -> Result<(), CrmError>;
-    /// The id of the parent's note with exactly this title whose content
-    /// starts with `header`, if there is one.
+    /// The id of the parent's note rendered from `note`'s title and header
+    /// (whatever its lines), if there is one.
     async fn find_note(
         &self,
         parent: &RecordRef,
-        title: &str,
-        header: &str,
+        note: &NoteDraft<'_>,
     ) -> Result<Option<String>, CrmError>;
     async fn active_users(&self) -> Result<Vec<CrmUser>, CrmError>;
 }

@@ -10,20 +10,20 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use super::batch::{
     GroupOutcome, Received, RetryPolicy, live_workspace, record_failures, run_fifo_batch,
 };
-use crate::crm::Crm;
-use crate::crm::CrmError;
+use crate::crm::{Crm, CrmError, NoteDraft};
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::media::{MediaError, media_file_name};
 use crate::model::{
     AttachmentOutcome, Chat, ChatPatch, DayNote, MessageState, NoteLine, RecordRef, StoredMessage,
-    WhatsAppNumber, Workspace,
+    SyncSettings, WhatsAppNumber, Workspace,
 };
 use crate::queue::{MessageRef, QueueName};
 use crate::retention::{Expiry, Retention, day_note_anchor};
 use crate::sync::{
-    NO_MEDIA_ACCESS, business_number_display, chat_link, local_times, note_content, note_header,
-    note_line_text, note_title, park, parking_reason, record_of, resend_marker, sync_target, zone,
+    NO_MEDIA_ACCESS, business_number_display, chat_link, local_times, note_also, note_header,
+    note_line_text, note_title, park, parking_reason, record_of, rendered_note, resend_marker,
+    sync_target, zone,
 };
 use crate::synclog;
 use serde_json::json;
@@ -202,7 +202,7 @@ async fn append_all(
         .as_ref()
         .map(|n| business_number_display(&n.display_phone_number))
         .unwrap_or_default();
-    let (_, crm, _) = sync_target(deps, &first.workspace_id)
+    let (_, crm, settings) = sync_target(deps, &first.workspace_id)
         .await
         .map_err(at_start)?;
     let tz = zone(&workspace.time_zone);
@@ -290,17 +290,16 @@ async fn append_all(
     // those before it are done (or parked).
     for run in runs {
         let first_index = run.first_index;
-        append_run(
+        let ctx = RunContext {
             deps,
-            &chat,
-            crm.as_ref(),
-            &contact_display,
-            &header,
+            chat: &chat,
+            crm: crm.as_ref(),
+            settings: &settings,
+            contact_display: &contact_display,
+            header: &header,
             keeping,
-            run,
-        )
-        .await
-        .map_err(|e| (first_index, e))?;
+        };
+        append_run(&ctx, run).await.map_err(|e| (first_index, e))?;
     }
     Ok(())
 }
@@ -321,15 +320,27 @@ impl Keeping {
     }
 }
 
-async fn append_run(
-    deps: &Deps,
-    chat: &Chat,
-    crm: &dyn Crm,
-    contact_display: &str,
-    header: &str,
+/// What writing one chat's day runs works with.
+struct RunContext<'a> {
+    deps: &'a Deps,
+    chat: &'a Chat,
+    crm: &'a dyn Crm,
+    settings: &'a SyncSettings,
+    contact_display: &'a str,
+    header: &'a str,
     keeping: Keeping,
-    run: DayRun,
-) -> Result<(), WorkError> {
+}
+
+async fn append_run(ctx: &RunContext<'_>, run: DayRun) -> Result<(), WorkError> {
+    let RunContext {
+        deps,
+        chat,
+        crm,
+        contact_display,
+        header,
+        keeping,
+        ..
+    } = *ctx;
     let record = chat.record.clone().ok_or(WorkError::Unlinked)?;
     // Every part of the day so far: a message any of them holds is done.
     let mut parts = Vec::new();
@@ -359,10 +370,10 @@ async fn append_run(
     };
     let mut current = match parts.pop() {
         Some(last) => last,
-        None => new_part(chat, &record, &run.day, 1, &base_title),
+        None => new_part(chat, &record, None, &run.day, 1, &base_title),
     };
     let earlier = parts;
-    let max = deps.config.note_content_max;
+    let max = deps.config.note_content_max.min(crm.note_limit());
     // Notes this run changed, in part order; `current` is always last.
     let mut changed: Vec<DayNote> = Vec::new();
     let mut added = Vec::new();
@@ -378,14 +389,16 @@ async fn append_run(
         };
         // A note never outgrows the CRM's limit: a full one stays as it is
         // and the day continues in a new part.
-        let grown = note_content(&current, header).chars().count() + 1 + line.text.chars().count();
-        if !current.lines.is_empty() && grown > max {
+        let mut grown = current.clone();
+        grown.insert_line(line.clone());
+        if !current.lines.is_empty() && crm.note_size(&rendered_note(crm, &grown, header)) > max {
             current.full = true;
             let next_part = current.part + 1;
             // Saved as full; written to the CRM only if this run added to it.
+            let also = current.also.clone();
             changed.push(std::mem::replace(
                 &mut current,
-                new_part(chat, &record, &run.day, next_part, &base_title),
+                new_part(chat, &record, also, &run.day, next_part, &base_title),
             ));
         }
         current.insert_line(line);
@@ -419,7 +432,10 @@ async fn append_run(
             }
             continue;
         }
-        let content = note_content(&note, header);
+        if note.note_id.is_none() && !note.create_started && note.part == 1 {
+            note.also = note_also(crm, chat, ctx.settings).await?;
+        }
+        let content = rendered_note(crm, &note, header);
         let note_id = match note.note_id.clone() {
             Some(id) if lines_added.is_empty() => id,
             Some(id) => {
@@ -612,8 +628,16 @@ fn megabytes(bytes: u64) -> String {
 
 /// A new, empty part of a day's note: part 1 has the plain title, later
 /// parts say which part they are.
-fn new_part(chat: &Chat, record: &RecordRef, day: &str, part: u32, base_title: &str) -> DayNote {
+fn new_part(
+    chat: &Chat,
+    record: &RecordRef,
+    also: Option<RecordRef>,
+    day: &str,
+    part: u32,
+    base_title: &str,
+) -> DayNote {
     DayNote {
+        also,
         workspace_id: chat.workspace_id.clone(),
         chat_key: chat.key.clone(),
         day: day.to_owned(),
@@ -643,7 +667,12 @@ async fn create_note_once(
     expiry: Expiry,
 ) -> Result<String, WorkError> {
     if note.create_started {
-        if let Some(existing) = crm.find_note(&note.record, &note.title, header).await? {
+        let draft = NoteDraft {
+            title: &note.title,
+            header,
+            lines: &[],
+        };
+        if let Some(existing) = crm.find_note(&note.record, &draft).await? {
             crm.update_note(&existing, &note.title, content).await?;
             return Ok(existing);
         }
@@ -664,5 +693,7 @@ async fn create_note_once(
         note.create_started = true;
         note.version = marker.version;
     }
-    Ok(crm.create_note(&note.record, &note.title, content).await?)
+    Ok(crm
+        .create_note(&note.record, note.also.as_ref(), &note.title, content)
+        .await?)
 }

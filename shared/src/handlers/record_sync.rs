@@ -7,13 +7,13 @@ use std::time::SystemTime;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
 use super::batch::{GroupOutcome, Received, RetryPolicy, record_failures, run_fifo_batch};
-use crate::crm::{Conversion, Crm, CrmError, NewRecord};
+use crate::crm::{Conversion, Crm, CrmError, FollowUpKind, NewFollowUp, NewRecord};
 use crate::deletion::{self, PageOutcome};
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{
-    Chat, ChatPatch, Connection, MessageState, OnConverted, RecordRef, StoredMessage, SyncSettings,
-    Workspace,
+    Chat, ChatPatch, Connection, FollowUpRule, MessageState, OnConverted, RecordRef, StoredMessage,
+    SyncSettings, Workspace,
 };
 use crate::queue::{Job, QueueName};
 use crate::requeue;
@@ -21,7 +21,7 @@ use crate::retention::{self, Retention};
 use crate::store::ContactClaim;
 use crate::sync::{
     chat_link, choose_owner, confirmed_matches, crm_users, fitted_name, park, parking_reason,
-    record_fields, record_name, record_of, searchable_forms, sync_target,
+    record_fields, record_name, record_of, sync_target,
 };
 use crate::synclog;
 use crate::whatsapp::Direction;
@@ -207,6 +207,27 @@ async fn link(
     message: &StoredMessage,
 ) -> Result<bool, WorkError> {
     let (connection, crm, settings) = sync_target(deps, &chat.workspace_id).await?;
+    let mut chat = chat.clone();
+    if let Some(other) = chat.record.clone().filter(|r| r.crm != connection.crm) {
+        // The workspace syncs to another CRM now: the chat is linked there
+        // afresh, and the old CRM's record is left as it is.
+        deps.store
+            .patch_chat(
+                &chat.workspace_id,
+                &chat.key,
+                &ChatPatch {
+                    forget_record: Some(other),
+                    ..ChatPatch::default()
+                },
+            )
+            .await?;
+        chat.record = None;
+        chat.follow_up = None;
+        chat.follow_up_started = false;
+        chat.record_created_by_us = false;
+        chat.creating_by = None;
+    }
+    let chat = &chat;
     let Some(record) = &chat.record else {
         // A new record is named as the contact was called in this message,
         // not by whatever name a later delivery has already stored.
@@ -223,7 +244,22 @@ async fn link(
             message_id: &message.message_id,
             retention,
         };
-        return Ok(link_record(&ctx).await?.is_some());
+        let Some(record) = link_record(&ctx).await? else {
+            return Ok(false);
+        };
+        // What linking just stored (was the record made by us?) decides
+        // whether a lead or deal follows.
+        let linked = deps
+            .store
+            .chat(&chat.workspace_id, &chat.key)
+            .await?
+            .ok_or_else(|| WorkError::Inconsistent("the chat is gone".into()))?;
+        let ctx = Linking {
+            chat: &linked,
+            ..ctx
+        };
+        ensure_follow_up(&ctx, &record).await?;
+        return Ok(true);
     };
     let ctx = Linking {
         deps,
@@ -237,6 +273,8 @@ async fn link(
     if !follow_conversion(&ctx, record).await? {
         return Ok(false);
     }
+    ensure_follow_up(&ctx, record).await?;
+    follow_follow_up(&ctx, record).await?;
     if let Some(new_name) = renamed_to(chat, message) {
         rename(&ctx, record, &new_name).await?;
     }
@@ -399,7 +437,7 @@ async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool
         return Ok(true);
     }
     let into_module = settings.converted_module.as_deref().unwrap_or("Contacts");
-    let conversion = match ctx.crm.conversion(record, into_module).await {
+    let conversion = match ctx.crm.conversion(record, into_module, None).await {
         Ok(conversion) => conversion,
         Err(e) if e.is_transient() || matches!(e, CrmError::ConnectionBroken(_)) => {
             return Err(e.into());
@@ -525,7 +563,6 @@ async fn link_record(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> 
     }
     let chat = ctx.chat;
     let settings = ctx.settings;
-    let forms = searchable_forms(&chat.contact);
     let mut places = Vec::new();
     if let (Some(module), Some(field)) = (&settings.destination_module, &settings.number_field) {
         places.push((module.clone(), field.clone()));
@@ -539,7 +576,7 @@ async fn link_record(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> 
         places.push((module.clone(), field.clone()));
     }
     for (module, field) in &places {
-        let found = ctx.crm.search_by_phone(module, field, &forms).await?;
+        let found = ctx.crm.find_by_phone(module, field, &chat.contact).await?;
         let matches = confirmed_matches(found, &chat.contact);
         let Some(best) = matches.first() else {
             continue;
@@ -718,6 +755,166 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
     )
     .await;
     Ok(record)
+}
+
+/// Makes the lead or deal the settings ask for beside a record this
+/// product created, once per chat: an attempt whose answer was lost is
+/// found by its title instead of made twice. A refusal (a pipeline deleted
+/// since activation) is logged and the messages go on without one.
+async fn ensure_follow_up(ctx: &Linking<'_>, person: &RecordRef) -> Result<(), WorkError> {
+    let chat = ctx.chat;
+    let (kind, template) = match &ctx.settings.pipedrive.follow_up {
+        FollowUpRule::None => return Ok(()),
+        FollowUpRule::Lead {
+            title_template,
+            label_id,
+        } => (
+            FollowUpKind::Lead {
+                label_id: label_id.clone(),
+            },
+            title_template,
+        ),
+        FollowUpRule::Deal {
+            title_template,
+            pipeline_id,
+            stage_id,
+        } => (
+            FollowUpKind::Deal {
+                pipeline_id: pipeline_id.clone(),
+                stage_id: stage_id.clone(),
+            },
+            title_template,
+        ),
+    };
+    if !chat.record_created_by_us || chat.follow_up.is_some() {
+        return Ok(());
+    }
+    let name = chat
+        .record_name
+        .clone()
+        .unwrap_or_else(|| record_name(chat.contact_name.as_deref(), &chat.contact));
+    let title = follow_up_title(template, &name, &chat.contact);
+    if chat.follow_up_started {
+        if let Some(found) = ctx.crm.find_follow_up(person, &title).await? {
+            ctx.patch(ChatPatch {
+                follow_up: Some(Some(found.clone())),
+                follow_up_checked_at: Some(ctx.deps.clock.now()),
+                ..ChatPatch::default()
+            })
+            .await?;
+            ctx.log(
+                "follow_up_created",
+                json!({ "record": found, "person": person, "found_after": "an interrupted create whose answer was lost" }),
+            )
+            .await;
+            return Ok(());
+        }
+    } else {
+        ctx.patch(ChatPatch {
+            follow_up_started: Some(true),
+            ..ChatPatch::default()
+        })
+        .await?;
+    }
+    let (owner_id, owner_reason) = ctx.owner().await?;
+    let created = ctx
+        .crm
+        .create_follow_up(&NewFollowUp {
+            kind,
+            title,
+            person: person.clone(),
+            owner_id: Some(owner_id.clone()),
+        })
+        .await;
+    match created {
+        Ok(follow_up) => {
+            ctx.patch(ChatPatch {
+                follow_up: Some(Some(follow_up.clone())),
+                follow_up_checked_at: Some(ctx.deps.clock.now()),
+                ..ChatPatch::default()
+            })
+            .await?;
+            tracing::info!(workspace_id = %chat.workspace_id, chat = %chat.log_id(), follow_up = %record_of(&follow_up), "created the chat's lead or deal");
+            ctx.log(
+                "follow_up_created",
+                json!({ "record": follow_up, "person": person, "owner_id": owner_id, "owner_reason": owner_reason }),
+            )
+            .await;
+            Ok(())
+        }
+        Err(e @ (CrmError::Rejected { .. } | CrmError::Duplicate { .. })) => {
+            // Nothing was made: the next message tries again.
+            ctx.patch(ChatPatch {
+                follow_up_started: Some(false),
+                ..ChatPatch::default()
+            })
+            .await?;
+            tracing::warn!(workspace_id = %chat.workspace_id, chat = %chat.log_id(), error = %e, "the CRM refused the chat's lead or deal");
+            ctx.log(
+                "follow_up_refused",
+                json!({ "person": person, "error": e.to_string() }),
+            )
+            .await;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `{name}` and `{number}` of a title template filled in.
+fn follow_up_title(template: &str, name: &str, number: &crate::phone::E164) -> String {
+    template
+        .replace("{name}", name)
+        .replace("{number}", number.as_str())
+}
+
+/// A lead this product made is checked for conversion at most once per
+/// `conversion_check_secs`: converted, the chat follows it to its deal
+/// (Pipedrive moves the lead's notes there; new notes go there too); gone
+/// without a deal, it is forgotten.
+async fn follow_follow_up(ctx: &Linking<'_>, person: &RecordRef) -> Result<(), WorkError> {
+    let Some(follow_up) = &ctx.chat.follow_up else {
+        return Ok(());
+    };
+    let now = ctx.deps.clock.now();
+    if follow_up.module != "leads"
+        || now - ctx.chat.follow_up_checked_at < ctx.deps.config.conversion_check_secs
+    {
+        return Ok(());
+    }
+    let conversion = match ctx.crm.conversion(follow_up, "deals", Some(person)).await {
+        Ok(conversion) => conversion,
+        Err(e) if e.is_transient() || matches!(e, CrmError::ConnectionBroken(_)) => {
+            return Err(e.into());
+        }
+        Err(e) => {
+            tracing::warn!(workspace_id = %ctx.chat.workspace_id, chat = %ctx.chat.log_id(), error = %e, "could not check the lead for conversion");
+            return Ok(());
+        }
+    };
+    let became = match conversion {
+        Conversion::NotConverted => {
+            return ctx
+                .patch(ChatPatch {
+                    follow_up_checked_at: Some(now),
+                    ..ChatPatch::default()
+                })
+                .await;
+        }
+        Conversion::Converted { into } => into,
+    };
+    ctx.patch(ChatPatch {
+        follow_up: Some(became.clone()),
+        follow_up_checked_at: Some(now),
+        ..ChatPatch::default()
+    })
+    .await?;
+    ctx.log(
+        "converted_followed",
+        json!({ "from": follow_up, "to": became }),
+    )
+    .await;
+    Ok(())
 }
 
 /// The people who could own a new record, in order of preference, by
