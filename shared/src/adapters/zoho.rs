@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::{crm_call_timeout, crm_transport};
 use crate::config::ZohoConfig;
 use crate::crm::{
-    Conversion, Crm, CrmError, CrmIdentity, CrmOAuth, FieldMeta, FoundRecord, ModuleMeta,
-    NewFollowUp, NewRecord, NoteDraft, TokenGrant, TokenServer,
+    Choice, Conversion, Crm, CrmError, CrmIdentity, CrmOAuth, FieldMeta, FoundRecord, ModuleMeta,
+    NewFollowUp, NewRecord, NoteDraft, Pipeline, TokenGrant, TokenServer,
 };
 use crate::model::{CrmKind, CrmUser, RecordRef};
 use crate::phone::E164;
@@ -710,6 +710,14 @@ impl Crm for ZohoApi {
     ) -> Result<Option<RecordRef>, CrmError> {
         // A Zoho note belongs to one record.
         Ok(None)
+    }
+
+    async fn pipelines(&self) -> Result<Vec<Pipeline>, CrmError> {
+        Ok(Vec::new())
+    }
+
+    async fn lead_labels(&self) -> Result<Vec<Choice>, CrmError> {
+        Ok(Vec::new())
     }
 
     fn render_note(&self, note: &NoteDraft<'_>) -> String {

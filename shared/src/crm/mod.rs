@@ -120,6 +120,21 @@ pub struct NoteDraft<'a> {
     pub lines: &'a [&'a str],
 }
 
+/// A named choice the CRM offers (a stage, a lead label).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Choice {
+    pub id: String,
+    pub name: String,
+}
+
+/// A sales pipeline and its stages, in order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pipeline {
+    pub id: String,
+    pub name: String,
+    pub stages: Vec<Choice>,
+}
+
 /// A module as the CRM's metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ModuleMeta {
@@ -250,4 +265,9 @@ pub trait Crm: Send + Sync {
         note: &NoteDraft<'_>,
     ) -> Result<Option<String>, CrmError>;
     async fn active_users(&self) -> Result<Vec<CrmUser>, CrmError>;
+    /// The CRM's sales pipelines with their stages, for settings that make
+    /// deals (Pipedrive); none where the sync makes no deals.
+    async fn pipelines(&self) -> Result<Vec<Pipeline>, CrmError>;
+    /// The labels a new lead may carry (Pipedrive); none elsewhere.
+    async fn lead_labels(&self) -> Result<Vec<Choice>, CrmError>;
 }
