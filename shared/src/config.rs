@@ -46,6 +46,12 @@ pub struct Config {
     /// seconds; `CONVERSION_CHECK_SECS`, default 3600 (an hour: the steady
     /// state stays at one CRM call per message). Tests set 0.
     pub conversion_check_secs: i64,
+    /// The longest sync waits for a CRM's spent daily API budget before
+    /// trying again, in seconds. Pipedrive resets budgets at midnight of a
+    /// server time zone it does not name: the wait is until the next
+    /// midnight UTC, or this long if sooner, and tried again then.
+    /// `BUDGET_WAIT_MAX_SECS`, default 3 hours. Tests shorten it.
+    pub budget_wait_max_secs: i64,
     /// The Graph API's base URL (`GRAPH_API_URL`, default
     /// `https://graph.facebook.com`) and version (`GRAPH_API_VERSION`,
     /// default `v23.0`), for media downloads and for reading a business
@@ -166,6 +172,10 @@ impl Config {
             conversion_check_secs: get("CONVERSION_CHECK_SECS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(3600),
+            budget_wait_max_secs: get("BUDGET_WAIT_MAX_SECS")
+                .and_then(|v| v.parse().ok())
+                .filter(|secs: &i64| *secs > 0)
+                .unwrap_or(3 * 3600),
             graph_api_url: get("GRAPH_API_URL")
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|| "https://graph.facebook.com".to_owned()),

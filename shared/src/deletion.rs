@@ -306,6 +306,7 @@ mod tests {
             not_before: 0,
         });
         let requeue = Job::Requeue(RequeueJob {
+            not_before: None,
             workspace_id: "ws".into(),
             after: None,
             job_id: "j".into(),

@@ -621,13 +621,17 @@ pub struct SyncSettings {
 }
 
 impl SyncSettings {
+    /// Settings nobody has edited yet. Pipedrive's people are always
+    /// persons, with a standard phone and name field: those are chosen.
     pub fn new(workspace_id: &str, crm: CrmKind, now: i64) -> Self {
+        let pipedrive = crm == CrmKind::Pipedrive;
+        let standard = |field: &str| pipedrive.then(|| field.to_owned());
         Self {
             workspace_id: workspace_id.to_owned(),
             crm,
-            destination_module: None,
-            number_field: None,
-            name_field: None,
+            destination_module: standard("persons"),
+            number_field: standard("phone"),
+            name_field: standard("name"),
             name_max_length: None,
             chat_link_field: None,
             lead_source_field: None,

@@ -98,6 +98,9 @@ impl Job {
     /// The kind, as its message body and logs name it.
     pub fn kind(&self) -> &'static str {
         match self {
+            // Apart from the others: it waits (hours) before its first page,
+            // and must hold up no re-queue asked for meanwhile.
+            Self::Requeue(job) if job.not_before.is_some() => "requeue_later",
             Self::Requeue(_) => "requeue",
             Self::DeleteWorkspace(_) => "delete_workspace",
             Self::ApplyRetention(_) => "apply_retention",

@@ -30,14 +30,29 @@ pub struct RequeueJob {
     /// One id per request, so two requests are two jobs to FIFO
     /// deduplication, and a job's pages are distinct messages.
     pub job_id: String,
+    /// Not run before this (unix seconds): a re-queue for when a CRM's
+    /// API budget is back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
 }
 
 /// Asks for the workspace's waiting messages to be queued again: one send.
 pub async fn request(deps: &Deps, workspace_id: &str) -> Result<(), QueueError> {
+    request_at(deps, workspace_id, None).await
+}
+
+/// Asks for the waiting messages to be queued again once it is
+/// `not_before` (now, if `None`).
+pub async fn request_at(
+    deps: &Deps,
+    workspace_id: &str,
+    not_before: Option<i64>,
+) -> Result<(), QueueError> {
     let job = RequeueJob {
         workspace_id: workspace_id.to_owned(),
         after: None,
         job_id: uuid::Uuid::new_v4().to_string(),
+        not_before,
     };
     let job_id = job.job_id.clone();
     deps.queue
@@ -106,6 +121,7 @@ pub async fn run_page(deps: &Deps, job: &RequeueJob) -> Result<usize, WorkError>
     if let Some(next) = page.next {
         let next_page = RequeueJob {
             after: Some(next),
+            not_before: None,
             ..job.clone()
         };
         deps.queue

@@ -263,6 +263,15 @@ pub trait SettingsStore: Send + Sync {
     /// changed them meanwhile.
     async fn save_sync_settings(&self, settings: &SyncSettings) -> Result<bool, StoreError>;
     async fn set_time_zone(&self, workspace_id: &str, time_zone: &str) -> Result<(), StoreError>;
+    /// Remembers that the CRM's API budget keeps sync waiting until `until`
+    /// (unix seconds); true if that is news (no wait that long was known),
+    /// so that it is logged and scheduled once.
+    async fn mark_budget_wait(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        until: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// One page of a longer read, and where the next one starts (none: done).

@@ -170,6 +170,66 @@ pub async fn park(
     Ok(())
 }
 
+/// Keeps messages waiting while the CRM's daily API budget is spent,
+/// instead of failing them again and again into the dead-letter queue: the
+/// sync log says so once per wait, with when it ends, and one re-queue is
+/// scheduled for then (tried again then if the budget is still spent).
+pub async fn wait_for_budget(
+    deps: &Deps,
+    workspace_id: &str,
+    crm: CrmKind,
+    resets_at: i64,
+    message_ids: &[&str],
+) -> Result<(), WorkError> {
+    let now = deps.clock.now();
+    let until = resets_at.clamp(now + 1, now + deps.config.budget_wait_max_secs);
+    let reason = budget_reason(crm, until);
+    if deps
+        .store
+        .mark_budget_wait(workspace_id, crm, until)
+        .await?
+    {
+        crate::synclog::workspace_event(
+            deps,
+            workspace_id,
+            "budget_spent",
+            serde_json::json!({ "crm": crm.as_str(), "until": until, "reason": reason }),
+        )
+        .await;
+        tracing::warn!(
+            workspace_id,
+            crm = crm.as_str(),
+            until,
+            "the CRM's daily API budget is spent; sync waits"
+        );
+        crate::requeue::request_at(deps, workspace_id, Some(until)).await?;
+    }
+    for message_id in message_ids {
+        deps.store
+            .set_message_state(
+                workspace_id,
+                message_id,
+                &MessageState::Waiting {
+                    reason: reason.clone(),
+                },
+                None,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Why a message waits for a CRM's API budget, saying until when.
+pub fn budget_reason(crm: CrmKind, until: i64) -> String {
+    let at = chrono::DateTime::from_timestamp(until, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    format!(
+        "{}'s daily API budget is spent; sync goes on at {at}",
+        crm.display_name()
+    )
+}
+
 /// The waiting reason for a failure that parks a message (no connection, or
 /// a broken one), if the failure is of that kind.
 pub fn parking_reason(error: &WorkError) -> Option<&'static str> {

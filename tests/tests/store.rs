@@ -94,6 +94,7 @@ fn requeue_job(after: Option<String>) -> RequeueJob {
         workspace_id: WORKSPACE.into(),
         after,
         job_id: "job-1".into(),
+        not_before: None,
     }
 }
 

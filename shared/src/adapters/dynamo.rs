@@ -13,6 +13,7 @@
 //! | day note | `WS#<ws>` | `NOTE#<chat key>#<day>#<record id>#<part>` |
 //! | sync-log entry | `WS#<ws>` | `LOG#<id>` |
 //! | sync settings | `WS#<ws>` | `SETTINGS#<crm>` |
+//! | a CRM's API budget is spent until (`until_at`) | `WS#<ws>` | `BUDGET#<crm>` |
 //! | OAuth state of the workspace (finds the global one) | `WS#<ws>` | `OAUTHSTATE#<nonce>` |
 //! | token lookup (found from its user: `token_hash`) | `TOKEN#<sha256>` | `TOKEN` |
 //! | number lookup (found from the workspace's number) | `WANUMBER#<phone_number_id>` | `WANUMBER` |
@@ -1327,6 +1328,23 @@ impl SettingsStore for DynamoStore {
             None,
         )?;
         self.put_versioned(item, settings.version).await
+    }
+
+    async fn mark_budget_wait(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .update_in(workspace_id, format!("BUDGET#{}", crm.as_str()))
+            .update_expression("SET until_at = :until, #ttl = :ttl")
+            .condition_expression("attribute_not_exists(until_at) OR until_at < :until")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":until", n(until))
+            // Kept a day past the wait, then gone by itself.
+            .expression_attribute_values(":ttl", n(until + 86_400));
+        condition_outcome(update.send().await)
     }
 
     async fn set_time_zone(&self, workspace_id: &str, time_zone: &str) -> Result<(), StoreError> {

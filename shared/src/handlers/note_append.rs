@@ -23,7 +23,7 @@ use crate::retention::{Expiry, Retention, day_note_anchor};
 use crate::sync::{
     NO_MEDIA_ACCESS, business_number_display, chat_link, local_times, note_also, note_header,
     note_line_text, note_title, park, parking_reason, record_of, rendered_note, resend_marker,
-    sync_target, zone,
+    sync_crm, sync_target, wait_for_budget, zone,
 };
 use crate::synclog;
 use serde_json::json;
@@ -86,6 +86,25 @@ async fn append_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
             // A broken connection, found while checking, parks below.
             Err(check_failed) => error = check_failed,
         }
+    }
+    // A spent API budget: the rest of the group waits for it to come back.
+    if let WorkError::Crm(CrmError::BudgetSpent { resets_at }) = error {
+        let rest: Vec<&str> = group[done..]
+            .iter()
+            .map(|m| m.reference.message_id.as_str())
+            .collect();
+        let workspace_id = &group[0].reference.workspace_id;
+        let waited = match sync_crm(deps, workspace_id).await {
+            Ok(crm) => wait_for_budget(deps, workspace_id, crm, resets_at, &rest).await,
+            Err(e) => Err(e),
+        };
+        return match waited {
+            Ok(()) => GroupOutcome::all(group.len()),
+            Err(e) => GroupOutcome {
+                done,
+                error: Some(e),
+            },
+        };
     }
     // Without a working connection the rest of the group waits (parked) for
     // the organization to connect again, instead of failing into the DLQ.

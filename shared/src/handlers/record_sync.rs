@@ -21,11 +21,14 @@ use crate::retention::{self, Retention};
 use crate::store::ContactClaim;
 use crate::sync::{
     chat_link, choose_owner, confirmed_matches, crm_users, fitted_name, park, parking_reason,
-    record_fields, record_name, record_of, sync_target,
+    record_fields, record_name, record_of, sync_crm, sync_target, wait_for_budget,
 };
 use crate::synclog;
 use crate::whatsapp::Direction;
 use serde_json::json;
+
+/// SQS keeps a message invisible for at most 12 hours.
+const MAX_VISIBILITY_SECS: i64 = 43_200;
 
 /// How long a worker may take to create a record before another may try.
 const CREATION_CLAIM_SECS: i64 = 120;
@@ -88,6 +91,12 @@ async fn run_job(
 ) -> bool {
     let outcome = crate::budget::within(deadline, async {
         match job {
+            Job::Requeue(job) if job.not_before.is_some_and(|at| at > deps.clock.now()) => {
+                let wait = job.not_before.unwrap_or_default() - deps.clock.now();
+                Ok(PageOutcome::NotYet {
+                    in_secs: wait.clamp(1, MAX_VISIBILITY_SECS) as i32,
+                })
+            }
             Job::Requeue(job) => requeue::run_page(deps, job).await.map(|_| PageOutcome::Ran),
             Job::DeleteWorkspace(job) => deletion::run_page(deps, job).await,
             Job::ApplyRetention(job) => retention::run_page(deps, job)
@@ -188,6 +197,12 @@ async fn sync_message(
     }
     match link(deps, workspace.retention, &chat, &stored).await {
         Ok(proceed) => Ok(proceed),
+        Err(WorkError::Crm(CrmError::BudgetSpent { resets_at })) => {
+            let crm = sync_crm(deps, &r.workspace_id).await?;
+            wait_for_budget(deps, &r.workspace_id, crm, resets_at, &[&r.message_id])
+                .await
+                .map(|()| false)
+        }
         // Kept, not failed: activating or connecting (again) queues it anew.
         Err(error) => match parking_reason(&error) {
             Some(reason) => park(deps, &r.workspace_id, &r.message_id, reason)

@@ -14,7 +14,7 @@ use crate::model::{ChatPatch, Connection, CrmKind, OnConverted, SyncSettings, Us
 use crate::phone::E164;
 use crate::settings::{
     FieldSetting, SettingError, candidate_module, check_field, check_lead_source_value,
-    check_module, eligible_fields, eligible_module, missing_setting,
+    check_module, eligible_fields, eligible_module, missing_setting, pipedrive,
 };
 use crate::sync::{chat_link, organization_crm, record_fields};
 use crate::synclog;
@@ -39,9 +39,10 @@ pub async fn route(
         ("PUT" | "PATCH", []) => edit(deps, req, &me, crm).await,
         ("GET", ["modules"]) => modules(deps, &me, crm).await,
         ("GET", ["fields"]) => fields(deps, req, &me, crm).await,
+        ("GET", ["pipelines"]) => pipelines(deps, &me, crm).await,
         ("POST", ["activate"]) => activate(deps, &me, crm).await,
         ("POST", ["deactivate"]) => deactivate(deps, &me, crm).await,
-        (_, [] | ["modules" | "fields" | "activate" | "deactivate"]) => {
+        (_, [] | ["modules" | "fields" | "pipelines" | "activate" | "deactivate"]) => {
             Err(ApiError::MethodNotAllowed)
         }
         _ => Err(no_route(req)),
@@ -191,6 +192,19 @@ async fn fields(
     ))
 }
 
+/// The pipelines (with stages) and lead labels a follow-up may use, read
+/// live (Pipedrive; empty for a CRM whose sync makes no deals or leads).
+async fn pipelines(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, ApiError> {
+    require_manager(me)?;
+    let (_, client) = connected_crm(deps, me, crm).await?;
+    let pipelines = client.pipelines().await.map_err(crm_failure)?;
+    let labels = client.lead_labels().await.map_err(crm_failure)?;
+    Ok(json_response(
+        200,
+        &json!({ "pipelines": pipelines, "lead_labels": labels }),
+    ))
+}
+
 /// A patch of the settings: keys present are set (`null` clears).
 async fn edit(
     deps: &Deps,
@@ -256,6 +270,27 @@ fn apply_patch(
         }
     }
     for (key, value) in patch {
+        let key_crm = if pipedrive::KEYS.contains(&key.as_str()) {
+            Some(CrmKind::Pipedrive)
+        } else if pipedrive::ZOHO_KEYS.contains(&key.as_str()) {
+            Some(CrmKind::Zoho)
+        } else {
+            None
+        };
+        if let Some(owner) = key_crm.filter(|owner| *owner != settings.crm) {
+            return Err(SettingError::new(
+                key,
+                format!(
+                    "is a {} setting; these are {}'s",
+                    owner.display_name(),
+                    settings.crm.display_name()
+                ),
+            ));
+        }
+        if key_crm == Some(CrmKind::Pipedrive) {
+            pipedrive::apply(&mut settings.pipedrive, key, value)?;
+            continue;
+        }
         match key.as_str() {
             "destination_module" | "converted_module" => {}
             "number_field" => settings.number_field = text(key, value)?,
@@ -307,6 +342,20 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
         destination_fields: Vec::new(),
         modules: Vec::new(),
     };
+    let (needs_pipelines, needs_labels) = pipedrive::needs(&settings.pipedrive);
+    if needs_pipelines || needs_labels {
+        let pipelines = if needs_pipelines {
+            crm.pipelines().await.map_err(crm_failure)?
+        } else {
+            Vec::new()
+        };
+        let labels = if needs_labels {
+            crm.lead_labels().await.map_err(crm_failure)?
+        } else {
+            Vec::new()
+        };
+        pipedrive::check(&settings.pipedrive, &pipelines, &labels)?;
+    }
     let Some(destination) = &settings.destination_module else {
         return Ok(checked);
     };

@@ -5,6 +5,8 @@
 use crate::crm::{FieldMeta, ModuleMeta};
 use crate::model::{OnConverted, SyncSettings};
 
+pub mod pipedrive;
+
 /// A setting that refers to a field of the destination (or converted) module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldSetting {
@@ -35,12 +37,13 @@ impl FieldSetting {
         }
     }
 
-    /// The CRM data types the setting accepts.
+    /// The CRM data types the setting accepts (Zoho's and Pipedrive's
+    /// names: Pipedrive's single-line text is `varchar`).
     pub fn data_types(self) -> &'static [&'static str] {
         match self {
             Self::Number | Self::ConvertedNumber => &["phone"],
-            Self::Name => &["text"],
-            Self::ChatLink => &["website", "text"],
+            Self::Name => &["text", "varchar", "varchar_auto"],
+            Self::ChatLink => &["website", "text", "varchar", "varchar_auto"],
             Self::LeadSource => &["picklist", "text"],
         }
     }
@@ -59,6 +62,8 @@ impl FieldSetting {
 /// Field types that hold several values (or files): never offered, and
 /// refused by name when chosen.
 const MULTI_VALUE_TYPES: &[&str] = &[
+    // Pipedrive's multiple-option field.
+    "set",
     "multiselectpicklist",
     "multiselectlookup",
     "multiuserlookup",
