@@ -708,6 +708,95 @@ impl TestSystem {
         .sum()
     }
 
+    /// Connects the workspace's organization to Pipedrive as `email` (a
+    /// seeded Pipedrive user), saves `settings` (a patch) and activates
+    /// them; the activation's answer.
+    pub async fn connect_pipedrive(
+        &self,
+        workspace: &TestWorkspace,
+        email: &str,
+        settings: Value,
+    ) -> Value {
+        self.connect_pipedrive_only(workspace, email).await;
+        self.activate_pipedrive(workspace, settings).await
+    }
+
+    /// The organization connection to Pipedrive alone, made by `email`.
+    pub async fn connect_pipedrive_only(&self, workspace: &TestWorkspace, email: &str) {
+        self.pipedrive
+            .set_authorizing_user(email)
+            .expect("a seeded Pipedrive user");
+        let (status, text) = self
+            .crm_oauth("pipedrive", &workspace.owner_token, "organization")
+            .await;
+        assert_eq!(status, 200, "callback stored the connection: {text}");
+    }
+
+    /// Saves `settings` (a patch) for Pipedrive and activates them.
+    pub async fn activate_pipedrive(&self, workspace: &TestWorkspace, settings: Value) -> Value {
+        let token = &workspace.owner_token;
+        let (status, saved) = self
+            .call(
+                reqwest::Method::PUT,
+                "/api/settings/pipedrive",
+                token,
+                Some(settings),
+            )
+            .await;
+        assert_eq!(status, 200, "settings saved: {saved}");
+        let (status, activated) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/settings/pipedrive/activate",
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "settings activated: {activated}");
+        activated
+    }
+
+    /// Pipedrive persons (not deleted) with `e164` among their phones, other
+    /// than the activation's test person.
+    pub fn pipedrive_persons_with_phone(&self, e164: &str) -> Vec<Value> {
+        self.pipedrive
+            .persons()
+            .into_iter()
+            .filter(|p| p["is_deleted"] != true)
+            .filter(|p| {
+                p["phones"]
+                    .as_array()
+                    .is_some_and(|phones| phones.iter().any(|ph| ph["value"] == e164))
+            })
+            .collect()
+    }
+
+    /// Waits until a Pipedrive note of the person holding `e164` contains
+    /// `text`; the person and the note.
+    pub async fn wait_for_pipedrive_note(&self, e164: &str, text: &str) -> (Value, Value) {
+        self.wait_for(&format!("a Pipedrive note containing `{text}`"), || {
+            let person = self.pipedrive_persons_with_phone(e164).into_iter().next()?;
+            let id = person["id"].to_string();
+            let note = self
+                .pipedrive
+                .notes_of("person", &id)
+                .into_iter()
+                .find(|n| n["content"].as_str().is_some_and(|c| c.contains(text)))?;
+            Some((person, note))
+        })
+        .await
+    }
+
+    /// Fails the test if the Pipedrive sandbox saw a request or answer
+    /// outside Pipedrive's OpenAPI contract.
+    pub fn assert_pipedrive_contract_kept(&self) {
+        let violations = self.pipedrive.contract_violations();
+        assert!(
+            violations.is_empty(),
+            "Pipedrive contract violations: {violations:#?}"
+        );
+    }
+
     /// Fails the test if the sandbox saw a request or answer outside Zoho's OpenAPI contract.
     pub fn assert_contract_kept(&self) {
         let violations = self.sandbox.contract_violations();

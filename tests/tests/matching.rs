@@ -143,7 +143,7 @@ async fn a_converted_lead_is_followed_to_its_contact_with_continue() {
     assert_eq!(followed["detail"]["from"]["id"], lead_id);
     assert_eq!(
         followed["detail"]["to"],
-        json!({ "module": "Contacts", "id": contact_id })
+        json!({ "crm": "zoho", "module": "Contacts", "id": contact_id })
     );
     assert_eq!(system.customer_leads().len(), 1, "no new lead");
 }

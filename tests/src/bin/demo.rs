@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use e2e::{TestSystem, fixture, text_delivery};
+use e2e::{TestSystem, fixture, messages_delivery_to, text_delivery};
 use serde_json::{Value, json};
 
 /// 2026-05-21 10:00 UTC: the day after the fixtures' messages.
@@ -187,6 +187,201 @@ async fn main() {
     let violations = system.sandbox.contract_violations();
     println!(
         "OpenAPI contract violations seen by the sandbox: {}",
+        violations.len()
+    );
+    for v in violations {
+        println!("  {v}");
+    }
+    pipedrive_section(&system).await;
+}
+
+/// The same product on Pipedrive: another workspace (another business
+/// number) syncing new chats to persons with a deal each.
+async fn pipedrive_section(system: &TestSystem) {
+    const NUMBER_ID: &str = "170000000000003";
+    const NUMBER: &str = "447700900300";
+    println!("\n\n######## Pipedrive ########\n");
+    system
+        .graph
+        .seed_phone_number(graph_sandbox::SeedPhoneNumber::new(
+            NUMBER_ID,
+            "+44 7700 900300",
+            "Acme Tours",
+        ));
+    let workspace = system
+        .workspace_with_number("ana@acme.example", "Europe/Lisbon", NUMBER_ID, NUMBER)
+        .await;
+    println!(
+        "Workspace {} created; its owner ana@acme.example owns WhatsApp number +{NUMBER}",
+        workspace.id
+    );
+    system
+        .connect_pipedrive_only(&workspace, "ana@acme.example")
+        .await;
+    println!(
+        "Pipedrive connected through OAuth (company {}, consent by ana@acme.example)",
+        system.pipedrive.company_id()
+    );
+    let (_, offered) = system
+        .call(
+            reqwest::Method::GET,
+            "/api/settings/pipedrive/pipelines",
+            &workspace.owner_token,
+            None,
+        )
+        .await;
+    let pipeline = offered["pipelines"][0].clone();
+    let link_field = system
+        .pipedrive
+        .field_key("person", "WhatsApp chat")
+        .unwrap_or_default();
+    let activated = system
+        .activate_pipedrive(
+            &workspace,
+            json!({
+                "chat_link_field": link_field,
+                "follow_up": { "kind": "deal", "pipeline_id": pipeline["id"], "title_template": "WhatsApp: {name}" },
+            }),
+        )
+        .await;
+    println!(
+        "Sync settings saved and activated: {}\n  (activation created the test person {})\n",
+        activated["settings"], activated["test_record"]
+    );
+    let delivery = |wa_id: &str, name: &str, messages: &[(&str, i64, &str)]| {
+        messages_delivery_to(NUMBER_ID, NUMBER, wa_id, name, messages)
+    };
+    let deliveries: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "Marta: two messages in one delivery",
+            delivery(
+                "351912345678",
+                "Marta",
+                &[
+                    (
+                        "wamid.PD-DEMO-1",
+                        NEXT_DAY,
+                        "Olá! Is the boat tour on Saturday still available?",
+                    ),
+                    (
+                        "wamid.PD-DEMO-2",
+                        NEXT_DAY + 30,
+                        "We are <4> people & a dog",
+                    ),
+                ],
+            ),
+        ),
+        (
+            "Marta again: the same delivery, retried by Meta",
+            delivery(
+                "351912345678",
+                "Marta",
+                &[
+                    (
+                        "wamid.PD-DEMO-1",
+                        NEXT_DAY,
+                        "Olá! Is the boat tour on Saturday still available?",
+                    ),
+                    (
+                        "wamid.PD-DEMO-2",
+                        NEXT_DAY + 30,
+                        "We are <4> people & a dog",
+                    ),
+                ],
+            ),
+        ),
+        (
+            "João, Brazil (WhatsApp drops the ninth digit)",
+            delivery(
+                "551187654321",
+                "João",
+                &[(
+                    "wamid.PD-DEMO-3",
+                    NEXT_DAY + 60,
+                    "Bom dia, do you take groups?",
+                )],
+            ),
+        ),
+        (
+            "Marta, the next day",
+            delivery(
+                "351912345678",
+                "Marta",
+                &[("wamid.PD-DEMO-4", NEXT_DAY + 86_400, "Booked, thank you!")],
+            ),
+        ),
+    ];
+    system.pipedrive.clear_requests();
+    let tokens_before = system.pipedrive.tokens_used();
+    for (what, body) in &deliveries {
+        let response = system.post_webhook(body).await;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        println!("POST /webhooks/whatsapp  {what:<55} → {status} {answer}");
+    }
+    for (number, text) in [
+        ("+351912345678", "Booked, thank you!"),
+        ("+5511987654321", "do you take groups"),
+    ] {
+        system.wait_for_pipedrive_note(number, text).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    println!("\n=== Persons in the Pipedrive sandbox ===");
+    for person in system.pipedrive.persons() {
+        let phones: Vec<&str> = person["phones"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["value"].as_str())
+            .collect();
+        println!(
+            "- {} (person {}) | {} | owner {} | {}",
+            person["name"].as_str().unwrap_or("?"),
+            person["id"],
+            phones.join(", "),
+            person["owner_id"],
+            person["custom_fields"][&link_field].as_str().unwrap_or("")
+        );
+        for deal in system
+            .pipedrive
+            .deals()
+            .iter()
+            .filter(|d| d["person_id"] == person["id"])
+        {
+            println!(
+                "  Deal {}: {} (pipeline {}, stage {})",
+                deal["id"],
+                deal["title"].as_str().unwrap_or("?"),
+                deal["pipeline_id"],
+                deal["stage_id"]
+            );
+        }
+        for note in system
+            .pipedrive
+            .notes_of("person", &person["id"].to_string())
+        {
+            println!("\n  Note {} (on deal {}):", note["id"], note["deal_id"]);
+            let content = note["content"].as_str().unwrap_or_default();
+            for line in content.split("<br>") {
+                println!("    {line}");
+            }
+        }
+        println!();
+    }
+    let calls = system.pipedrive.requests();
+    let api_calls = calls
+        .iter()
+        .filter(|r| r.path.contains("/v1/") || r.path.contains("/v2/"))
+        .count();
+    println!(
+        "Pipedrive API calls for {} messages (1 redelivered): {api_calls}, tokens: {}",
+        4,
+        system.pipedrive.tokens_used() - tokens_before
+    );
+    let violations = system.pipedrive.contract_violations();
+    println!(
+        "OpenAPI contract violations seen by the Pipedrive sandbox: {}",
         violations.len()
     );
     for v in violations {
