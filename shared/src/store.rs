@@ -126,6 +126,16 @@ pub trait ConnectionStore: Send + Sync {
         workspace_id: &str,
         crm: CrmKind,
     ) -> Result<Vec<Connection>, StoreError>;
+    /// Every connection, in any workspace, made with the CRM user
+    /// `crm_user_id` of the CRM organization `crm_org_id`. Read from an
+    /// index: eventually consistent, so read a connection again before
+    /// acting on it.
+    async fn connections_of_crm_user(
+        &self,
+        crm: CrmKind,
+        crm_org_id: &str,
+        crm_user_id: &str,
+    ) -> Result<Vec<Connection>, StoreError>;
     async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError>;
     /// Replaces a connection if it still has `expected_version` and its
     /// connection time (a reconnect starts again at version 1); false if

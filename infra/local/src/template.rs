@@ -338,7 +338,7 @@ mod tests {
             .iter()
             .map(|i| i.name.as_str())
             .collect();
-        assert_eq!(indexes, ["ByChat", "ByState"]);
+        assert_eq!(indexes, ["ByChat", "ByState", "ByCrmUser"]);
         let sync = t
             .queues
             .iter()

@@ -23,14 +23,21 @@
 //! deletion (`purge_workspace_page`) finds it all with queries of its
 //! partition; the workspace item carries `deleting_since` meanwhile.
 //!
-//! Two global secondary indexes, so that a ledger read touches only its
-//! chat or its state, however large the workspace grows:
+//! Three global secondary indexes: two so that a ledger read touches only
+//! its chat or its state, however large the workspace grows; one that finds
+//! the connections a CRM user made, in whichever workspace, when the CRM
+//! says that user uninstalled the app:
 //!
 //! | index | item | partition | sort |
 //! |---|---|---|---|
 //! | `ByChat` | message | `chat_pk` = `WS#<ws>#CHAT#<chat key>` | `chat_sk` = `MSG#<timestamp:012>#<wamid>` |
 //! | `ByChat` | sync-log entry of a chat | `chat_pk` (as above) | `chat_sk` = `LOG#<id>` |
 //! | `ByState` | message | `state_pk` = `WS#<ws>#STATE#<state>` | `state_sk` = `<timestamp:012>#<wamid>` |
+//! | `ByCrmUser` | connection | `crm_user_pk` = `<crm>#<crm org id>#<crm user id>` | — |
+//!
+//! A connection gets its `crm_user_pk` whenever its item is written (made,
+//! or its tokens refreshed): one stored before the index existed is not in
+//! it until then.
 //!
 //! TTL (`ttl`, epoch seconds) deletes lazily, so reads of TTL'd items also
 //! check the expiry themselves. What holds message content expires after
@@ -77,14 +84,16 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
-    /// Read capacity the ledger queries consumed, in hundredths of a unit
-    /// (DynamoDB's own figure): what tests measure the read cost with.
+    /// Read capacity the index queries (the ledger's, mostly) consumed, in
+    /// hundredths of a unit (DynamoDB's own figure): what tests measure the
+    /// read cost with.
     ledger_read_units: Arc<AtomicU64>,
 }
 
 /// The indexes of the module doc's second table.
 const BY_CHAT: &str = "ByChat";
 const BY_STATE: &str = "ByState";
+const BY_CRM_USER: &str = "ByCrmUser";
 
 fn contact_sk(contact: &E164) -> String {
     format!("CONTACT#{}", contact.digits())
@@ -114,6 +123,29 @@ fn connection_sk(crm: CrmKind, kind: ConnectionKind, user_id: Option<&str>) -> S
             format!("CONN#{}#USER#{}", crm.as_str(), user.unwrap_or_default())
         }
     }
+}
+
+fn crm_user_index_pk(crm: CrmKind, crm_org_id: &str, crm_user_id: &str) -> String {
+    format!("{}#{crm_org_id}#{crm_user_id}", crm.as_str())
+}
+
+/// A connection's item: its keys, and its place in `ByCrmUser`.
+fn connection_item(connection: &Connection) -> Result<Item, StoreError> {
+    let mut item = to_item(
+        ws_pk(&connection.workspace_id),
+        connection_sk(connection.crm, connection.kind, Some(&connection.user_id)),
+        connection,
+        None,
+    )?;
+    item.insert(
+        "crm_user_pk".into(),
+        s(crm_user_index_pk(
+            connection.crm,
+            &connection.crm_org_id,
+            &connection.crm_user_id,
+        )),
+    );
+    Ok(item)
 }
 
 fn request_error<E, R>(e: SdkError<E, R>) -> StoreError
@@ -237,8 +269,9 @@ impl DynamoStore {
         }
     }
 
-    /// Read capacity units the ledger reads (a chat's messages, messages of
-    /// a state, a chat's sync log) have consumed so far.
+    /// Read capacity units the index reads (the ledger's: a chat's
+    /// messages, messages of a state, a chat's sync log; and a CRM user's
+    /// connections) have consumed so far.
     pub fn ledger_read_units(&self) -> f64 {
         self.ledger_read_units.load(Ordering::Relaxed) as f64 / 100.0
     }
@@ -282,6 +315,27 @@ impl DynamoStore {
         let out = query.send().await.map_err(request_error)?;
         self.count_read(out.consumed_capacity.as_ref());
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+
+    /// Every item an index query finds, all pages, in index order.
+    async fn index_items(
+        &self,
+        index: &str,
+        key_condition: &str,
+        values: &[(&str, String)],
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let (page, next) = self
+                .index_page(index, key_condition, values, start, None, false)
+                .await?;
+            items.extend(page);
+            start = next;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
     }
 
     /// A message's item: its keys, and its places in both indexes.
@@ -502,15 +556,14 @@ impl DynamoStore {
     }
 
     /// A workspace's messages whose `attribute` equals `value`, oldest first.
-    /// Puts the item unless one with its key exists; returns the existing one then.
-    async fn insert_once<T: Serialize + DeserializeOwned>(
+    /// Puts the item (`pk`, `sk`: its keys) unless one with its key exists;
+    /// returns the existing one then.
+    async fn insert_once<T: DeserializeOwned>(
         &self,
+        item: Item,
         pk: String,
         sk: String,
-        value: &T,
-        ttl: Option<i64>,
     ) -> Result<Insert<T>, StoreError> {
-        let item = to_item(pk.clone(), sk.clone(), value, ttl)?;
         if self.put_if(item, "attribute_not_exists(pk)", None).await? {
             return Ok(Insert::Inserted);
         }
@@ -898,8 +951,12 @@ impl ConnectionStore for DynamoStore {
         connection: &Connection,
     ) -> Result<Insert<Connection>, StoreError> {
         let sk = connection_sk(connection.crm, connection.kind, Some(&connection.user_id));
-        self.insert_once(ws_pk(&connection.workspace_id), sk, connection, None)
-            .await
+        self.insert_once(
+            connection_item(connection)?,
+            ws_pk(&connection.workspace_id),
+            sk,
+        )
+        .await
     }
 
     async fn connection(
@@ -922,6 +979,23 @@ impl ConnectionStore for DynamoStore {
             .await
     }
 
+    async fn connections_of_crm_user(
+        &self,
+        crm: CrmKind,
+        crm_org_id: &str,
+        crm_user_id: &str,
+    ) -> Result<Vec<Connection>, StoreError> {
+        self.index_items(
+            BY_CRM_USER,
+            "crm_user_pk = :k",
+            &[(":k", crm_user_index_pk(crm, crm_org_id, crm_user_id))],
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
+    }
+
     async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         self.delete(
             ws_pk(&connection.workspace_id),
@@ -935,12 +1009,7 @@ impl ConnectionStore for DynamoStore {
         connection: &Connection,
         expected_version: u64,
     ) -> Result<bool, StoreError> {
-        let item = to_item(
-            ws_pk(&connection.workspace_id),
-            connection_sk(connection.crm, connection.kind, Some(&connection.user_id)),
-            connection,
-            None,
-        )?;
+        let item = connection_item(connection)?;
         // The connection time too: a reconnect starts again at version 1, and
         // a refresh begun before it must not overwrite the new tokens.
         self.put_if(
@@ -1390,32 +1459,23 @@ impl MessageStore for DynamoStore {
         workspace_id: &str,
         chat_key: &str,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut messages = Vec::new();
-        let mut start = None;
-        loop {
-            let (items, next) = self
-                .index_page(
-                    BY_CHAT,
-                    "chat_pk = :k AND begins_with(chat_sk, :msg)",
-                    &[
-                        (":k", chat_index_pk(workspace_id, chat_key)),
-                        (":msg", "MSG#".to_owned()),
-                    ],
-                    start,
-                    None,
-                    false,
-                )
-                .await?;
-            // A message past its retention is gone, whether or not TTL has
-            // removed it yet.
-            for item in items.into_iter().filter(|item| !expired(item, now())) {
-                messages.push(from_item(item)?);
-            }
-            start = next;
-            if start.is_none() {
-                return Ok(messages);
-            }
-        }
+        let items = self
+            .index_items(
+                BY_CHAT,
+                "chat_pk = :k AND begins_with(chat_sk, :msg)",
+                &[
+                    (":k", chat_index_pk(workspace_id, chat_key)),
+                    (":msg", "MSG#".to_owned()),
+                ],
+            )
+            .await?;
+        // A message past its retention is gone, whether or not TTL has
+        // removed it yet.
+        items
+            .into_iter()
+            .filter(|item| !expired(item, now()))
+            .map(from_item)
+            .collect()
     }
 
     async fn move_message_to_chat(

@@ -1,7 +1,9 @@
 //! Pipedrive's OAuth (reference §1): client credentials in HTTP Basic,
 //! form bodies, a refresh token rotated on every refresh, and an
 //! `api_domain` in every token answer that is checked to be one of
-//! Pipedrive's own HTTPS hosts before any token is sent there.
+//! Pipedrive's own HTTPS hosts before any token is sent there; and the
+//! uninstall notice Pipedrive sends the callback URL, taken only with our
+//! own client credentials.
 //!
 //! Pipedrive's CRM API client (persons, leads, deals, notes) does not exist
 //! yet: [`crate::adapters::crms::CrmClients`] gives connections only.
@@ -13,7 +15,10 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::{crm_call_timeout, crm_transport};
-use crate::crm::{CrmError, CrmIdentity, CrmOAuth, TokenGrant, TokenServer};
+use crate::crm::{
+    CrmError, CrmIdentity, CrmOAuth, NoticeError, TokenGrant, TokenServer, UninstallNotice,
+};
+use crate::crypto::secrets_equal;
 
 /// Pipedrive's OAuth server and which API hosts it may name.
 #[derive(Debug, Clone)]
@@ -71,6 +76,28 @@ struct TokenAnswer {
     refresh_token: Option<String>,
     expires_in: Option<i64>,
     api_domain: Option<String>,
+}
+
+/// The uninstall notice's body (reference §1); its `timestamp` is not used.
+#[derive(Deserialize)]
+struct UninstallBody {
+    client_id: Option<String>,
+    company_id: u64,
+    user_id: u64,
+}
+
+/// The user name and password of an HTTP Basic `Authorization` header.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let (scheme, encoded) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 #[derive(Deserialize)]
@@ -223,6 +250,37 @@ impl CrmOAuth for PipedriveOAuth {
             .await
             .map_err(crm_transport)?;
         super::revocation_result(response.status())
+    }
+
+    /// `DELETE <callback>` with our own client credentials in HTTP Basic
+    /// (compared in constant time) and `{client_id, company_id, user_id,
+    /// timestamp}`.
+    fn uninstall_notice(
+        &self,
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> Result<UninstallNotice, NoticeError> {
+        let ours = authorization
+            .and_then(basic_credentials)
+            .is_some_and(|(id, secret)| {
+                // Both compared, whichever differs.
+                secrets_equal(&id, &self.client_id) & secrets_equal(&secret, &self.client_secret)
+            });
+        if !ours {
+            return Err(NoticeError::Unauthenticated);
+        }
+        let notice: UninstallBody =
+            serde_json::from_slice(body).map_err(|e| NoticeError::Malformed(e.to_string()))?;
+        if notice
+            .client_id
+            .is_some_and(|id| !secrets_equal(&id, &self.client_id))
+        {
+            return Err(NoticeError::Malformed("it names another app".into()));
+        }
+        Ok(UninstallNotice {
+            org_id: notice.company_id.to_string(),
+            user_id: notice.user_id.to_string(),
+        })
     }
 
     /// `GET /v1/users/me` on the grant's own API domain (already checked).
@@ -381,6 +439,54 @@ mod tests {
             .revoke("", "never-issued")
             .await
             .expect("nothing to revoke");
+    }
+
+    #[test]
+    fn an_uninstall_notice_is_taken_only_with_our_client_credentials() {
+        let oauth = PipedriveOAuth::new(
+            reqwest::Client::new(),
+            "our-id".into(),
+            "our-secret".into(),
+            PipedriveConfig::default(),
+        );
+        let basic = |id: &str, secret: &str| {
+            use base64::Engine;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+            )
+        };
+        let body = br#"{"client_id":"our-id","company_id":1234567,"user_id":7654321,"timestamp":"2026-05-04T10:11:12.000Z"}"#;
+        assert_eq!(
+            oauth.uninstall_notice(Some(&basic("our-id", "our-secret")), body),
+            Ok(UninstallNotice {
+                org_id: "1234567".into(),
+                user_id: "7654321".into(),
+            })
+        );
+        for refused in [
+            None,
+            Some(basic("our-id", "not-our-secret")),
+            Some(basic("another-id", "our-secret")),
+            Some("Bearer our-secret".to_owned()),
+            Some("Basic not base64".to_owned()),
+        ] {
+            assert_eq!(
+                oauth.uninstall_notice(refused.as_deref(), body),
+                Err(NoticeError::Unauthenticated),
+                "{refused:?}"
+            );
+        }
+        for malformed in [
+            &b"not json"[..],
+            br#"{"company_id":1234567}"#,
+            br#"{"client_id":"another-app","company_id":1,"user_id":2}"#,
+        ] {
+            assert!(matches!(
+                oauth.uninstall_notice(Some(&basic("our-id", "our-secret")), malformed),
+                Err(NoticeError::Malformed(_))
+            ));
+        }
     }
 
     #[tokio::test]

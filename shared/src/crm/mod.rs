@@ -8,7 +8,7 @@ use crate::phone::E164;
 pub mod oauth;
 pub mod provider;
 
-pub use oauth::{CrmIdentity, CrmOAuth, TokenGrant, TokenServer};
+pub use oauth::{CrmIdentity, CrmOAuth, NoticeError, TokenGrant, TokenServer, UninstallNotice};
 pub use provider::CrmProvider;
 
 #[derive(Debug, thiserror::Error)]

@@ -47,6 +47,25 @@ pub struct TokenServer {
     pub accounts_server: String,
 }
 
+/// A CRM's notice that one of its users uninstalled our app: whose grants
+/// are gone, in which CRM organization (ids as [`CrmIdentity`] has them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UninstallNotice {
+    pub org_id: String,
+    pub user_id: String,
+}
+
+/// Why an uninstall notice is not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoticeError {
+    #[error("this CRM sends no uninstall notice")]
+    Unsupported,
+    #[error("the notice does not carry this app's client credentials")]
+    Unauthenticated,
+    #[error("the notice is not valid: {0}")]
+    Malformed(String),
+}
+
 #[async_trait]
 pub trait CrmOAuth: Send + Sync {
     /// Where to send the browser; `code_challenge` is the PKCE S256
@@ -76,4 +95,14 @@ pub trait CrmOAuth: Send + Sync {
     async fn revoke(&self, accounts_server: &str, refresh_token: &str) -> Result<(), CrmError>;
     /// Who the grant's token belongs to.
     async fn identify(&self, grant: &TokenGrant) -> Result<CrmIdentity, CrmError>;
+    /// Checks and reads the notice the CRM sends the callback URL when one
+    /// of its users uninstalls the app (`authorization`: the request's
+    /// `Authorization` header). A CRM that sends none keeps this default.
+    fn uninstall_notice(
+        &self,
+        _authorization: Option<&str>,
+        _body: &[u8],
+    ) -> Result<UninstallNotice, NoticeError> {
+        Err(NoticeError::Unsupported)
+    }
 }

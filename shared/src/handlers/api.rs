@@ -455,10 +455,7 @@ async fn remove_user(deps: &Deps, req: &Request, user_id: &str) -> Result<HttpRe
             )
             .await?
         {
-            deps.store.delete_connection(&own).await?;
-            if !own.shares_organization_grant {
-                super::oauth::revoke_connection(deps, &own).await;
-            }
+            super::oauth::remove_personal(deps, &own, None).await?;
         }
     }
     deps.store.remove_user(&me.workspace_id, &target.id).await?;
