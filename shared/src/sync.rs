@@ -434,6 +434,10 @@ pub fn rendered_note(crm: &dyn Crm, note: &DayNote, header: &str) -> String {
     })
 }
 
+/// A record this product made less than this long ago has no deal of its
+/// own worth a lookup (10 Pipedrive tokens) for its first note.
+const NEW_RECORD_SECS: i64 = 3600;
+
 /// Where a new day note goes besides the chat's record: the lead or deal
 /// this product made for the chat, else (if the settings say so) the
 /// record's most recently updated open deal, else nowhere.
@@ -441,6 +445,7 @@ pub async fn note_also(
     crm: &dyn Crm,
     chat: &Chat,
     settings: &SyncSettings,
+    now: i64,
 ) -> Result<Option<RecordRef>, CrmError> {
     if let Some(follow_up) = &chat.follow_up {
         return Ok(Some(follow_up.clone()));
@@ -448,6 +453,11 @@ pub async fn note_also(
     let (Some(record), true) = (&chat.record, settings.pipedrive.note_on_open_deal) else {
         return Ok(None);
     };
+    // `record_checked_at` is when a record we made was linked (a person is
+    // never checked for conversion after).
+    if chat.record_created_by_us && now - chat.record_checked_at < NEW_RECORD_SECS {
+        return Ok(None);
+    }
     crm.latest_open_deal(record, settings.pipedrive.open_deal_pipeline_id.as_deref())
         .await
 }

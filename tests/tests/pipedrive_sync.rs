@@ -524,3 +524,120 @@ async fn pipedrive_settings_offer_and_refuse_fields_by_their_live_metadata() {
     assert!(answer.to_string().contains("Zoho CRM"), "{answer}");
     system.assert_pipedrive_contract_kept();
 }
+
+/// Pipedrive API calls (not OAuth) and tokens the sandbox has seen.
+fn spent(system: &TestSystem) -> (usize, u64) {
+    let calls = system
+        .pipedrive
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/api/") || r.path.starts_with("/v1/"))
+        .count();
+    (calls, system.pipedrive.tokens_used())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_and_tokens_per_message_for_a_realistic_mix() {
+    let system = TestSystem::start().await;
+    let workspace = workspace(&system).await;
+    system.connect_pipedrive(&workspace, ANA, json!({})).await;
+    system.graph.seed_media(graph_sandbox::SeedMedia::generated(
+        "1200000000000001",
+        "image/jpeg",
+        48_213,
+    ));
+    let mut rows = Vec::new();
+    let mut measure = |what: &str, messages: u64, before: (usize, u64), after: (usize, u64)| {
+        let calls = (after.0 - before.0) as f64 / messages as f64;
+        let tokens = (after.1 - before.1) as f64 / messages as f64;
+        rows.push(format!(
+            "{what:<38} {messages:>3} msg  {calls:>5.1} calls/msg  {tokens:>5.1} tokens/msg"
+        ));
+        tokens
+    };
+
+    let before = spent(&system);
+    system
+        .post_webhook(&text_delivery(
+            ALICE_WA_ID,
+            "Alice",
+            "wamid.M1",
+            MAY_20_0915,
+            "first",
+        ))
+        .await;
+    system.wait_for_message_state("wamid.M1", "appended").await;
+    let new_chat = measure("new chat (search, person, note)", 1, before, spent(&system));
+
+    let before = spent(&system);
+    system
+        .post_webhook(&text_delivery(
+            ALICE_WA_ID,
+            "Alice",
+            "wamid.M2",
+            MAY_20_0915 + 60,
+            "steady",
+        ))
+        .await;
+    system.wait_for_message_state("wamid.M2", "appended").await;
+    let steady = measure("steady state (one note update)", 1, before, spent(&system));
+
+    let ids: Vec<String> = (0..10).map(|i| format!("wamid.BURST{i}")).collect();
+    let burst: Vec<(&str, i64, &str)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), MAY_20_0915 + 120 + i as i64, "burst line"))
+        .collect();
+    let before = spent(&system);
+    system
+        .post_webhook(&messages_delivery(ALICE_WA_ID, "Alice", &burst))
+        .await;
+    for id in &ids {
+        system.wait_for_message_state(id, "appended").await;
+    }
+    measure("burst of 10 in one delivery", 10, before, spent(&system));
+
+    let before = spent(&system);
+    system
+        .post_webhook(&e2e::fixture("cloud-image-inbound.json"))
+        .await;
+    system
+        .wait_for_message_state(
+            "wamid.HBgMNDQ3NzAwOTAwMTIzFQIAEhgURkFLRTAwMDAwMDAwMDAwMDAwMDQA",
+            "appended",
+        )
+        .await;
+    measure(
+        "photo (file upload + note update)",
+        1,
+        before,
+        spent(&system),
+    );
+    let files = system.pipedrive.files();
+    assert_eq!(files.len(), 1, "the photo is on the person: {files:#?}");
+    let (_, note) = system
+        .wait_for_pipedrive_note("+447700900123", "Damp patch in the kitchen")
+        .await;
+    let file_name = files[0]["file_name"].as_str().expect("file name");
+    assert!(
+        note["content"]
+            .as_str()
+            .is_some_and(|c| c.contains(file_name)),
+        "the note line names the file: {note}"
+    );
+
+    println!("\nPipedrive calls and tokens per message:");
+    for row in &rows {
+        println!("  {row}");
+    }
+    // Counts, not timings: the goals of the issue.
+    assert!(
+        steady <= 10.0,
+        "steady state costs one note update: {rows:#?}"
+    );
+    assert!(
+        new_chat <= 60.0,
+        "a new chat costs at most 60 tokens: {rows:#?}"
+    );
+    system.assert_pipedrive_contract_kept();
+}

@@ -452,7 +452,7 @@ async fn append_run(ctx: &RunContext<'_>, run: DayRun) -> Result<(), WorkError> 
             continue;
         }
         if note.note_id.is_none() && !note.create_started && note.part == 1 {
-            note.also = note_also(crm, chat, ctx.settings).await?;
+            note.also = note_also(crm, chat, ctx.settings, deps.clock.now()).await?;
         }
         let content = rendered_note(crm, &note, header);
         let note_id = match note.note_id.clone() {
