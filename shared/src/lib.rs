@@ -25,4 +25,5 @@ pub mod store;
 pub mod sync;
 pub mod synclog;
 pub mod tokens;
+pub mod usage;
 pub mod whatsapp;

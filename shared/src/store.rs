@@ -273,6 +273,22 @@ pub trait SettingsStore: Send + Sync {
     /// changed them meanwhile.
     async fn save_sync_settings(&self, settings: &SyncSettings) -> Result<bool, StoreError>;
     async fn set_time_zone(&self, workspace_id: &str, time_zone: &str) -> Result<(), StoreError>;
+    /// Adds one call costing `tokens` to the workspace's use of its CRM on
+    /// `day` (UTC, `YYYY-MM-DD`).
+    async fn add_crm_usage(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        day: &str,
+        tokens: u32,
+    ) -> Result<(), StoreError>;
+    /// The calls and tokens spent on `day`.
+    async fn crm_usage(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        day: &str,
+    ) -> Result<CrmUsage, StoreError>;
     /// Remembers that the CRM's API budget keeps sync waiting until `until`
     /// (unix seconds); true if that is news (no wait that long was known),
     /// so that it is logged and scheduled once.
@@ -282,6 +298,13 @@ pub trait SettingsStore: Send + Sync {
         crm: CrmKind,
         until: i64,
     ) -> Result<bool, StoreError>;
+}
+
+/// What a workspace spent of its CRM's API on one day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CrmUsage {
+    pub calls: u64,
+    pub tokens: u64,
 }
 
 /// One page of a longer read, and where the next one starts (none: done).

@@ -14,6 +14,7 @@
 //! | sync-log entry | `WS#<ws>` | `LOG#<id>` |
 //! | sync settings | `WS#<ws>` | `SETTINGS#<crm>` |
 //! | a CRM's API budget is spent until (`until_at`) | `WS#<ws>` | `BUDGET#<crm>` |
+//! | CRM calls and tokens spent on a day (UTC) | `WS#<ws>` | `USAGE#<crm>#<YYYY-MM-DD>` |
 //! | OAuth state of the workspace (finds the global one) | `WS#<ws>` | `OAUTHSTATE#<nonce>` |
 //! | token lookup (found from its user: `token_hash`) | `TOKEN#<sha256>` | `TOKEN` |
 //! | number lookup (found from the workspace's number) | `WANUMBER#<phone_number_id>` | `WANUMBER` |
@@ -74,8 +75,8 @@ use crate::model::{
 use crate::phone::E164;
 use crate::retention::{Expiry, LEGACY_RETENTION_SECS, Retention, day_note_anchor};
 use crate::store::{
-    ChatStore, ConnectionStore, ContactClaim, Insert, LogEntry, MessageStore, NoteStore, Page,
-    SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
+    ChatStore, ConnectionStore, ContactClaim, CrmUsage, Insert, LogEntry, MessageStore, NoteStore,
+    Page, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -1397,6 +1398,43 @@ impl SettingsStore for DynamoStore {
             None,
         )?;
         self.put_versioned(item, settings.version).await
+    }
+
+    async fn add_crm_usage(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        day: &str,
+        tokens: u32,
+    ) -> Result<(), StoreError> {
+        // Kept for a month: enough for a usage report, then gone by itself.
+        let expires = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc().timestamp() + 32 * 86_400)
+            .unwrap_or_default();
+        self.update_in(workspace_id, format!("USAGE#{}#{day}", crm.as_str()))
+            .update_expression("ADD calls :one, tokens :tokens SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":tokens", n(i64::from(tokens)))
+            .expression_attribute_values(":ttl", n(expires))
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
+    }
+
+    async fn crm_usage(
+        &self,
+        workspace_id: &str,
+        crm: CrmKind,
+        day: &str,
+    ) -> Result<CrmUsage, StoreError> {
+        Ok(self
+            .get::<CrmUsage>(ws_pk(workspace_id), format!("USAGE#{}#{day}", crm.as_str()))
+            .await?
+            .unwrap_or_default())
     }
 
     async fn mark_budget_wait(

@@ -58,6 +58,23 @@ impl CrmError {
     }
 }
 
+/// Where a CRM client reports what its calls cost, so that a workspace's
+/// use of its CRM's daily budget is known (Pipedrive: tokens per company per
+/// day, each operation priced by its `x-token-cost`).
+#[async_trait]
+pub trait UsageMeter: Send + Sync {
+    /// One call made, costing `tokens` (0 where the CRM prices nothing).
+    async fn spent(&self, tokens: u32);
+}
+
+/// A meter that keeps nothing (metadata reads for settings, tests).
+pub struct NoMeter;
+
+#[async_trait]
+impl UsageMeter for NoMeter {
+    async fn spent(&self, _tokens: u32) {}
+}
+
 /// A record as found by a search, with what is needed to pick among several.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundRecord {
