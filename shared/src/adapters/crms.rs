@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::pipedrive::PipedriveOAuth;
+use super::pipedrive::{PipedriveApi, PipedriveOAuth};
 use super::zoho::{ZohoApi, ZohoOAuth};
 use crate::config::Config;
 use crate::crm::{Crm, CrmOAuth, CrmProvider};
@@ -67,8 +67,11 @@ impl CrmProvider for CrmClients {
                 api_domain,
                 tokens,
             ))),
-            // Connections only, until Pipedrive's CRM API client exists.
-            CrmKind::Pipedrive => None,
+            CrmKind::Pipedrive => Some(Arc::new(PipedriveApi::new(
+                self.http.clone(),
+                api_domain,
+                tokens,
+            ))),
         }
     }
 }

@@ -16,7 +16,8 @@ pub trait CrmProvider: Send + Sync {
     /// Secrets Manager on first use).
     async fn oauth(&self, crm: CrmKind) -> Result<Arc<dyn CrmOAuth>, SecretsError>;
     /// The CRM's API on `api_domain`, calling with `tokens`; `None` for a
-    /// CRM this deployment connects to but cannot sync to yet (Pipedrive).
+    /// CRM this deployment connects to but cannot sync to yet (none today:
+    /// Zoho and Pipedrive both have one).
     fn api(
         &self,
         crm: CrmKind,

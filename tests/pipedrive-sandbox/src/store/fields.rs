@@ -222,13 +222,14 @@ impl Field {
         v
     }
 
-    /// The v2 field object.
+    /// The v2 field object (deal fields carry the `description` their
+    /// schema requires; the sandbox has none to give, so it is empty).
     pub fn v2_json(&self) -> Value {
         let code = match (self.entity, self.key.as_str()) {
             (Entity::Deal, "user_id") => "owner_id",
             (_, k) => k,
         };
-        json!({
+        let mut field = json!({
             "field_name": self.name,
             "field_code": code,
             "field_type": self.field_type,
@@ -238,7 +239,11 @@ impl Field {
                 .collect::<Vec<_>>()),
             "is_custom_field": self.custom,
             "is_optional_response_field": false
-        })
+        });
+        if self.entity == Entity::Deal {
+            field["description"] = json!("");
+        }
+        field
     }
 }
 

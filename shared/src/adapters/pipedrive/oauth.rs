@@ -4,9 +4,6 @@
 //! Pipedrive's own HTTPS hosts before any token is sent there; and the
 //! uninstall notice Pipedrive sends the callback URL, taken only with our
 //! own client credentials.
-//!
-//! Pipedrive's CRM API client (persons, leads, deals, notes) does not exist
-//! yet: [`crate::adapters::crms::CrmClients`] gives connections only.
 
 use std::collections::HashMap;
 
@@ -14,54 +11,12 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::{crm_call_timeout, crm_transport};
+use super::PipedriveConfig;
+use crate::adapters::{crm_call_timeout, crm_transport, revocation_result};
 use crate::crm::{
     CrmError, CrmIdentity, CrmOAuth, NoticeError, TokenGrant, TokenServer, UninstallNotice,
 };
 use crate::crypto::secrets_equal;
-
-/// Pipedrive's OAuth server and which API hosts it may name.
-#[derive(Debug, Clone)]
-pub struct PipedriveConfig {
-    /// `PIPEDRIVE_OAUTH_URL`, default `https://oauth.pipedrive.com`.
-    pub oauth_url: String,
-    /// One more API origin trusted besides `https://*.pipedrive.com`
-    /// (`PIPEDRIVE_EXTRA_API_ORIGIN`): the local sandbox, never set in AWS.
-    pub extra_api_origin: Option<String>,
-}
-
-impl Default for PipedriveConfig {
-    fn default() -> Self {
-        Self {
-            oauth_url: "https://oauth.pipedrive.com".into(),
-            extra_api_origin: None,
-        }
-    }
-}
-
-impl PipedriveConfig {
-    /// Whether tokens may be sent to `api_domain`: HTTPS on Pipedrive's own
-    /// domain (a company's `acme.pipedrive.com`, or `api.pipedrive.com`),
-    /// nothing else — not a path, a port, credentials or a look-alike host.
-    pub fn trusts_api_domain(&self, api_domain: &str) -> bool {
-        if self.extra_api_origin.as_deref() == Some(api_domain) {
-            return true;
-        }
-        let Ok(url) = url::Url::parse(api_domain) else {
-            return false;
-        };
-        let host = url.host_str().unwrap_or_default();
-        url.scheme() == "https"
-            && url.port().is_none()
-            && url.username().is_empty()
-            && url.password().is_none()
-            && matches!(url.path(), "" | "/")
-            && url.query().is_none()
-            && host
-                .strip_suffix(".pipedrive.com")
-                .is_some_and(|sub| !sub.is_empty() && !sub.contains('.'))
-    }
-}
 
 pub struct PipedriveOAuth {
     http: reqwest::Client,
@@ -249,7 +204,7 @@ impl CrmOAuth for PipedriveOAuth {
             .send()
             .await
             .map_err(crm_transport)?;
-        super::revocation_result(response.status())
+        revocation_result(response.status())
     }
 
     /// `DELETE <callback>` with our own client credentials in HTTP Basic
