@@ -59,7 +59,17 @@ pub async fn organization_crm(
     // messages wait as for any inactive settings.
     let api = deps
         .crms
-        .api(crm, &connection.api_domain, Arc::new(tokens))
+        .api(
+            crm,
+            &connection.api_domain,
+            Arc::new(tokens),
+            Arc::new(crate::usage::StoredUsage::new(
+                deps.store.clone(),
+                deps.clock.clone(),
+                workspace_id,
+                crm,
+            )),
+        )
         .ok_or(WorkError::NotActive)?;
     Ok(Some((connection, api)))
 }

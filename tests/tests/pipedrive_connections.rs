@@ -3,7 +3,7 @@
 //! identity from `users/me`, another company refused and its grant given
 //! back, disconnect revoking; Pipedrive's uninstall notice (`DELETE` on the
 //! callback, our client credentials in HTTP Basic) removing the connections
-//! its user made. Syncing to Pipedrive is not there yet (501).
+//! its user made. Syncing itself: `pipedrive_sync.rs`.
 
 use e2e::{TestSystem, TestWorkspace};
 use graph_sandbox::SeedPhoneNumber;
@@ -100,7 +100,7 @@ async fn an_owner_connects_pipedrive_a_foreign_company_is_refused_and_disconnect
     assert!(body.contains("another Pipedrive organization"), "{body}");
     assert_eq!(connections(&system, &workspace).await.len(), 2);
 
-    // Syncing to Pipedrive is not available yet, and says so.
+    // The connection reads Pipedrive's metadata: persons are where chats go.
     let (code, body) = system
         .call(
             Method::GET,
@@ -109,7 +109,8 @@ async fn an_owner_connects_pipedrive_a_foreign_company_is_refused_and_disconnect
             None,
         )
         .await;
-    assert_eq!(code, 501, "{body}");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["modules"][0]["api_name"], "persons", "{body}");
 
     // The owner disconnects: both connections go, the grant is revoked.
     // (Not refreshed before: Pipedrive rotates the refresh token, so a

@@ -144,8 +144,8 @@ async fn a_new_chat_makes_one_person_and_one_deal_and_its_day_note_sits_on_both(
     assert_eq!(deals.len(), 1, "{deals:#?}");
     let deal = &deals[0];
     assert_eq!(deal["title"], "WhatsApp: Alice");
-    assert_eq!(deal["pipeline_id"], partnerships["id"]);
-    assert_eq!(deal["stage_id"], agreement["id"]);
+    assert_eq!(id_of(&deal["pipeline_id"]), id_of(&partnerships["id"]));
+    assert_eq!(id_of(&deal["stage_id"]), id_of(&agreement["id"]));
     assert_eq!(note["deal_id"], deal["id"], "the note is on the deal too");
     let content = note["content"].as_str().expect("content");
     assert!(

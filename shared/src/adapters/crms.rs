@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::pipedrive::{PipedriveApi, PipedriveOAuth};
 use super::zoho::{ZohoApi, ZohoOAuth};
 use crate::config::Config;
-use crate::crm::{Crm, CrmOAuth, CrmProvider};
+use crate::crm::{Crm, CrmOAuth, CrmProvider, UsageMeter};
 use crate::error::SecretsError;
 use crate::model::CrmKind;
 use crate::secrets::Secrets;
@@ -60,6 +60,7 @@ impl CrmProvider for CrmClients {
         crm: CrmKind,
         api_domain: &str,
         tokens: Arc<dyn AccessTokens>,
+        meter: Arc<dyn UsageMeter>,
     ) -> Option<Arc<dyn Crm>> {
         match crm {
             CrmKind::Zoho => Some(Arc::new(ZohoApi::new(
@@ -67,11 +68,9 @@ impl CrmProvider for CrmClients {
                 api_domain,
                 tokens,
             ))),
-            CrmKind::Pipedrive => Some(Arc::new(PipedriveApi::new(
-                self.http.clone(),
-                api_domain,
-                tokens,
-            ))),
+            CrmKind::Pipedrive => Some(Arc::new(
+                PipedriveApi::new(self.http.clone(), api_domain, tokens).with_meter(meter),
+            )),
         }
     }
 }

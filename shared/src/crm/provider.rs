@@ -23,5 +23,6 @@ pub trait CrmProvider: Send + Sync {
         crm: CrmKind,
         api_domain: &str,
         tokens: Arc<dyn AccessTokens>,
+        meter: Arc<dyn super::UsageMeter>,
     ) -> Option<Arc<dyn Crm>>;
 }

@@ -106,7 +106,7 @@ async fn connected_crm(
             "the CRM connection is broken; reconnect the organization first".into(),
         )),
         Err(WorkError::NotActive) => Err(ApiError::NotImplemented(format!(
-            "syncing to {} is not available yet; its connections are",
+            "this deployment cannot sync to {}",
             crm.display_name()
         ))),
         Err(e) => Err(ApiError::Internal(e.to_string())),

@@ -17,7 +17,7 @@ use super::fields::{field_meta, is_custom_key};
 use super::notes;
 use crate::crm::{
     Choice, Conversion, Crm, CrmError, FieldMeta, FoundRecord, ModuleMeta, NewFollowUp, NewRecord,
-    NoteDraft, Pipeline,
+    NoMeter, NoteDraft, Pipeline, UsageMeter,
 };
 use crate::model::{CrmKind, CrmUser, RecordRef};
 use crate::phone::E164;
@@ -183,6 +183,8 @@ pub struct PipedriveApi {
     pub(super) tokens: Arc<dyn AccessTokens>,
     /// Tokens of the company's daily budget this client's calls cost.
     pub(super) spent: AtomicU64,
+    /// Where each call's cost is counted (per workspace and day).
+    pub(super) meter: Arc<dyn UsageMeter>,
 }
 
 impl PipedriveApi {
@@ -193,7 +195,13 @@ impl PipedriveApi {
             api_domain: api_domain.trim_end_matches('/').to_owned(),
             tokens,
             spent: AtomicU64::new(0),
+            meter: Arc::new(NoMeter),
         }
+    }
+
+    /// The same, reporting each call's cost to `meter`.
+    pub fn with_meter(self, meter: Arc<dyn UsageMeter>) -> Self {
+        Self { meter, ..self }
     }
 
     /// Tokens of the daily budget spent by this client's calls so far

@@ -189,6 +189,9 @@ impl PipedriveApi {
             let rate = RateHeaders::read(response.headers());
             let tokens = if charged(status) { cost } else { 0 };
             self.spent.fetch_add(tokens, Ordering::Relaxed);
+            self.meter
+                .spent(u32::try_from(tokens).unwrap_or(u32::MAX))
+                .await;
             tracing::info!(
                 method = %method,
                 path = template,
