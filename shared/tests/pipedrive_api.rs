@@ -2,10 +2,11 @@
 //! and answer is checked against Pipedrive's OpenAPI files, and the tokens
 //! the client counts are the ones the sandbox charged.
 
+mod common;
+use common::StaleThenFresh;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use pipedrive_sandbox::{PipedriveSandbox, PipedriveSandboxConfig, PipedriveSandboxHandle};
 use serde_json::{Map, Value, json};
 use shared::adapters::pipedrive::PipedriveApi;
@@ -717,24 +718,6 @@ async fn a_spent_daily_budget_is_budget_spent_until_midnight_utc() {
     assert_eq!(requests_to(&sb, "GET", "/v1/users").len(), 1);
     assert_eq!(api.tokens_spent(), 10);
     assert_clean(&sb, &api);
-}
-
-/// Hands out a token Pipedrive will refuse, then a good one on refresh.
-struct StaleThenFresh {
-    stale: String,
-    fresh: String,
-}
-
-#[async_trait]
-impl AccessTokens for StaleThenFresh {
-    async fn current(&self) -> Result<String, CrmError> {
-        Ok(self.stale.clone())
-    }
-
-    async fn refresh_after_rejection(&self, rejected: &str) -> Result<String, CrmError> {
-        assert_eq!(rejected, self.stale);
-        Ok(self.fresh.clone())
-    }
 }
 
 #[tokio::test]

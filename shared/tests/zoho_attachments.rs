@@ -1,8 +1,9 @@
 //! Zoho attachment uploads against the Zoho sandbox.
 
+mod common;
+use common::StaleThenFresh;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::{Value, json};
 use shared::adapters::zoho::ZohoApi;
 use shared::adapters::zoho::attachments::ZOHO_ATTACHMENT_MAX_BYTES;
@@ -198,24 +199,6 @@ async fn an_unknown_parent_is_rejected() {
         matches!(err, CrmError::Rejected { status: 400, .. }),
         "{err:?}"
     );
-}
-
-/// Hands out a token Zoho will refuse, then a good one on refresh.
-struct StaleThenFresh {
-    stale: String,
-    fresh: String,
-}
-
-#[async_trait]
-impl AccessTokens for StaleThenFresh {
-    async fn current(&self) -> Result<String, CrmError> {
-        Ok(self.stale.clone())
-    }
-
-    async fn refresh_after_rejection(&self, rejected: &str) -> Result<String, CrmError> {
-        assert_eq!(rejected, self.stale);
-        Ok(self.fresh.clone())
-    }
 }
 
 #[tokio::test]

@@ -325,11 +325,23 @@ impl TestSystem {
 
     /// Saves `settings` and activates them; the activation's answer.
     pub async fn activate_settings(&self, workspace: &TestWorkspace, settings: Value) -> Value {
+        self.activate_crm_settings("zoho", workspace, settings)
+            .await
+    }
+
+    /// Saves `settings` (a patch) for the CRM named `crm` in routes and
+    /// activates them; the activation's answer.
+    pub async fn activate_crm_settings(
+        &self,
+        crm: &str,
+        workspace: &TestWorkspace,
+        settings: Value,
+    ) -> Value {
         let token = &workspace.owner_token;
         let (status, saved) = self
             .call(
                 reqwest::Method::PUT,
-                "/api/settings/zoho",
+                &format!("/api/settings/{crm}"),
                 token,
                 Some(settings),
             )
@@ -338,7 +350,7 @@ impl TestSystem {
         let (status, activated) = self
             .call(
                 reqwest::Method::POST,
-                "/api/settings/zoho/activate",
+                &format!("/api/settings/{crm}/activate"),
                 token,
                 None,
             )
@@ -734,26 +746,8 @@ impl TestSystem {
 
     /// Saves `settings` (a patch) for Pipedrive and activates them.
     pub async fn activate_pipedrive(&self, workspace: &TestWorkspace, settings: Value) -> Value {
-        let token = &workspace.owner_token;
-        let (status, saved) = self
-            .call(
-                reqwest::Method::PUT,
-                "/api/settings/pipedrive",
-                token,
-                Some(settings),
-            )
-            .await;
-        assert_eq!(status, 200, "settings saved: {saved}");
-        let (status, activated) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/settings/pipedrive/activate",
-                token,
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "settings activated: {activated}");
-        activated
+        self.activate_crm_settings("pipedrive", workspace, settings)
+            .await
     }
 
     /// Pipedrive persons (not deleted) with `e164` among their phones, other

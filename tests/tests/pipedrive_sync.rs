@@ -206,6 +206,30 @@ async fn a_new_chat_makes_one_person_and_one_deal_and_its_day_note_sits_on_both(
         .log_entry(&workspace.owner_token, "", "follow_up_created")
         .await;
     assert_eq!(created["detail"]["record"]["module"], "deals", "{created}");
+
+    // Someone deletes the person in Pipedrive: the chat links afresh.
+    assert!(
+        system
+            .pipedrive
+            .delete_person(person_id.parse().expect("id"))
+    );
+    system
+        .post_webhook(&text_delivery(
+            ALICE_WA_ID,
+            "Alice Smith",
+            "wamid.PD4",
+            MAY_20_0915 + 180,
+            "After the deletion",
+        ))
+        .await;
+    let (again, _) = system
+        .wait_for_pipedrive_note("+447700900123", "After the deletion")
+        .await;
+    assert_ne!(id_of(&again["id"]), person_id, "a new person");
+    let gone = system
+        .log_entry(&workspace.owner_token, "", "record_gone")
+        .await;
+    assert_eq!(gone["detail"]["record"]["id"], person_id);
     system.assert_pipedrive_contract_kept();
 }
 
@@ -312,7 +336,9 @@ async fn matching_finds_a_brazilian_person_in_the_other_form_and_notes_go_on_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lead_converted_in_pipedrive_is_followed_to_its_deal() {
-    let system = TestSystem::start_with_env(&[("CONVERSION_CHECK_SECS", "0")]).await;
+    let system =
+        TestSystem::start_with_env(&[("CONVERSION_CHECK_SECS", "0"), ("NOTE_CONTENT_MAX", "700")])
+            .await;
     let workspace = workspace(&system).await;
     system
         .connect_pipedrive(
@@ -321,6 +347,11 @@ async fn a_lead_converted_in_pipedrive_is_followed_to_its_deal() {
             json!({ "follow_up": { "kind": "lead", "title_template": "Chat with {name}" } }),
         )
         .await;
+    // Pipedrive makes the lead but its answer is lost: the retry finds it
+    // by its title instead of making a second one.
+    system
+        .pipedrive
+        .lose_next_response("POST", "/v1/leads", 504);
     system
         .post_webhook(&text_delivery(
             ALICE_WA_ID,
@@ -342,6 +373,30 @@ async fn a_lead_converted_in_pipedrive_is_followed_to_its_deal() {
     assert_eq!(leads.len(), 1, "{leads:#?}");
     assert_eq!(leads[0]["title"], "Chat with Alice");
     assert_eq!(note["lead_id"], leads[0]["id"], "the note is on the lead");
+    let found = system
+        .log_entry(&workspace.owner_token, "", "follow_up_created")
+        .await;
+    assert!(
+        found["detail"]["found_after"].is_string(),
+        "the lost answer's lead was found, not made again: {found}"
+    );
+
+    // A day that outgrows the note limit goes on in part 2, on the lead too.
+    let long = "x".repeat(400);
+    system
+        .post_webhook(&text_delivery(
+            ALICE_WA_ID,
+            "Alice",
+            "wamid.L1B",
+            MAY_20_0915 + 60,
+            &long,
+        ))
+        .await;
+    let (_, part2) = system
+        .wait_for_pipedrive_note("+447700900123", "(part 2)")
+        .await;
+    assert_eq!(part2["lead_id"], leads[0]["id"], "{part2}");
+    assert!(part2["content"].as_str().is_some_and(|c| c.contains(&long)));
 
     let lead_id = leads[0]["id"].as_str().expect("lead id");
     let deal_id = system

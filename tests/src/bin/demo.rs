@@ -251,45 +251,25 @@ async fn pipedrive_section(system: &TestSystem) {
     let delivery = |wa_id: &str, name: &str, messages: &[(&str, i64, &str)]| {
         messages_delivery_to(NUMBER_ID, NUMBER, wa_id, name, messages)
     };
+    let marta = delivery(
+        "351912345678",
+        "Marta",
+        &[
+            (
+                "wamid.PD-DEMO-1",
+                NEXT_DAY,
+                "Olá! Is the boat tour on Saturday still available?",
+            ),
+            (
+                "wamid.PD-DEMO-2",
+                NEXT_DAY + 30,
+                "We are <4> people & a dog",
+            ),
+        ],
+    );
     let deliveries: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "Marta: two messages in one delivery",
-            delivery(
-                "351912345678",
-                "Marta",
-                &[
-                    (
-                        "wamid.PD-DEMO-1",
-                        NEXT_DAY,
-                        "Olá! Is the boat tour on Saturday still available?",
-                    ),
-                    (
-                        "wamid.PD-DEMO-2",
-                        NEXT_DAY + 30,
-                        "We are <4> people & a dog",
-                    ),
-                ],
-            ),
-        ),
-        (
-            "Marta again: the same delivery, retried by Meta",
-            delivery(
-                "351912345678",
-                "Marta",
-                &[
-                    (
-                        "wamid.PD-DEMO-1",
-                        NEXT_DAY,
-                        "Olá! Is the boat tour on Saturday still available?",
-                    ),
-                    (
-                        "wamid.PD-DEMO-2",
-                        NEXT_DAY + 30,
-                        "We are <4> people & a dog",
-                    ),
-                ],
-            ),
-        ),
+        ("Marta: two messages in one delivery", marta.clone()),
+        ("Marta again: the same delivery, retried by Meta", marta),
         (
             "João, Brazil (WhatsApp drops the ninth digit)",
             delivery(
