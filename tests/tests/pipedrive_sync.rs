@@ -207,7 +207,9 @@ async fn a_new_chat_makes_one_person_and_one_deal_and_its_day_note_sits_on_both(
         .await;
     assert_eq!(created["detail"]["record"]["module"], "deals", "{created}");
 
-    // Someone deletes the person in Pipedrive: the chat links afresh.
+    // Someone deletes the person in Pipedrive: the next day's note finds
+    // them gone and the chat links afresh. (The day's note lives on with the
+    // deal, so lines of that day still go there.)
     assert!(
         system
             .pipedrive
@@ -218,7 +220,7 @@ async fn a_new_chat_makes_one_person_and_one_deal_and_its_day_note_sits_on_both(
             ALICE_WA_ID,
             "Alice Smith",
             "wamid.PD4",
-            MAY_20_0915 + 180,
+            MAY_20_0915 + DAY,
             "After the deletion",
         ))
         .await;
@@ -382,7 +384,7 @@ async fn a_lead_converted_in_pipedrive_is_followed_to_its_deal() {
     );
 
     // A day that outgrows the note limit goes on in part 2, on the lead too.
-    let long = "x".repeat(400);
+    let long = "x".repeat(600);
     system
         .post_webhook(&text_delivery(
             ALICE_WA_ID,
