@@ -6,7 +6,7 @@ use phonenumber::Mode;
 use serde::{Deserialize, Serialize};
 
 /// A phone number in E.164 form (`+` and up to 15 digits).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct E164(String);
 

@@ -46,6 +46,9 @@ pub trait WorkspaceStore: Send + Sync {
         &self,
         phone_number_id: &str,
     ) -> Result<Option<WhatsAppNumber>, StoreError>;
+    /// Every WhatsApp number of the workspace.
+    async fn whatsapp_numbers(&self, workspace_id: &str)
+    -> Result<Vec<WhatsAppNumber>, StoreError>;
     /// Sets how long the workspace keeps message content; false if there is
     /// no such workspace, or it is being deleted.
     async fn set_retention(

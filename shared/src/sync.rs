@@ -33,9 +33,25 @@ pub async fn organization_crm(
     else {
         return Ok(None);
     };
+    let api = connection_crm(deps, &connection).await?;
+    Ok(Some((connection, api)))
+}
+
+/// A CRM client calling with `connection`'s tokens (refreshed as needed),
+/// counting its calls against the workspace's use of that CRM.
+pub async fn connection_crm(
+    deps: &Deps,
+    connection: &Connection,
+) -> Result<Arc<dyn Crm>, WorkError> {
+    let crm = connection.crm;
+    let workspace_id = connection.workspace_id.as_str();
     if connection.status == ConnectionStatus::Broken {
         return Err(WorkError::Crm(CrmError::ConnectionBroken(
-            "the organization must reconnect".into(),
+            match connection.kind {
+                ConnectionKind::Organization => "the organization must reconnect",
+                ConnectionKind::Personal => "reconnect your own CRM connection",
+            }
+            .into(),
         )));
     }
     let keys = deps
@@ -71,7 +87,7 @@ pub async fn organization_crm(
             )),
         )
         .ok_or(WorkError::NotActive)?;
-    Ok(Some((connection, api)))
+    Ok(api)
 }
 
 /// The CRM the workspace syncs to: the one whose settings are active (a

@@ -825,6 +825,14 @@ impl WorkspaceStore for DynamoStore {
             .await
     }
 
+    async fn whatsapp_numbers(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Vec<WhatsAppNumber>, StoreError> {
+        self.items_with_prefix(workspace_id, "WANUMBER#", None)
+            .await
+    }
+
     async fn set_retention(
         &self,
         workspace_id: &str,
@@ -2015,9 +2023,7 @@ impl WorkspaceRemovalStore for DynamoStore {
     }
 
     async fn remove_number_lookups(&self, workspace_id: &str) -> Result<usize, StoreError> {
-        let numbers: Vec<WhatsAppNumber> = self
-            .items_with_prefix(workspace_id, "WANUMBER#", None)
-            .await?;
+        let numbers = self.whatsapp_numbers(workspace_id).await?;
         for number in &numbers {
             self.remove_number_lookup(workspace_id, &number.phone_number_id)
                 .await?;

@@ -712,6 +712,43 @@ impl Crm for ZohoApi {
         Ok(None)
     }
 
+    async fn record_phones(&self, record: &RecordRef) -> Result<Option<Vec<String>>, CrmError> {
+        let phone_fields: Vec<String> = self
+            .fields(&record.module)
+            .await?
+            .into_iter()
+            .filter(|f| f.data_type == "phone")
+            .map(|f| f.api_name)
+            .collect();
+        if phone_fields.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let wanted = phone_fields.join(",");
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("{}/{}", record.module, record.id),
+                |r| r.query(&[("fields", wanted.as_str())]),
+            )
+            .await;
+        let body = match answer {
+            Ok((_, body)) => body,
+            // What the user's profile or sharing rules hide.
+            Err(CrmError::Rejected { status: 403, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // 204 (no body) when the id is unknown or deleted.
+        let Some(data) = body.as_ref().and_then(|b| b["data"].get(0)) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            phone_fields
+                .iter()
+                .filter_map(|f| data[f].as_str().map(str::to_owned))
+                .collect(),
+        ))
+    }
+
     async fn pipelines(&self) -> Result<Vec<Pipeline>, CrmError> {
         Ok(Vec::new())
     }

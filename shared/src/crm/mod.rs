@@ -282,6 +282,10 @@ pub trait Crm: Send + Sync {
         note: &NoteDraft<'_>,
     ) -> Result<Option<String>, CrmError>;
     async fn active_users(&self) -> Result<Vec<CrmUser>, CrmError>;
+    /// The phone numbers a record holds, as stored (a deal's or lead's: its
+    /// person's), read with this client's token; `None` when the record does
+    /// not exist or its user may not see it.
+    async fn record_phones(&self, record: &RecordRef) -> Result<Option<Vec<String>>, CrmError>;
     /// The CRM's sales pipelines with their stages, for settings that make
     /// deals (Pipedrive); none where the sync makes no deals.
     async fn pipelines(&self) -> Result<Vec<Pipeline>, CrmError>;

@@ -51,6 +51,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("POST", ["api", "chats", chat_key, "messages", message_id, "replay"]) => {
             replay(deps, req, chat_key, message_id).await
         }
+        (_, ["api", "live", rest @ ..]) => super::live::route(deps, req, rest).await,
         (_, ["api", "settings", crm, rest @ ..]) => {
             super::settings::route(deps, req, crm, rest).await
         }

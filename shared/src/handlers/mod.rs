@@ -4,6 +4,7 @@
 pub mod api;
 pub mod batch;
 pub mod http;
+pub mod live;
 pub mod note_append;
 pub mod oauth;
 pub mod record_sync;

@@ -329,6 +329,39 @@ impl Crm for PipedriveApi {
         Ok(record(Module::Persons, data_id(&answer["data"], "person")?))
     }
 
+    async fn record_phones(&self, record: &RecordRef) -> Result<Option<Vec<String>>, CrmError> {
+        let visible = |r: Result<Option<Value>, CrmError>| match r {
+            // Pipedrive answers 403 for what the user's visibility hides.
+            Err(CrmError::Rejected { status: 403, .. }) => Ok(None),
+            other => other,
+        };
+        let person = match Module::of(&record.module)? {
+            Module::Persons => visible(self.get_live(PERSON, &record.id, &[]).await)?,
+            module => {
+                let template = if matches!(module, Module::Deals) {
+                    DEAL
+                } else {
+                    LEAD
+                };
+                let Some(owner) = visible(self.get_live(template, &record.id, &[]).await)? else {
+                    return Ok(None);
+                };
+                let Some(person_id) = owner["person_id"].as_u64() else {
+                    return Ok(Some(Vec::new()));
+                };
+                visible(self.get_live(PERSON, &person_id.to_string(), &[]).await)?
+            }
+        };
+        Ok(person.map(|p| {
+            p["phones"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|phone| phone["value"].as_str().map(str::to_owned))
+                .collect()
+        }))
+    }
+
     async fn record_exists(&self, target: &RecordRef) -> Result<bool, CrmError> {
         let template = match Module::of(&target.module)? {
             Module::Persons => PERSON,

@@ -1,0 +1,151 @@
+//! `/api/live/…`: what the live-chat page inside a CRM record asks.
+//!
+//! - `POST /api/live/pipedrive/session` `{token}`: Pipedrive's signed
+//!   extension token → a live-chat session for the user whose personal
+//!   Pipedrive connection it names (else 403 `not_connected`, with where to
+//!   connect).
+//! - `GET /api/live/chats?record=<module>/<id>` (`X-Live-Session`): the
+//!   chats the record shows its user, messages newest first.
+
+use lambda_http::Request;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{ApiError, HttpResponse, json_response, no_route, query_params};
+use crate::deps::Deps;
+use crate::livechat::LiveSession;
+use crate::livechat::pipedrive_token::{self, TokenError};
+use crate::livechat::session::SESSION_SECS;
+use crate::livechat::view::{ViewError, record_chats};
+use crate::model::{ConnectionKind, CrmKind, RecordRef};
+
+/// Messages per chat in one answer.
+const PAGE_MESSAGES: usize = 50;
+
+pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResponse, ApiError> {
+    match (req.method().as_str(), rest) {
+        ("POST", ["pipedrive", "session"]) => pipedrive_session(deps, req).await,
+        ("GET", ["chats"]) => chats(deps, req).await,
+        (_, ["pipedrive", "session"] | ["chats"]) => Err(ApiError::MethodNotAllowed),
+        _ => Err(no_route(req)),
+    }
+}
+
+#[derive(Deserialize)]
+struct SessionRequest {
+    token: String,
+}
+
+async fn pipedrive_session(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let asked: SessionRequest = serde_json::from_slice(req.body().as_ref())
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"token\": \"…\"}}: {e}")))?;
+    let secret = deps
+        .secrets
+        .pipedrive_client()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .client_secret
+        .clone();
+    let claims = pipedrive_token::verify(&asked.token, &secret).map_err(|e| match e {
+        TokenError::Expired => ApiError::Unauthorized(e.to_string()),
+        TokenError::Invalid(_) => ApiError::Unauthorized(e.to_string()),
+    })?;
+    let connections = deps
+        .store
+        .connections_of_crm_user(CrmKind::Pipedrive, &claims.company_id, &claims.user_id)
+        .await?;
+    // Each connection is read again: the index may lag a removal.
+    let mut personal = None;
+    for candidate in connections
+        .into_iter()
+        .filter(|c| c.kind == ConnectionKind::Personal)
+    {
+        if let Some(current) = deps
+            .store
+            .connection(
+                &candidate.workspace_id,
+                CrmKind::Pipedrive,
+                ConnectionKind::Personal,
+                Some(&candidate.user_id),
+            )
+            .await?
+            .filter(|c| c.crm_user_id == claims.user_id && c.crm_org_id == claims.company_id)
+        {
+            personal = Some(current);
+            break;
+        }
+    }
+    let Some(connection) = personal else {
+        return Ok(json_response(
+            403,
+            &json!({ "error": {
+                "code": "not_connected",
+                "message": "Connect Pipedrive: live chat shows chats to users with their own Pipedrive connection",
+                "connect": "/oauth/pipedrive/start",
+            }}),
+        ));
+    };
+    let keys = deps
+        .secrets
+        .keys()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let session = LiveSession {
+        workspace_id: connection.workspace_id.clone(),
+        user_id: connection.user_id.clone(),
+        crm: CrmKind::Pipedrive,
+        expires_at: deps.clock.now() + SESSION_SECS,
+    };
+    tracing::info!(workspace_id = %session.workspace_id, user_id = %session.user_id, "live-chat session started from a Pipedrive token");
+    Ok(json_response(
+        200,
+        &json!({
+            "session": session.seal(keys),
+            "expires_at": session.expires_at,
+            "workspace_id": session.workspace_id,
+            "user_id": session.user_id,
+        }),
+    ))
+}
+
+/// The session the request carries.
+async fn session(deps: &Deps, req: &Request) -> Result<LiveSession, ApiError> {
+    let sealed = req
+        .headers()
+        .get("x-live-session")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::Unauthorized("no live-chat session (X-Live-Session)".into()))?;
+    let keys = deps
+        .secrets
+        .keys()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    LiveSession::open(sealed, keys, deps.clock.now()).ok_or_else(|| {
+        ApiError::Unauthorized("the live-chat session is not valid or has expired".into())
+    })
+}
+
+async fn chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let session = session(deps, req).await?;
+    let record = query_params(req)
+        .remove("record")
+        .and_then(|r| {
+            let (module, id) = r.split_once('/')?;
+            (!module.is_empty() && !id.is_empty()).then(|| RecordRef::new(session.crm, module, id))
+        })
+        .ok_or_else(|| ApiError::BadRequest("`record` must be <module>/<id>".into()))?;
+    match record_chats(deps, &session, &record, PAGE_MESSAGES).await {
+        Ok(view) => Ok(json_response(200, &view)),
+        Err(ViewError::NotConnected(crm)) => Ok(json_response(
+            403,
+            &json!({ "error": {
+                "code": "not_connected",
+                "message": format!("Connect {crm}: live chat needs your own connection"),
+            }}),
+        )),
+        Err(e @ ViewError::NotVisible) => Err(ApiError::NotFound(e.to_string())),
+        Err(ViewError::Work(e)) => Err(ApiError::BadGateway(format!(
+            "the CRM could not answer: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,167 @@
+//! Live chat inside the CRM record, as far as it goes today: who the user
+//! in Pipedrive's frame is (its signed extension token, never the unsigned
+//! query), and which chats a record shows them — read with their own
+//! Pipedrive token, so a record they cannot see shows nothing.
+
+use e2e::{ALICE_WA_ID, TestSystem, messages_delivery};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+/// 2026-05-20 09:15 UTC.
+const MAY_20_0915: i64 = 1_779_268_500;
+const COMPANY: u64 = 7_100_001;
+/// The sandbox app's client secret: what Pipedrive signs extension tokens
+/// with when the extension has no JWT secret of its own.
+const APP_SECRET: &str = "pd-sandbox-secret";
+
+fn signed(alg: Algorithm, secret: &str, user_id: u64, exp_in: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let exp = now + exp_in;
+    encode(
+        &Header::new(alg),
+        &json!({ "userId": user_id, "companyId": COMPANY, "exp": exp, "iat": exp - 300 }),
+        &EncodingKey::from_secret(secret.as_bytes()).expect("an HMAC key"),
+    )
+    .expect("encodes")
+}
+
+async fn start_session(system: &TestSystem, token: &str) -> (u16, Value) {
+    let response = system
+        .http
+        .post(system.url("/api/live/pipedrive/session"))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .expect("answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn record_chats(system: &TestSystem, session: Option<&str>, record: &str) -> (u16, Value) {
+    let mut request = system
+        .http
+        .get(system.url(&format!("/api/live/chats?record={record}")));
+    if let Some(session) = session {
+        request = request.header("x-live-session", session);
+    }
+    let response = request.send().await.expect("answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipedrive_user_sees_the_chats_of_a_person_they_can_see_and_nothing_else() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("ana@acme.example", "UTC").await;
+    // Ana connects the organization (and so herself).
+    system
+        .connect_pipedrive(&workspace, "ana@acme.example", json!({}))
+        .await;
+    system
+        .post_webhook(&messages_delivery(
+            ALICE_WA_ID,
+            "Alice",
+            &[
+                ("wamid.LIVE1", MAY_20_0915, "Hi, is it still for sale?"),
+                ("wamid.LIVE2", MAY_20_0915 + 60, "I can come tomorrow 😊"),
+            ],
+        ))
+        .await;
+    let (person, _) = system
+        .wait_for_pipedrive_note("+447700900123", "come tomorrow")
+        .await;
+    let record = format!("persons/{}", person["id"]);
+
+    // Tokens Pipedrive did not sign as we expect are refused.
+    for (what, token) in [
+        (
+            "expired",
+            signed(Algorithm::HS256, APP_SECRET, 11_001, -120),
+        ),
+        (
+            "forged",
+            signed(Algorithm::HS256, "not-the-secret", 11_001, 300),
+        ),
+        ("HS512", signed(Algorithm::HS512, APP_SECRET, 11_001, 300)),
+        ("garbage", "not.a.token".to_owned()),
+    ] {
+        let (status, body) = start_session(&system, &token).await;
+        assert_eq!(status, 401, "{what}: {body}");
+    }
+    // Bruno is a Pipedrive user of the company without a connection of his own.
+    let (status, body) =
+        start_session(&system, &signed(Algorithm::HS256, APP_SECRET, 11_002, 300)).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "not_connected", "{body}");
+
+    let (status, body) =
+        start_session(&system, &signed(Algorithm::HS256, APP_SECRET, 11_001, 300)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["workspace_id"], workspace.id.as_str());
+    let session = body["session"].as_str().expect("a session").to_owned();
+
+    let (status, view) = record_chats(&system, Some(&session), &record).await;
+    assert_eq!(status, 200, "{view}");
+    assert!(
+        view["numbers"]
+            .as_array()
+            .is_some_and(|n| n.contains(&json!("+447700900123"))),
+        "{view}"
+    );
+    let chat = &view["chats"][0];
+    assert_eq!(chat["contact"], "+447700900123");
+    assert_eq!(chat["contact_name"], "Alice");
+    assert_eq!(
+        chat["window_closes_at"],
+        MAY_20_0915 + 60 + 24 * 3600,
+        "24 h after her last message"
+    );
+    let texts: Vec<&str> = chat["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        ["I can come tomorrow 😊", "Hi, is it still for sale?"],
+        "newest first"
+    );
+    assert_eq!(chat["messages"][0]["state"], "appended", "saved to the CRM");
+
+    // No session, a tampered one, a record that is not there: nothing.
+    let (status, _) = record_chats(&system, None, &record).await;
+    assert_eq!(status, 401);
+    let (status, _) = record_chats(&system, Some(&format!("{session}x")), &record).await;
+    assert_eq!(status, 401);
+    let (status, body) = record_chats(&system, Some(&session), "persons/987654").await;
+    assert_eq!(status, 404, "{body}");
+    // A person with no chat shows the numbers and no chat ("start a chat").
+    let other = system
+        .pipedrive
+        .insert_person(json!({ "name": "Nobody", "phones": [{ "value": "+447700900999" }] }))
+        .expect("person");
+    let (status, body) = record_chats(&system, Some(&session), &format!("persons/{other}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["chats"], json!([]));
+    system.assert_pipedrive_contract_kept();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unsigned_query_is_never_trusted() {
+    let system = TestSystem::start().await;
+    // What Pipedrive's iframe query carries (userId, companyId) is no token.
+    let response = system
+        .http
+        .post(system.url("/api/live/pipedrive/session?userId=11001&companyId=7100001"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 400);
+    let (status, _) = record_chats(&system, None, "persons/1").await;
+    assert_eq!(status, 401);
+}
