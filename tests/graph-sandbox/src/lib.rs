@@ -14,13 +14,45 @@
 //!    a token that may not read the number gets Graph's "cannot be loaded"
 //!    error (code 100), as for any object it cannot see.
 //!
+//!
+//! and what a live chat needs (the WhatsApp reference §7–8, the live-chat
+//! reference §3):
+//!
+//! 4. `POST /{version}/{phone_number_id}/messages`: text, media (by uploaded
+//!    id or link), reactions, templates (checked against the seeded ones),
+//!    replies (`context.message_id`) and mark-as-read / typing indicator;
+//!    free-form sends outside the 24-hour customer-service window fail with
+//!    131047 (by default in a `failed` status webhook, as Meta usually does);
+//! 5. `POST /{version}/{phone_number_id}/media` (multipart) with Meta's type
+//!    and size limits; uploads can be sent by id and downloaded like any
+//!    media;
+//! 6. `GET /{version}/{waba_id}/message_templates` with `fields`, `limit`,
+//!    `after` cursors and `status`/`name`/`category` filters;
+//! 7. signed status webhooks (`sent` → `delivered` → `read`, or `failed`)
+//!    POSTed to a configured URL, like Meta's (`X-Hub-Signature-256`).
+//!
 //! Errors use Graph's envelope `{"error":{"message","type","code",
-//! "fbtrace_id"}}`. Admin helpers on [`GraphSandboxHandle`] seed media and
-//! phone numbers, set the accepted tokens, inject failures, move the clock
-//! and count requests.
+//! "error_data","fbtrace_id"}}`. Admin helpers on [`GraphSandboxHandle`] seed
+//! media, phone numbers and templates, set the accepted tokens, inject
+//! failures, move the clock, record inbound messages, emit statuses and count
+//! requests.
 
+mod chat;
+mod errors;
+mod media_rules;
+mod messaging;
 mod server;
+mod statuses;
 mod store;
+mod templates;
+
+pub use errors::{CloudError, CodeInfo, code_info};
+pub use messaging::{
+    CUSTOMER_SERVICE_WINDOW, DeliveryStatus, EmittedStatus, EmittedWebhook, SendOutcome,
+    SentMessage, StatusProgression, WebhookTarget, WindowErrorMode,
+};
+pub use statuses::{meta_json, meta_signature};
+pub use templates::{SeedTemplate, default_templates};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +71,9 @@ pub const DEFAULT_PHONE_NUMBER_ID: &str = "170000000000001";
 /// Its number as Graph answers it (WhatsApp Manager's layout).
 pub const DEFAULT_DISPLAY_PHONE_NUMBER: &str = "+44 7700 900100";
 pub const DEFAULT_VERIFIED_NAME: &str = "Acme Lettings";
+/// The fixtures' WhatsApp Business Account (`entry[].id` of their webhooks):
+/// the default number and templates belong to it.
+pub const DEFAULT_WABA_ID: &str = "190000000000001";
 /// How long a download URL works after the metadata call issued it (Meta:
 /// "media URL lifetime 5 minutes").
 pub const MEDIA_URL_LIFETIME: Duration = Duration::from_secs(300);
@@ -66,6 +101,19 @@ pub struct GraphSandboxConfig {
     pub file_size_format: FileSizeFormat,
     /// Business phone numbers Graph knows.
     pub phone_numbers: Vec<SeedPhoneNumber>,
+    /// The WABA numbers and templates belong to unless they name another.
+    pub waba_id: String,
+    /// Message templates ([`default_templates`] by default).
+    pub templates: Vec<SeedTemplate>,
+    /// How a free-form send outside the 24-hour window fails.
+    pub window_error_mode: WindowErrorMode,
+    /// Automatic status webhooks after a successful send.
+    pub status_progression: StatusProgression,
+    /// Where status webhooks go; `None`: they are only recorded.
+    pub webhook: Option<WebhookTarget>,
+    /// Add `conversation` to statuses (webhooks before v24.0 carried it;
+    /// the fixtures, v24+, do not).
+    pub include_conversation: bool,
 }
 
 impl Default for GraphSandboxConfig {
@@ -80,6 +128,12 @@ impl Default for GraphSandboxConfig {
                 DEFAULT_DISPLAY_PHONE_NUMBER,
                 DEFAULT_VERIFIED_NAME,
             )],
+            waba_id: DEFAULT_WABA_ID.to_owned(),
+            templates: default_templates(),
+            window_error_mode: WindowErrorMode::default(),
+            status_progression: StatusProgression::default(),
+            webhook: None,
+            include_conversation: false,
         }
     }
 }
@@ -95,6 +149,9 @@ pub struct SeedPhoneNumber {
     /// it (another valid token gets Graph's "cannot be loaded" error).
     /// `None`: any token the sandbox accepts.
     pub readable_with: Option<Vec<String>>,
+    /// The WABA the number belongs to; `None`: the sandbox's
+    /// ([`GraphSandboxConfig::waba_id`]).
+    pub waba_id: Option<String>,
 }
 
 impl SeedPhoneNumber {
@@ -104,7 +161,32 @@ impl SeedPhoneNumber {
             display_phone_number: display_phone_number.to_owned(),
             verified_name: verified_name.to_owned(),
             readable_with: None,
+            waba_id: None,
         }
+    }
+
+    pub fn in_waba(mut self, waba_id: &str) -> Self {
+        self.waba_id = Some(waba_id.to_owned());
+        self
+    }
+
+    /// The number's digits, as webhooks' `metadata.display_phone_number`
+    /// carries them (`447700900100`).
+    pub fn display_digits(&self) -> String {
+        self.display_phone_number
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect()
+    }
+
+    /// The country calling code of the number as displayed (`+44 7700 …` →
+    /// `44`): Meta prefixes it to a `to` without `+`.
+    pub fn country_code(&self) -> Option<&str> {
+        let (code, _) = self
+            .display_phone_number
+            .strip_prefix('+')?
+            .split_once(' ')?;
+        (!code.is_empty() && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
     }
 
     /// Only these tokens (valid ones, whatever the sandbox accepts
@@ -224,6 +306,12 @@ pub enum Endpoint {
     Download,
     /// `GET /{version}/{phone_number_id}` of a seeded phone number.
     PhoneNumber,
+    /// `POST /{version}/{phone_number_id}/messages` (sends and mark-as-read).
+    Messages,
+    /// `POST /{version}/{phone_number_id}/media`.
+    MediaUpload,
+    /// `GET /{version}/{waba_id}/message_templates`.
+    Templates,
     /// Anything else (admin calls are not recorded).
     Unknown,
 }
@@ -246,12 +334,22 @@ pub struct RecordedRequest {
 pub enum GraphSandboxError {
     #[error("cannot bind the sandbox listener: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("no message {0} was sent through the sandbox")]
+    UnknownMessage(String),
+    #[error("{0} is not a message status (sent, delivered, read, played, failed)")]
+    UnknownStatus(String),
+    #[error("cannot build the webhook client: {0}")]
+    Client(String),
 }
 
 pub(crate) struct Shared {
     pub store: Mutex<store::Store>,
     /// Requests to these endpoints wait at the gate until it opens.
     pub gates: Mutex<Vec<(Endpoint, Arc<Gate>)>>,
+    /// Posts status webhooks.
+    pub http: reqwest::Client,
+    /// Planned status webhooks not posted yet.
+    pub pending_statuses: tokio::sync::watch::Sender<usize>,
 }
 
 impl Shared {
@@ -320,9 +418,15 @@ impl GraphSandbox {
     ) -> Result<GraphSandboxHandle, GraphSandboxError> {
         let bound = sandbox_kit::Bound::loopback(config.port).await?;
         let base_url = bound.base_url.clone();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| GraphSandboxError::Client(e.to_string()))?;
         let shared = Arc::new(Shared {
             store: Mutex::new(store::Store::new(config, base_url.clone())),
             gates: Mutex::new(Vec::new()),
+            http,
+            pending_statuses: tokio::sync::watch::Sender::new(0),
         });
         let served = bound.serve(server::router(Arc::clone(&shared)), "graph sandbox");
         Ok(GraphSandboxHandle { shared, served })
@@ -332,7 +436,7 @@ impl GraphSandbox {
 /// Control and inspection handle (cheap to clone).
 #[derive(Clone)]
 pub struct GraphSandboxHandle {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     served: sandbox_kit::Served,
 }
 

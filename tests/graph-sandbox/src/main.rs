@@ -1,19 +1,25 @@
-//! `graph-sandbox --port <p> [--token <t>]... [--url-lifetime-secs <s>] [--file-size-as-number]`
-//! Runs the Graph API media sandbox for the local demo until SIGTERM / ctrl-c.
+//! `graph-sandbox --port <p> [--token <t>]... [--url-lifetime-secs <s>] [--file-size-as-number]
+//! [--webhook-url <u> --app-secret <s>] [--window-errors-http]`
+//! Runs the Graph API sandbox for the local demo until SIGTERM / ctrl-c.
 //! Media are seeded over HTTP: `POST /__sandbox/media?id=…&mime_type=…`;
 //! business numbers besides the default one with
-//! `POST /__sandbox/phone-numbers?id=…&display_phone_number=…`.
+//! `POST /__sandbox/phone-numbers?id=…&display_phone_number=…`; inbound
+//! messages (the 24-hour window) with
+//! `POST /__sandbox/inbound?phone_number_id=…&wa_id=…&timestamp=…`.
 
 use std::process::ExitCode;
 
-use graph_sandbox::{FileSizeFormat, GraphSandbox, GraphSandboxConfig};
+use graph_sandbox::{
+    FileSizeFormat, GraphSandbox, GraphSandboxConfig, WebhookTarget, WindowErrorMode,
+};
 
 const USAGE: &str = "usage: graph-sandbox --port <p> [--token <t>]... [--url-lifetime-secs <s>] \
-[--file-size-as-number]";
+[--file-size-as-number] [--webhook-url <u> --app-secret <s>] [--window-errors-http]";
 
 fn parse_args(args: &[String]) -> Result<GraphSandboxConfig, String> {
     let mut cfg = GraphSandboxConfig::default();
     let mut tokens = Vec::new();
+    let (mut webhook_url, mut app_secret) = (None, None);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -29,6 +35,9 @@ fn parse_args(args: &[String]) -> Result<GraphSandboxConfig, String> {
                 cfg.url_lifetime = std::time::Duration::from_secs(s);
             }
             "--file-size-as-number" => cfg.file_size_format = FileSizeFormat::Number,
+            "--webhook-url" => webhook_url = Some(value()?),
+            "--app-secret" => app_secret = Some(value()?),
+            "--window-errors-http" => cfg.window_error_mode = WindowErrorMode::HttpError,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -37,6 +46,15 @@ fn parse_args(args: &[String]) -> Result<GraphSandboxConfig, String> {
     if !tokens.is_empty() {
         cfg.access_tokens = tokens;
     }
+    cfg.webhook = match (webhook_url, app_secret) {
+        (Some(url), Some(app_secret)) => Some(WebhookTarget { url, app_secret }),
+        (None, None) => None,
+        _ => {
+            return Err(format!(
+                "--webhook-url and --app-secret go together\n{USAGE}"
+            ));
+        }
+    };
     Ok(cfg)
 }
 
@@ -66,6 +84,14 @@ mod tests {
             .expect("valid arguments");
         assert_eq!(cfg.port, 9);
         assert_eq!(cfg.access_tokens, vec!["a".to_owned(), "b".to_owned()]);
+    }
+
+    #[test]
+    fn a_webhook_needs_its_secret() {
+        let cfg = parse_args(&args(&["--webhook-url", "http://x/h", "--app-secret", "s"]))
+            .expect("valid arguments");
+        assert_eq!(cfg.webhook.map(|w| w.app_secret), Some("s".to_owned()));
+        assert!(parse_args(&args(&["--webhook-url", "http://x/h"])).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::chat::ChatState;
 use crate::{
     Endpoint, FileSizeFormat, GraphSandboxConfig, MediaContent, RecordedRequest, SeedMedia,
     SeedPhoneNumber, pattern_chunk,
@@ -48,11 +49,15 @@ pub struct Store {
     pub urls: HashMap<String, IssuedUrl>,
     faults: Vec<Fault>,
     pub requests: Vec<RecordedRequest>,
+    /// Templates, windows, sends and status webhooks.
+    pub chat: ChatState,
 }
 
 impl Store {
     pub fn new(config: GraphSandboxConfig, base_url: String) -> Self {
+        let chat = ChatState::new(&config);
         Self {
+            chat,
             base_url,
             tokens: config.access_tokens,
             url_lifetime: config.url_lifetime,
@@ -90,6 +95,34 @@ impl Store {
 
     pub fn seed_phone_number(&mut self, number: SeedPhoneNumber) {
         self.phone_numbers.insert(number.id.clone(), number);
+    }
+
+    /// The sandbox's "now" in unix seconds.
+    pub fn now_secs(&self) -> i64 {
+        i64::try_from(self.now().as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// The WABA a business number belongs to.
+    pub fn waba_of(&self, number: &SeedPhoneNumber) -> String {
+        number
+            .waba_id
+            .clone()
+            .unwrap_or_else(|| self.chat.default_waba_id.clone())
+    }
+
+    /// Whether Graph knows a WABA: the default one, or one a number or a
+    /// template names.
+    pub fn knows_waba(&self, waba_id: &str) -> bool {
+        waba_id == self.chat.default_waba_id
+            || self
+                .phone_numbers
+                .values()
+                .any(|n| n.waba_id.as_deref() == Some(waba_id))
+            || self
+                .chat
+                .templates
+                .iter()
+                .any(|t| t.waba_id.as_deref() == Some(waba_id))
     }
 
     pub fn accepts(&self, token: Option<&str>) -> bool {

@@ -1,6 +1,12 @@
 //! HTTP surface: the Graph media endpoints and the sandbox admin endpoints
 //! (`/__sandbox/...`, for the demo scripts; not recorded).
 
+mod http;
+mod media_upload;
+mod messages;
+mod send_request;
+mod templates;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,17 +14,19 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::store::{CHUNK, Store, random_alnum};
-use crate::{
-    Endpoint, MediaContent, RecordedRequest, SeedMedia, SeedPhoneNumber, Shared, pattern_chunk,
+use crate::store::{CHUNK, Store};
+use crate::{Endpoint, MediaContent, SeedMedia, SeedPhoneNumber, Shared, pattern_chunk};
+use http::{
+    expired_url, fault, graph_error, invalid_token, is_version, json_response, parse_query, record,
+    token, unknown_object, unknown_path,
 };
 
-type AppState = Arc<Shared>;
+pub(crate) type AppState = Arc<Shared>;
 
 /// Largest body the admin seeding endpoint takes (WhatsApp's largest media
 /// is 100 MB; larger test items use `size=`).
@@ -34,153 +42,22 @@ pub fn router(state: AppState) -> Router {
         .route("/__sandbox/fail-next", post(admin_fail_next))
         .route("/__sandbox/requests", get(admin_requests))
         .route("/__sandbox/phone-numbers", post(admin_seed_phone_number))
+        .route("/__sandbox/inbound", post(admin_inbound))
+        .route("/__sandbox/sent-messages", get(admin_sent_messages))
         .route("/{version}/{id}", get(node_versioned))
+        .route("/{version}/{id}/messages", post(messages::messages))
+        .route(
+            "/{version}/{id}/media",
+            post(media_upload::upload).layer(DefaultBodyLimit::max(media_upload::UPLOAD_BODY_MAX)),
+        )
+        .route(
+            "/{version}/{id}/message_templates",
+            get(templates::message_templates),
+        )
         // Graph also serves unversioned paths (at the app's default version).
         .route("/{id}", get(node_unversioned))
         .fallback(unknown)
         .with_state(state)
-}
-
-fn parse_query(raw: Option<&str>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-/// The query as recorded: an `access_token` parameter's value is dropped.
-fn recorded_query(raw: Option<&str>) -> String {
-    let raw = raw.unwrap_or("");
-    if !raw.contains("access_token") {
-        return raw.to_owned();
-    }
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
-        if k == "access_token" {
-            out.append_pair(&k, "REDACTED");
-        } else {
-            out.append_pair(&k, &v);
-        }
-    }
-    out.finish()
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-}
-
-/// Graph takes the token from the header or the `access_token` parameter.
-fn token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
-    bearer(headers).or_else(|| query.get("access_token").map(String::as_str))
-}
-
-fn record(st: &mut Store, endpoint: Endpoint, uri: &Uri, headers: &HeaderMap, status: StatusCode) {
-    st.record(RecordedRequest {
-        endpoint,
-        method: Method::GET.to_string(),
-        path: uri.path().to_owned(),
-        query: recorded_query(uri.query()),
-        status: status.as_u16(),
-        bearer_present: bearer(headers).is_some(),
-    });
-}
-
-fn json_response(status: u16, body: Value) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-/// Graph's error envelope.
-fn graph_error(
-    status: u16,
-    code: i64,
-    error_type: &str,
-    message: &str,
-    subcode: Option<i64>,
-) -> Response {
-    let mut error = json!({
-        "message": message,
-        "type": error_type,
-        "code": code,
-        "fbtrace_id": random_alnum(23),
-    });
-    if let Some(subcode) = subcode {
-        error["error_subcode"] = json!(subcode);
-    }
-    json_response(status, json!({ "error": error }))
-}
-
-fn invalid_token() -> Response {
-    const MESSAGE: &str = "Invalid OAuth access token - Cannot parse access token";
-    let mut response = graph_error(401, 190, "OAuthException", MESSAGE, None);
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(
-            "OAuth \"Facebook Platform\" \"invalid_token\" \"Invalid OAuth access token - Cannot parse access token\"",
-        ),
-    );
-    response
-}
-
-/// What Graph answers for an id it cannot load: HTTP 400, code 100,
-/// subcode 33 (as seen in Graph answers for unknown object ids).
-fn unknown_object(id: &str) -> Response {
-    graph_error(
-        400,
-        100,
-        "GraphMethodException",
-        &format!(
-            "Unsupported get request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api"
-        ),
-        Some(33),
-    )
-}
-
-/// The reference only says an expired download URL answers 404.
-fn expired_url() -> Response {
-    (StatusCode::NOT_FOUND, "URL signature expired").into_response()
-}
-
-fn fault(endpoint: Endpoint, status: u16) -> Response {
-    match status {
-        404 if endpoint == Endpoint::Download => expired_url(),
-        401 => invalid_token(),
-        429 => graph_error(
-            429,
-            4,
-            "OAuthException",
-            "(#4) Application request limit reached",
-            None,
-        ),
-        503 => graph_error(
-            503,
-            2,
-            "OAuthException",
-            "(#2) Service temporarily unavailable",
-            None,
-        ),
-        s => graph_error(s, 1, "OAuthException", "An unknown error occurred", None),
-    }
-}
-
-fn is_version(segment: &str) -> bool {
-    segment
-        .strip_prefix('v')
-        .and_then(|v| v.split_once('.'))
-        .is_some_and(|(major, minor)| {
-            !major.is_empty()
-                && !minor.is_empty()
-                && major.bytes().all(|b| b.is_ascii_digit())
-                && minor.bytes().all(|b| b.is_ascii_digit())
-        })
 }
 
 async fn node_versioned(
@@ -190,7 +67,7 @@ async fn node_versioned(
     headers: HeaderMap,
 ) -> Response {
     if !is_version(&version) {
-        return unknown_path(&sh, &uri, &headers);
+        return unknown_path(&sh, &Method::GET, &uri, &headers);
     }
     node(&sh, &id, &uri, &headers).await
 }
@@ -217,7 +94,14 @@ async fn node(sh: &Shared, id: &str, uri: &Uri, headers: &HeaderMap) -> Response
     let query = parse_query(uri.query());
     let mut st = sh.store();
     let response = answer(&mut st, id, &query, token(headers, &query));
-    record(&mut st, endpoint, uri, headers, response.status());
+    record(
+        &mut st,
+        endpoint,
+        &Method::GET,
+        uri,
+        headers,
+        response.status(),
+    );
     response
 }
 
@@ -321,6 +205,7 @@ async fn download(State(sh): State<AppState>, uri: Uri, headers: HeaderMap) -> R
     record(
         &mut st,
         Endpoint::Download,
+        &Method::GET,
         &uri,
         &headers,
         response.status(),
@@ -386,26 +271,13 @@ fn chunks(
     }))
 }
 
-fn unknown_path(sh: &Shared, uri: &Uri, headers: &HeaderMap) -> Response {
-    let response = graph_error(
-        400,
-        2500,
-        "OAuthException",
-        &format!("Unknown path components: {}", uri.path()),
-        None,
-    );
-    record(
-        &mut sh.store(),
-        Endpoint::Unknown,
-        uri,
-        headers,
-        response.status(),
-    );
-    response
-}
-
-async fn unknown(State(sh): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    unknown_path(&sh, &uri, &headers)
+async fn unknown(
+    State(sh): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    unknown_path(&sh, &method, &uri, &headers)
 }
 
 // --------------------------------------------------------------------- admin
@@ -415,6 +287,9 @@ fn endpoint_name(endpoint: Endpoint) -> &'static str {
         Endpoint::Metadata => "metadata",
         Endpoint::Download => "download",
         Endpoint::PhoneNumber => "phone_number",
+        Endpoint::Messages => "messages",
+        Endpoint::MediaUpload => "media_upload",
+        Endpoint::Templates => "templates",
         Endpoint::Unknown => "unknown",
     }
 }
@@ -475,7 +350,41 @@ async fn admin_seed_phone_number(State(sh): State<AppState>, RawQuery(q): RawQue
     json_response(200, json!({"status": "success"}))
 }
 
-/// `POST /__sandbox/fail-next?n=1&status=503[&endpoint=metadata|download|phone_number]`.
+/// `POST /__sandbox/inbound?phone_number_id=…&wa_id=…&timestamp=…`: the user
+/// wrote at `timestamp` (opens the 24-hour window).
+async fn admin_inbound(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let p = parse_query(q.as_deref());
+    let timestamp = p.get("timestamp").and_then(|t| t.parse::<i64>().ok());
+    let (Some(number), Some(wa_id), Some(timestamp)) =
+        (p.get("phone_number_id"), p.get("wa_id"), timestamp)
+    else {
+        return json_response(
+            400,
+            json!({"error": "phone_number_id, wa_id and a numeric timestamp are required"}),
+        );
+    };
+    sh.store().chat.record_inbound(number, wa_id, timestamp);
+    json_response(200, json!({"status": "success"}))
+}
+
+/// `GET /__sandbox/sent-messages`: every `POST …/messages` so far.
+async fn admin_sent_messages(State(sh): State<AppState>) -> Response {
+    let list: Vec<Value> = sh
+        .store()
+        .chat
+        .sent
+        .iter()
+        .map(|m| {
+            json!({"phone_number_id": m.phone_number_id, "kind": m.kind, "to": m.to,
+                   "wa_id": m.wa_id, "message_id": m.message_id,
+                   "outcome": format!("{:?}", m.outcome), "timestamp": m.timestamp,
+                   "body": m.body})
+        })
+        .collect();
+    json_response(200, json!({ "sent_messages": list }))
+}
+
+/// `POST /__sandbox/fail-next?n=1&status=503[&endpoint=metadata|download|phone_number|messages|media_upload|templates]`.
 async fn admin_fail_next(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
     let p = parse_query(q.as_deref());
     let n = p.get("n").and_then(|v| v.parse().ok()).unwrap_or(1);
@@ -484,6 +393,9 @@ async fn admin_fail_next(State(sh): State<AppState>, RawQuery(q): RawQuery) -> R
         Some("metadata") => Some(Endpoint::Metadata),
         Some("download") => Some(Endpoint::Download),
         Some("phone_number") => Some(Endpoint::PhoneNumber),
+        Some("messages") => Some(Endpoint::Messages),
+        Some("media_upload") => Some(Endpoint::MediaUpload),
+        Some("templates") => Some(Endpoint::Templates),
         _ => None,
     };
     sh.store().add_fault(endpoint, n, status);
@@ -501,28 +413,4 @@ async fn admin_requests(State(sh): State<AppState>) -> Response {
         })
         .collect();
     json_response(200, json!({ "requests": list }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_look_like_graph_versions() {
-        assert!(is_version("v25.0"));
-        assert!(is_version("v3.2"));
-        assert!(!is_version("v25"));
-        assert!(!is_version("25.0"));
-        assert!(!is_version("vX.0"));
-        assert!(!is_version("whatsapp_business"));
-    }
-
-    #[test]
-    fn recorded_query_drops_the_token() {
-        assert_eq!(recorded_query(Some("a=1")), "a=1");
-        assert_eq!(
-            recorded_query(Some("access_token=secret&phone_number_id=9")),
-            "access_token=REDACTED&phone_number_id=9"
-        );
-    }
 }
