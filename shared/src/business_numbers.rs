@@ -43,4 +43,41 @@ pub trait BusinessNumbers: Send + Sync {
         access_token: &str,
         phone_number_id: &str,
     ) -> Result<BusinessNumber, BusinessNumberError>;
+    /// Sends a text from the number to `to` (E.164), quoting `reply_to` if
+    /// given; the message id WhatsApp gives it.
+    async fn send_text(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        to: &str,
+        text: &str,
+        reply_to: Option<&str>,
+    ) -> Result<String, SendError>;
+}
+
+/// A send WhatsApp refused or could not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{explanation}")]
+pub struct SendError {
+    /// Meta's error code, if it gave one.
+    pub code: Option<i64>,
+    /// What it means, in words a sales person understands.
+    pub explanation: String,
+    /// Whether trying the same send again later may work.
+    pub transient: bool,
+}
+
+/// Meta's send errors in words (WhatsApp reference §8).
+pub fn explain_send_error(code: Option<i64>, fallback: &str) -> String {
+    match code {
+        Some(131047) => "More than 24 hours have passed since the customer last wrote: only an approved template can be sent until they reply.".into(),
+        Some(131056) => "Too many messages to this customer in a short time: wait a moment before sending again.".into(),
+        Some(130429) => "WhatsApp is limiting how fast this number sends: try again shortly.".into(),
+        Some(131026) => "WhatsApp could not deliver the message: the number may not be on WhatsApp, or the customer's app is too old.".into(),
+        Some(132001) => "That template does not exist in this language or is not approved.".into(),
+        Some(132000) => "The template's parameters do not match: fill in every placeholder.".into(),
+        Some(131053) => "WhatsApp could not use the attached file (type or size).".into(),
+        Some(190) => "The WhatsApp number's access token is no longer valid: register the number again with a new one.".into(),
+        _ => format!("WhatsApp refused the message: {fallback}"),
+    }
 }

@@ -410,6 +410,12 @@ pub struct StoredMessage {
     /// looks for what that upload left before uploading again.
     #[serde(default)]
     pub attachment_started_at: Option<i64>,
+    /// Who sent it from the CRM (a message sent through live chat).
+    #[serde(default)]
+    pub sent_by: Option<String>,
+    /// How far WhatsApp got delivering a message we sent.
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
 }
 
 /// A media message's file: attached to the record, or why not.
@@ -435,6 +441,49 @@ impl AttachmentOutcome {
                 format!(" (not attached: {file_name}, {reason})")
             }
         }
+    }
+}
+
+/// How far WhatsApp got delivering a message we sent; it only moves on
+/// (status webhooks arrive out of order).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Delivery {
+    /// The Cloud API took it (it answered a message id).
+    Accepted,
+    Sent,
+    Delivered,
+    Read,
+    Failed {
+        code: Option<i64>,
+        reason: String,
+    },
+}
+
+impl Delivery {
+    /// Later states rank higher; a failure ends it.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Self::Accepted => 1,
+            Self::Sent => 2,
+            Self::Delivered => 3,
+            Self::Read => 4,
+            Self::Failed { .. } => 5,
+        }
+    }
+
+    /// A status webhook's `status` (and its error) as a delivery state.
+    pub fn from_status(status: &str, code: Option<i64>, reason: Option<&str>) -> Option<Self> {
+        Some(match status {
+            "sent" => Self::Sent,
+            "delivered" => Self::Delivered,
+            "read" | "played" => Self::Read,
+            "failed" => Self::Failed {
+                code,
+                reason: reason.unwrap_or("WhatsApp could not deliver it").to_owned(),
+            },
+            _ => return None,
+        })
     }
 }
 

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::model::{
     AttachmentOutcome, Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote,
-    MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User, WhatsAppNumber,
-    Workspace,
+    Delivery, MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User,
+    WhatsAppNumber, Workspace,
 };
 use crate::phone::E164;
 use crate::retention::{Expiry, Retention};
@@ -310,6 +310,17 @@ pub struct CrmUsage {
     pub tokens: u64,
 }
 
+/// What claiming a send found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendClaim {
+    /// Nobody sent it yet: this caller sends it.
+    Claimed,
+    /// Sent already, as this message.
+    Sent { message_id: String },
+    /// Being sent (or its outcome unknown) since `started_at`.
+    InProgress { started_at: i64 },
+}
+
 /// One page of a longer read, and where the next one starts (none: done).
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -319,6 +330,32 @@ pub struct Page<T> {
 
 #[async_trait]
 pub trait MessageStore: Send + Sync {
+    /// Moves a sent message's delivery state on, never back: false if it is
+    /// not stored or already as far.
+    async fn advance_delivery(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        delivery: &Delivery,
+    ) -> Result<bool, StoreError>;
+    /// Claims the send a client asked for under `send_key` (its own id for
+    /// the send), recorded before anything is sent.
+    async fn claim_send(
+        &self,
+        workspace_id: &str,
+        send_key: &str,
+        now: i64,
+    ) -> Result<SendClaim, StoreError>;
+    /// Records the message id WhatsApp gave a claimed send.
+    async fn finish_send(
+        &self,
+        workspace_id: &str,
+        send_key: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError>;
+    /// Gives up a claim whose send was refused (nothing was sent), so the
+    /// client may try again.
+    async fn release_send(&self, workspace_id: &str, send_key: &str) -> Result<(), StoreError>;
     /// Stores a new message (it expires only once finished).
     async fn insert_message(
         &self,

@@ -435,10 +435,17 @@ pub fn note_line_text(
         .unwrap_or_default();
     match message.direction {
         Direction::Inbound => format!("{time} ← {contact_display}: {}{attachment}", message.text),
-        Direction::Outbound => format!(
-            "{time} → Business {business_number}: {}{attachment}",
-            message.text
-        ),
+        Direction::Outbound => match &message.sent_by {
+            // Sent from the CRM: who sent it.
+            Some(sender) => format!(
+                "{time} → {sender} (Business {business_number}): {}{attachment}",
+                message.text
+            ),
+            None => format!(
+                "{time} → Business {business_number}: {}{attachment}",
+                message.text
+            ),
+        },
     }
 }
 

@@ -294,6 +294,55 @@ pub fn parse_delivery(body: &[u8]) -> Result<Vec<WebhookItem>, PayloadError> {
     Ok(items)
 }
 
+/// A status webhook's news about a message we sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub phone_number_id: String,
+    pub message_id: String,
+    /// `sent`, `delivered`, `read`, `played`, `failed`.
+    pub status: String,
+    pub error_code: Option<i64>,
+    /// What the error says (`title`, else `message`).
+    pub error_reason: Option<String>,
+}
+
+/// The status updates of a delivery (statuses without an id or a number
+/// are passed over: nothing could be matched to them).
+pub fn status_updates(body: &[u8]) -> Result<Vec<StatusUpdate>, PayloadError> {
+    let envelope: Envelope = serde_json::from_slice(body)?;
+    let mut updates = Vec::new();
+    for value in envelope
+        .entry
+        .into_iter()
+        .flat_map(|e| e.changes)
+        .map(|c| c.value)
+    {
+        let Some(number) = value.metadata.as_ref().map(|m| m.phone_number_id.clone()) else {
+            continue;
+        };
+        for status in &value.statuses {
+            let (Some(id), Some(state)) = (status["id"].as_str(), status["status"].as_str()) else {
+                continue;
+            };
+            let error = status["errors"].get(0);
+            updates.push(StatusUpdate {
+                phone_number_id: number.clone(),
+                message_id: id.to_owned(),
+                status: state.to_owned(),
+                error_code: error.and_then(|e| e["code"].as_i64()),
+                error_reason: error.and_then(|e| {
+                    e["error_data"]["details"]
+                        .as_str()
+                        .or(e["title"].as_str())
+                        .or(e["message"].as_str())
+                        .map(str::to_owned)
+                }),
+            });
+        }
+    }
+    Ok(updates)
+}
+
 fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) {
     let number = value.metadata.as_ref().map(|m| m.phone_number_id.clone());
     let skip = |reason, id: Option<&str>| WebhookItem::Skipped {

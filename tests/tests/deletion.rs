@@ -144,6 +144,8 @@ async fn store_old_messages(system: &TestSystem, workspace: &TestWorkspace, coun
             received_at: MAY_20_0915,
             attachment: None,
             attachment_started_at: None,
+            sent_by: None,
+            delivery: None,
         };
         store.insert_message(&message).await.expect("stored");
     }

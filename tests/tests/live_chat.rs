@@ -165,3 +165,156 @@ async fn the_unsigned_query_is_never_trusted() {
     let (status, _) = record_chats(&system, None, "persons/1").await;
     assert_eq!(status, 401);
 }
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+async fn send(system: &TestSystem, session: &str, wa_id: &str, body: Value) -> (u16, Value) {
+    let response = system
+        .http
+        .post(system.url(&format!(
+            "/api/live/chats/{}/messages",
+            e2e::chat_key_param(wa_id)
+        )))
+        .header("x-live-session", session)
+        .json(&body)
+        .send()
+        .await
+        .expect("answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+/// The delivery status the chat view shows for `message_id`.
+async fn delivery_of(system: &TestSystem, session: &str, record: &str, message_id: &str) -> Value {
+    let (_, view) = record_chats(system, Some(session), record).await;
+    view["chats"][0]["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["message_id"] == message_id)
+        .map(|m| m["delivery"]["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_from_pipedrive_is_sent_once_ticks_on_and_lands_in_the_day_note() {
+    let system = TestSystem::start().await;
+    let workspace = system.workspace("ana@acme.example", "UTC").await;
+    system
+        .connect_pipedrive(&workspace, "ana@acme.example", json!({}))
+        .await;
+    system
+        .graph
+        .set_webhook(&system.url("/webhooks/whatsapp"), e2e::META_APP_SECRET);
+    let asked_at = now() - 60;
+    system
+        .post_webhook(&e2e::text_delivery(
+            ALICE_WA_ID,
+            "Alice",
+            "wamid.ASK1",
+            asked_at,
+            "Can I visit on Friday?",
+        ))
+        .await;
+    system
+        .graph
+        .record_inbound(e2e::PHONE_NUMBER_ID, ALICE_WA_ID, asked_at);
+    let (person, _) = system
+        .wait_for_pipedrive_note("+447700900123", "visit on Friday")
+        .await;
+    let record = format!("persons/{}", person["id"]);
+    let (_, body) =
+        start_session(&system, &signed(Algorithm::HS256, APP_SECRET, 11_001, 300)).await;
+    let session = body["session"].as_str().expect("a session").to_owned();
+
+    let reply = json!({ "client_id": "click-1", "text": "Yes, Friday 10:00 works 👍", "reply_to": "wamid.ASK1" });
+    let (status, sent) = send(&system, &session, ALICE_WA_ID, reply.clone()).await;
+    assert_eq!(status, 201, "{sent}");
+    let message_id = sent["message_id"].as_str().expect("an id").to_owned();
+    // A double click sends once.
+    let (status, again) = send(&system, &session, ALICE_WA_ID, reply).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["message_id"], message_id.as_str());
+    assert_eq!(again["duplicate"], true);
+    let texts: Vec<Value> = system
+        .graph
+        .sent_messages()
+        .into_iter()
+        .map(|m| m.body)
+        .filter(|b| b["type"] == "text")
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert_eq!(texts[0]["to"], "+447700900123");
+    assert_eq!(texts[0]["context"]["message_id"], "wamid.ASK1");
+
+    // Status webhooks, signed by the Graph sandbox, tick it on.
+    system
+        .eventually("the reply to show delivered", || async {
+            match delivery_of(&system, &session, &record, &message_id).await {
+                v if v == "delivered" => Ok(()),
+                other => Err(format!("it shows {other}")),
+            }
+        })
+        .await;
+    // Out of order: read, then a late sent — it stays read.
+    system
+        .graph
+        .emit_statuses(&message_id, &["read", "sent"])
+        .await
+        .expect("emitted");
+    system
+        .eventually("the reply to show read", || async {
+            match delivery_of(&system, &session, &record, &message_id).await {
+                v if v == "read" => Ok(()),
+                other => Err(format!("it shows {other}")),
+            }
+        })
+        .await;
+
+    // The day note gets the outgoing line once, with who sent it.
+    let (_, note) = system
+        .wait_for_pipedrive_note("+447700900123", "Friday 10:00 works")
+        .await;
+    let content = note["content"].as_str().expect("content");
+    assert_eq!(
+        content.matches("Friday 10:00 works").count(),
+        1,
+        "{content}"
+    );
+    assert!(
+        content.contains("→ ana@acme.example (Business +447700900100): Yes, Friday 10:00 works 👍"),
+        "{content}"
+    );
+
+    // A chat whose window closed: free text is refused before Meta sees it.
+    let old = now() - 2 * 24 * 3600;
+    system
+        .post_webhook(&e2e::text_delivery(
+            "447700900456",
+            "Bob",
+            "wamid.BOB1",
+            old,
+            "Hello?",
+        ))
+        .await;
+    system
+        .wait_for_message_state("wamid.BOB1", "appended")
+        .await;
+    let before = system.graph.sent_messages().len();
+    let (status, refused) = send(
+        &system,
+        &session,
+        "447700900456",
+        json!({ "client_id": "click-2", "text": "Sorry for the delay" }),
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused.to_string().contains("template"), "{refused}");
+    assert_eq!(system.graph.sent_messages().len(), before, "nothing sent");
+    system.assert_pipedrive_contract_kept();
+}

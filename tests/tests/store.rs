@@ -70,6 +70,8 @@ fn message(id: &str) -> StoredMessage {
         received_at: 1_779_268_500,
         attachment: None,
         attachment_started_at: None,
+        sent_by: None,
+        delivery: None,
     }
 }
 

@@ -14,6 +14,7 @@
 //! | sync-log entry | `WS#<ws>` | `LOG#<id>` |
 //! | sync settings | `WS#<ws>` | `SETTINGS#<crm>` |
 //! | a CRM's API budget is spent until (`until_at`) | `WS#<ws>` | `BUDGET#<crm>` |
+//! | a live-chat send, by its client's id (`message_id` once sent) | `WS#<ws>` | `SEND#<sha256 of chat key and client id>` |
 //! | CRM calls and tokens spent on a day (UTC) | `WS#<ws>` | `USAGE#<crm>#<YYYY-MM-DD>` |
 //! | OAuth state of the workspace (finds the global one) | `WS#<ws>` | `OAUTHSTATE#<nonce>` |
 //! | token lookup (found from its user: `token_hash`) | `TOKEN#<sha256>` | `TOKEN` |
@@ -69,14 +70,14 @@ use serde::de::DeserializeOwned;
 use crate::error::StoreError;
 use crate::model::{
     AttachmentOutcome, Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote,
-    MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User, WhatsAppNumber,
-    Workspace,
+    Delivery, MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User,
+    WhatsAppNumber, Workspace,
 };
 use crate::phone::E164;
 use crate::retention::{Expiry, LEGACY_RETENTION_SECS, Retention, day_note_anchor};
 use crate::store::{
     ChatStore, ConnectionStore, ContactClaim, CrmUsage, Insert, LogEntry, MessageStore, NoteStore,
-    Page, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
+    Page, SendClaim, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -1476,6 +1477,78 @@ impl SettingsStore for DynamoStore {
 
 #[async_trait]
 impl MessageStore for DynamoStore {
+    async fn advance_delivery(
+        &self,
+        workspace_id: &str,
+        message_id: &str,
+        delivery: &Delivery,
+    ) -> Result<bool, StoreError> {
+        let value = serde_dynamo::to_attribute_value(delivery)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let update = self
+            .update_in(workspace_id, format!("MSG#{message_id}"))
+            .update_expression("SET delivery = :d, delivery_rank = :r")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(delivery_rank) OR delivery_rank < :r)",
+            )
+            .expression_attribute_values(":d", value)
+            .expression_attribute_values(":r", n(i64::from(delivery.rank())));
+        condition_outcome(update.send().await)
+    }
+
+    async fn claim_send(
+        &self,
+        workspace_id: &str,
+        send_key: &str,
+        now: i64,
+    ) -> Result<SendClaim, StoreError> {
+        let sk = format!("SEND#{send_key}");
+        let mut item = Item::new();
+        item.insert("pk".into(), s(ws_pk(workspace_id)));
+        item.insert("sk".into(), s(sk.as_str()));
+        item.insert("started_at".into(), n(now));
+        // A week: longer than any client retries the same send.
+        item.insert("ttl".into(), n(now + 7 * 86_400));
+        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
+            return Ok(SendClaim::Claimed);
+        }
+        let existing = self
+            .get_raw(ws_pk(workspace_id), sk)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a send claim vanished".into()))?;
+        if let Some(id) = existing.get("message_id").and_then(|v| v.as_s().ok()) {
+            return Ok(SendClaim::Sent {
+                message_id: id.clone(),
+            });
+        }
+        let started_at = existing
+            .get("started_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
+        Ok(SendClaim::InProgress { started_at })
+    }
+
+    async fn finish_send(
+        &self,
+        workspace_id: &str,
+        send_key: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        self.update_in(workspace_id, format!("SEND#{send_key}"))
+            .update_expression("SET message_id = :m")
+            .expression_attribute_values(":m", s(message_id))
+            .send()
+            .await
+            .map_err(request_error)?;
+        Ok(())
+    }
+
+    async fn release_send(&self, workspace_id: &str, send_key: &str) -> Result<(), StoreError> {
+        self.delete(ws_pk(workspace_id), format!("SEND#{send_key}"))
+            .await
+    }
+
     async fn insert_message(
         &self,
         message: &StoredMessage,

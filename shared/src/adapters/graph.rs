@@ -10,7 +10,9 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::business_numbers::{BusinessNumber, BusinessNumberError, BusinessNumbers};
+use crate::business_numbers::{
+    BusinessNumber, BusinessNumberError, BusinessNumbers, SendError, explain_send_error,
+};
 use crate::media::{MediaError, MediaFile, MediaSource};
 
 /// Longest Graph error message kept in [`MediaError::Rejected`].
@@ -304,6 +306,106 @@ impl BusinessNumbers for GraphBusinessNumbers {
         Ok(BusinessNumber {
             display_phone_number: node.display_phone_number,
             verified_name: node.verified_name,
+        })
+    }
+
+    async fn send_text(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        to: &str,
+        text: &str,
+        reply_to: Option<&str>,
+    ) -> Result<String, SendError> {
+        let mut body = serde_json::json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": { "body": text, "preview_url": false },
+        });
+        if let Some(quoted) = reply_to {
+            body["context"] = serde_json::json!({ "message_id": quoted });
+        }
+        self.post_message(access_token, phone_number_id, &body)
+            .await
+    }
+}
+
+/// Graph's send answer: the new message's id.
+#[derive(Deserialize)]
+struct SendAnswer {
+    messages: Vec<SentId>,
+}
+
+#[derive(Deserialize)]
+struct SentId {
+    id: String,
+}
+
+impl GraphBusinessNumbers {
+    async fn post_message(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        body: &serde_json::Value,
+    ) -> Result<String, SendError> {
+        let unavailable = |reason: String| SendError {
+            code: None,
+            explanation: format!("WhatsApp could not be reached: {reason}"),
+            transient: true,
+        };
+        let url = format!(
+            "{}/{}/{}/messages",
+            self.graph.base_url,
+            self.graph.api_version,
+            utf8_percent_encode(phone_number_id, NON_ALPHANUMERIC)
+        );
+        let timeout = call_timeout().map_err(|e| unavailable(e.to_string()))?;
+        let response = self
+            .graph
+            .http
+            .post(url)
+            .bearer_auth(access_token)
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        tracing::info!(phone_number_id, status = status.as_u16(), "graph send");
+        if status.is_success() {
+            let answer: SendAnswer = serde_json::from_str(&text)
+                .map_err(|e| unavailable(format!("unreadable answer: {e}")))?;
+            return answer
+                .messages
+                .into_iter()
+                .next()
+                .map(|m| m.id)
+                .ok_or_else(|| unavailable("no message id in the answer".into()));
+        }
+        let error = serde_json::from_str::<GraphErrorBody>(&text)
+            .ok()
+            .map(|b| b.error);
+        let code = error.as_ref().and_then(|e| e.code);
+        let fallback: String = error
+            .map(|e| e.message.replace(access_token, "[token]"))
+            .unwrap_or_else(|| format!("HTTP {status}"))
+            .chars()
+            .take(MESSAGE_MAX_CHARS)
+            .collect();
+        let transient = matches!(
+            graph_error(status, &text, access_token),
+            MediaError::RateLimited | MediaError::Unavailable(_) | MediaError::Transport(_)
+        ) || matches!(code, Some(131056 | 130429));
+        Err(SendError {
+            code,
+            explanation: explain_send_error(code, &fallback),
+            transient,
         })
     }
 }

@@ -6,6 +6,8 @@
 //!   connect).
 //! - `GET /api/live/chats?record=<module>/<id>` (`X-Live-Session`): the
 //!   chats the record shows its user, messages newest first.
+//! - `POST /api/live/chats/{chat_key}/messages` (`X-Live-Session`)
+//!   `{client_id, text, reply_to?}`: sends a text, once per `client_id`.
 
 use lambda_http::Request;
 use serde::Deserialize;
@@ -15,6 +17,7 @@ use super::http::{ApiError, HttpResponse, json_response, no_route, query_params}
 use crate::deps::Deps;
 use crate::livechat::LiveSession;
 use crate::livechat::pipedrive_token::{self, TokenError};
+use crate::livechat::send::{SendRefusal, SendRequest};
 use crate::livechat::session::SESSION_SECS;
 use crate::livechat::view::{ViewError, record_chats};
 use crate::model::{ConnectionKind, CrmKind, RecordRef};
@@ -26,7 +29,21 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
     match (req.method().as_str(), rest) {
         ("POST", ["pipedrive", "session"]) => pipedrive_session(deps, req).await,
         ("GET", ["chats"]) => chats(deps, req).await,
-        (_, ["pipedrive", "session"] | ["chats"]) => Err(ApiError::MethodNotAllowed),
+        ("POST", ["chats", chat_key, "messages"]) => {
+            let session = session(deps, req).await?;
+            let asked: SendRequest = serde_json::from_slice(req.body().as_ref()).map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "expected {{\"client_id\": \"…\", \"text\": \"…\"}}: {e}"
+                ))
+            })?;
+            let sent = crate::livechat::send::send_text(deps, &session, chat_key, &asked)
+                .await
+                .map_err(send_refusal)?;
+            Ok(json_response(if sent.duplicate { 200 } else { 201 }, &sent))
+        }
+        (_, ["pipedrive", "session"] | ["chats"] | ["chats", _, "messages"]) => {
+            Err(ApiError::MethodNotAllowed)
+        }
         _ => Err(no_route(req)),
     }
 }
@@ -106,6 +123,22 @@ async fn pipedrive_session(deps: &Deps, req: &Request) -> Result<HttpResponse, A
             "user_id": session.user_id,
         }),
     ))
+}
+
+fn send_refusal(e: SendRefusal) -> ApiError {
+    match e {
+        SendRefusal::Invalid(m) => ApiError::BadRequest(m),
+        SendRefusal::NoSuchChat => ApiError::NotFound(e.to_string()),
+        SendRefusal::ReadOnly => ApiError::Forbidden(e.to_string()),
+        SendRefusal::WindowClosed | SendRefusal::InProgress | SendRefusal::NoToken => {
+            ApiError::Conflict(e.to_string())
+        }
+        SendRefusal::WhatsApp(refused) if refused.transient => {
+            ApiError::WhatsAppUnavailable(refused.to_string())
+        }
+        SendRefusal::WhatsApp(refused) => ApiError::Conflict(refused.to_string()),
+        SendRefusal::Store(e) => ApiError::Internal(e.to_string()),
+    }
 }
 
 /// The session the request carries.

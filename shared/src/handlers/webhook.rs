@@ -11,7 +11,7 @@ use serde_json::json;
 use super::http::{ApiError, HttpResponse, json_response, query_params, text_response};
 use crate::crypto::{secrets_equal, verify_meta_signature};
 use crate::deps::Deps;
-use crate::model::{MessageState, NO_NUMBER_YET, StoredMessage, chat_key, held_chat_key};
+use crate::model::{Delivery, MessageState, NO_NUMBER_YET, StoredMessage, chat_key, held_chat_key};
 use crate::queue::{MessageRef, QueueName};
 use crate::store::Insert;
 use crate::synclog;
@@ -67,6 +67,7 @@ async fn receive(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         parse_delivery(body).map_err(|e| ApiError::BadRequest(format!("webhook refused: {e}")))?;
 
     let mut tally = Tally::default();
+    apply_statuses(deps, body).await?;
     let mut to_queue = Vec::new();
     for item in items {
         match item {
@@ -205,6 +206,31 @@ async fn store(
     Ok(to_queue)
 }
 
+/// Moves the delivery state of messages we sent on, as status webhooks
+/// report it (out of order, and again: a state never moves back).
+async fn apply_statuses(deps: &Deps, body: &[u8]) -> Result<(), ApiError> {
+    let updates = crate::whatsapp::status_updates(body)
+        .map_err(|e| ApiError::BadRequest(format!("webhook refused: {e}")))?;
+    for update in updates {
+        let Some(delivery) = Delivery::from_status(
+            &update.status,
+            update.error_code,
+            update.error_reason.as_deref(),
+        ) else {
+            continue;
+        };
+        let Some(number) = deps.store.whatsapp_number(&update.phone_number_id).await? else {
+            continue;
+        };
+        let moved = deps
+            .store
+            .advance_delivery(&number.workspace_id, &update.message_id, &delivery)
+            .await?;
+        tracing::info!(workspace_id = %number.workspace_id, message_id = %update.message_id, status = %update.status, moved, "message status");
+    }
+    Ok(())
+}
+
 /// The item a delivered message is stored as, in `chat` and `state`.
 fn to_store(
     message: ChatMessage,
@@ -224,6 +250,8 @@ fn to_store(
         media: message.media,
         attachment: None,
         attachment_started_at: None,
+        sent_by: None,
+        delivery: None,
         contact_name: message.contact_name,
         state,
         received_at,

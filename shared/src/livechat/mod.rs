@@ -9,6 +9,7 @@
 //! CRM's sharing rules decide what a user may see.
 
 pub mod pipedrive_token;
+pub mod send;
 pub mod session;
 pub mod view;
 

@@ -73,6 +73,10 @@ pub struct ViewMessage {
     pub text: String,
     /// `received`, `queued`, `waiting`, `appended` (saved to the CRM), …
     pub state: &'static str,
+    /// For messages we sent: how far WhatsApp got (ticks).
+    pub delivery: Option<crate::model::Delivery>,
+    /// Who sent it from the CRM.
+    pub sent_by: Option<String>,
 }
 
 impl From<&StoredMessage> for ViewMessage {
@@ -84,6 +88,8 @@ impl From<&StoredMessage> for ViewMessage {
             kind: m.kind.clone(),
             text: m.text.clone(),
             state: m.state.name(),
+            delivery: m.delivery.clone(),
+            sent_by: m.sent_by.clone(),
         }
     }
 }
