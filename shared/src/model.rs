@@ -616,6 +616,21 @@ pub enum FollowUpRule {
 /// `{number}` their number.
 pub const DEFAULT_FOLLOW_UP_TITLE: &str = "WhatsApp: {name}";
 
+/// Zoho's part of the sync settings: the lead source written on new
+/// records, and what happens when a Lead is converted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ZohoSettings {
+    pub lead_source_field: Option<String>,
+    pub lead_source_value: String,
+    pub on_converted: OnConverted,
+    /// Whether records of the destination can be converted (Zoho: Leads),
+    /// as the metadata said at activation.
+    #[serde(default)]
+    pub destination_convertable: bool,
+    pub converted_module: Option<String>,
+    pub converted_number_field: Option<String>,
+}
+
 /// Pipedrive's part of the sync settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct PipedriveSettings {
@@ -651,15 +666,9 @@ pub struct SyncSettings {
     #[serde(default)]
     pub name_max_length: Option<u32>,
     pub chat_link_field: Option<String>,
-    pub lead_source_field: Option<String>,
-    pub lead_source_value: String,
-    pub on_converted: OnConverted,
-    /// Whether records of the destination can be converted (Zoho: Leads),
-    /// as the metadata said at activation.
-    #[serde(default)]
-    pub destination_convertable: bool,
-    pub converted_module: Option<String>,
-    pub converted_number_field: Option<String>,
+    /// Zoho's part (stored and shown flat beside the common settings).
+    #[serde(flatten)]
+    pub zoho: ZohoSettings,
     #[serde(default)]
     pub pipedrive: PipedriveSettings,
     pub active: bool,
@@ -683,12 +692,14 @@ impl SyncSettings {
             name_field: standard("name"),
             name_max_length: None,
             chat_link_field: None,
-            lead_source_field: None,
-            lead_source_value: "WhatsApp".to_owned(),
-            on_converted: OnConverted::Continue,
-            destination_convertable: false,
-            converted_module: None,
-            converted_number_field: None,
+            zoho: ZohoSettings {
+                lead_source_field: None,
+                lead_source_value: "WhatsApp".to_owned(),
+                on_converted: OnConverted::Continue,
+                destination_convertable: false,
+                converted_module: None,
+                converted_number_field: None,
+            },
             pipedrive: PipedriveSettings {
                 note_on_open_deal: true,
                 ..PipedriveSettings::default()

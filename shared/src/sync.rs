@@ -340,8 +340,11 @@ pub fn record_fields(
     if let Some(field) = &settings.chat_link_field {
         fields.insert(field.clone(), link.into());
     }
-    if let Some(field) = &settings.lead_source_field {
-        fields.insert(field.clone(), settings.lead_source_value.clone().into());
+    if let Some(field) = &settings.zoho.lead_source_field {
+        fields.insert(
+            field.clone(),
+            settings.zoho.lead_source_value.clone().into(),
+        );
     }
     fields
 }

@@ -446,12 +446,16 @@ async fn skip(
 async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool, WorkError> {
     let settings = ctx.settings;
     let now = ctx.deps.clock.now();
-    let convertible = settings.destination_convertable
+    let convertible = settings.zoho.destination_convertable
         && settings.destination_module.as_deref() == Some(record.module.as_str());
     if !convertible || now - ctx.chat.record_checked_at < ctx.deps.config.conversion_check_secs {
         return Ok(true);
     }
-    let into_module = settings.converted_module.as_deref().unwrap_or("Contacts");
+    let into_module = settings
+        .zoho
+        .converted_module
+        .as_deref()
+        .unwrap_or("Contacts");
     let conversion = match ctx.crm.conversion(record, into_module, None).await {
         Ok(conversion) => conversion,
         Err(e) if e.is_transient() || matches!(e, CrmError::ConnectionBroken(_)) => {
@@ -463,7 +467,7 @@ async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool
             return Ok(true);
         }
     };
-    let into = match (conversion, settings.on_converted) {
+    let into = match (conversion, settings.zoho.on_converted) {
         (Conversion::NotConverted, _) => {
             ctx.patch(ChatPatch {
                 record_checked_at: Some(now),
@@ -584,9 +588,11 @@ async fn link_record(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> 
     }
     // Searched whatever the rule: with `stop`, a person whose Lead was
     // converted must not come back as a new Lead either.
-    if settings.destination_convertable
-        && let (Some(module), Some(field)) =
-            (&settings.converted_module, &settings.converted_number_field)
+    if settings.zoho.destination_convertable
+        && let (Some(module), Some(field)) = (
+            &settings.zoho.converted_module,
+            &settings.zoho.converted_number_field,
+        )
     {
         places.push((module.clone(), field.clone()));
     }
@@ -597,7 +603,7 @@ async fn link_record(ctx: &Linking<'_>) -> Result<Option<RecordRef>, WorkError> 
             continue;
         };
         let in_converted = Some(module) != settings.destination_module.as_ref();
-        if in_converted && settings.on_converted == OnConverted::Stop {
+        if in_converted && settings.zoho.on_converted == OnConverted::Stop {
             let reason = format!(
                 "the number belongs to a {module} record (where converted leads go) and the settings say stop"
             );

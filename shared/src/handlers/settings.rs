@@ -225,7 +225,7 @@ async fn edit(
     let (_, client) = connected_crm(deps, me, crm).await?;
     let checked = validate(client.as_ref(), &settings).await?;
     settings.name_max_length = checked.name_max_length;
-    settings.destination_convertable = checked.destination_convertable;
+    settings.zoho.destination_convertable = checked.destination_convertable;
     save(deps, &mut settings).await?;
     if let Some(zone) = &time_zone {
         deps.store.set_time_zone(&me.workspace_id, zone).await?;
@@ -258,15 +258,15 @@ fn apply_patch(
             settings.name_field = None;
             settings.name_max_length = None;
             settings.chat_link_field = None;
-            settings.lead_source_field = None;
-            settings.destination_convertable = false;
+            settings.zoho.lead_source_field = None;
+            settings.zoho.destination_convertable = false;
         }
     }
     if let Some(value) = patch.get("converted_module") {
         let module = text("converted_module", value)?;
-        if module != settings.converted_module {
-            settings.converted_module = module;
-            settings.converted_number_field = None;
+        if module != settings.zoho.converted_module {
+            settings.zoho.converted_module = module;
+            settings.zoho.converted_number_field = None;
         }
     }
     for (key, value) in patch {
@@ -296,15 +296,16 @@ fn apply_patch(
             "number_field" => settings.number_field = text(key, value)?,
             "name_field" => settings.name_field = text(key, value)?,
             "chat_link_field" => settings.chat_link_field = text(key, value)?,
-            "lead_source_field" => settings.lead_source_field = text(key, value)?,
-            "converted_number_field" => settings.converted_number_field = text(key, value)?,
+            "lead_source_field" => settings.zoho.lead_source_field = text(key, value)?,
+            "converted_number_field" => settings.zoho.converted_number_field = text(key, value)?,
             "lead_source_value" => {
-                settings.lead_source_value =
+                settings.zoho.lead_source_value =
                     text(key, value)?.ok_or_else(|| SettingError::new(key, "cannot be empty"))?;
             }
             "on_converted" => {
-                settings.on_converted = serde_json::from_value::<OnConverted>(value.clone())
-                    .map_err(|_| SettingError::new(key, "must be `continue` or `stop`"))?;
+                settings.zoho.on_converted =
+                    serde_json::from_value::<OnConverted>(value.clone())
+                        .map_err(|_| SettingError::new(key, "must be `continue` or `stop`"))?;
             }
             "time_zone" => {
                 let zone =
@@ -383,13 +384,14 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
         match setting {
             FieldSetting::Name => checked.name_max_length = field.length,
             FieldSetting::LeadSource => {
-                check_lead_source_value(field, &settings.lead_source_value)?;
+                check_lead_source_value(field, &settings.zoho.lead_source_value)?;
             }
             _ => {}
         }
     }
     // Converted records only exist for a convertible destination (Leads).
     if let Some(converted) = settings
+        .zoho
         .converted_module
         .as_ref()
         .filter(|_| module.convertable)
@@ -413,7 +415,7 @@ async fn validate(crm: &dyn Crm, settings: &SyncSettings) -> Result<Checked, Api
             )
             .into());
         }
-        if let Some(api_name) = &settings.converted_number_field {
+        if let Some(api_name) = &settings.zoho.converted_number_field {
             let converted_fields = crm.fields(converted).await.map_err(crm_failure)?;
             check_field(
                 FieldSetting::ConvertedNumber,
@@ -445,8 +447,8 @@ async fn default_converted_destination(
     checked: &Checked,
 ) -> Result<Option<(String, String)>, ApiError> {
     if !checked.destination_convertable
-        || settings.on_converted != OnConverted::Continue
-        || settings.converted_module.is_some()
+        || settings.zoho.on_converted != OnConverted::Continue
+        || settings.zoho.converted_module.is_some()
         || check_module(
             "converted_module",
             &checked.modules,
@@ -467,7 +469,7 @@ async fn default_converted_destination(
     // is where a converted contact's number is); else the first phone field.
     let by_name =
         |name: Option<&str>| name.and_then(|name| phone_fields.iter().find(|f| f.api_name == name));
-    let chosen = by_name(settings.converted_number_field.as_deref())
+    let chosen = by_name(settings.zoho.converted_number_field.as_deref())
         .or_else(|| by_name(settings.number_field.as_deref()))
         .or(phone_fields.first());
     Ok(chosen.map(|field| (DEFAULT_CONVERTED_MODULE.to_owned(), field.api_name.clone())))
@@ -521,11 +523,11 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     let (connection, client) = connected_crm(deps, me, crm).await?;
     let checked = validate(client.as_ref(), &settings).await?;
     settings.name_max_length = checked.name_max_length;
-    settings.destination_convertable = checked.destination_convertable;
+    settings.zoho.destination_convertable = checked.destination_convertable;
     let defaulted = default_converted_destination(client.as_ref(), &settings, &checked).await?;
     if let Some((module, field)) = &defaulted {
-        settings.converted_module = Some(module.clone());
-        settings.converted_number_field = Some(field.clone());
+        settings.zoho.converted_module = Some(module.clone());
+        settings.zoho.converted_number_field = Some(field.clone());
     }
     let defaults_applied = defaulted.map(
         |(module, field)| json!({ "converted_module": module, "converted_number_field": field }),
@@ -705,6 +707,7 @@ async fn deactivate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ZohoSettings;
 
     fn stored() -> SyncSettings {
         SyncSettings {
@@ -713,10 +716,13 @@ mod tests {
             name_field: Some("Last_Name".into()),
             name_max_length: Some(80),
             chat_link_field: Some("Website".into()),
-            lead_source_field: Some("Lead_Source".into()),
-            destination_convertable: true,
-            converted_module: Some("Contacts".into()),
-            converted_number_field: Some("Mobile".into()),
+            zoho: ZohoSettings {
+                lead_source_field: Some("Lead_Source".into()),
+                destination_convertable: true,
+                converted_module: Some("Contacts".into()),
+                converted_number_field: Some("Mobile".into()),
+                ..SyncSettings::new("ws", CrmKind::Zoho, 0).zoho
+            },
             ..SyncSettings::new("ws", CrmKind::Zoho, 0)
         }
     }
@@ -736,14 +742,17 @@ mod tests {
         assert_eq!(settings.destination_module.as_deref(), Some("Contacts"));
         assert_eq!(settings.number_field, None);
         assert_eq!(settings.chat_link_field, None);
-        assert_eq!(settings.lead_source_field, None);
+        assert_eq!(settings.zoho.lead_source_field, None);
         assert_eq!(
             settings.name_field.as_deref(),
             Some("Last_Name"),
             "set in the same patch"
         );
         // The converted destination is its own setting and stays.
-        assert_eq!(settings.converted_number_field.as_deref(), Some("Mobile"));
+        assert_eq!(
+            settings.zoho.converted_number_field.as_deref(),
+            Some("Mobile")
+        );
     }
 
     #[test]
@@ -781,6 +790,6 @@ mod tests {
             .expect("valid"),
             Some("Europe/Berlin".to_owned())
         );
-        assert_eq!(settings.on_converted, OnConverted::Stop);
+        assert_eq!(settings.zoho.on_converted, OnConverted::Stop);
     }
 }

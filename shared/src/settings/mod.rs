@@ -53,8 +53,8 @@ impl FieldSetting {
             Self::Number => settings.number_field.as_deref(),
             Self::Name => settings.name_field.as_deref(),
             Self::ChatLink => settings.chat_link_field.as_deref(),
-            Self::LeadSource => settings.lead_source_field.as_deref(),
-            Self::ConvertedNumber => settings.converted_number_field.as_deref(),
+            Self::LeadSource => settings.zoho.lead_source_field.as_deref(),
+            Self::ConvertedNumber => settings.zoho.converted_number_field.as_deref(),
         }
     }
 }
@@ -235,11 +235,11 @@ pub fn missing_setting(
     if settings.name_field.is_none() {
         return Some("name_field");
     }
-    if destination_convertable && settings.on_converted == OnConverted::Continue {
-        if settings.converted_module.is_none() {
+    if destination_convertable && settings.zoho.on_converted == OnConverted::Continue {
+        if settings.zoho.converted_module.is_none() {
             return Some("converted_module");
         }
-        if settings.converted_number_field.is_none() {
+        if settings.zoho.converted_number_field.is_none() {
             return Some("converted_number_field");
         }
     }
