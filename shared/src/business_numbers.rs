@@ -53,6 +53,54 @@ pub trait BusinessNumbers: Send + Sync {
         text: &str,
         reply_to: Option<&str>,
     ) -> Result<String, SendError>;
+    /// The approved message templates of the business account `waba_id`.
+    async fn approved_templates(
+        &self,
+        access_token: &str,
+        waba_id: &str,
+    ) -> Result<Vec<Template>, SendError>;
+    /// Sends the template `name` in `language` with its body's parameters.
+    async fn send_template(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        to: &str,
+        template: &TemplateSend,
+    ) -> Result<String, SendError>;
+}
+
+/// An approved message template, as the composer offers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Template {
+    pub name: String,
+    pub language: String,
+    pub category: String,
+    /// The body's text with its `{{1}}`… placeholders.
+    pub body: String,
+    /// How many body parameters it takes.
+    pub parameters: usize,
+}
+
+/// A template to send and its body's parameter values, in order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct TemplateSend {
+    pub name: String,
+    pub language: String,
+    #[serde(default)]
+    pub parameters: Vec<String>,
+}
+
+/// The number of distinct `{{n}}` placeholders in a template text.
+pub fn placeholder_count(text: &str) -> usize {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        seen.insert(after[..end].trim().to_owned());
+        rest = &after[end + 2..];
+    }
+    seen.len()
 }
 
 /// A send WhatsApp refused or could not take.

@@ -70,6 +70,10 @@ pub struct WhatsAppNumber {
     /// encrypted like CRM tokens and bound to this number. Never returned.
     #[serde(default)]
     pub access_token_enc: Option<String>,
+    /// The WhatsApp Business Account the number belongs to (its message
+    /// templates live there), if the registration named it.
+    #[serde(default)]
+    pub waba_id: Option<String>,
 }
 
 /// Without the access token, not even encrypted.
@@ -771,6 +775,7 @@ mod tests {
             display_phone_number: "447700900100".into(),
             owner_user_id: "u1".into(),
             access_token_enc: Some("sealed-token-secret".into()),
+            waba_id: None,
         };
         let shown = format!("{number:?}");
         assert!(!shown.contains("secret"), "{shown}");

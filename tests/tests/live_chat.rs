@@ -316,5 +316,69 @@ async fn a_reply_from_pipedrive_is_sent_once_ticks_on_and_lands_in_the_day_note(
     assert_eq!(status, 409, "{refused}");
     assert!(refused.to_string().contains("template"), "{refused}");
     assert_eq!(system.graph.sent_messages().len(), before, "nothing sent");
+
+    // Templates: the number names its business account, whose approved
+    // templates the composer offers; one goes out with its parameters.
+    let response = system
+        .http
+        .post(system.url("/api/whatsapp-numbers"))
+        .bearer_auth(&workspace.owner_token)
+        .json(&json!({
+            "phone_number_id": e2e::PHONE_NUMBER_ID,
+            "display_phone_number": e2e::BUSINESS_NUMBER,
+            "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN,
+            "waba_id": graph_sandbox::DEFAULT_WABA_ID,
+        }))
+        .send()
+        .await
+        .expect("registers");
+    assert!(response.status().is_success(), "{}", response.status());
+    let response = system
+        .http
+        .get(system.url(&format!(
+            "/api/live/chats/{}/templates",
+            e2e::chat_key_param("447700900456")
+        )))
+        .header("x-live-session", &session)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    let listed: Value = response.json().await.expect("JSON");
+    let templates = listed["templates"].as_array().cloned().unwrap_or_default();
+    assert!(
+        templates
+            .iter()
+            .any(|t| t["name"] == "order_update" && t["language"] == "en" && t["parameters"] == 2),
+        "{listed}"
+    );
+    assert!(templates.iter().all(|t| t["name"] != ""), "{listed}");
+    let wrong = send(
+        &system,
+        &session,
+        "447700900456",
+        json!({ "client_id": "tpl-0", "template": { "name": "order_update", "language": "en", "parameters": ["Bob"] } }),
+    )
+    .await;
+    assert_eq!(wrong.0, 409, "{}", wrong.1);
+    assert!(
+        wrong.1.to_string().contains("parameters do not match"),
+        "{}",
+        wrong.1
+    );
+    let (status, sent) = send(
+        &system,
+        &session,
+        "447700900456",
+        json!({ "client_id": "tpl-1", "template": { "name": "order_update", "language": "en", "parameters": ["Bob", "#42"] } }),
+    )
+    .await;
+    assert_eq!(status, 201, "{sent}");
+    let last = system.graph.sent_messages().pop().expect("a send");
+    assert_eq!(last.body["type"], "template");
+    assert_eq!(
+        last.body["template"]["components"][0]["parameters"][1]["text"],
+        "#42"
+    );
     system.assert_pipedrive_contract_kept();
 }

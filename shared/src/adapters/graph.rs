@@ -11,7 +11,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use crate::business_numbers::{
-    BusinessNumber, BusinessNumberError, BusinessNumbers, SendError, explain_send_error,
+    BusinessNumber, BusinessNumberError, BusinessNumbers, SendError, Template, TemplateSend,
+    explain_send_error, placeholder_count,
 };
 use crate::media::{MediaError, MediaFile, MediaSource};
 
@@ -326,6 +327,119 @@ impl BusinessNumbers for GraphBusinessNumbers {
         });
         if let Some(quoted) = reply_to {
             body["context"] = serde_json::json!({ "message_id": quoted });
+        }
+        self.post_message(access_token, phone_number_id, &body)
+            .await
+    }
+
+    async fn approved_templates(
+        &self,
+        access_token: &str,
+        waba_id: &str,
+    ) -> Result<Vec<Template>, SendError> {
+        let unavailable = |reason: String| SendError {
+            code: None,
+            explanation: format!("WhatsApp's templates could not be read: {reason}"),
+            transient: true,
+        };
+        let timeout = call_timeout().map_err(|e| unavailable(e.to_string()))?;
+        let url = format!(
+            "{}/{}/{}/message_templates",
+            self.graph.base_url,
+            self.graph.api_version,
+            utf8_percent_encode(waba_id, NON_ALPHANUMERIC)
+        );
+        let mut templates = Vec::new();
+        let mut after: Option<String> = None;
+        // A business has at most a few hundred templates: a few pages.
+        for _ in 0..20 {
+            let mut query = vec![
+                (
+                    "fields",
+                    "name,language,status,category,components".to_owned(),
+                ),
+                ("status", "APPROVED".to_owned()),
+                ("limit", "100".to_owned()),
+            ];
+            if let Some(cursor) = &after {
+                query.push(("after", cursor.clone()));
+            }
+            let response = self
+                .graph
+                .http
+                .get(&url)
+                .bearer_auth(access_token)
+                .query(&query)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| unavailable(e.without_url().to_string()))?;
+            let status = response.status();
+            let text = response
+                .text()
+                .await
+                .map_err(|e| unavailable(e.without_url().to_string()))?;
+            if !status.is_success() {
+                return Err(unavailable(format!("HTTP {status}")));
+            }
+            let page: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| unavailable(format!("unreadable answer: {e}")))?;
+            for t in page["data"].as_array().into_iter().flatten() {
+                if t["status"] != "APPROVED" {
+                    continue;
+                }
+                let body = t["components"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == "BODY")
+                    .and_then(|c| c["text"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                templates.push(Template {
+                    name: t["name"].as_str().unwrap_or_default().to_owned(),
+                    language: t["language"].as_str().unwrap_or_default().to_owned(),
+                    category: t["category"].as_str().unwrap_or_default().to_owned(),
+                    parameters: placeholder_count(&body),
+                    body,
+                });
+            }
+            after = page["paging"]["next"]
+                .as_str()
+                .and(page["paging"]["cursors"]["after"].as_str())
+                .map(str::to_owned);
+            if after.is_none() {
+                break;
+            }
+        }
+        Ok(templates)
+    }
+
+    async fn send_template(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        to: &str,
+        template: &TemplateSend,
+    ) -> Result<String, SendError> {
+        let mut body = serde_json::json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "template",
+            "template": {
+                "name": template.name,
+                "language": { "code": template.language },
+            },
+        });
+        if !template.parameters.is_empty() {
+            let parameters: Vec<serde_json::Value> = template
+                .parameters
+                .iter()
+                .map(|p| serde_json::json!({ "type": "text", "text": p }))
+                .collect();
+            body["template"]["components"] =
+                serde_json::json!([{ "type": "body", "parameters": parameters }]);
         }
         self.post_message(access_token, phone_number_id, &body)
             .await

@@ -288,6 +288,9 @@ struct NewWhatsAppNumber {
     /// A Cloud API access token of the business that owns the number: it
     /// proves control of the number and downloads media; stored encrypted.
     access_token: Option<String>,
+    /// The WhatsApp Business Account (for its message templates).
+    #[serde(default)]
+    waba_id: Option<String>,
 }
 
 async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
@@ -351,6 +354,10 @@ async fn add_whatsapp_number(deps: &Deps, req: &Request) -> Result<HttpResponse,
         display_phone_number: display_phone_number.to_string(),
         owner_user_id,
         access_token_enc: None,
+        waba_id: input
+            .waba_id
+            .map(|w| w.trim().to_owned())
+            .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_digit())),
     };
     if let Some(existing) = deps.store.whatsapp_number(&number.phone_number_id).await?
         && existing.workspace_id != me.workspace_id

@@ -7,7 +7,10 @@
 //! - `GET /api/live/chats?record=<module>/<id>` (`X-Live-Session`): the
 //!   chats the record shows its user, messages newest first.
 //! - `POST /api/live/chats/{chat_key}/messages` (`X-Live-Session`)
-//!   `{client_id, text, reply_to?}`: sends a text, once per `client_id`.
+//!   `{client_id, text, reply_to?}` or `{client_id, template: {name,
+//!   language, parameters}}`: sends a text (window open) or an approved
+//!   template (any time), once per `client_id`.
+//! - `GET /api/live/chats/{chat_key}/templates`: the approved templates.
 
 use lambda_http::Request;
 use serde::Deserialize;
@@ -36,12 +39,19 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
                     "expected {{\"client_id\": \"…\", \"text\": \"…\"}}: {e}"
                 ))
             })?;
-            let sent = crate::livechat::send::send_text(deps, &session, chat_key, &asked)
+            let sent = crate::livechat::send::send(deps, &session, chat_key, &asked)
                 .await
                 .map_err(send_refusal)?;
             Ok(json_response(if sent.duplicate { 200 } else { 201 }, &sent))
         }
-        (_, ["pipedrive", "session"] | ["chats"] | ["chats", _, "messages"]) => {
+        ("GET", ["chats", chat_key, "templates"]) => {
+            let session = session(deps, req).await?;
+            let templates = crate::livechat::templates::chat_templates(deps, &session, chat_key)
+                .await
+                .map_err(send_refusal)?;
+            Ok(json_response(200, &json!({ "templates": templates })))
+        }
+        (_, ["pipedrive", "session"] | ["chats"] | ["chats", _, "messages" | "templates"]) => {
             Err(ApiError::MethodNotAllowed)
         }
         _ => Err(no_route(req)),

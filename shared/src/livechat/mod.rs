@@ -11,6 +11,7 @@
 pub mod pipedrive_token;
 pub mod send;
 pub mod session;
+pub mod templates;
 pub mod view;
 
 pub use session::LiveSession;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LiveSession;
 use super::view::WINDOW_SECS;
-use crate::business_numbers::{SendError, explain_send_error};
+use crate::business_numbers::{SendError, TemplateSend, explain_send_error};
 use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::model::{Delivery, MessageState, StoredMessage};
@@ -26,10 +26,15 @@ const CLIENT_ID_MAX: usize = 100;
 pub struct SendRequest {
     /// The page's own id for this send: the same id sends once.
     pub client_id: String,
-    pub text: String,
-    /// A message of the chat to quote.
+    /// Free text (only while the 24-hour window is open)…
+    #[serde(default)]
+    pub text: Option<String>,
+    /// …quoting a message of the chat…
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// …or an approved template, at any time.
+    #[serde(default)]
+    pub template: Option<TemplateSend>,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,8 +74,21 @@ impl From<crate::error::QueueError> for SendRefusal {
     }
 }
 
+/// How a sent template reads in the chat and the day note.
+fn template_line(template: &TemplateSend) -> String {
+    if template.parameters.is_empty() {
+        format!("[Template {}]", template.name)
+    } else {
+        format!(
+            "[Template {}: {}]",
+            template.name,
+            template.parameters.join(", ")
+        )
+    }
+}
+
 /// Sends `asked` to the chat `chat_key` as the session's user.
-pub async fn send_text(
+pub async fn send(
     deps: &Deps,
     session: &LiveSession,
     chat_key: &str,
@@ -82,11 +100,20 @@ pub async fn send_text(
             "client_id must be 1 to {CLIENT_ID_MAX} characters"
         )));
     }
-    let text = asked.text.trim();
-    if text.is_empty() || text.chars().count() > TEXT_MAX_CHARS {
-        return Err(SendRefusal::Invalid(format!(
-            "text must be 1 to {TEXT_MAX_CHARS} characters"
-        )));
+    let text = asked.text.as_deref().map(str::trim);
+    match (&text, &asked.template) {
+        (Some(text), None) if !text.is_empty() && text.chars().count() <= TEXT_MAX_CHARS => {}
+        (Some(_), None) => {
+            return Err(SendRefusal::Invalid(format!(
+                "text must be 1 to {TEXT_MAX_CHARS} characters"
+            )));
+        }
+        (None, Some(template)) if !template.name.trim().is_empty() => {}
+        _ => {
+            return Err(SendRefusal::Invalid(
+                "send either `text` or a `template` ({name, language, parameters})".into(),
+            ));
+        }
     }
     let workspace_id = session.workspace_id.as_str();
     let chat = deps
@@ -120,7 +147,8 @@ pub async fn send_text(
         .filter(|m| m.direction == Direction::Inbound)
         .map(|m| m.timestamp)
         .max();
-    if last_inbound.is_none_or(|at| at + WINDOW_SECS <= now) {
+    // Templates may open a conversation; free text only while it is open.
+    if text.is_some() && last_inbound.is_none_or(|at| at + WINDOW_SECS <= now) {
         return Err(SendRefusal::WindowClosed);
     }
     let send_key = crate::crypto::sha256_hex(&format!("{chat_key}\n{client_id}"));
@@ -150,16 +178,30 @@ pub async fn send_text(
     }) else {
         return released(SendRefusal::NoToken).await;
     };
-    let sent = deps
-        .business_numbers
-        .send_text(
-            &token,
-            &number.phone_number_id,
-            chat.contact.as_str(),
-            text,
-            asked.reply_to.as_deref(),
-        )
-        .await;
+    let to = chat.contact.as_str();
+    let (sent, kind, shown) = match (text, &asked.template) {
+        (Some(text), _) => (
+            deps.business_numbers
+                .send_text(
+                    &token,
+                    &number.phone_number_id,
+                    to,
+                    text,
+                    asked.reply_to.as_deref(),
+                )
+                .await,
+            "text",
+            text.to_owned(),
+        ),
+        (None, Some(template)) => (
+            deps.business_numbers
+                .send_template(&token, &number.phone_number_id, to, template)
+                .await,
+            "template",
+            template_line(template),
+        ),
+        (None, None) => return released(SendRefusal::Invalid("nothing to send".into())).await,
+    };
     let message_id = match sent {
         Ok(id) => id,
         // Refused outright: nothing reached the customer.
@@ -176,8 +218,8 @@ pub async fn send_text(
         chat_key: chat_key.to_owned(),
         direction: Direction::Outbound,
         timestamp: now,
-        kind: "text".to_owned(),
-        text: text.to_owned(),
+        kind: kind.to_owned(),
+        text: shown,
         media: None,
         contact_name: None,
         state: MessageState::Received,
