@@ -220,10 +220,30 @@ install_venv() {
     log "Python tools: installed ($("$VENV_PY" -c 'import cfnlint.version as c, moto; print("moto", moto.__version__ + ", cfn-lint", c.__version__)'))"
 }
 
+# Headless Chromium and its WebDriver for the live-chat page's browser test
+# (tests/tests/live_chat_page.rs): Debian's packages, installed with apt-get
+# (as root, or through sudo) when either command is missing.
+install_chromium() {
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+        log "Chromium: up to date ($(chromedriver --version | cut -d' ' -f1-2))"
+        return 0
+    fi
+    local sudo=()
+    [[ "$(id -u)" == 0 ]] || sudo=(sudo)
+    command -v apt-get >/dev/null 2>&1 ||
+        die "chromium and chromedriver are missing and there is no apt-get: install them by hand"
+    log "Chromium: apt-get install chromium chromium-driver"
+    "${sudo[@]}" apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null ||
+        { "${sudo[@]}" apt-get update >/dev/null &&
+            "${sudo[@]}" apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null; } ||
+        die "apt-get could not install chromium chromium-driver"
+}
+
 cmd_install() {
     require java node python
     install_dynamodb
     install_venv
+    install_chromium
 }
 
 # ----------------------------------------------------------------- services

@@ -8,6 +8,7 @@
 //! record's numbers are read from the CRM with that user's own token, so the
 //! CRM's sharing rules decide what a user may see.
 
+pub mod page;
 pub mod pipedrive_token;
 pub mod send;
 pub mod session;

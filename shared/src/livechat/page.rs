@@ -1,0 +1,128 @@
+//! The live-chat page the CRMs frame: one dependency-free HTML page
+//! (`page/live.html`, with its style and script inlined from `page/live.css`
+//! and `page/live.js`), served by the `api` function at `GET /live/pipedrive`.
+//!
+//! The inline style and script are allowed by their SHA-256 hashes, never by
+//! `'unsafe-inline'`; `frame-ancestors` names the CRMs' origins, plus any
+//! origins in `LIVE_EXTRA_FRAME_ANCESTORS` (space separated; for local hosts
+//! such as the browser test's stand-in for Pipedrive — not set in the
+//! template).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use lambda_http::{Body, Response};
+use sha2::{Digest, Sha256};
+
+use crate::handlers::http::HttpResponse;
+
+const HTML: &str = include_str!("page/live.html");
+const CSS: &str = include_str!("page/live.css");
+const JS: &str = include_str!("page/live.js");
+
+/// Where Pipedrive and Zoho CRM (every data centre) frame extension pages.
+pub const CRM_FRAME_ANCESTORS: &[&str] = &[
+    "https://*.pipedrive.com",
+    "https://*.zoho.com",
+    "https://*.zoho.eu",
+    "https://*.zoho.in",
+    "https://*.zoho.com.au",
+    "https://*.zoho.jp",
+    "https://*.zohocloud.ca",
+];
+
+/// The environment variable naming extra frame ancestors (local only).
+pub const EXTRA_ANCESTORS_ENV: &str = "LIVE_EXTRA_FRAME_ANCESTORS";
+
+/// Extra origins from `LIVE_EXTRA_FRAME_ANCESTORS`: only `http(s)://host[:port]`
+/// words, so nothing can smuggle another directive into the header.
+pub fn extra_ancestors_from_env() -> Vec<String> {
+    std::env::var(EXTRA_ANCESTORS_ENV)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|o| is_origin(o))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn is_origin(word: &str) -> bool {
+    let rest = word
+        .strip_prefix("https://")
+        .or_else(|| word.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'))
+    })
+}
+
+fn sha256_source(text: &str) -> String {
+    format!(
+        "'sha256-{}'",
+        STANDARD.encode(Sha256::digest(text.as_bytes()))
+    )
+}
+
+/// The page for `crm` ("pipedrive"), framed by the CRMs and `extra` origins.
+pub fn page(crm: &str, extra: &[String]) -> HttpResponse {
+    let ancestors: Vec<&str> = CRM_FRAME_ANCESTORS
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect();
+    // The page accepts the token only from a parent on one of these origins.
+    let parents = ancestors.join(" ");
+    let csp = format!(
+        "default-src 'self'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; \
+         base-uri 'none'; form-action 'none'; object-src 'none'; frame-ancestors 'self' {parents}",
+        sha256_source(JS),
+        sha256_source(CSS),
+    );
+    let body = HTML
+        .replace("{{CRM}}", crm)
+        .replace("{{PARENT_ORIGINS}}", &parents)
+        .replace("{{STYLE}}", CSS)
+        .replace("{{SCRIPT}}", JS);
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("content-security-policy", csp)
+        .header("x-content-type-options", "nosniff")
+        .header("referrer-policy", "no-referrer")
+        .header("cache-control", "no-store")
+        .body(Body::Text(body))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inline_style_and_script_match_their_hashes() {
+        let response = page("pipedrive", &["http://127.0.0.1:4000".into()]);
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .expect("ascii");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert!(csp.contains(&sha256_source(JS)), "{csp}");
+        assert!(
+            csp.ends_with("frame-ancestors 'self' https://*.pipedrive.com https://*.zoho.com https://*.zoho.eu https://*.zoho.in https://*.zoho.com.au https://*.zoho.jp https://*.zohocloud.ca http://127.0.0.1:4000"),
+            "{csp}"
+        );
+        let Body::Text(html) = response.body() else {
+            panic!("a text body")
+        };
+        assert!(html.contains(&format!("<script>{JS}</script>")));
+        assert!(html.contains(&format!("<style>{CSS}</style>")));
+        assert!(!html.contains("{{"), "every placeholder filled");
+    }
+
+    #[test]
+    fn only_origins_are_taken_as_extra_ancestors() {
+        assert!(is_origin("http://127.0.0.1:4000"));
+        assert!(is_origin("https://acme.pipedrive.com"));
+        assert!(!is_origin("'unsafe-inline'"));
+        assert!(!is_origin("http://x; script-src *"));
+        assert!(!is_origin("https://"));
+    }
+}
