@@ -750,6 +750,40 @@ impl TestSystem {
             .await
     }
 
+    /// A workspace of Ana's on Pipedrive (settings active), the Graph
+    /// sandbox sending its status webhooks here, and Alice asking, a minute
+    /// ago, "Can I visit on Friday?" as `message_id` (the 24-hour window is
+    /// open); the workspace and Alice's person once her note is written.
+    pub async fn pipedrive_chat_with_a_fresh_question(
+        &self,
+        message_id: &str,
+    ) -> (TestWorkspace, Value) {
+        let workspace = self.workspace("ana@acme.example", "UTC").await;
+        self.connect_pipedrive(&workspace, "ana@acme.example", json!({}))
+            .await;
+        self.graph
+            .set_webhook(&self.url("/webhooks/whatsapp"), META_APP_SECRET);
+        let asked_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+            - 60;
+        self.post_webhook(&text_delivery(
+            ALICE_WA_ID,
+            "Alice",
+            message_id,
+            asked_at,
+            "Can I visit on Friday?",
+        ))
+        .await;
+        self.graph
+            .record_inbound(PHONE_NUMBER_ID, ALICE_WA_ID, asked_at);
+        let (person, _) = self
+            .wait_for_pipedrive_note("+447700900123", "visit on Friday")
+            .await;
+        (workspace, person)
+    }
+
     /// Pipedrive persons (not deleted) with `e164` among their phones, other
     /// than the activation's test person.
     pub fn pipedrive_persons_with_phone(&self, e164: &str) -> Vec<Value> {

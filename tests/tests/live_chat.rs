@@ -204,28 +204,8 @@ async fn delivery_of(system: &TestSystem, session: &str, record: &str, message_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_from_pipedrive_is_sent_once_ticks_on_and_lands_in_the_day_note() {
     let system = TestSystem::start().await;
-    let workspace = system.workspace("ana@acme.example", "UTC").await;
-    system
-        .connect_pipedrive(&workspace, "ana@acme.example", json!({}))
-        .await;
-    system
-        .graph
-        .set_webhook(&system.url("/webhooks/whatsapp"), e2e::META_APP_SECRET);
-    let asked_at = now() - 60;
-    system
-        .post_webhook(&e2e::text_delivery(
-            ALICE_WA_ID,
-            "Alice",
-            "wamid.ASK1",
-            asked_at,
-            "Can I visit on Friday?",
-        ))
-        .await;
-    system
-        .graph
-        .record_inbound(e2e::PHONE_NUMBER_ID, ALICE_WA_ID, asked_at);
-    let (person, _) = system
-        .wait_for_pipedrive_note("+447700900123", "visit on Friday")
+    let (workspace, person) = system
+        .pipedrive_chat_with_a_fresh_question("wamid.ASK1")
         .await;
     let record = format!("persons/{}", person["id"]);
     let (_, body) =

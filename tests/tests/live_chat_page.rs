@@ -8,7 +8,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use e2e::{ALICE_WA_ID, TestSystem};
+use e2e::TestSystem;
 use fantoccini::{ClientBuilder, Locator};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
@@ -116,28 +116,8 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
             .contains("Connect Pipedrive")
     );
 
-    let workspace = system.workspace("ana@acme.example", "UTC").await;
-    system
-        .connect_pipedrive(&workspace, "ana@acme.example", json!({}))
-        .await;
-    system
-        .graph
-        .set_webhook(&system.url("/webhooks/whatsapp"), e2e::META_APP_SECRET);
-    let asked_at = now() - 60;
-    system
-        .post_webhook(&e2e::text_delivery(
-            ALICE_WA_ID,
-            "Alice",
-            "wamid.PAGE1",
-            asked_at,
-            "Can I visit on Friday?",
-        ))
-        .await;
-    system
-        .graph
-        .record_inbound(e2e::PHONE_NUMBER_ID, ALICE_WA_ID, asked_at);
-    let (person, _) = system
-        .wait_for_pipedrive_note("+447700900123", "visit on Friday")
+    let (_, person) = system
+        .pipedrive_chat_with_a_fresh_question("wamid.PAGE1")
         .await;
 
     let base = system.url("");

@@ -12,7 +12,7 @@ use super::view::WINDOW_SECS;
 use crate::business_numbers::{SendError, TemplateSend, explain_send_error};
 use crate::deps::Deps;
 use crate::error::StoreError;
-use crate::model::{Delivery, MessageState, StoredMessage};
+use crate::model::{Chat, Delivery, MessageState, StoredMessage, WhatsAppNumber};
 use crate::queue::{MessageRef, QueueName};
 use crate::store::SendClaim;
 use crate::whatsapp::Direction;
@@ -74,6 +74,47 @@ impl From<crate::error::QueueError> for SendRefusal {
     }
 }
 
+/// The workspace's chat `chat_key` and its business number.
+pub(super) async fn chat_and_number(
+    deps: &Deps,
+    workspace_id: &str,
+    chat_key: &str,
+) -> Result<(Chat, WhatsAppNumber), SendRefusal> {
+    let chat = deps
+        .store
+        .chat(workspace_id, chat_key)
+        .await?
+        .ok_or(SendRefusal::NoSuchChat)?;
+    let number = deps
+        .store
+        .whatsapp_number(&chat.phone_number_id)
+        .await?
+        .filter(|n| n.workspace_id == workspace_id)
+        .ok_or(SendRefusal::NoSuchChat)?;
+    Ok((chat, number))
+}
+
+/// The business number's Cloud API token, decrypted.
+pub(super) async fn number_token(
+    deps: &Deps,
+    number: &WhatsAppNumber,
+) -> Result<String, SendRefusal> {
+    let keys = deps
+        .secrets
+        .keys()
+        .await
+        .map_err(|e| SendRefusal::Store(StoreError::Request(e.to_string())))?;
+    number
+        .access_token_enc
+        .as_deref()
+        .and_then(|sealed| {
+            keys.token_cipher()
+                .decrypt(sealed, &number.token_binding())
+                .ok()
+        })
+        .ok_or(SendRefusal::NoToken)
+}
+
 /// How a sent template reads in the chat and the day note.
 fn template_line(template: &TemplateSend) -> String {
     if template.parameters.is_empty() {
@@ -116,22 +157,12 @@ pub async fn send(
         }
     }
     let workspace_id = session.workspace_id.as_str();
-    let chat = deps
-        .store
-        .chat(workspace_id, chat_key)
-        .await?
-        .ok_or(SendRefusal::NoSuchChat)?;
+    let (chat, number) = chat_and_number(deps, workspace_id, chat_key).await?;
     let user = deps
         .store
         .user(workspace_id, &session.user_id)
         .await?
         .ok_or(SendRefusal::ReadOnly)?;
-    let number = deps
-        .store
-        .whatsapp_number(&chat.phone_number_id)
-        .await?
-        .filter(|n| n.workspace_id == workspace_id)
-        .ok_or(SendRefusal::NoSuchChat)?;
     let may_send = user.role.manages_workspace()
         || number.owner_user_id == user.id
         || chat.responsible_user_id.as_deref() == Some(user.id.as_str());
@@ -167,16 +198,9 @@ pub async fn send(
         deps.store.release_send(workspace_id, &send_key).await?;
         Err::<Sent, _>(e)
     };
-    let keys = match deps.secrets.keys().await {
-        Ok(keys) => keys,
-        Err(e) => return released(SendRefusal::Store(StoreError::Request(e.to_string()))).await,
-    };
-    let Some(token) = number.access_token_enc.as_deref().and_then(|sealed| {
-        keys.token_cipher()
-            .decrypt(sealed, &number.token_binding())
-            .ok()
-    }) else {
-        return released(SendRefusal::NoToken).await;
+    let token = match number_token(deps, &number).await {
+        Ok(token) => token,
+        Err(e) => return released(e).await,
     };
     let to = chat.contact.as_str();
     let (sent, kind, shown) = match (text, &asked.template) {

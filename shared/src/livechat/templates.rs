@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use super::LiveSession;
-use super::send::SendRefusal;
+use super::send::{SendRefusal, chat_and_number, number_token};
 use crate::business_numbers::Template;
 use crate::deps::Deps;
 
@@ -28,17 +28,7 @@ pub async fn chat_templates(
     chat_key: &str,
 ) -> Result<Vec<Template>, SendRefusal> {
     let workspace_id = session.workspace_id.as_str();
-    let chat = deps
-        .store
-        .chat(workspace_id, chat_key)
-        .await?
-        .ok_or(SendRefusal::NoSuchChat)?;
-    let number = deps
-        .store
-        .whatsapp_number(&chat.phone_number_id)
-        .await?
-        .filter(|n| n.workspace_id == workspace_id)
-        .ok_or(SendRefusal::NoSuchChat)?;
+    let (_, number) = chat_and_number(deps, workspace_id, chat_key).await?;
     let Some(waba_id) = number.waba_id.clone() else {
         return Err(SendRefusal::Invalid(
             "the business number was registered without its WhatsApp Business Account id (waba_id): register it again with it to use templates".into(),
@@ -51,20 +41,7 @@ pub async fn chat_templates(
     {
         return Ok(templates.clone());
     }
-    let keys = deps
-        .secrets
-        .keys()
-        .await
-        .map_err(|e| SendRefusal::Store(crate::error::StoreError::Request(e.to_string())))?;
-    let token = number
-        .access_token_enc
-        .as_deref()
-        .and_then(|sealed| {
-            keys.token_cipher()
-                .decrypt(sealed, &number.token_binding())
-                .ok()
-        })
-        .ok_or(SendRefusal::NoToken)?;
+    let token = number_token(deps, &number).await?;
     let templates = deps
         .business_numbers
         .approved_templates(&token, &waba_id)
