@@ -139,6 +139,8 @@ async fn a_pipedrive_user_sees_the_chats_of_a_person_they_can_see_and_nothing_el
     assert_eq!(status, 401);
     let (status, body) = record_chats(&system, Some(&session), "persons/987654").await;
     assert_eq!(status, 404, "{body}");
+    let (status, body) = record_chats(&system, Some(&session), "organizations/1").await;
+    assert_eq!(status, 404, "a module with no chats: {body}");
     // A person with no chat shows the numbers and no chat ("start a chat").
     let other = system
         .pipedrive

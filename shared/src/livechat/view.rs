@@ -119,10 +119,13 @@ pub async fn record_chats(
         }
         Err(e) => return Err(e.into()),
     };
-    let phones = crm
-        .record_phones(record)
-        .await?
-        .ok_or(ViewError::NotVisible)?;
+    let phones = match crm.record_phones(record).await {
+        Ok(Some(phones)) => phones,
+        // A module the CRM does not have (a forged record) shows nothing,
+        // as a record the user may not see does.
+        Ok(None) | Err(CrmError::Rejected { .. }) => return Err(ViewError::NotVisible),
+        Err(e) => return Err(e.into()),
+    };
     let mut numbers = BTreeSet::new();
     for stored in &phones {
         if let Some(number) = E164::parse_stored(stored) {
