@@ -38,6 +38,17 @@ impl Graph {
         }
     }
 
+    /// `{base}/{version}/{id}/{edge}`: an edge of a node (a number's
+    /// messages, a business account's templates).
+    fn edge_url(&self, id: &str, edge: &str) -> String {
+        format!(
+            "{}/{}/{}/{edge}",
+            self.base_url,
+            self.api_version,
+            utf8_percent_encode(id, NON_ALPHANUMERIC)
+        )
+    }
+
     /// `GET /{version}/{id}`: a node (media item, phone number) by its id.
     fn node(&self, id: &str, token: &str) -> reqwest::RequestBuilder {
         let url = format!(
@@ -337,18 +348,8 @@ impl BusinessNumbers for GraphBusinessNumbers {
         access_token: &str,
         waba_id: &str,
     ) -> Result<Vec<Template>, SendError> {
-        let unavailable = |reason: String| SendError {
-            code: None,
-            explanation: format!("WhatsApp's templates could not be read: {reason}"),
-            transient: true,
-        };
-        let timeout = call_timeout().map_err(|e| unavailable(e.to_string()))?;
-        let url = format!(
-            "{}/{}/{}/message_templates",
-            self.graph.base_url,
-            self.graph.api_version,
-            utf8_percent_encode(waba_id, NON_ALPHANUMERIC)
-        );
+        const WHAT: &str = "WhatsApp's templates could not be read";
+        let url = self.graph.edge_url(waba_id, "message_templates");
         let mut templates = Vec::new();
         let mut after: Option<String> = None;
         // A business has at most a few hundred templates: a few pages.
@@ -364,26 +365,18 @@ impl BusinessNumbers for GraphBusinessNumbers {
             if let Some(cursor) = &after {
                 query.push(("after", cursor.clone()));
             }
-            let response = self
+            let request = self
                 .graph
                 .http
                 .get(&url)
                 .bearer_auth(access_token)
-                .query(&query)
-                .timeout(timeout)
-                .send()
-                .await
-                .map_err(|e| unavailable(e.without_url().to_string()))?;
-            let status = response.status();
-            let text = response
-                .text()
-                .await
-                .map_err(|e| unavailable(e.without_url().to_string()))?;
+                .query(&query);
+            let (status, text) = status_and_text(request, WHAT).await?;
             if !status.is_success() {
-                return Err(unavailable(format!("HTTP {status}")));
+                return Err(unreachable(WHAT, format!("HTTP {status}")));
             }
             let page: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| unavailable(format!("unreadable answer: {e}")))?;
+                .map_err(|e| unreachable(WHAT, format!("unreadable answer: {e}")))?;
             for t in page["data"].as_array().into_iter().flatten() {
                 if t["status"] != "APPROVED" {
                     continue;
@@ -446,6 +439,36 @@ impl BusinessNumbers for GraphBusinessNumbers {
     }
 }
 
+/// A WhatsApp call that could not be made or its answer read (`what`
+/// says which): trying again later may work.
+fn unreachable(what: &str, reason: impl std::fmt::Display) -> SendError {
+    SendError {
+        code: None,
+        explanation: format!("{what}: {reason}"),
+        transient: true,
+    }
+}
+
+/// Sends `request` within the time the invocation has left; the answer's
+/// status and text.
+async fn status_and_text(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<(StatusCode, String), SendError> {
+    let timeout = call_timeout().map_err(|e| unreachable(what, e))?;
+    let response = request
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| unreachable(what, e.without_url()))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unreachable(what, e.without_url()))?;
+    Ok((status, text))
+}
+
 /// Graph's send answer: the new message's id.
 #[derive(Deserialize)]
 struct SendAnswer {
@@ -464,43 +487,24 @@ impl GraphBusinessNumbers {
         phone_number_id: &str,
         body: &serde_json::Value,
     ) -> Result<String, SendError> {
-        let unavailable = |reason: String| SendError {
-            code: None,
-            explanation: format!("WhatsApp could not be reached: {reason}"),
-            transient: true,
-        };
-        let url = format!(
-            "{}/{}/{}/messages",
-            self.graph.base_url,
-            self.graph.api_version,
-            utf8_percent_encode(phone_number_id, NON_ALPHANUMERIC)
-        );
-        let timeout = call_timeout().map_err(|e| unavailable(e.to_string()))?;
-        let response = self
+        const WHAT: &str = "WhatsApp could not be reached";
+        let request = self
             .graph
             .http
-            .post(url)
+            .post(self.graph.edge_url(phone_number_id, "messages"))
             .bearer_auth(access_token)
-            .json(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?;
+            .json(body);
+        let (status, text) = status_and_text(request, WHAT).await?;
         tracing::info!(phone_number_id, status = status.as_u16(), "graph send");
         if status.is_success() {
             let answer: SendAnswer = serde_json::from_str(&text)
-                .map_err(|e| unavailable(format!("unreadable answer: {e}")))?;
+                .map_err(|e| unreachable(WHAT, format!("unreadable answer: {e}")))?;
             return answer
                 .messages
                 .into_iter()
                 .next()
                 .map(|m| m.id)
-                .ok_or_else(|| unavailable("no message id in the answer".into()));
+                .ok_or_else(|| unreachable(WHAT, "no message id in the answer"));
         }
         let error = serde_json::from_str::<GraphErrorBody>(&text)
             .ok()

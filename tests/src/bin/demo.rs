@@ -112,12 +112,7 @@ async fn main() {
             ),
         ),
     ];
-    for (what, body) in &deliveries {
-        let response = system.post_webhook(body).await;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        println!("POST /webhooks/whatsapp  {what:<55} → {status} {answer}");
-    }
+    post_deliveries(&system, &deliveries).await;
 
     // Everything is in once the last message of each chat is.
     for (number, text) in [
@@ -302,12 +297,7 @@ async fn pipedrive_section(system: &TestSystem) {
         .expect("a person in the sandbox");
     system.pipedrive.clear_requests();
     let tokens_before = system.pipedrive.tokens_used();
-    for (what, body) in &deliveries {
-        let response = system.post_webhook(body).await;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        println!("POST /webhooks/whatsapp  {what:<55} → {status} {answer}");
-    }
+    post_deliveries(system, &deliveries).await;
     for (number, text) in [
         ("+351912345678", "Booked, thank you!"),
         ("+5511987654321", "do you take groups"),
@@ -375,5 +365,15 @@ async fn pipedrive_section(system: &TestSystem) {
     );
     for v in violations {
         println!("  {v}");
+    }
+}
+
+/// Posts each signed delivery, printing what it was and the answer.
+async fn post_deliveries(system: &TestSystem, deliveries: &[(&str, Vec<u8>)]) {
+    for (what, body) in deliveries {
+        let response = system.post_webhook(body).await;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        println!("POST /webhooks/whatsapp  {what:<55} → {status} {answer}");
     }
 }
