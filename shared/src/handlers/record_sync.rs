@@ -262,6 +262,10 @@ async fn link(
         let Some(record) = link_record(&ctx).await? else {
             return Ok(false);
         };
+        // Without a lead or deal to make, nothing more (and no read).
+        if settings.pipedrive.follow_up == FollowUpRule::None {
+            return Ok(true);
+        }
         // What linking just stored (was the record made by us?) decides
         // whether a lead or deal follows.
         let linked = deps
