@@ -420,6 +420,12 @@ pub struct StoredMessage {
     /// How far WhatsApp got delivering a message we sent.
     #[serde(default)]
     pub delivery: Option<Delivery>,
+    /// The message of the chat this one quotes (a reply).
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// The message of the chat a reaction is on.
+    #[serde(default)]
+    pub reaction_to: Option<String>,
 }
 
 /// A media message's file: attached to the record, or why not.

@@ -139,6 +139,8 @@ pub struct CardPhone {
 
 #[derive(Debug, Deserialize)]
 pub struct Reaction {
+    /// The message reacted to.
+    pub message_id: Option<String>,
     pub emoji: Option<String>,
 }
 
@@ -216,6 +218,10 @@ pub struct ChatMessage {
     /// What the note line says after time and sender.
     pub text: String,
     pub media: Option<Media>,
+    /// The message this one quotes (a reply).
+    pub reply_to: Option<String>,
+    /// The message a reaction is on.
+    pub reaction_to: Option<String>,
 }
 
 /// Why an item of a delivery is not synced.
@@ -424,6 +430,12 @@ fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) {
             .and_then(|p| p.name.clone())
             .filter(|n| !n.trim().is_empty());
         let text = render(&message);
+        let reply_to = message
+            .context
+            .as_ref()
+            .filter(|c| !c.forwarded)
+            .and_then(|c| c.id.clone());
+        let reaction_to = message.reaction.as_ref().and_then(|r| r.message_id.clone());
         let media = [
             &message.image,
             &message.video,
@@ -444,6 +456,8 @@ fn read_change(value: ChangeValue, items: &mut Vec<WebhookItem>) {
             kind: message.kind,
             text,
             media,
+            reply_to,
+            reaction_to,
         })));
     }
 }

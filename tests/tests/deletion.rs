@@ -146,6 +146,8 @@ async fn store_old_messages(system: &TestSystem, workspace: &TestWorkspace, coun
             attachment_started_at: None,
             sent_by: None,
             delivery: None,
+            reply_to: None,
+            reaction_to: None,
         };
         store.insert_message(&message).await.expect("stored");
     }

@@ -72,6 +72,8 @@ fn message(id: &str) -> StoredMessage {
         attachment_started_at: None,
         sent_by: None,
         delivery: None,
+        reply_to: None,
+        reaction_to: None,
     }
 }
 

@@ -252,6 +252,8 @@ fn to_store(
         attachment_started_at: None,
         sent_by: None,
         delivery: None,
+        reply_to: message.reply_to,
+        reaction_to: message.reaction_to,
         contact_name: message.contact_name,
         state,
         received_at,

@@ -252,6 +252,8 @@ pub async fn send(
         attachment_started_at: None,
         sent_by: Some(user.email.clone()),
         delivery: Some(Delivery::Accepted),
+        reply_to: asked.reply_to.clone(),
+        reaction_to: None,
     };
     deps.store.insert_message(&message).await?;
     // Sends through the API come back as no echo: the product writes the
