@@ -1,7 +1,8 @@
 //! The live-chat page in a browser: headless Chromium (Debian's `chromium`
 //! and `chromium-driver`, installed by `infra/local/stack.sh install`) frames
 //! `GET /live/pipedrive` in a host page standing in for Pipedrive, which
-//! hands the page a signed extension token by `postMessage`. The page shows
+//! answers the vendored app-extensions SDK's commands (`initialize`,
+//! `get_signed_token`) as Pipedrive does. The page shows
 //! the chat, sends a reply typed into it, and ticks it on as the Graph
 //! sandbox's status webhooks arrive.
 
@@ -34,17 +35,24 @@ fn signed_token(user_id: u64) -> String {
     .expect("encodes")
 }
 
-/// Pipedrive's part: frame the panel and answer its ask for a token.
+/// Pipedrive's part: frame the panel and answer the app-extensions SDK the
+/// way Pipedrive does — each command arrives with a `MessagePort`, and the
+/// answer (`{data}` or `{error}`) goes back on it.
 fn host_page(panel_url: &str, panel_origin: &str, token: &str) -> String {
     format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>Pipedrive (stand-in)</title></head>
 <body style="margin:0;background:#f5f5f5">
 <iframe id="panel" src="{panel_url}" style="width:360px;height:640px;border:0"></iframe>
 <script>
+window.sdkCommands = [];
 window.addEventListener("message", function (e) {{
-  if (e.origin === "{panel_origin}" && e.data && e.data.type === "live-chat-ready") {{
-    e.source.postMessage({{ type: "pipedrive-token", token: "{token}" }}, "{panel_origin}");
-  }}
+  var d = e.data, port = e.ports && e.ports[0];
+  if (e.origin !== "{panel_origin}" || !d || !d.payload || !port) return;
+  var p = d.payload;
+  if (p.type !== "command") return;
+  window.sdkCommands.push(p.command);
+  if (p.command === "get_signed_token") port.postMessage({{ data: {{ token: "{token}" }} }});
+  else port.postMessage({{ data: {{}} }});
 }});
 </script></body></html>"#
     )
@@ -123,7 +131,7 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
     let base = system.url("");
     let panel_origin = base.trim_end_matches('/').to_owned();
     let panel_url = format!(
-        "{panel_origin}/live/pipedrive?resource=person&view=details&selectedIds={}&userId=11001&companyId={COMPANY}",
+        "{panel_origin}/live/pipedrive?id=7f1c2d9e-panel&resource=person&view=details&selectedIds={}&userId=11001&companyId={COMPANY}&theme=light",
         person["id"]
     );
     let html = host_page(&panel_url, &panel_origin, &signed_token(11_001));
@@ -140,7 +148,7 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=420,720"] }),
+        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=420,860"] }),
     );
     let webdriver = format!("http://127.0.0.1:{}", driver.1);
     let client = {
@@ -203,7 +211,13 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
                  //span[@class='ticks'][@data-status='delivered' or @data-status='read']",
             ))
             .await?;
-        let png = client.screenshot().await?;
+        // The panel as Pipedrive shows it: the framed page, whole.
+        client.enter_parent_frame().await?;
+        let png = client
+            .find(Locator::Id("panel"))
+            .await?
+            .screenshot()
+            .await?;
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .parent()
             .expect("the target dir")

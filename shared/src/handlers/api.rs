@@ -51,10 +51,13 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("POST", ["api", "chats", chat_key, "messages", message_id, "replay"]) => {
             replay(deps, req, chat_key, message_id).await
         }
-        ("GET", ["live", "pipedrive"]) => Ok(crate::livechat::page::page(
-            "pipedrive",
-            &crate::livechat::page::extra_ancestors_from_env(),
-        )),
+        ("GET", ["live", "sdk", file]) => {
+            crate::livechat::page::sdk(file).ok_or_else(|| no_route(req))
+        }
+        ("GET", ["live", crm]) => {
+            crate::livechat::page::page(crm, &crate::livechat::page::extra_ancestors_from_env())
+                .ok_or_else(|| no_route(req))
+        }
         (_, ["api", "live", rest @ ..]) => super::live::route(deps, req, rest).await,
         (_, ["api", "settings", crm, rest @ ..]) => {
             super::settings::route(deps, req, crm, rest).await
