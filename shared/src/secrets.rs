@@ -26,6 +26,21 @@ pub struct MetaAppCredentials {
 pub struct OAuthClientCredentials {
     pub client_id: String,
     pub client_secret: String,
+    /// Pipedrive: the JWT secret given to the app's extensions in Developer
+    /// Hub, if one was (empty counts as none).
+    #[serde(default)]
+    pub extension_jwt_secret: Option<String>,
+}
+
+impl OAuthClientCredentials {
+    /// What signs the app's extension tokens: Pipedrive uses the
+    /// extension's own JWT secret when one is set, else the client secret.
+    pub fn extension_token_secret(&self) -> &str {
+        self.extension_jwt_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.client_secret)
+    }
 }
 
 /// The variable that names a secret, and its value if the function has it.
@@ -138,5 +153,23 @@ impl SecretSource for SecretsManagerSource {
             id: id.to_owned(),
             reason: "no SecretString".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OAuthClientCredentials;
+
+    #[test]
+    fn extension_tokens_are_checked_with_the_jwt_secret_when_one_is_set() {
+        let stored = |json: &str| -> OAuthClientCredentials {
+            serde_json::from_str(json).expect("credentials parse")
+        };
+        let plain = stored(r#"{"client_id":"a","client_secret":"cs"}"#);
+        assert_eq!(plain.extension_token_secret(), "cs");
+        let empty = stored(r#"{"client_id":"a","client_secret":"cs","extension_jwt_secret":""}"#);
+        assert_eq!(empty.extension_token_secret(), "cs");
+        let own = stored(r#"{"client_id":"a","client_secret":"cs","extension_jwt_secret":"jwt"}"#);
+        assert_eq!(own.extension_token_secret(), "jwt");
     }
 }

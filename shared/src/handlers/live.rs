@@ -71,8 +71,8 @@ async fn pipedrive_session(deps: &Deps, req: &Request) -> Result<HttpResponse, A
         .pipedrive_client()
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .client_secret
-        .clone();
+        .extension_token_secret()
+        .to_owned();
     let claims = pipedrive_token::verify(&asked.token, &secret).map_err(|e| match e {
         TokenError::Expired => ApiError::Unauthorized(e.to_string()),
         TokenError::Invalid(_) => ApiError::Unauthorized(e.to_string()),
