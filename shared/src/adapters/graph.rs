@@ -101,6 +101,15 @@ struct GraphError {
     #[serde(default)]
     message: String,
     code: Option<i64>,
+    /// What exactly was wrong (`message` is often only "Invalid parameter").
+    #[serde(default)]
+    error_data: Option<GraphErrorData>,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorData {
+    #[serde(default)]
+    details: Option<String>,
 }
 
 /// Meta's own domains, the only hosts (besides Graph's) a media download
@@ -607,7 +616,15 @@ fn send_failure(status: StatusCode, text: &str, access_token: &str) -> SendError
         .map(|b| b.error);
     let code = error.as_ref().and_then(|e| e.code);
     let fallback: String = error
-        .map(|e| e.message.replace(access_token, "[token]"))
+        .map(|e| {
+            let details = e.error_data.and_then(|d| d.details).unwrap_or_default();
+            let said = if details.is_empty() {
+                e.message
+            } else {
+                format!("{} ({details})", e.message)
+            };
+            said.replace(access_token, "[token]")
+        })
         .unwrap_or_else(|| format!("HTTP {status}"))
         .chars()
         .take(MESSAGE_MAX_CHARS)
