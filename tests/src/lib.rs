@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use shared::crypto::meta_signature;
 use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
 
+pub mod live;
+
 /// A copy of the project's template with `edit` applied, written to a file
 /// of its own (for tests that run an altered template).
 pub fn altered_template(edit: impl FnOnce(String) -> String) -> std::path::PathBuf {
