@@ -250,6 +250,11 @@ fn asked(request: &SendRequest) -> Result<Asked<'_>, SendRefusal> {
             "send one of `text`, `template` ({name, language, parameters}), `reaction` ({message_id, emoji}) or `media` ({kind, file_name, mime_type, data_base64, caption})".into(),
         ));
     }
+    if request.reply_to.is_some() && request.text.is_none() {
+        return Err(SendRefusal::Invalid(
+            "reply_to quotes a message in a text: send it with `text`".into(),
+        ));
+    }
     if let Some(text) = request.text.as_deref().map(str::trim) {
         if text.is_empty() || text.chars().count() > TEXT_MAX_CHARS {
             return Err(SendRefusal::Invalid(format!(
