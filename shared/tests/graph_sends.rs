@@ -5,7 +5,7 @@
 
 use graph_sandbox::{
     DEFAULT_ACCESS_TOKEN, DEFAULT_API_VERSION, DEFAULT_PHONE_NUMBER_ID, Endpoint, GraphSandbox,
-    GraphSandboxConfig,
+    GraphSandboxConfig, GraphSandboxHandle,
 };
 use shared::adapters::graph::{GraphBusinessNumbers, GraphMedia};
 use shared::business_numbers::{BusinessNumbers, MediaMessage, MediaUpload, OutboundMediaKind};
@@ -20,14 +20,21 @@ fn now() -> i64 {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn a_photo_is_uploaded_sent_by_id_and_fetched_back_by_id() {
+/// A sandbox in which Alice wrote a minute ago (her window is open), and
+/// the adapter pointed at it.
+async fn alice_wrote() -> (GraphSandboxHandle, GraphBusinessNumbers) {
     let sb = GraphSandbox::start(GraphSandboxConfig::default())
         .await
         .expect("sandbox starts");
     sb.record_inbound(DEFAULT_PHONE_NUMBER_ID, "447700900123", now() - 60);
-    let http = reqwest::Client::new();
-    let numbers = GraphBusinessNumbers::new(http.clone(), &sb.base_url(), DEFAULT_API_VERSION);
+    let numbers =
+        GraphBusinessNumbers::new(reqwest::Client::new(), &sb.base_url(), DEFAULT_API_VERSION);
+    (sb, numbers)
+}
+
+#[tokio::test]
+async fn a_photo_is_uploaded_sent_by_id_and_fetched_back_by_id() {
+    let (sb, numbers) = alice_wrote().await;
     let photo = b"\xFF\xD8\xFF\xE0 a kitchen".to_vec();
 
     let media_id = numbers
@@ -67,7 +74,7 @@ async fn a_photo_is_uploaded_sent_by_id_and_fetched_back_by_id() {
     assert!(sent.body["image"].get("filename").is_none());
 
     // What note-append does with a message's media id.
-    let fetched = GraphMedia::new(http, &sb.base_url(), DEFAULT_API_VERSION)
+    let fetched = GraphMedia::new(reqwest::Client::new(), &sb.base_url(), DEFAULT_API_VERSION)
         .fetch(DEFAULT_ACCESS_TOKEN, &media_id, 1 << 20)
         .await
         .expect("fetched back");
@@ -77,12 +84,7 @@ async fn a_photo_is_uploaded_sent_by_id_and_fetched_back_by_id() {
 
 #[tokio::test]
 async fn documents_keep_their_name_reactions_name_their_target_and_refusals_say_why() {
-    let sb = GraphSandbox::start(GraphSandboxConfig::default())
-        .await
-        .expect("sandbox starts");
-    sb.record_inbound(DEFAULT_PHONE_NUMBER_ID, "447700900123", now() - 60);
-    let numbers =
-        GraphBusinessNumbers::new(reqwest::Client::new(), &sb.base_url(), DEFAULT_API_VERSION);
+    let (sb, numbers) = alice_wrote().await;
     let upload = |bytes: &[u8], mime: &str| MediaUpload {
         bytes: bytes.to_vec(),
         mime_type: mime.into(),

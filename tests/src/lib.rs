@@ -760,11 +760,7 @@ impl TestSystem {
         &self,
         message_id: &str,
     ) -> (TestWorkspace, Value) {
-        let workspace = self.workspace("ana@acme.example", "UTC").await;
-        self.connect_pipedrive(&workspace, "ana@acme.example", json!({}))
-            .await;
-        self.graph
-            .set_webhook(&self.url("/webhooks/whatsapp"), META_APP_SECRET);
+        let workspace = self.pipedrive_workspace_of_ana().await;
         let asked_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

@@ -44,6 +44,17 @@ pub fn pipedrive_extension_token(
 }
 
 impl TestSystem {
+    /// A workspace of Ana's on Pipedrive (settings active, Ana the owner of
+    /// its number), the Graph sandbox posting its status webhooks here.
+    pub async fn pipedrive_workspace_of_ana(&self) -> crate::TestWorkspace {
+        let workspace = self.workspace("ana@acme.example", "UTC").await;
+        self.connect_pipedrive(&workspace, "ana@acme.example", json!({}))
+            .await;
+        self.graph
+            .set_webhook(&self.url("/webhooks/whatsapp"), crate::META_APP_SECRET);
+        workspace
+    }
+
     /// `POST /api/live/pipedrive/session` with `token`; (status, body).
     pub async fn start_live_session(&self, token: &str) -> (u16, Value) {
         let response = self

@@ -392,13 +392,7 @@ fn start(client_id: &str, record: &str, contact: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_starts_from_a_person_with_a_template_and_links_to_that_person() {
     let system = TestSystem::start().await;
-    let workspace = system.workspace("ana@acme.example", "UTC").await;
-    system
-        .connect_pipedrive(&workspace, "ana@acme.example", json!({}))
-        .await;
-    system
-        .graph
-        .set_webhook(&system.url("/webhooks/whatsapp"), e2e::META_APP_SECRET);
+    let workspace = system.pipedrive_workspace_of_ana().await;
     let carol = system
         .pipedrive
         .insert_person(
