@@ -53,6 +53,33 @@ pub trait BusinessNumbers: Send + Sync {
         text: &str,
         reply_to: Option<&str>,
     ) -> Result<String, SendError>;
+    /// Reacts with `emoji` to the contact's message `message_id` (`""`
+    /// takes our reaction back); the reaction's own message id.
+    async fn send_reaction(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        to: &str,
+        message_id: &str,
+        emoji: &str,
+    ) -> Result<String, SendError>;
+    /// Uploads a file to send from the number; the media id WhatsApp gives
+    /// it (WhatsApp keeps it 30 days, and serves it by id like received
+    /// media).
+    async fn upload_media(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        file: MediaUpload,
+    ) -> Result<String, SendError>;
+    /// Sends an uploaded file to `to` (E.164).
+    async fn send_media(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        to: &str,
+        media: &MediaMessage<'_>,
+    ) -> Result<String, SendError>;
     /// The approved message templates of the business account `waba_id`.
     async fn approved_templates(
         &self,
@@ -67,6 +94,44 @@ pub trait BusinessNumbers: Send + Sync {
         to: &str,
         template: &TemplateSend,
     ) -> Result<String, SendError>;
+}
+
+/// What kind of file a live chat sends: WhatsApp takes each with its own
+/// types and limits, and shows them differently (a photo inline, a
+/// document as a file with its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundMediaKind {
+    Image,
+    Document,
+}
+
+impl OutboundMediaKind {
+    /// The message `type` (and the name of its object) in a send.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Document => "document",
+        }
+    }
+}
+
+/// A file to upload.
+pub struct MediaUpload {
+    pub bytes: Vec<u8>,
+    pub mime_type: String,
+    pub file_name: String,
+}
+
+/// An uploaded file to send.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaMessage<'a> {
+    pub kind: OutboundMediaKind,
+    /// The id the upload answered.
+    pub media_id: &'a str,
+    pub caption: Option<&'a str>,
+    /// Documents only: the name the customer sees.
+    pub file_name: Option<&'a str>,
 }
 
 /// An approved message template, as the composer offers it.

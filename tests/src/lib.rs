@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use shared::crypto::meta_signature;
 use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
 
+pub mod live;
+
 /// A copy of the project's template with `edit` applied, written to a file
 /// of its own (for tests that run an altered template).
 pub fn altered_template(edit: impl FnOnce(String) -> String) -> std::path::PathBuf {
@@ -758,11 +760,7 @@ impl TestSystem {
         &self,
         message_id: &str,
     ) -> (TestWorkspace, Value) {
-        let workspace = self.workspace("ana@acme.example", "UTC").await;
-        self.connect_pipedrive(&workspace, "ana@acme.example", json!({}))
-            .await;
-        self.graph
-            .set_webhook(&self.url("/webhooks/whatsapp"), META_APP_SECRET);
+        let workspace = self.pipedrive_workspace_of_ana().await;
         let asked_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

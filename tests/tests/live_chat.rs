@@ -3,55 +3,15 @@
 //! query), and which chats a record shows them — read with their own
 //! Pipedrive token, so a record they cannot see shows nothing.
 
+use e2e::live::{
+    PIPEDRIVE_APP_SECRET as APP_SECRET, pipedrive_extension_token as signed, unix_now,
+};
 use e2e::{ALICE_WA_ID, TestSystem, messages_delivery};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
 /// 2026-05-20 09:15 UTC.
 const MAY_20_0915: i64 = 1_779_268_500;
-const COMPANY: u64 = 7_100_001;
-/// The sandbox app's client secret: what Pipedrive signs extension tokens
-/// with when the extension has no JWT secret of its own.
-const APP_SECRET: &str = "pd-sandbox-secret";
-
-fn signed(alg: Algorithm, secret: &str, user_id: u64, exp_in: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
-    let exp = now + exp_in;
-    encode(
-        &Header::new(alg),
-        &json!({ "userId": user_id, "companyId": COMPANY, "exp": exp, "iat": exp - 300 }),
-        &EncodingKey::from_secret(secret.as_bytes()).expect("an HMAC key"),
-    )
-    .expect("encodes")
-}
-
-async fn start_session(system: &TestSystem, token: &str) -> (u16, Value) {
-    let response = system
-        .http
-        .post(system.url("/api/live/pipedrive/session"))
-        .json(&json!({ "token": token }))
-        .send()
-        .await
-        .expect("answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or_default())
-}
-
-async fn record_chats(system: &TestSystem, session: Option<&str>, record: &str) -> (u16, Value) {
-    let mut request = system
-        .http
-        .get(system.url(&format!("/api/live/chats?record={record}")));
-    if let Some(session) = session {
-        request = request.header("x-live-session", session);
-    }
-    let response = request.send().await.expect("answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipedrive_user_sees_the_chats_of_a_person_they_can_see_and_nothing_else() {
     let system = TestSystem::start().await;
@@ -88,22 +48,24 @@ async fn a_pipedrive_user_sees_the_chats_of_a_person_they_can_see_and_nothing_el
         ("HS512", signed(Algorithm::HS512, APP_SECRET, 11_001, 300)),
         ("garbage", "not.a.token".to_owned()),
     ] {
-        let (status, body) = start_session(&system, &token).await;
+        let (status, body) = system.start_live_session(&token).await;
         assert_eq!(status, 401, "{what}: {body}");
     }
     // Bruno is a Pipedrive user of the company without a connection of his own.
-    let (status, body) =
-        start_session(&system, &signed(Algorithm::HS256, APP_SECRET, 11_002, 300)).await;
+    let (status, body) = system
+        .start_live_session(&signed(Algorithm::HS256, APP_SECRET, 11_002, 300))
+        .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "not_connected", "{body}");
 
-    let (status, body) =
-        start_session(&system, &signed(Algorithm::HS256, APP_SECRET, 11_001, 300)).await;
+    let (status, body) = system
+        .start_live_session(&signed(Algorithm::HS256, APP_SECRET, 11_001, 300))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["workspace_id"], workspace.id.as_str());
     let session = body["session"].as_str().expect("a session").to_owned();
 
-    let (status, view) = record_chats(&system, Some(&session), &record).await;
+    let (status, view) = system.live_record_chats(Some(&session), &record).await;
     assert_eq!(status, 200, "{view}");
     assert!(
         view["numbers"]
@@ -133,20 +95,28 @@ async fn a_pipedrive_user_sees_the_chats_of_a_person_they_can_see_and_nothing_el
     assert_eq!(chat["messages"][0]["state"], "appended", "saved to the CRM");
 
     // No session, a tampered one, a record that is not there: nothing.
-    let (status, _) = record_chats(&system, None, &record).await;
+    let (status, _) = system.live_record_chats(None, &record).await;
     assert_eq!(status, 401);
-    let (status, _) = record_chats(&system, Some(&format!("{session}x")), &record).await;
+    let (status, _) = system
+        .live_record_chats(Some(&format!("{session}x")), &record)
+        .await;
     assert_eq!(status, 401);
-    let (status, body) = record_chats(&system, Some(&session), "persons/987654").await;
+    let (status, body) = system
+        .live_record_chats(Some(&session), "persons/987654")
+        .await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = record_chats(&system, Some(&session), "organizations/1").await;
+    let (status, body) = system
+        .live_record_chats(Some(&session), "organizations/1")
+        .await;
     assert_eq!(status, 404, "a module with no chats: {body}");
     // A person with no chat shows the numbers and no chat ("start a chat").
     let other = system
         .pipedrive
         .insert_person(json!({ "name": "Nobody", "phones": [{ "value": "+447700900999" }] }))
         .expect("person");
-    let (status, body) = record_chats(&system, Some(&session), &format!("persons/{other}")).await;
+    let (status, body) = system
+        .live_record_chats(Some(&session), &format!("persons/{other}"))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["chats"], json!([]));
     system.assert_pipedrive_contract_kept();
@@ -164,36 +134,13 @@ async fn the_unsigned_query_is_never_trusted() {
         .await
         .expect("answers");
     assert_eq!(response.status(), 400);
-    let (status, _) = record_chats(&system, None, "persons/1").await;
+    let (status, _) = system.live_record_chats(None, "persons/1").await;
     assert_eq!(status, 401);
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-async fn send(system: &TestSystem, session: &str, wa_id: &str, body: Value) -> (u16, Value) {
-    let response = system
-        .http
-        .post(system.url(&format!(
-            "/api/live/chats/{}/messages",
-            e2e::chat_key_param(wa_id)
-        )))
-        .header("x-live-session", session)
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or_default())
 }
 
 /// The delivery status the chat view shows for `message_id`.
 async fn delivery_of(system: &TestSystem, session: &str, record: &str, message_id: &str) -> Value {
-    let (_, view) = record_chats(system, Some(session), record).await;
+    let (_, view) = system.live_record_chats(Some(session), record).await;
     view["chats"][0]["messages"]
         .as_array()
         .into_iter()
@@ -210,16 +157,17 @@ async fn a_reply_from_pipedrive_is_sent_once_ticks_on_and_lands_in_the_day_note(
         .pipedrive_chat_with_a_fresh_question("wamid.ASK1")
         .await;
     let record = format!("persons/{}", person["id"]);
-    let (_, body) =
-        start_session(&system, &signed(Algorithm::HS256, APP_SECRET, 11_001, 300)).await;
+    let (_, body) = system
+        .start_live_session(&signed(Algorithm::HS256, APP_SECRET, 11_001, 300))
+        .await;
     let session = body["session"].as_str().expect("a session").to_owned();
 
     let reply = json!({ "client_id": "click-1", "text": "Yes, Friday 10:00 works 👍", "reply_to": "wamid.ASK1" });
-    let (status, sent) = send(&system, &session, ALICE_WA_ID, reply.clone()).await;
+    let (status, sent) = system.live_send(&session, ALICE_WA_ID, reply.clone()).await;
     assert_eq!(status, 201, "{sent}");
     let message_id = sent["message_id"].as_str().expect("an id").to_owned();
     // A double click sends once.
-    let (status, again) = send(&system, &session, ALICE_WA_ID, reply).await;
+    let (status, again) = system.live_send(&session, ALICE_WA_ID, reply).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["message_id"], message_id.as_str());
     assert_eq!(again["duplicate"], true);
@@ -274,7 +222,7 @@ async fn a_reply_from_pipedrive_is_sent_once_ticks_on_and_lands_in_the_day_note(
     );
 
     // A chat whose window closed: free text is refused before Meta sees it.
-    let old = now() - 2 * 24 * 3600;
+    let old = unix_now() - 2 * 24 * 3600;
     system
         .post_webhook(&e2e::text_delivery(
             "447700900456",
@@ -288,13 +236,13 @@ async fn a_reply_from_pipedrive_is_sent_once_ticks_on_and_lands_in_the_day_note(
         .wait_for_message_state("wamid.BOB1", "appended")
         .await;
     let before = system.graph.sent_messages().len();
-    let (status, refused) = send(
-        &system,
-        &session,
-        "447700900456",
-        json!({ "client_id": "click-2", "text": "Sorry for the delay" }),
-    )
-    .await;
+    let (status, refused) = system
+        .live_send(
+            &session,
+            "447700900456",
+            json!({ "client_id": "click-2", "text": "Sorry for the delay" }),
+        )
+        .await;
     assert_eq!(status, 409, "{refused}");
     assert!(refused.to_string().contains("template"), "{refused}");
     assert_eq!(system.graph.sent_messages().len(), before, "nothing sent");
@@ -335,8 +283,7 @@ async fn a_reply_from_pipedrive_is_sent_once_ticks_on_and_lands_in_the_day_note(
         "{listed}"
     );
     assert!(templates.iter().all(|t| t["name"] != ""), "{listed}");
-    let wrong = send(
-        &system,
+    let wrong = system.live_send(
         &session,
         "447700900456",
         json!({ "client_id": "tpl-0", "template": { "name": "order_update", "language": "en", "parameters": ["Bob"] } }),
@@ -348,8 +295,7 @@ async fn a_reply_from_pipedrive_is_sent_once_ticks_on_and_lands_in_the_day_note(
         "{}",
         wrong.1
     );
-    let (status, sent) = send(
-        &system,
+    let (status, sent) = system.live_send(
         &session,
         "447700900456",
         json!({ "client_id": "tpl-1", "template": { "name": "order_update", "language": "en", "parameters": ["Bob", "#42"] } }),

@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use crate::business_numbers::{
-    BusinessNumber, BusinessNumberError, BusinessNumbers, SendError, Template, TemplateSend,
-    explain_send_error, placeholder_count,
+    BusinessNumber, BusinessNumberError, BusinessNumbers, MediaMessage, MediaUpload, SendError,
+    Template, TemplateSend, explain_send_error, placeholder_count,
 };
 use crate::media::{MediaError, MediaFile, MediaSource};
 
@@ -101,6 +101,15 @@ struct GraphError {
     #[serde(default)]
     message: String,
     code: Option<i64>,
+    /// What exactly was wrong (`message` is often only "Invalid parameter").
+    #[serde(default)]
+    error_data: Option<GraphErrorData>,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorData {
+    #[serde(default)]
+    details: Option<String>,
 }
 
 /// Meta's own domains, the only hosts (besides Graph's) a media download
@@ -343,6 +352,96 @@ impl BusinessNumbers for GraphBusinessNumbers {
             .await
     }
 
+    async fn send_reaction(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        to: &str,
+        message_id: &str,
+        emoji: &str,
+    ) -> Result<String, SendError> {
+        let body = serde_json::json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "reaction",
+            "reaction": { "message_id": message_id, "emoji": emoji },
+        });
+        self.post_message(access_token, phone_number_id, &body)
+            .await
+    }
+
+    async fn upload_media(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        file: MediaUpload,
+    ) -> Result<String, SendError> {
+        const WHAT: &str = "the file could not be uploaded to WhatsApp";
+        let part = reqwest::multipart::Part::bytes(file.bytes)
+            .file_name(file.file_name)
+            .mime_str(&file.mime_type)
+            .map_err(|e| SendError {
+                code: None,
+                explanation: format!("{WHAT}: its type is not a MIME type ({e})"),
+                transient: false,
+            })?;
+        // `type` names the MIME type again: Meta's examples send it, and
+        // Graph reads the file's type from it.
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", file.mime_type)
+            .part("file", part);
+        let request = self
+            .graph
+            .http
+            .post(self.graph.edge_url(phone_number_id, "media"))
+            .bearer_auth(access_token)
+            .multipart(form);
+        let (status, text) = status_and_text(request, WHAT).await?;
+        tracing::info!(
+            phone_number_id,
+            status = status.as_u16(),
+            "graph media upload"
+        );
+        if !status.is_success() {
+            return Err(send_failure(status, &text, access_token));
+        }
+        #[derive(Deserialize)]
+        struct Uploaded {
+            id: String,
+        }
+        serde_json::from_str::<Uploaded>(&text)
+            .map(|u| u.id)
+            .map_err(|e| unreachable(WHAT, format!("unreadable answer: {e}")))
+    }
+
+    async fn send_media(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        to: &str,
+        media: &MediaMessage<'_>,
+    ) -> Result<String, SendError> {
+        let kind = media.kind.as_str();
+        let mut object = serde_json::json!({ "id": media.media_id });
+        if let Some(caption) = media.caption {
+            object["caption"] = caption.into();
+        }
+        if let Some(file_name) = media.file_name {
+            object["filename"] = file_name.into();
+        }
+        let mut body = serde_json::json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": kind,
+        });
+        body[kind] = object;
+        self.post_message(access_token, phone_number_id, &body)
+            .await
+    }
+
     async fn approved_templates(
         &self,
         access_token: &str,
@@ -506,25 +605,38 @@ impl GraphBusinessNumbers {
                 .map(|m| m.id)
                 .ok_or_else(|| unreachable(WHAT, "no message id in the answer"));
         }
-        let error = serde_json::from_str::<GraphErrorBody>(&text)
-            .ok()
-            .map(|b| b.error);
-        let code = error.as_ref().and_then(|e| e.code);
-        let fallback: String = error
-            .map(|e| e.message.replace(access_token, "[token]"))
-            .unwrap_or_else(|| format!("HTTP {status}"))
-            .chars()
-            .take(MESSAGE_MAX_CHARS)
-            .collect();
-        let transient = matches!(
-            graph_error(status, &text, access_token),
-            MediaError::RateLimited | MediaError::Unavailable(_) | MediaError::Transport(_)
-        ) || matches!(code, Some(131056 | 130429));
-        Err(SendError {
-            code,
-            explanation: explain_send_error(code, &fallback),
-            transient,
+        Err(send_failure(status, &text, access_token))
+    }
+}
+
+/// A refused send or upload in words, and whether trying again may work.
+fn send_failure(status: StatusCode, text: &str, access_token: &str) -> SendError {
+    let error = serde_json::from_str::<GraphErrorBody>(text)
+        .ok()
+        .map(|b| b.error);
+    let code = error.as_ref().and_then(|e| e.code);
+    let fallback: String = error
+        .map(|e| {
+            let details = e.error_data.and_then(|d| d.details).unwrap_or_default();
+            let said = if details.is_empty() {
+                e.message
+            } else {
+                format!("{} ({details})", e.message)
+            };
+            said.replace(access_token, "[token]")
         })
+        .unwrap_or_else(|| format!("HTTP {status}"))
+        .chars()
+        .take(MESSAGE_MAX_CHARS)
+        .collect();
+    let transient = matches!(
+        graph_error(status, text, access_token),
+        MediaError::RateLimited | MediaError::Unavailable(_) | MediaError::Transport(_)
+    ) || matches!(code, Some(131056 | 130429));
+    SendError {
+        code,
+        explanation: explain_send_error(code, &fallback),
+        transient,
     }
 }
 

@@ -32,6 +32,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// Something to send that is over a limit: the message names it.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("{0}")]
     BadGateway(String),
     /// The WhatsApp Cloud API could not answer a check we need.
@@ -60,7 +63,7 @@ impl ApiError {
             Self::NotFound(_) => (404, "not_found"),
             Self::MethodNotAllowed => (405, "method_not_allowed"),
             Self::Conflict(_) => (409, "conflict"),
-            Self::TooLarge(_) => (413, "payload_too_large"),
+            Self::TooLarge(_) | Self::PayloadTooLarge(_) => (413, "payload_too_large"),
             Self::BadGateway(_) => (502, "crm_error"),
             Self::WhatsAppUnavailable(_) => (502, "whatsapp_error"),
             Self::InvalidSetting(_) => (422, "invalid_setting"),

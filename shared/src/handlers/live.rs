@@ -9,7 +9,12 @@
 //! - `POST /api/live/chats/{chat_key}/messages` (`X-Live-Session`)
 //!   `{client_id, text, reply_to?}` or `{client_id, template: {name,
 //!   language, parameters}}`: sends a text (window open) or an approved
-//!   template (any time), once per `client_id`.
+//!   template (any time), once per `client_id`; also `{client_id,
+//!   reaction: {message_id, emoji}}` and `{client_id, media: {kind,
+//!   file_name, mime_type, data_base64, caption?}}` (window open).
+//! - `POST /api/live/chats` `{client_id, record, contact, phone_number_id,
+//!   template}`: starts a chat from a record with a template (201
+//!   `{chat_key, message_id}`).
 //! - `GET /api/live/chats/{chat_key}/templates`: the approved templates.
 
 use lambda_http::Request;
@@ -22,6 +27,7 @@ use crate::livechat::LiveSession;
 use crate::livechat::pipedrive_token::{self, TokenError};
 use crate::livechat::send::{SendRefusal, SendRequest};
 use crate::livechat::session::SESSION_SECS;
+use crate::livechat::start::{StartRefusal, StartRequest};
 use crate::livechat::view::{ViewError, record_chats};
 use crate::model::{ConnectionKind, CrmKind, RecordRef};
 
@@ -32,11 +38,12 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
     match (req.method().as_str(), rest) {
         ("POST", ["pipedrive", "session"]) => pipedrive_session(deps, req).await,
         ("GET", ["chats"]) => chats(deps, req).await,
+        ("POST", ["chats"]) => start_chat(deps, req).await,
         ("POST", ["chats", chat_key, "messages"]) => {
             let session = session(deps, req).await?;
             let asked: SendRequest = serde_json::from_slice(req.body().as_ref()).map_err(|e| {
                 ApiError::BadRequest(format!(
-                    "expected {{\"client_id\": \"…\", \"text\": \"…\"}}: {e}"
+                    "expected {{\"client_id\": \"…\"}} and one of `text`, `template`, `reaction`, `media`: {e}"
                 ))
             })?;
             let sent = crate::livechat::send::send(deps, &session, chat_key, &asked)
@@ -138,7 +145,8 @@ async fn pipedrive_session(deps: &Deps, req: &Request) -> Result<HttpResponse, A
 fn send_refusal(e: SendRefusal) -> ApiError {
     match e {
         SendRefusal::Invalid(m) => ApiError::BadRequest(m),
-        SendRefusal::NoSuchChat => ApiError::NotFound(e.to_string()),
+        SendRefusal::NoSuchChat | SendRefusal::UnknownTarget => ApiError::NotFound(e.to_string()),
+        SendRefusal::TooLarge(m) => ApiError::PayloadTooLarge(m),
         SendRefusal::ReadOnly => ApiError::Forbidden(e.to_string()),
         SendRefusal::WindowClosed | SendRefusal::InProgress | SendRefusal::NoToken => {
             ApiError::Conflict(e.to_string())
@@ -148,6 +156,42 @@ fn send_refusal(e: SendRefusal) -> ApiError {
         }
         SendRefusal::WhatsApp(refused) => ApiError::Conflict(refused.to_string()),
         SendRefusal::Store(e) => ApiError::Internal(e.to_string()),
+    }
+}
+
+async fn start_chat(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let session = session(deps, req).await?;
+    let asked: StartRequest = serde_json::from_slice(req.body().as_ref()).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"client_id\", \"record\", \"contact\", \"phone_number_id\", \"template\": {{\"name\", \"language\", \"parameters\"}}}}: {e}"
+        ))
+    })?;
+    match crate::livechat::start::start(deps, &session, &asked).await {
+        Ok(started) => Ok(json_response(
+            if started.duplicate { 200 } else { 201 },
+            &started,
+        )),
+        Err(StartRefusal::Send(e)) => Err(send_refusal(e)),
+        Err(StartRefusal::Record(e)) => view_refusal(e),
+        Err(e @ StartRefusal::NoSuchNumber) => Err(ApiError::NotFound(e.to_string())),
+        Err(e) => Err(ApiError::BadRequest(e.to_string())),
+    }
+}
+
+/// A record the user's own CRM token cannot read, as the page is told.
+fn view_refusal(e: ViewError) -> Result<HttpResponse, ApiError> {
+    match e {
+        ViewError::NotConnected(crm) => Ok(json_response(
+            403,
+            &json!({ "error": {
+                "code": "not_connected",
+                "message": format!("Connect {crm}: live chat needs your own connection"),
+            }}),
+        )),
+        e @ ViewError::NotVisible => Err(ApiError::NotFound(e.to_string())),
+        ViewError::Work(e) => Err(ApiError::BadGateway(format!(
+            "the CRM could not answer: {e}"
+        ))),
     }
 }
 
@@ -179,16 +223,6 @@ async fn chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         .ok_or_else(|| ApiError::BadRequest("`record` must be <module>/<id>".into()))?;
     match record_chats(deps, &session, &record, PAGE_MESSAGES).await {
         Ok(view) => Ok(json_response(200, &view)),
-        Err(ViewError::NotConnected(crm)) => Ok(json_response(
-            403,
-            &json!({ "error": {
-                "code": "not_connected",
-                "message": format!("Connect {crm}: live chat needs your own connection"),
-            }}),
-        )),
-        Err(e @ ViewError::NotVisible) => Err(ApiError::NotFound(e.to_string())),
-        Err(ViewError::Work(e)) => Err(ApiError::BadGateway(format!(
-            "the CRM could not answer: {e}"
-        ))),
+        Err(e) => view_refusal(e),
     }
 }

@@ -8,10 +8,13 @@
 //! record's numbers are read from the CRM with that user's own token, so the
 //! CRM's sharing rules decide what a user may see.
 
+pub mod media_send;
 pub mod page;
 pub mod pipedrive_token;
+pub mod reaction;
 pub mod send;
 pub mod session;
+pub mod start;
 pub mod templates;
 pub mod view;
 
