@@ -10,6 +10,7 @@
 
 pub mod page;
 pub mod pipedrive_token;
+pub mod read;
 pub mod send;
 pub mod session;
 pub mod templates;

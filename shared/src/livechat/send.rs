@@ -12,7 +12,7 @@ use super::view::WINDOW_SECS;
 use crate::business_numbers::{SendError, TemplateSend, explain_send_error};
 use crate::deps::Deps;
 use crate::error::StoreError;
-use crate::model::{Chat, Delivery, MessageState, StoredMessage, WhatsAppNumber};
+use crate::model::{Chat, Delivery, MessageState, StoredMessage, User, WhatsAppNumber};
 use crate::queue::{MessageRef, QueueName};
 use crate::store::SendClaim;
 use crate::whatsapp::Direction;
@@ -115,6 +115,14 @@ pub(super) async fn number_token(
         .ok_or(SendRefusal::NoToken)
 }
 
+/// Who may send to a chat from its business number: the number's owner,
+/// the chat's responsible user, owners and admins (others only read it).
+pub fn may_send(user: &User, number: &WhatsAppNumber, chat: &Chat) -> bool {
+    user.role.manages_workspace()
+        || number.owner_user_id == user.id
+        || chat.responsible_user_id.as_deref() == Some(user.id.as_str())
+}
+
 /// How a sent template reads in the chat and the day note.
 fn template_line(template: &TemplateSend) -> String {
     if template.parameters.is_empty() {
@@ -163,10 +171,7 @@ pub async fn send(
         .user(workspace_id, &session.user_id)
         .await?
         .ok_or(SendRefusal::ReadOnly)?;
-    let may_send = user.role.manages_workspace()
-        || number.owner_user_id == user.id
-        || chat.responsible_user_id.as_deref() == Some(user.id.as_str());
-    if !may_send {
+    if !may_send(&user, &number, &chat) {
         return Err(SendRefusal::ReadOnly);
     }
     let now = deps.clock.now();
