@@ -354,7 +354,10 @@ mod tests {
             Err(CryptoError::Decrypt)
         );
         // Each sealing draws a fresh nonce: equal texts do not show as equal.
-        assert_ne!(content.encrypt("same", binding), content.encrypt("same", binding));
+        assert_ne!(
+            content.encrypt("same", binding),
+            content.encrypt("same", binding)
+        );
     }
 
     #[test]

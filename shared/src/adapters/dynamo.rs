@@ -1557,7 +1557,9 @@ impl ChatStore for DynamoStore {
         let result = self
             .update_chat(workspace_id, chat_key)
             .update_expression("SET #up = :up, #id = :id")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#up) OR #up < :up)")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#up) OR #up < :up)",
+            )
             .expression_attribute_names("#up", READ_UP_TO)
             .expression_attribute_names("#id", READ_MESSAGE_ID)
             .expression_attribute_values(":up", n(mark.up_to))
@@ -1832,8 +1834,8 @@ impl MessageStore for DynamoStore {
     ) -> Result<(), StoreError> {
         // The file name (a document's own) is content: sealed as the
         // message's `attachment.file_name`, beside the outcome.
-        let mut outcome: Item = serde_dynamo::to_item(outcome)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut outcome: Item =
+            serde_dynamo::to_item(outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = ATTACHMENT_FILE_NAME[1];
         let (attribute, sealed_file_name) = match outcome.get(key) {
             Some(AttributeValue::S(name)) => sealed::seal_value(

@@ -250,15 +250,17 @@ async fn media(
         Ok(file) => file,
         Err(e) => return read_refusal(e),
     };
-    let name: String =
-        url::form_urlencoded::byte_serialize(file.file_name.as_bytes()).collect();
+    let name: String = url::form_urlencoded::byte_serialize(file.file_name.as_bytes()).collect();
     Response::builder()
         .status(200)
         .header("content-type", &file.mime_type)
         // Shown by the page, never run: a document is no page of ours.
         .header("x-content-type-options", "nosniff")
         .header("content-security-policy", "sandbox; default-src 'none'")
-        .header("content-disposition", format!("inline; filename*=UTF-8''{name}"))
+        .header(
+            "content-disposition",
+            format!("inline; filename*=UTF-8''{name}"),
+        )
         .header("cache-control", "private, max-age=300")
         .body(Body::Binary(file.bytes))
         .map_err(|e| ApiError::Internal(e.to_string()))

@@ -247,10 +247,8 @@ struct ChatPage {
 /// A page of a chat's messages (`stored` oldest first, as the store gives
 /// them); none when `paging.before` is not one of them.
 fn page_of(stored: &[StoredMessage], read: Option<&ReadMark>, paging: &Paging) -> Option<ChatPage> {
-    let by_id: HashMap<&str, &StoredMessage> = stored
-        .iter()
-        .map(|m| (m.message_id.as_str(), m))
-        .collect();
+    let by_id: HashMap<&str, &StoredMessage> =
+        stored.iter().map(|m| (m.message_id.as_str(), m)).collect();
     let reactions = reactions_by_target(stored);
     let bubbles: Vec<&StoredMessage> = stored.iter().filter(|m| !is_reaction(m)).collect();
     let newer_than = match &paging.before {
@@ -267,11 +265,7 @@ fn page_of(stored: &[StoredMessage], read: Option<&ReadMark>, paging: &Paging) -
     let next_before = (shown.len() < older.len())
         .then(|| shown.first().map(|m| m.message_id.clone()))
         .flatten();
-    let inbound = || {
-        bubbles
-            .iter()
-            .filter(|m| m.direction == Direction::Inbound)
-    };
+    let inbound = || bubbles.iter().filter(|m| m.direction == Direction::Inbound);
     Some(ChatPage {
         messages,
         next_before,
@@ -481,7 +475,10 @@ mod tests {
         let quote = page.messages[1].reply_to.clone().expect("a quote");
         let excerpt = quote.excerpt.expect("an excerpt");
         assert!(excerpt.ends_with("word…"), "{excerpt}");
-        assert!(excerpt.chars().count() <= EXCERPT_MAX_CHARS + 1, "{excerpt}");
+        assert!(
+            excerpt.chars().count() <= EXCERPT_MAX_CHARS + 1,
+            "{excerpt}"
+        );
         assert_eq!(quote.direction, Some(Direction::Inbound));
         assert_eq!(
             page.messages[0].reply_to,
@@ -560,7 +557,12 @@ mod tests {
                 caption: Some("Our quote".into()),
                 filename: Some("Quote.pdf".into()),
             }),
-            ..message("m1", 100, Direction::Inbound, "[Document: Quote.pdf] Our quote")
+            ..message(
+                "m1",
+                100,
+                Direction::Inbound,
+                "[Document: Quote.pdf] Our quote",
+            )
         }];
         let page = page_of(&stored, None, &all(50)).expect("a page");
         assert_eq!(
