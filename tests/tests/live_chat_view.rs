@@ -453,6 +453,20 @@ async fn a_chat_reads_as_the_page_draws_it_and_its_content_is_encrypted_at_rest(
     )
     .await;
 
+    // The day note's title names Alice, its lines hold what was written.
+    let notes = system.sort_keys("NOTE#").await;
+    assert!(!notes.is_empty(), "Alice's day note");
+    for note in notes {
+        assert_sealed(
+            &system,
+            &workspace,
+            &note,
+            &["visit on Friday", "Friday 10:00 works", "Alice"],
+            &["title_enc"],
+        )
+        .await;
+    }
+
     // A message stored in clear before content was encrypted still reads.
     let mut legacy = aws_sdk_dynamodb::Client::new(&system.local.aws)
         .put_item()

@@ -54,8 +54,9 @@
 //!
 //! Message content is sealed in its items (`super::sealed`): a message's
 //! text, contact name, media caption and file name, its attachment's file
-//! name, and a chat's contact and record names are kept only encrypted
-//! (`<field>_enc`), bound to their item; items from before read as stored.
+//! name, a chat's contact and record names, a day note's title and each of
+//! its lines are kept only encrypted (`…_enc`), bound to their item (and a
+//! line to its message); items from before read as stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,7 +74,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::sealed::{
-    self, ATTACHMENT_FILE_NAME, CHAT_FIELDS, CONTACT_NAME, MESSAGE_FIELDS, RECORD_NAME,
+    self, ATTACHMENT_FILE_NAME, CHAT_FIELDS, CONTACT_NAME, MESSAGE_FIELDS, NOTE_FIELDS,
+    NOTE_LINE_TEXT, RECORD_NAME,
 };
 use crate::crypto::{ContentKeys, TokenCipher};
 use crate::error::StoreError;
@@ -134,6 +136,11 @@ fn ws_pk(workspace_id: &str) -> String {
 /// attributes.
 const READ_UP_TO: &str = "read_up_to";
 const READ_MESSAGE_ID: &str = "read_message_id";
+
+/// A day note's sort key (one part of a chat's day, on one record).
+fn note_sk(chat_key: &str, day: &str, record: &RecordRef, part: u32) -> String {
+    format!("NOTE#{chat_key}#{day}#{}#{part}", record.id)
+}
 
 /// What a chat item's sealed fields are bound to.
 fn chat_binding(workspace_id: &str, chat_key: &str) -> String {
@@ -2122,26 +2129,35 @@ impl NoteStore for DynamoStore {
         part: u32,
     ) -> Result<Option<DayNote>, StoreError> {
         // An expired note is gone, whether or not TTL has removed it yet.
-        self.get_raw(
-            ws_pk(workspace_id),
-            format!("NOTE#{chat_key}#{day}#{}#{part}", record.id),
-        )
-        .await?
-        .filter(|item| !expired(item, now()))
-        .map(from_item)
-        .transpose()
+        let Some(mut item) = self
+            .get_raw(
+                ws_pk(workspace_id),
+                format!("NOTE#{chat_key}#{day}#{}#{part}", record.id),
+            )
+            .await?
+            .filter(|item| !expired(item, now()))
+        else {
+            return Ok(None);
+        };
+        let cipher = self.content_cipher().await?;
+        let bound_to =
+            sealed::item_binding(&ws_pk(workspace_id), &note_sk(chat_key, day, record, part));
+        sealed::open_list(&mut item, &cipher, &bound_to, &NOTE_LINE_TEXT)
+            .map_err(|e| StoreError::Corrupt(format!("a NOTE item's lines: {e}")))?;
+        open_item(&cipher, item, NOTE_FIELDS).map(Some)
     }
 
     async fn save_day_note(&self, note: &DayNote, expiry: Expiry) -> Result<bool, StoreError> {
-        let mut item = to_item(
+        let (pk, sk) = (
             ws_pk(&note.workspace_id),
-            format!(
-                "NOTE#{}#{}#{}#{}",
-                note.chat_key, note.day, note.record.id, note.part
-            ),
-            note,
-            None,
-        )?;
+            note_sk(&note.chat_key, &note.day, &note.record, note.part),
+        );
+        let bound_to = sealed::item_binding(&pk, &sk);
+        let mut item = to_item(pk, sk, note, None)?;
+        // Its title names the contact and its lines hold the messages' text.
+        let cipher = self.content_cipher().await?;
+        sealed::seal(&mut item, &cipher, &bound_to, NOTE_FIELDS);
+        sealed::seal_list(&mut item, &cipher, &bound_to, &NOTE_LINE_TEXT);
         add_expiry(&mut item, expiry);
         self.put_versioned(item, note.version).await
     }

@@ -1,7 +1,7 @@
 //! Message content sealed inside DynamoDB items, so that a raw item (a
 //! table export, a console read, a backup) holds none of it in clear: what
 //! a customer or the business wrote, a media caption or file name, the
-//! contact's name. Each such field is sealed with the content cipher
+//! contact's name — in message, chat and day-note items. Each such field is sealed with the content cipher
 //! (`crate::crypto::KeyRing::content_cipher`) into an attribute of its own,
 //! `<field>_enc` (`media.caption` → `media_caption_enc`), bound to its item
 //! and field (`WS#<ws>|MSG#<id>|text`): a value copied into another item, or
@@ -40,6 +40,25 @@ pub(super) const MESSAGE_FIELDS: &[Field] = &[
 pub(super) const CHAT_FIELDS: &[Field] = &[CONTACT_NAME, RECORD_NAME];
 pub(super) const CONTACT_NAME: Field = &["contact_name"];
 pub(super) const RECORD_NAME: Field = &["record_name"];
+
+/// What a day-note item holds besides its lines: its title names the
+/// contact (`crate::model::DayNote`).
+pub(super) const NOTE_FIELDS: &[Field] = &[&["title"]];
+
+/// A field of each element of a list attribute (maps), each sealed inside
+/// its element and bound to the element's id: a day note's lines, each one
+/// message's text.
+pub(super) struct ListField {
+    list: &'static str,
+    id: &'static str,
+    field: &'static str,
+}
+
+pub(super) const NOTE_LINE_TEXT: ListField = ListField {
+    list: "lines",
+    id: "message_id",
+    field: "text",
+};
 
 /// A message's attachment file name, written with its outcome on its own
 /// (`SET attachment = …`).
@@ -108,6 +127,63 @@ pub(super) fn open(
         put(item, field, AttributeValue::S(clear));
     }
     Ok(())
+}
+
+/// Seals `field` of each element of its list (see [`ListField`]) into the
+/// element's `<field>_enc`, bound to the item and the element's id.
+pub(super) fn seal_list(item: &mut Item, cipher: &TokenCipher, bound_to: &str, field: &ListField) {
+    for (id, element) in list_elements(item, field) {
+        if let Some(AttributeValue::S(clear)) = element.remove(field.field) {
+            let binding = format!("{bound_to}|{}.{id}.{}", field.list, field.field);
+            element.insert(
+                format!("{}_enc", field.field),
+                AttributeValue::S(cipher.encrypt(&clear, &binding)),
+            );
+        }
+    }
+}
+
+/// Opens what [`seal_list`] sealed; elements from before sealing (clear)
+/// are left as they are.
+pub(super) fn open_list(
+    item: &mut Item,
+    cipher: &TokenCipher,
+    bound_to: &str,
+    field: &ListField,
+) -> Result<(), CryptoError> {
+    for (id, element) in list_elements(item, field) {
+        match element.remove(&format!("{}_enc", field.field)) {
+            None => {}
+            Some(AttributeValue::S(sealed)) => {
+                let binding = format!("{bound_to}|{}.{id}.{}", field.list, field.field);
+                let clear = cipher.decrypt(&sealed, &binding)?;
+                element.insert(field.field.to_owned(), AttributeValue::S(clear));
+            }
+            Some(_) => return Err(CryptoError::Decrypt),
+        }
+    }
+    Ok(())
+}
+
+/// The map elements of a list attribute, each with its id (elements
+/// without one are not sealed: nothing to bind them to).
+fn list_elements<'a>(
+    item: &'a mut Item,
+    field: &ListField,
+) -> Vec<(String, &'a mut HashMap<String, AttributeValue>)> {
+    let Some(AttributeValue::L(elements)) = item.get_mut(field.list) else {
+        return Vec::new();
+    };
+    elements
+        .iter_mut()
+        .filter_map(|element| match element {
+            AttributeValue::M(map) => {
+                let id = map.get(field.id)?.as_s().ok()?.clone();
+                Some((id, map))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Takes a field's clear string out of the item: removed at the top level,
@@ -270,6 +346,69 @@ mod tests {
         let other_key = KeyRing::from_master(b"another").content_cipher();
         assert_eq!(
             open(&mut item, &other_key, ITEM, MESSAGE_FIELDS),
+            Err(CryptoError::Decrypt)
+        );
+    }
+
+    #[test]
+    fn a_day_notes_lines_are_sealed_each_bound_to_its_message() {
+        use crate::model::{CrmKind, DayNote, NoteLine, RecordRef};
+        let cipher = KeyRing::from_master(b"master").content_cipher();
+        let note = DayNote {
+            workspace_id: "ws".into(),
+            chat_key: "170000000000001#447700900123".into(),
+            day: "2026-05-20".into(),
+            part: 1,
+            record: RecordRef::new(CrmKind::Pipedrive, "persons", "1"),
+            also: None,
+            title: "WhatsApp Chat with Alice (20/05/2026)".into(),
+            note_id: Some("9".into()),
+            create_started: false,
+            full: false,
+            lines: ["wamid.1", "wamid.2"]
+                .iter()
+                .map(|id| NoteLine {
+                    message_id: (*id).into(),
+                    timestamp: 1,
+                    text: format!("09:15 ← Alice: secret of {id}"),
+                })
+                .collect(),
+            version: 1,
+        };
+        let bound_to = "WS#ws|NOTE#x";
+        let sealed = || {
+            let mut item: Item = serde_dynamo::to_item(&note).expect("an item");
+            seal(&mut item, &cipher, bound_to, NOTE_FIELDS);
+            seal_list(&mut item, &cipher, bound_to, &NOTE_LINE_TEXT);
+            item
+        };
+        let mut item = sealed();
+        let mut all = Vec::new();
+        item.values().for_each(|v| strings(v, &mut all));
+        assert!(
+            all.iter()
+                .all(|s| !s.contains("Alice") && !s.contains("secret")),
+            "{all:?}"
+        );
+        open(&mut item, &cipher, bound_to, NOTE_FIELDS).expect("title");
+        open_list(&mut item, &cipher, bound_to, &NOTE_LINE_TEXT).expect("lines");
+        let back: DayNote = serde_dynamo::from_item(item).expect("a note");
+        assert_eq!(back, note);
+        // Two lines' texts swapped: neither opens.
+        let mut item = sealed();
+        let Some(AttributeValue::L(lines)) = item.get_mut("lines") else {
+            panic!("lines");
+        };
+        let text = |line: &AttributeValue| line.as_m().expect("a map")["text_enc"].clone();
+        let (first, second) = (text(&lines[0]), text(&lines[1]));
+        if let AttributeValue::M(line) = &mut lines[0] {
+            line.insert("text_enc".into(), second);
+        }
+        if let AttributeValue::M(line) = &mut lines[1] {
+            line.insert("text_enc".into(), first);
+        }
+        assert_eq!(
+            open_list(&mut item, &cipher, bound_to, &NOTE_LINE_TEXT),
             Err(CryptoError::Decrypt)
         );
     }
