@@ -2,8 +2,6 @@
 //! and secrets on DynamoDB Local and moto, its own Zoho sandbox, its own
 //! runner), driven only through HTTP like a user, Meta and Zoho would.
 
-pub mod live;
-
 use std::time::Duration;
 
 use graph_sandbox::{GraphSandbox, GraphSandboxConfig, GraphSandboxHandle};
@@ -12,6 +10,8 @@ use pipedrive_sandbox::{PipedriveSandbox, PipedriveSandboxConfig, PipedriveSandb
 use serde_json::{Value, json};
 use shared::crypto::meta_signature;
 use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
+
+pub mod live;
 
 /// A copy of the project's template with `edit` applied, written to a file
 /// of its own (for tests that run an altered template).
@@ -760,11 +760,7 @@ impl TestSystem {
         &self,
         message_id: &str,
     ) -> (TestWorkspace, Value) {
-        let workspace = self.workspace("ana@acme.example", "UTC").await;
-        self.connect_pipedrive(&workspace, "ana@acme.example", json!({}))
-            .await;
-        self.graph
-            .set_webhook(&self.url("/webhooks/whatsapp"), META_APP_SECRET);
+        let workspace = self.pipedrive_workspace_of_ana().await;
         let asked_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

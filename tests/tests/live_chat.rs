@@ -3,13 +3,54 @@
 //! query), and which chats a record shows them — read with their own
 //! Pipedrive token, so a record they cannot see shows nothing.
 
-use e2e::live::{PIPEDRIVE_APP_SECRET as APP_SECRET, record_chats, signed, start_session};
 use e2e::{ALICE_WA_ID, TestSystem, messages_delivery};
-use jsonwebtoken::Algorithm;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 /// 2026-05-20 09:15 UTC.
 const MAY_20_0915: i64 = 1_779_268_500;
+const COMPANY: u64 = 7_100_001;
+/// The sandbox app's client secret: what Pipedrive signs extension tokens
+/// with when the extension has no JWT secret of its own.
+const APP_SECRET: &str = "pd-sandbox-secret";
+
+fn signed(alg: Algorithm, secret: &str, user_id: u64, exp_in: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let exp = now + exp_in;
+    encode(
+        &Header::new(alg),
+        &json!({ "userId": user_id, "companyId": COMPANY, "exp": exp, "iat": exp - 300 }),
+        &EncodingKey::from_secret(secret.as_bytes()).expect("an HMAC key"),
+    )
+    .expect("encodes")
+}
+
+async fn start_session(system: &TestSystem, token: &str) -> (u16, Value) {
+    let response = system
+        .http
+        .post(system.url("/api/live/pipedrive/session"))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .expect("answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn record_chats(system: &TestSystem, session: Option<&str>, record: &str) -> (u16, Value) {
+    let mut request = system
+        .http
+        .get(system.url(&format!("/api/live/chats?record={record}")));
+    if let Some(session) = session {
+        request = request.header("x-live-session", session);
+    }
+    let response = request.send().await.expect("answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipedrive_user_sees_the_chats_of_a_person_they_can_see_and_nothing_else() {

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use e2e::live::{ANA_PIPEDRIVE_ID, alice_message, from_alice, record_chats, session_of};
-use e2e::{ALICE_WA_ID, PHONE_NUMBER_ID, TestSystem, TestWorkspace, chat_key_param};
+use e2e::live::{PIPEDRIVE_ANA, alice_message, from_alice, unix_now as now};
+use e2e::{ALICE_WA_ID, PHONE_NUMBER_ID, TestSystem, TestWorkspace};
 use graph_sandbox::{SeedMedia, SeedPhoneNumber};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -23,13 +23,6 @@ const PHOTO_MEDIA_ID: &str = "1300000000000001";
 const PLAN_MEDIA_ID: &str = "1300000000000002";
 
 type Item = HashMap<String, AttributeValue>;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
 
 /// Alice's chat on the fixtures' first number, as the chat view names it.
 fn alice_chat() -> String {
@@ -72,7 +65,7 @@ async fn alice_chat_when(
 ) -> Value {
     system
         .eventually(what, || async {
-            let (status, view) = record_chats(system, Some(session), record).await;
+            let (status, view) = system.live_record_chats(Some(session), record).await;
             if status != 200 {
                 return Err(format!("{status}: {view}"));
             }
@@ -86,32 +79,11 @@ async fn alice_chat_when(
         .await
 }
 
-async fn send(system: &TestSystem, session: &str, body: Value) -> (u16, Value) {
-    post(
-        system,
-        session,
-        &format!("/api/live/chats/{}/messages", chat_key_param(ALICE_WA_ID)),
-        body,
-    )
-    .await
-}
-
-async fn post(system: &TestSystem, session: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = system
-        .http
-        .post(system.url(path))
-        .header("x-live-session", session)
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or_default())
-}
-
 async fn mark_read(system: &TestSystem, session: &str, chat_key: &str, id: &str) -> (u16, Value) {
     let path = format!("/api/live/chats/{}/read", e2e::urlencode(chat_key));
-    post(system, session, &path, json!({ "message_id": id })).await
+    system
+        .live_post(session, &path, json!({ "message_id": id }))
+        .await
 }
 
 /// `GET …/media/{id}` of a chat: status, content type and bytes.
@@ -239,7 +211,7 @@ async fn assert_sealed(
 /// live-chat session.
 async fn alice_asks(system: &TestSystem, question: &str) -> (TestWorkspace, String, String) {
     let (workspace, person) = system.pipedrive_chat_with_a_fresh_question(question).await;
-    let session = session_of(system, ANA_PIPEDRIVE_ID).await;
+    let session = system.pipedrive_live_session(PIPEDRIVE_ANA).await;
     (workspace, format!("persons/{}", person["id"]), session)
 }
 
@@ -249,9 +221,8 @@ async fn a_chat_reads_as_the_page_draws_it_and_its_content_is_encrypted_at_rest(
     let (workspace, record, session) = alice_asks(&system, "wamid.ASK1").await;
 
     // Ana answers, quoting the question.
-    let (status, sent) = send(
-        &system,
-        &session,
+    let (status, sent) = system.live_send(&session,
+        ALICE_WA_ID,
         json!({ "client_id": "c1", "text": "Yes, Friday 10:00 works", "reply_to": "wamid.ASK1" }),
     )
     .await;
@@ -540,7 +511,7 @@ async fn unread_messages_are_read_once_marked_and_whatsapp_is_told_once() {
     assert_eq!(marked["marked_on_whatsapp"], true);
     assert_eq!(marked["read_up_to"], t);
     assert_eq!(read_calls(&system), ["wamid.Q2"], "WhatsApp told");
-    let (_, view) = record_chats(&system, Some(&session), &record).await;
+    let (_, view) = system.live_record_chats(Some(&session), &record).await;
     let chat = chat_in(&view, &chat_key);
     assert_eq!(chat["unread"], 1, "{chat}");
     assert_eq!(chat["read_up_to"], t);
@@ -555,12 +526,13 @@ async fn unread_messages_are_read_once_marked_and_whatsapp_is_told_once() {
     assert_eq!(read_calls(&system), ["wamid.Q2"], "one call");
 
     // Only the customer's messages of this chat can be marked.
-    let (status, sent) = send(
-        &system,
-        &session,
-        json!({ "client_id": "r1", "text": "Saturday then" }),
-    )
-    .await;
+    let (status, sent) = system
+        .live_send(
+            &session,
+            ALICE_WA_ID,
+            json!({ "client_id": "r1", "text": "Saturday then" }),
+        )
+        .await;
     assert_eq!(status, 201, "{sent}");
     let ours = sent["message_id"].as_str().expect("an id");
     let (status, refused) = mark_read(&system, &session, &chat_key, ours).await;
@@ -575,7 +547,7 @@ async fn unread_messages_are_read_once_marked_and_whatsapp_is_told_once() {
     assert_eq!(status, 200, "{marked}");
     assert_eq!(marked["changed"], true);
     assert_eq!(read_calls(&system), ["wamid.Q2", "wamid.Q3"]);
-    let (_, view) = record_chats(&system, Some(&session), &record).await;
+    let (_, view) = system.live_record_chats(Some(&session), &record).await;
     assert_eq!(chat_in(&view, &chat_key)["unread"], 0);
 
     // The poll: the same answer is a 304 without a body; news is a 200.
@@ -612,7 +584,7 @@ async fn unread_messages_are_read_once_marked_and_whatsapp_is_told_once() {
         })
         .await;
     assert_ne!(newer, etag);
-    let (_, view) = record_chats(&system, Some(&session), &record).await;
+    let (_, view) = system.live_record_chats(Some(&session), &record).await;
     assert_eq!(chat_in(&view, &chat_key)["unread"], 1, "her new message");
 }
 
@@ -642,7 +614,7 @@ async fn a_long_chat_pages_back_from_its_newest_messages() {
     let record = format!("persons/{}", bob["id"]);
     let chat_key = format!("{PHONE_NUMBER_ID}#{BOB_WA_ID}");
 
-    let (status, view) = record_chats(&system, Some(&session), &record).await;
+    let (status, view) = system.live_record_chats(Some(&session), &record).await;
     assert_eq!(status, 200, "{view}");
     let first = chat_in(&view, &chat_key);
     let shown = ids(first);
@@ -652,23 +624,17 @@ async fn a_long_chat_pages_back_from_its_newest_messages() {
     assert_eq!(first["next_before"], "wamid.BOB03");
     assert_eq!(first["unread"], 53, "the whole chat, not the page");
 
-    let (status, view) = record_chats(
-        &system,
-        Some(&session),
-        &format!("{record}&before=wamid.BOB03"),
-    )
-    .await;
+    let (status, view) = system
+        .live_record_chats(Some(&session), &format!("{record}&before=wamid.BOB03"))
+        .await;
     assert_eq!(status, 200, "{view}");
     let older = chat_in(&view, &chat_key);
     assert_eq!(ids(older), ["wamid.BOB02", "wamid.BOB01", "wamid.BOB00"]);
     assert_eq!(older["next_before"], Value::Null, "the oldest page");
 
-    let (status, body) = record_chats(
-        &system,
-        Some(&session),
-        &format!("{record}&before=wamid.HI"),
-    )
-    .await;
+    let (status, body) = system
+        .live_record_chats(Some(&session), &format!("{record}&before=wamid.HI"))
+        .await;
     assert_eq!(
         status, 404,
         "Alice's message is in none of Bob's chats: {body}"
@@ -730,7 +696,7 @@ async fn messages_past_the_retention_leave_the_view_when_the_retention_job_runs(
 async fn a_deleted_workspace_shows_nothing_at_once_and_its_messages_go() {
     let system = TestSystem::start_with_env(&[("WORKSPACE_DELETION_SETTLE_SECS", "2")]).await;
     let (workspace, record, session) = alice_asks(&system, "wamid.BYE").await;
-    let (status, view) = record_chats(&system, Some(&session), &record).await;
+    let (status, view) = system.live_record_chats(Some(&session), &record).await;
     assert_eq!(status, 200, "{view}");
     assert!(!system.sort_keys("MSG#").await.is_empty());
 
@@ -744,7 +710,7 @@ async fn a_deleted_workspace_shows_nothing_at_once_and_its_messages_go() {
         .await;
     assert_eq!(status, 202, "{body}");
     // The session outlives the deletion's start, but shows nothing.
-    let (status, body) = record_chats(&system, Some(&session), &record).await;
+    let (status, body) = system.live_record_chats(Some(&session), &record).await;
     assert_eq!(status, 401, "{body}");
     let (status, ..) = media(&system, &session, &alice_chat(), "wamid.BYE").await;
     assert_eq!(status, 404);

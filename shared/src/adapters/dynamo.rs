@@ -337,33 +337,31 @@ impl DynamoStore {
         })
     }
 
-    /// A stored message, its content opened.
-    fn open_message(&self, cipher: &TokenCipher, item: Item) -> Result<StoredMessage, StoreError> {
-        open_item(cipher, item, MESSAGE_FIELDS)
+    /// Stored items whose `fields` are sealed, opened and read (the cipher
+    /// is asked for only when there is something to open).
+    async fn open_all<T: DeserializeOwned>(
+        &self,
+        items: Vec<Item>,
+        fields: &[sealed::Field],
+    ) -> Result<Vec<T>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cipher = self.content_cipher().await?;
+        items
+            .into_iter()
+            .map(|item| open_item(&cipher, item, fields))
+            .collect()
     }
 
     /// Stored messages, their content opened.
     async fn open_messages(&self, items: Vec<Item>) -> Result<Vec<StoredMessage>, StoreError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let cipher = self.content_cipher().await?;
-        items
-            .into_iter()
-            .map(|item| self.open_message(&cipher, item))
-            .collect()
+        self.open_all(items, MESSAGE_FIELDS).await
     }
 
     /// Stored chats, their contact's names opened.
     async fn open_chats(&self, items: Vec<Item>) -> Result<Vec<Chat>, StoreError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let cipher = self.content_cipher().await?;
-        items
-            .into_iter()
-            .map(|item| open_item(&cipher, item, CHAT_FIELDS))
-            .collect()
+        self.open_all(items, CHAT_FIELDS).await
     }
 
     /// Read capacity units the index reads (the ledger's: a chat's
@@ -1895,7 +1893,7 @@ impl MessageStore for DynamoStore {
                 )
                 .await?;
             for item in items {
-                messages.push(self.open_message(&cipher, item)?);
+                messages.push(open_item(&cipher, item, MESSAGE_FIELDS)?);
             }
             start = next;
             if start.is_none() || messages.len() >= limit {

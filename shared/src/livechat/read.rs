@@ -22,7 +22,7 @@ use crate::business_numbers::SendError;
 use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::media::{MediaError, media_file_name};
-use crate::model::chat_key_for_logs;
+use crate::model::{StoredMessage, WhatsAppNumber, chat_key_for_logs};
 use crate::store::ReadMark;
 use crate::whatsapp::Direction;
 
@@ -95,6 +95,25 @@ impl From<SendRefusal> for ReadRefusal {
     }
 }
 
+/// The message `message_id` of the workspace's chat `chat_key`, with the
+/// chat's business number: a message of another chat, or of another
+/// workspace, is not found.
+async fn message_of_chat(
+    deps: &Deps,
+    workspace_id: &str,
+    chat_key: &str,
+    message_id: &str,
+) -> Result<(WhatsAppNumber, StoredMessage), ReadRefusal> {
+    let (_, number) = chat_and_number(deps, workspace_id, chat_key).await?;
+    let message = deps
+        .store
+        .message(workspace_id, message_id)
+        .await?
+        .filter(|m| m.chat_key == chat_key)
+        .ok_or(ReadRefusal::NotFound)?;
+    Ok((number, message))
+}
+
 /// A mark-as-read done (or found done).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct MarkedRead {
@@ -121,13 +140,7 @@ pub async fn mark_read(
     message_id: &str,
 ) -> Result<MarkedRead, ReadRefusal> {
     let workspace_id = session.workspace_id.as_str();
-    let (_, number) = chat_and_number(deps, workspace_id, chat_key).await?;
-    let message = deps
-        .store
-        .message(workspace_id, message_id)
-        .await?
-        .filter(|m| m.chat_key == chat_key)
-        .ok_or(ReadRefusal::NotFound)?;
+    let (number, message) = message_of_chat(deps, workspace_id, chat_key, message_id).await?;
     if message.direction != Direction::Inbound {
         return Err(ReadRefusal::NotInbound);
     }
@@ -209,13 +222,7 @@ pub async fn media_preview(
     message_id: &str,
 ) -> Result<MediaPreview, ReadRefusal> {
     let workspace_id = session.workspace_id.as_str();
-    let (_, number) = chat_and_number(deps, workspace_id, chat_key).await?;
-    let message = deps
-        .store
-        .message(workspace_id, message_id)
-        .await?
-        .filter(|m| m.chat_key == chat_key)
-        .ok_or(ReadRefusal::NotFound)?;
+    let (number, message) = message_of_chat(deps, workspace_id, chat_key, message_id).await?;
     let media = message.media.as_ref().ok_or(ReadRefusal::NoFile)?;
     let token = number_token(deps, &number).await?;
     let file = deps
