@@ -624,10 +624,14 @@ async fn a_long_chat_pages_back_from_its_newest_messages() {
     assert_eq!(first["next_before"], "wamid.BOB03");
     assert_eq!(first["unread"], 53, "the whole chat, not the page");
 
-    let (status, view) = system
-        .live_record_chats(Some(&session), &format!("{record}&before=wamid.BOB03"))
-        .await;
+    // As the page asks for older messages: that chat, before its oldest.
+    let older_page = format!(
+        "{record}&chat={}&before=wamid.BOB03",
+        e2e::urlencode(&chat_key)
+    );
+    let (status, view) = system.live_record_chats(Some(&session), &older_page).await;
     assert_eq!(status, 200, "{view}");
+    assert_eq!(view["chats"].as_array().map(Vec::len), Some(1), "{view}");
     let older = chat_in(&view, &chat_key);
     assert_eq!(ids(older), ["wamid.BOB02", "wamid.BOB01", "wamid.BOB00"]);
     assert_eq!(older["next_before"], Value::Null, "the oldest page");

@@ -4,10 +4,11 @@
 //!   extension token → a live-chat session for the user whose personal
 //!   Pipedrive connection it names (else 403 `not_connected`, with where to
 //!   connect).
-//! - `GET /api/live/chats?record=<module>/<id>[&before=<message_id>]`
-//!   (`X-Live-Session`): the chats the record shows its user, messages
-//!   newest first a page at a time, with an `ETag` (`If-None-Match` → 304:
-//!   see `crate::livechat::read` for why the page polls).
+//! - `GET /api/live/chats?record=<module>/<id>[&chat=<chat_key>]
+//!   [&before=<message_id>]` (`X-Live-Session`): the chats the record shows
+//!   its user (or that one), messages newest first a page at a time, with
+//!   an `ETag` (`If-None-Match` → 304: see `crate::livechat::read` for why
+//!   the page polls).
 //! - `GET /api/live/chats/{chat_key}/media/{message_id}`: a media message's
 //!   file, as WhatsApp has it (413 over what an answer can carry).
 //! - `POST /api/live/chats/{chat_key}/read` `{message_id}`: marks the
@@ -29,7 +30,7 @@ use crate::livechat::pipedrive_token::{self, TokenError};
 use crate::livechat::read::{self, ReadRefusal};
 use crate::livechat::send::{SendRefusal, SendRequest};
 use crate::livechat::session::SESSION_SECS;
-use crate::livechat::view::{Paging, ViewError, record_chats};
+use crate::livechat::view::{Paging, ViewError, record_chats_page};
 use crate::model::{ConnectionKind, CrmKind, RecordRef};
 
 /// Messages per chat in one answer.
@@ -163,6 +164,25 @@ fn send_refusal(e: SendRefusal) -> ApiError {
     }
 }
 
+/// A record the user's own CRM token cannot read, as the page is told.
+fn view_refusal(e: ViewError) -> Result<HttpResponse, ApiError> {
+    match e {
+        ViewError::NotConnected(crm) => Ok(json_response(
+            403,
+            &json!({ "error": {
+                "code": "not_connected",
+                "message": format!("Connect {crm}: live chat needs your own connection"),
+            }}),
+        )),
+        e @ ViewError::NotVisible => Err(ApiError::NotFound(e.to_string())),
+        e @ ViewError::NoSuchMessage => Err(ApiError::NotFound(e.to_string())),
+        e @ ViewError::WorkspaceDeleted => Err(ApiError::Unauthorized(e.to_string())),
+        ViewError::Work(e) => Err(ApiError::BadGateway(format!(
+            "the CRM could not answer: {e}"
+        ))),
+    }
+}
+
 /// The session the request carries.
 async fn session(deps: &Deps, req: &Request) -> Result<LiveSession, ApiError> {
     let sealed = req
@@ -186,6 +206,7 @@ async fn chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     let paging = Paging {
         limit: PAGE_MESSAGES,
         before: params.remove("before").filter(|b| !b.is_empty()),
+        chat: params.remove("chat").filter(|c| !c.is_empty()),
     };
     let record = params
         .remove("record")
@@ -194,22 +215,9 @@ async fn chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
             (!module.is_empty() && !id.is_empty()).then(|| RecordRef::new(session.crm, module, id))
         })
         .ok_or_else(|| ApiError::BadRequest("`record` must be <module>/<id>".into()))?;
-    match record_chats(deps, &session, &record, &paging).await {
+    match record_chats_page(deps, &session, &record, &paging).await {
         Ok(view) => Ok(unless_unchanged(req, &view)),
-        Err(ViewError::NotConnected(crm)) => Ok(json_response(
-            403,
-            &json!({ "error": {
-                "code": "not_connected",
-                "message": format!("Connect {crm}: live chat needs your own connection"),
-            }}),
-        )),
-        Err(e @ (ViewError::NotVisible | ViewError::NoSuchMessage)) => {
-            Err(ApiError::NotFound(e.to_string()))
-        }
-        Err(e @ ViewError::WorkspaceDeleted) => Err(ApiError::Unauthorized(e.to_string())),
-        Err(ViewError::Work(e)) => Err(ApiError::BadGateway(format!(
-            "the CRM could not answer: {e}"
-        ))),
+        Err(e) => view_refusal(e),
     }
 }
 

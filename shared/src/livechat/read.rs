@@ -85,12 +85,7 @@ impl From<SendRefusal> for ReadRefusal {
             SendRefusal::NoToken => Self::NoToken,
             SendRefusal::WhatsApp(e) => Self::WhatsApp(e),
             SendRefusal::Store(e) => Self::Store(e),
-            other @ (SendRefusal::Invalid(_)
-            | SendRefusal::ReadOnly
-            | SendRefusal::WindowClosed
-            | SendRefusal::InProgress) => {
-                Self::Store(StoreError::Corrupt(format!("unexpected refusal: {other}")))
-            }
+            other => Self::Store(StoreError::Corrupt(format!("unexpected refusal: {other}"))),
         }
     }
 }

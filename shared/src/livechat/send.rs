@@ -115,12 +115,27 @@ pub(super) async fn number_token(
         .ok_or(SendRefusal::NoToken)
 }
 
-/// Who may send to a chat from its business number: the number's owner,
-/// the chat's responsible user, owners and admins (others only read it).
-pub fn may_send(user: &User, number: &WhatsAppNumber, chat: &Chat) -> bool {
-    user.role.manages_workspace()
+/// The session's user, if they may send from `number` to `chat` (a new
+/// chat has no responsible user yet).
+pub(super) async fn sender(
+    deps: &Deps,
+    session: &LiveSession,
+    number: &WhatsAppNumber,
+    chat: Option<&Chat>,
+) -> Result<User, SendRefusal> {
+    let user = deps
+        .store
+        .user(&session.workspace_id, &session.user_id)
+        .await?
+        .ok_or(SendRefusal::ReadOnly)?;
+    let may_send = user.role.manages_workspace()
         || number.owner_user_id == user.id
-        || chat.responsible_user_id.as_deref() == Some(user.id.as_str())
+        || chat.and_then(|c| c.responsible_user_id.as_deref()) == Some(user.id.as_str());
+    if may_send {
+        Ok(user)
+    } else {
+        Err(SendRefusal::ReadOnly)
+    }
 }
 
 /// How a sent template reads in the chat and the day note.
@@ -166,14 +181,7 @@ pub async fn send(
     }
     let workspace_id = session.workspace_id.as_str();
     let (chat, number) = chat_and_number(deps, workspace_id, chat_key).await?;
-    let user = deps
-        .store
-        .user(workspace_id, &session.user_id)
-        .await?
-        .ok_or(SendRefusal::ReadOnly)?;
-    if !may_send(&user, &number, &chat) {
-        return Err(SendRefusal::ReadOnly);
-    }
+    let user = sender(deps, session, &number, Some(&chat)).await?;
     let now = deps.clock.now();
     let last_inbound = deps
         .store

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::LiveSession;
+use super::send::SendRefusal;
 use crate::crm::CrmError;
 use crate::deps::Deps;
 use crate::error::WorkError;
@@ -60,11 +61,12 @@ impl From<crate::error::StoreError> for ViewError {
 
 /// Which messages of each chat an answer holds: the newest `limit`, or,
 /// with `before`, the `limit` before that message (only the chat that
-/// holds it is answered then).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// holds it is answered then); with `chat`, only that chat is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Paging {
     pub limit: usize,
     pub before: Option<String>,
+    pub chat: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,8 +148,23 @@ pub struct MediaView {
     pub caption: Option<String>,
 }
 
-/// The chats `record` shows the session's user, a page of messages each.
+/// The chats `record` shows the session's user, up to `limit` messages
+/// each (the newest).
 pub async fn record_chats(
+    deps: &Deps,
+    session: &LiveSession,
+    record: &RecordRef,
+    limit: usize,
+) -> Result<RecordChats, ViewError> {
+    let paging = Paging {
+        limit,
+        ..Paging::default()
+    };
+    record_chats_page(deps, session, record, &paging).await
+}
+
+/// The chats `record` shows the session's user, a page of messages each.
+pub async fn record_chats_page(
     deps: &Deps,
     session: &LiveSession,
     record: &RecordRef,
@@ -196,21 +213,26 @@ pub async fn record_chats(
             numbers.insert(number);
         }
     }
-    let user = deps.store.user(workspace_id, &session.user_id).await?;
     let mut chats = Vec::new();
     for business in deps.store.whatsapp_numbers(workspace_id).await? {
         for contact in &numbers {
             let key = chat_key(&business.phone_number_id, contact);
+            if paging.chat.as_ref().is_some_and(|only| *only != key) {
+                continue;
+            }
             let Some((chat, read_mark)) = deps.store.chat_and_read_mark(workspace_id, &key).await?
             else {
                 continue;
             };
             let stored = deps.store.chat_messages(workspace_id, &key).await?;
-            let can_send = user
-                .as_ref()
-                .is_some_and(|user| super::send::may_send(user, &business, &chat));
             let Some(page) = page_of(&stored, read_mark.as_ref(), paging) else {
                 continue; // `before` is in another chat
+            };
+            // Sending's own rule decides: read-only users see no composer.
+            let can_send = match super::send::sender(deps, session, &business, Some(&chat)).await {
+                Ok(_) => true,
+                Err(SendRefusal::Store(e)) => return Err(e.into()),
+                Err(_) => false,
             };
             chats.push(ChatView {
                 chat_key: key,
@@ -417,7 +439,7 @@ mod tests {
     fn all(limit: usize) -> Paging {
         Paging {
             limit,
-            before: None,
+            ..Paging::default()
         }
     }
 
@@ -506,6 +528,7 @@ mod tests {
             &Paging {
                 limit: 3,
                 before: first.next_before.clone(),
+                chat: None,
             },
         )
         .expect("a page");
@@ -516,6 +539,7 @@ mod tests {
             &Paging {
                 limit: 3,
                 before: second.next_before.clone(),
+                chat: None,
             },
         )
         .expect("a page");
@@ -524,6 +548,7 @@ mod tests {
         let elsewhere = Paging {
             limit: 3,
             before: Some("not-here".into()),
+            chat: None,
         };
         assert_eq!(page_of(&stored, None, &elsewhere), None);
     }
