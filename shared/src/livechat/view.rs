@@ -308,13 +308,16 @@ fn is_reaction(m: &StoredMessage) -> bool {
 }
 
 /// The emoji of a reaction message; none for a reaction removed. A
-/// reaction is stored with its note line's body (`whatsapp::render`):
-/// `[Reacted 👍]`, or `[Removed a reaction]` when WhatsApp sends none.
+/// reaction is stored with its note line's body: the customer's as the
+/// webhook renders it (`[Reacted 👍]`, `[Removed a reaction]` when WhatsApp
+/// sends no emoji), ours with the start of what it is on (`[Reacted 👍 to
+/// "…"]`, `[Removed a reaction to "…"]`). An emoji holds no whitespace.
 fn reaction_emoji(m: &StoredMessage) -> Option<&str> {
     m.text
         .strip_prefix("[Reacted ")?
-        .strip_suffix(']')
-        .map(str::trim)
+        .split(char::is_whitespace)
+        .next()
+        .map(|emoji| emoji.strip_suffix(']').unwrap_or(emoji))
         .filter(|emoji| !emoji.is_empty())
 }
 
@@ -623,5 +626,16 @@ mod tests {
         };
         assert_eq!(reaction_emoji(&stored("cloud-reaction.json")), Some("👍"));
         assert_eq!(reaction_emoji(&stored("cloud-reaction-removed.json")), None);
+        // Ours, sent from the CRM, name what they are on.
+        let ours = |text: &str| message("r", 1, Direction::Outbound, text);
+        assert_eq!(
+            reaction_emoji(&ours("[Reacted ❤️ to \"Can I visit [on] Friday?\"]")),
+            Some("❤️")
+        );
+        assert_eq!(
+            reaction_emoji(&ours("[Removed a reaction to \"Can I visit…\"]")),
+            None
+        );
+        assert_eq!(reaction_emoji(&ours("[Reacted 👨‍👩‍👧]")), Some("👨‍👩‍👧"));
     }
 }
