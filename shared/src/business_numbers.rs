@@ -94,6 +94,14 @@ pub trait BusinessNumbers: Send + Sync {
         to: &str,
         template: &TemplateSend,
     ) -> Result<String, SendError>;
+    /// Marks the customer's message `message_id` (and, WhatsApp does so,
+    /// the chat's earlier ones) as read: their ticks turn blue.
+    async fn mark_read(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        message_id: &str,
+    ) -> Result<(), SendError>;
 }
 
 /// What kind of file a live chat sends: WhatsApp takes each with its own

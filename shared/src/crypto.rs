@@ -1,9 +1,10 @@
 //! Cryptography the product relies on, built only from well-kept crates:
-//! webhook signatures (HMAC-SHA256), token encryption at rest (AES-256-GCM),
-//! signed OAuth `state`, and hashing of API tokens.
+//! webhook signatures (HMAC-SHA256), token and message-content encryption at
+//! rest (AES-256-GCM), signed OAuth `state`, and hashing of API tokens.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hkdf::Hkdf;
@@ -61,6 +62,7 @@ pub fn meta_signature(app_secret: &[u8], body: &[u8]) -> String {
 pub struct KeyRing {
     token_key: [u8; 32],
     state_key: [u8; 32],
+    content_key: [u8; 32],
 }
 
 impl KeyRing {
@@ -68,20 +70,33 @@ impl KeyRing {
         let hk = Hkdf::<Sha256>::new(Some(b"whatsapp-crm-sync/v1"), master);
         let mut token_key = [0u8; 32];
         let mut state_key = [0u8; 32];
+        let mut content_key = [0u8; 32];
         // 32-byte outputs are far below HKDF-SHA256's 8160-byte limit.
         hk.expand(b"token-encryption", &mut token_key)
             .expect("32 bytes is a valid HKDF length");
         hk.expand(b"oauth-state-signing", &mut state_key)
             .expect("32 bytes is a valid HKDF length");
+        hk.expand(b"message-content-encryption", &mut content_key)
+            .expect("32 bytes is a valid HKDF length");
         Self {
             token_key,
             state_key,
+            content_key,
         }
     }
 
     pub fn token_cipher(&self) -> TokenCipher {
         TokenCipher {
             cipher: Aes256Gcm::new(&self.token_key.into()),
+        }
+    }
+
+    /// The cipher for message content at rest (what customers and the
+    /// business wrote, contact names): the same sealing as tokens under a
+    /// key of its own, so a token's ciphertext never opens as content.
+    pub fn content_cipher(&self) -> TokenCipher {
+        TokenCipher {
+            cipher: Aes256Gcm::new(&self.content_key.into()),
         }
     }
 
@@ -110,9 +125,10 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-/// AES-256-GCM for OAuth tokens at rest. The associated data binds a
-/// ciphertext to the item it belongs to, so a token copied into another
-/// workspace's item does not decrypt.
+/// AES-256-GCM for values at rest: OAuth tokens ([`KeyRing::token_cipher`])
+/// and message content ([`KeyRing::content_cipher`]). The associated data
+/// binds a ciphertext to the item (and field) it belongs to, so a value
+/// copied into another item, or another workspace's, does not decrypt.
 #[derive(Clone)]
 pub struct TokenCipher {
     cipher: Aes256Gcm,
@@ -155,6 +171,23 @@ impl TokenCipher {
             )
             .map_err(|_| CryptoError::Decrypt)?;
         String::from_utf8(plain).map_err(|_| CryptoError::Decrypt)
+    }
+}
+
+/// Where the store gets the content cipher: the key is derived from the app
+/// master key, which Secrets Manager holds and a function reads on first
+/// use (`crate::secrets::Secrets`), so the store asks for it only when it
+/// first reads or writes message content.
+#[async_trait]
+pub trait ContentKeys: Send + Sync {
+    async fn content_cipher(&self) -> Result<TokenCipher, crate::error::SecretsError>;
+}
+
+/// A key ring at hand (tests, tools) serves as it is.
+#[async_trait]
+impl ContentKeys for KeyRing {
+    async fn content_cipher(&self) -> Result<TokenCipher, crate::error::SecretsError> {
+        Ok(KeyRing::content_cipher(self))
     }
 }
 
@@ -272,6 +305,58 @@ mod tests {
         assert_eq!(
             other_key.decrypt(&sealed, "WS#a|CONN#zoho#ORG"),
             Err(CryptoError::Decrypt)
+        );
+    }
+
+    #[test]
+    fn content_opens_only_with_its_own_key_and_binding() {
+        let keys = KeyRing::from_master(b"master");
+        let content = keys.content_cipher();
+        let binding = "ws-a|MSG#wamid.1|text";
+        let sealed = content.encrypt("The boiler is leaking", binding);
+        assert!(!sealed.contains("boiler"));
+        assert_eq!(
+            content.decrypt(&sealed, binding).as_deref(),
+            Ok("The boiler is leaking")
+        );
+        // Another item, another field of the same item, another workspace.
+        for other in [
+            "ws-a|MSG#wamid.2|text",
+            "ws-a|MSG#wamid.1|contact_name",
+            "ws-b|MSG#wamid.1|text",
+        ] {
+            assert_eq!(content.decrypt(&sealed, other), Err(CryptoError::Decrypt));
+        }
+        // The token key is another key: neither opens the other's values.
+        assert_eq!(
+            keys.token_cipher().decrypt(&sealed, binding),
+            Err(CryptoError::Decrypt)
+        );
+        let token = keys.token_cipher().encrypt("1000.token", binding);
+        assert_eq!(content.decrypt(&token, binding), Err(CryptoError::Decrypt));
+        // Any byte changed is refused, as is a cut or a non-base64 value.
+        let mut raw = STANDARD.decode(&sealed).expect("base64");
+        for at in [0, 12, raw.len() - 1] {
+            raw[at] ^= 1;
+            assert_eq!(
+                content.decrypt(&STANDARD.encode(&raw), binding),
+                Err(CryptoError::Decrypt),
+                "byte {at} flipped"
+            );
+            raw[at] ^= 1;
+        }
+        assert_eq!(
+            content.decrypt(&STANDARD.encode(&raw[..20]), binding),
+            Err(CryptoError::Decrypt)
+        );
+        assert_eq!(
+            content.decrypt("not base64 !", binding),
+            Err(CryptoError::Decrypt)
+        );
+        // Each sealing draws a fresh nonce: equal texts do not show as equal.
+        assert_ne!(
+            content.encrypt("same", binding),
+            content.encrypt("same", binding)
         );
     }
 

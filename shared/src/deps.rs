@@ -52,18 +52,24 @@ impl Deps {
     }
 
     pub fn build(config: Config, aws: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), &config.table_name);
-        let queue = SqsQueue::new(
-            aws_sdk_sqs::Client::new(aws),
-            config.sync_queue_url.clone(),
-            config.notes_queue_url.clone(),
-        );
         let secrets = Arc::new(Secrets::new(
             Box::new(SecretsManagerSource(aws_sdk_secretsmanager::Client::new(
                 aws,
             ))),
             &config,
         ));
+        // Message content is sealed at rest with a key from the app master
+        // key: the store asks the secrets for it when it first needs it.
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            &config.table_name,
+            secrets.clone(),
+        );
+        let queue = SqsQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            config.sync_queue_url.clone(),
+            config.notes_queue_url.clone(),
+        );
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // Calls made in a worker's invocation get less when it ends

@@ -133,6 +133,16 @@ impl Secrets {
     }
 }
 
+/// Message content is sealed under a key derived from the app master key,
+/// read on first use like the token key: a function that stores or reads
+/// messages needs the app key secret (`APP_KEY_SECRET_ID` and its grant).
+#[async_trait]
+impl crate::crypto::ContentKeys for Secrets {
+    async fn content_cipher(&self) -> Result<crate::crypto::TokenCipher, SecretsError> {
+        Ok(self.keys().await?.content_cipher())
+    }
+}
+
 /// Secrets Manager as the source.
 pub struct SecretsManagerSource(pub aws_sdk_secretsmanager::Client);
 

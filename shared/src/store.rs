@@ -262,6 +262,30 @@ pub trait ChatStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Every chat of the workspace.
     async fn chats(&self, workspace_id: &str) -> Result<Vec<Chat>, StoreError>;
+    /// The chat and how far its user-facing side is read (live chat), in
+    /// one read: what the 2-second poll of the chat view needs per chat.
+    async fn chat_and_read_mark(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+    ) -> Result<Option<(Chat, Option<ReadMark>)>, StoreError>;
+    /// Moves the chat's read mark on to `mark`, never back: false if it is
+    /// as far already (or further), or there is no such chat.
+    async fn advance_read_mark(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        mark: &ReadMark,
+    ) -> Result<bool, StoreError>;
+}
+
+/// How far a chat is read from the CRM: the customer's newest message a
+/// user marked read (WhatsApp takes earlier ones as read with it), and
+/// when it was sent; later inbound messages are unread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadMark {
+    pub up_to: i64,
+    pub message_id: String,
 }
 
 #[async_trait]

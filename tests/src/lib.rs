@@ -892,6 +892,18 @@ pub fn messages_delivery_to(
             })
         })
         .collect();
+    delivery_to(phone_number_id, display_phone_number, wa_id, name, messages)
+}
+
+/// A Cloud API delivery of `messages` (Cloud API message objects of any
+/// type) from one contact to a business number.
+pub fn delivery_to(
+    phone_number_id: &str,
+    display_phone_number: &str,
+    wa_id: &str,
+    name: &str,
+    messages: Vec<Value>,
+) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "object": "whatsapp_business_account",
         "entry": [{

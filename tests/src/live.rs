@@ -137,3 +137,26 @@ impl TestSystem {
         (status, response.json().await.unwrap_or_default())
     }
 }
+
+/// A delivery from Alice to the fixtures' first business number of
+/// `messages` (Cloud API message objects of any type: reactions, media,
+/// replies).
+pub fn from_alice(messages: Vec<Value>) -> Vec<u8> {
+    crate::delivery_to(
+        crate::PHONE_NUMBER_ID,
+        crate::BUSINESS_NUMBER,
+        crate::ALICE_WA_ID,
+        "Alice",
+        messages,
+    )
+}
+
+/// A Cloud API message object from Alice: `kind` and its payload, sent at
+/// `timestamp`.
+pub fn alice_message(id: &str, timestamp: i64, kind: &str, payload: Value) -> Value {
+    let mut message = json!({
+        "from": crate::ALICE_WA_ID, "id": id, "timestamp": timestamp.to_string(), "type": kind,
+    });
+    message[kind] = payload;
+    message
+}

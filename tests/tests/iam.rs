@@ -78,7 +78,12 @@ async fn each_function_may_call_only_what_its_role_grants() {
     // (function, secrets it reads, queues it sends to, queue it backs off on)
     type Grants<'a> = (&'a str, &'a [&'a str], &'a [&'a str], Option<&'a str>);
     let expected: [Grants; 5] = [
-        ("WebhookFunction", &["MetaAppSecret"], &["SyncQueue"], None),
+        (
+            "WebhookFunction",
+            &["AppKeySecret", "MetaAppSecret"],
+            &["SyncQueue"],
+            None,
+        ),
         (
             "OAuthFunction",
             &["AppKeySecret", "ZohoClientSecret"],

@@ -648,6 +648,7 @@ async fn a_ledger_read_costs_the_same_with_ten_thousand_messages_in_other_chats(
     let dynamo = shared::adapters::dynamo::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&system.local.aws),
         system.local.stack.table_name.clone(),
+        system.local.deps.secrets.clone(),
     );
     let chat = "170000000000001#447700900123";
     for i in 0..3 {

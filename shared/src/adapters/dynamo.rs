@@ -7,7 +7,7 @@
 //! | WhatsApp number | `WS#<ws>` | `WANUMBER#<phone_number_id>` |
 //! | connection | `WS#<ws>` | `CONN#<crm>#ORG` / `CONN#<crm>#USER#<user>` |
 //! | CRM users cache | `WS#<ws>` | `CRMUSERS#<crm>` |
-//! | chat | `WS#<ws>` | `CHAT#<chat key>` |
+//! | chat (with its live-chat read mark, `read_up_to`) | `WS#<ws>` | `CHAT#<chat key>` |
 //! | contact (its record's creation, across business numbers) | `WS#<ws>` | `CONTACT#<digits>` |
 //! | message | `WS#<ws>` | `MSG#<wamid>` |
 //! | day note | `WS#<ws>` | `NOTE#<chat key>#<day>#<record id>#<part>` |
@@ -51,6 +51,12 @@
 //! retention can be applied to them (`reapply_retention_page`). OAuth
 //! states (and their workspace pointers) expire with the state, the CRM
 //! users cache after an hour.
+//!
+//! Message content is sealed in its items (`super::sealed`): a message's
+//! text, contact name, media caption and file name, its attachment's file
+//! name, a chat's contact and record names, a day note's title and each of
+//! its lines are kept only encrypted (`…_enc`), bound to their item (and a
+//! line to its message); items from before read as stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,6 +73,11 @@ use aws_sdk_dynamodb::types::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::sealed::{
+    self, ATTACHMENT_FILE_NAME, CHAT_FIELDS, CONTACT_NAME, MESSAGE_FIELDS, NOTE_FIELDS,
+    NOTE_LINE_TEXT, RECORD_NAME,
+};
+use crate::crypto::{ContentKeys, TokenCipher};
 use crate::error::StoreError;
 use crate::model::{
     AttachmentOutcome, Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote,
@@ -77,7 +88,8 @@ use crate::phone::E164;
 use crate::retention::{Expiry, LEGACY_RETENTION_SECS, Retention, day_note_anchor};
 use crate::store::{
     ChatStore, ConnectionStore, ContactClaim, CrmUsage, Insert, LogEntry, MessageStore, NoteStore,
-    Page, SendClaim, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
+    Page, ReadMark, SendClaim, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore,
+    WorkspaceStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -90,6 +102,8 @@ pub struct DynamoStore {
     /// hundredths of a unit (DynamoDB's own figure): what tests measure the
     /// read cost with.
     ledger_read_units: Arc<AtomicU64>,
+    /// Where the message-content key comes from (read on first use).
+    content_keys: Arc<dyn ContentKeys>,
 }
 
 /// The indexes of the module doc's second table.
@@ -116,6 +130,21 @@ fn message_order_key(message: &StoredMessage) -> String {
 
 fn ws_pk(workspace_id: &str) -> String {
     format!("WS#{workspace_id}")
+}
+
+/// A chat's read mark (`crate::store::ReadMark`), beside the chat's own
+/// attributes.
+const READ_UP_TO: &str = "read_up_to";
+const READ_MESSAGE_ID: &str = "read_message_id";
+
+/// A day note's sort key (one part of a chat's day, on one record).
+fn note_sk(chat_key: &str, day: &str, record: &RecordRef, part: u32) -> String {
+    format!("NOTE#{chat_key}#{day}#{}#{part}", record.id)
+}
+
+/// What a chat item's sealed fields are bound to.
+fn chat_binding(workspace_id: &str, chat_key: &str) -> String {
+    sealed::item_binding(&ws_pk(workspace_id), &format!("CHAT#{chat_key}"))
 }
 
 fn connection_sk(crm: CrmKind, kind: ConnectionKind, user_id: Option<&str>) -> String {
@@ -255,6 +284,28 @@ fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// An item whose `fields` were sealed, opened and read. A sealed value
+/// that does not open (altered, or copied from another item) makes the item
+/// unreadable, as any corrupt item is: its content is never guessed.
+fn open_item<T: DeserializeOwned>(
+    cipher: &TokenCipher,
+    mut item: Item,
+    fields: &[sealed::Field],
+) -> Result<T, StoreError> {
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (pk, sk) = (text("pk"), text("sk"));
+    sealed::open(&mut item, cipher, &sealed::item_binding(&pk, &sk), fields).map_err(|e| {
+        // The kind only: a chat's key holds the contact's number.
+        StoreError::Corrupt(format!("a {} item: {e}", item_kind(&sk)))
+    })?;
+    from_item(item)
+}
+
 fn expired(item: &Item, now: i64) -> bool {
     item.get("ttl")
         .and_then(|v| v.as_n().ok())
@@ -263,12 +314,54 @@ fn expired(item: &Item, now: i64) -> bool {
 }
 
 impl DynamoStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
+    /// The store on `table`; message content is sealed with the cipher
+    /// `content_keys` gives.
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        content_keys: Arc<dyn ContentKeys>,
+    ) -> Self {
         Self {
             client,
             table: table.into(),
             ledger_read_units: Arc::new(AtomicU64::new(0)),
+            content_keys,
         }
+    }
+
+    /// The message-content cipher. Its key comes from Secrets Manager:
+    /// not reading it now is an outage, which a retry gets past.
+    async fn content_cipher(&self) -> Result<TokenCipher, StoreError> {
+        self.content_keys.content_cipher().await.map_err(|e| {
+            StoreError::Request(format!("the message-content key could not be read: {e}"))
+        })
+    }
+
+    /// Stored items whose `fields` are sealed, opened and read (the cipher
+    /// is asked for only when there is something to open).
+    async fn open_all<T: DeserializeOwned>(
+        &self,
+        items: Vec<Item>,
+        fields: &[sealed::Field],
+    ) -> Result<Vec<T>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cipher = self.content_cipher().await?;
+        items
+            .into_iter()
+            .map(|item| open_item(&cipher, item, fields))
+            .collect()
+    }
+
+    /// Stored messages, their content opened.
+    async fn open_messages(&self, items: Vec<Item>) -> Result<Vec<StoredMessage>, StoreError> {
+        self.open_all(items, MESSAGE_FIELDS).await
+    }
+
+    /// Stored chats, their contact's names opened.
+    async fn open_chats(&self, items: Vec<Item>) -> Result<Vec<Chat>, StoreError> {
+        self.open_all(items, CHAT_FIELDS).await
     }
 
     /// Read capacity units the index reads (the ledger's: a chat's
@@ -340,14 +433,20 @@ impl DynamoStore {
         }
     }
 
-    /// A message's item: its keys, and its places in both indexes.
-    fn message_item(&self, message: &StoredMessage) -> Result<Item, StoreError> {
-        let mut item = to_item(
+    /// A message's item: its keys, its places in both indexes, and its
+    /// content sealed.
+    fn message_item(
+        &self,
+        message: &StoredMessage,
+        cipher: &TokenCipher,
+    ) -> Result<Item, StoreError> {
+        let (pk, sk) = (
             ws_pk(&message.workspace_id),
             format!("MSG#{}", message.message_id),
-            message,
-            None,
-        )?;
+        );
+        let bound_to = sealed::item_binding(&pk, &sk);
+        let mut item = to_item(pk, sk, message, None)?;
+        sealed::seal(&mut item, cipher, &bound_to, MESSAGE_FIELDS);
         let order = message_order_key(message);
         item.insert(
             "chat_pk".into(),
@@ -528,7 +627,21 @@ impl DynamoStore {
         prefix: &str,
         filter: Option<(&str, &str, &str)>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut items: Vec<T> = Vec::new();
+        self.raw_items_with_prefix(workspace_id, prefix, filter)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    /// [`Self::items_with_prefix`], the items as stored.
+    async fn raw_items_with_prefix(
+        &self,
+        workspace_id: &str,
+        prefix: &str,
+        filter: Option<(&str, &str, &str)>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items: Vec<Item> = Vec::new();
         let mut start = None;
         loop {
             let mut query = self
@@ -547,9 +660,7 @@ impl DynamoStore {
                     .expression_attribute_values(":value", s(value));
             }
             let out = query.send().await.map_err(request_error)?;
-            for item in out.items.unwrap_or_default() {
-                items.push(from_item(item)?);
-            }
+            items.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key;
             if start.is_none() {
                 return Ok(items);
@@ -1161,8 +1272,15 @@ impl ChatStore for DynamoStore {
             "SET workspace_id = :ws, #k = :key, phone_number_id = :pnid, contact = :contact"
                 .to_owned();
         if let Some(name) = contact_name {
-            expression.push_str(", contact_name = :name");
-            update = update.expression_attribute_values(":name", s(name));
+            // Sealed; a name an earlier version kept in clear goes.
+            let (attribute, value) = sealed::seal_value(
+                &self.content_cipher().await?,
+                &chat_binding(workspace_id, chat_key),
+                CONTACT_NAME,
+                name,
+            );
+            expression.push_str(&format!(", {attribute} = :name REMOVE contact_name"));
+            update = update.expression_attribute_values(":name", value);
         }
         update
             .update_expression(expression)
@@ -1174,8 +1292,10 @@ impl ChatStore for DynamoStore {
     }
 
     async fn chat(&self, workspace_id: &str, chat_key: &str) -> Result<Option<Chat>, StoreError> {
-        self.get(ws_pk(workspace_id), format!("CHAT#{chat_key}"))
-            .await
+        let item = self
+            .get_raw(ws_pk(workspace_id), format!("CHAT#{chat_key}"))
+            .await?;
+        Ok(self.open_chats(item.into_iter().collect()).await?.pop())
     }
 
     async fn claim_record_creation(
@@ -1309,6 +1429,7 @@ impl ChatStore for DynamoStore {
         fn value<T: Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
             serde_dynamo::to_attribute_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
         }
+        let record_name_enc = sealed::sealed_name(RECORD_NAME);
         let mut sets: Vec<(&str, AttributeValue)> = Vec::new();
         let mut removes: Vec<&str> = Vec::new();
         let mut optional = |name: &'static str, v: &Option<Option<String>>| match v {
@@ -1319,7 +1440,22 @@ impl ChatStore for DynamoStore {
         optional("responsible_user_id", &patch.responsible_user_id);
         optional("record_chosen_by", &patch.record_chosen_by);
         optional("sync_stopped", &patch.sync_stopped);
-        optional("record_name", &patch.record_name);
+        // The record's name is the contact's: kept sealed (and a clear one
+        // an earlier version wrote goes with any change of it).
+        match &patch.record_name {
+            Some(Some(name)) => {
+                let (_, value) = sealed::seal_value(
+                    &self.content_cipher().await?,
+                    &chat_binding(workspace_id, chat_key),
+                    RECORD_NAME,
+                    name,
+                );
+                sets.push((record_name_enc.as_str(), value));
+                removes.push("record_name");
+            }
+            Some(None) => removes.extend(["record_name", record_name_enc.as_str()]),
+            None => {}
+        }
         if let Some(record) = &patch.record {
             sets.push(("record", value(record)?));
         }
@@ -1351,6 +1487,7 @@ impl ChatStore for DynamoStore {
                 "record",
                 "record_created_by_us",
                 "record_name",
+                record_name_enc.as_str(),
                 "ambiguous_candidates",
                 "record_chosen_by",
                 "creating_by",
@@ -1384,7 +1521,57 @@ impl ChatStore for DynamoStore {
     }
 
     async fn chats(&self, workspace_id: &str) -> Result<Vec<Chat>, StoreError> {
-        self.items_with_prefix(workspace_id, "CHAT#", None).await
+        let items = self
+            .raw_items_with_prefix(workspace_id, "CHAT#", None)
+            .await?;
+        self.open_chats(items).await
+    }
+
+    async fn chat_and_read_mark(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+    ) -> Result<Option<(Chat, Option<ReadMark>)>, StoreError> {
+        let Some(item) = self
+            .get_raw(ws_pk(workspace_id), format!("CHAT#{chat_key}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mark = match (item.get(READ_UP_TO), item.get(READ_MESSAGE_ID)) {
+            (Some(AttributeValue::N(up_to)), Some(AttributeValue::S(message_id))) => {
+                Some(ReadMark {
+                    up_to: up_to
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("a chat's read mark".into()))?,
+                    message_id: message_id.clone(),
+                })
+            }
+            _ => None,
+        };
+        let chat = self.open_chats(vec![item]).await?.pop();
+        Ok(chat.map(|chat| (chat, mark)))
+    }
+
+    async fn advance_read_mark(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+        mark: &ReadMark,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .update_chat(workspace_id, chat_key)
+            .update_expression("SET #up = :up, #id = :id")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#up) OR #up < :up)",
+            )
+            .expression_attribute_names("#up", READ_UP_TO)
+            .expression_attribute_names("#id", READ_MESSAGE_ID)
+            .expression_attribute_values(":up", n(mark.up_to))
+            .expression_attribute_values(":id", s(mark.message_id.as_str()))
+            .send()
+            .await;
+        condition_outcome(result)
     }
 }
 
@@ -1553,7 +1740,7 @@ impl MessageStore for DynamoStore {
         &self,
         message: &StoredMessage,
     ) -> Result<Insert<StoredMessage>, StoreError> {
-        let item = self.message_item(message)?;
+        let item = self.message_item(message, &self.content_cipher().await?)?;
         if self.put_if(item, "attribute_not_exists(pk)", None).await? {
             return Ok(Insert::Inserted);
         }
@@ -1569,8 +1756,10 @@ impl MessageStore for DynamoStore {
         workspace_id: &str,
         message_id: &str,
     ) -> Result<Option<StoredMessage>, StoreError> {
-        self.get(ws_pk(workspace_id), format!("MSG#{message_id}"))
-            .await
+        let item = self
+            .get_raw(ws_pk(workspace_id), format!("MSG#{message_id}"))
+            .await?;
+        Ok(self.open_messages(item.into_iter().collect()).await?.pop())
     }
 
     async fn chat_messages(
@@ -1590,11 +1779,14 @@ impl MessageStore for DynamoStore {
             .await?;
         // A message past its retention is gone, whether or not TTL has
         // removed it yet.
-        items
-            .into_iter()
-            .filter(|item| !expired(item, now()))
-            .map(from_item)
-            .collect()
+        let now = now();
+        self.open_messages(
+            items
+                .into_iter()
+                .filter(|item| !expired(item, now))
+                .collect(),
+        )
+        .await
     }
 
     async fn move_message_to_chat(
@@ -1645,12 +1837,26 @@ impl MessageStore for DynamoStore {
         message_id: &str,
         outcome: &AttachmentOutcome,
     ) -> Result<(), StoreError> {
-        let value = serde_dynamo::to_attribute_value(outcome)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // The file name (a document's own) is content: sealed as the
+        // message's `attachment.file_name`, beside the outcome.
+        let mut outcome: Item =
+            serde_dynamo::to_item(outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let key = ATTACHMENT_FILE_NAME[1];
+        let (attribute, sealed_file_name) = match outcome.get(key) {
+            Some(AttributeValue::S(name)) => sealed::seal_value(
+                &self.content_cipher().await?,
+                &sealed::item_binding(&ws_pk(workspace_id), &format!("MSG#{message_id}")),
+                ATTACHMENT_FILE_NAME,
+                name,
+            ),
+            _ => return Err(StoreError::Refused("an attachment outcome names its file")),
+        };
+        outcome.insert(key.to_owned(), AttributeValue::Null(true));
         self.update_message(workspace_id, message_id)
-            .update_expression("SET attachment = :a")
+            .update_expression(format!("SET attachment = :a, {attribute} = :f"))
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":a", value)
+            .expression_attribute_values(":a", AttributeValue::M(outcome))
+            .expression_attribute_values(":f", sealed_file_name)
             .send()
             .await
             .map_err(request_error)?;
@@ -1665,6 +1871,7 @@ impl MessageStore for DynamoStore {
     ) -> Result<Page<StoredMessage>, StoreError> {
         let mut messages: Vec<StoredMessage> = Vec::new();
         let mut start = None;
+        let cipher = self.content_cipher().await?;
         let mut values = vec![(":k", state_index_pk(workspace_id, "waiting"))];
         let condition = match after {
             Some(after) => {
@@ -1686,7 +1893,7 @@ impl MessageStore for DynamoStore {
                 )
                 .await?;
             for item in items {
-                messages.push(from_item(item)?);
+                messages.push(open_item(&cipher, item, MESSAGE_FIELDS)?);
             }
             start = next;
             if start.is_none() || messages.len() >= limit {
@@ -1920,26 +2127,35 @@ impl NoteStore for DynamoStore {
         part: u32,
     ) -> Result<Option<DayNote>, StoreError> {
         // An expired note is gone, whether or not TTL has removed it yet.
-        self.get_raw(
-            ws_pk(workspace_id),
-            format!("NOTE#{chat_key}#{day}#{}#{part}", record.id),
-        )
-        .await?
-        .filter(|item| !expired(item, now()))
-        .map(from_item)
-        .transpose()
+        let Some(mut item) = self
+            .get_raw(
+                ws_pk(workspace_id),
+                format!("NOTE#{chat_key}#{day}#{}#{part}", record.id),
+            )
+            .await?
+            .filter(|item| !expired(item, now()))
+        else {
+            return Ok(None);
+        };
+        let cipher = self.content_cipher().await?;
+        let bound_to =
+            sealed::item_binding(&ws_pk(workspace_id), &note_sk(chat_key, day, record, part));
+        sealed::open_list(&mut item, &cipher, &bound_to, &NOTE_LINE_TEXT)
+            .map_err(|e| StoreError::Corrupt(format!("a NOTE item's lines: {e}")))?;
+        open_item(&cipher, item, NOTE_FIELDS).map(Some)
     }
 
     async fn save_day_note(&self, note: &DayNote, expiry: Expiry) -> Result<bool, StoreError> {
-        let mut item = to_item(
+        let (pk, sk) = (
             ws_pk(&note.workspace_id),
-            format!(
-                "NOTE#{}#{}#{}#{}",
-                note.chat_key, note.day, note.record.id, note.part
-            ),
-            note,
-            None,
-        )?;
+            note_sk(&note.chat_key, &note.day, &note.record, note.part),
+        );
+        let bound_to = sealed::item_binding(&pk, &sk);
+        let mut item = to_item(pk, sk, note, None)?;
+        // Its title names the contact and its lines hold the messages' text.
+        let cipher = self.content_cipher().await?;
+        sealed::seal(&mut item, &cipher, &bound_to, NOTE_FIELDS);
+        sealed::seal_list(&mut item, &cipher, &bound_to, &NOTE_LINE_TEXT);
         add_expiry(&mut item, expiry);
         self.put_versioned(item, note.version).await
     }

@@ -536,6 +536,47 @@ impl BusinessNumbers for GraphBusinessNumbers {
         self.post_message(access_token, phone_number_id, &body)
             .await
     }
+
+    async fn mark_read(
+        &self,
+        access_token: &str,
+        phone_number_id: &str,
+        message_id: &str,
+    ) -> Result<(), SendError> {
+        const WHAT: &str = "WhatsApp could not be reached";
+        // The live-chat reference §3.4: the same edge as sends, answered
+        // `{"success": true}` rather than a message id.
+        let body = serde_json::json!({
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message_id,
+        });
+        let request = self
+            .graph
+            .http
+            .post(self.graph.edge_url(phone_number_id, "messages"))
+            .bearer_auth(access_token)
+            .json(&body);
+        let (status, text) = status_and_text(request, WHAT).await?;
+        tracing::info!(phone_number_id, status = status.as_u16(), "graph mark read");
+        if status.is_success() {
+            return Ok(());
+        }
+        let code = serde_json::from_str::<GraphErrorBody>(&text)
+            .ok()
+            .and_then(|b| b.error.code);
+        Err(SendError {
+            code,
+            explanation: match code {
+                Some(131009) => {
+                    "WhatsApp does not take this message as read (unknown, or older than 30 days)"
+                        .to_owned()
+                }
+                _ => explain_send_error(code, &format!("HTTP {status}")),
+            },
+            transient: graph_error(status, &text, access_token).is_transient(),
+        })
+    }
 }
 
 /// A WhatsApp call that could not be made or its answer read (`what`

@@ -4,6 +4,7 @@ pub mod crms;
 pub mod dynamo;
 pub mod graph;
 pub mod pipedrive;
+mod sealed;
 pub mod sqs;
 pub mod zoho;
 

@@ -4,8 +4,15 @@
 //!   extension token → a live-chat session for the user whose personal
 //!   Pipedrive connection it names (else 403 `not_connected`, with where to
 //!   connect).
-//! - `GET /api/live/chats?record=<module>/<id>` (`X-Live-Session`): the
-//!   chats the record shows its user, messages newest first.
+//! - `GET /api/live/chats?record=<module>/<id>[&chat=<chat_key>]
+//!   [&before=<message_id>]` (`X-Live-Session`): the chats the record shows
+//!   its user (or that one), messages newest first a page at a time, with
+//!   an `ETag` (`If-None-Match` → 304: see `crate::livechat::read` for why
+//!   the page polls).
+//! - `GET /api/live/chats/{chat_key}/media/{message_id}`: a media message's
+//!   file, as WhatsApp has it (413 over what an answer can carry).
+//! - `POST /api/live/chats/{chat_key}/read` `{message_id}`: marks the
+//!   customer's messages read up to that one.
 //! - `POST /api/live/chats/{chat_key}/messages` (`X-Live-Session`)
 //!   `{client_id, text, reply_to?}` or `{client_id, template: {name,
 //!   language, parameters}}`: sends a text (window open) or an approved
@@ -17,7 +24,7 @@
 //!   `{chat_key, message_id}`).
 //! - `GET /api/live/chats/{chat_key}/templates`: the approved templates.
 
-use lambda_http::Request;
+use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,10 +32,11 @@ use super::http::{ApiError, HttpResponse, json_response, no_route, query_params}
 use crate::deps::Deps;
 use crate::livechat::LiveSession;
 use crate::livechat::pipedrive_token::{self, TokenError};
+use crate::livechat::read::{self, ReadRefusal};
 use crate::livechat::send::{SendRefusal, SendRequest};
 use crate::livechat::session::SESSION_SECS;
 use crate::livechat::start::{StartRefusal, StartRequest};
-use crate::livechat::view::{ViewError, record_chats};
+use crate::livechat::view::{Paging, ViewError, record_chats_page};
 use crate::model::{ConnectionKind, CrmKind, RecordRef};
 
 /// Messages per chat in one answer.
@@ -58,9 +66,14 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
                 .map_err(send_refusal)?;
             Ok(json_response(200, &json!({ "templates": templates })))
         }
+        ("GET", ["chats", chat_key, "media", message_id]) => {
+            media(deps, req, chat_key, message_id).await
+        }
+        ("POST", ["chats", chat_key, "read"]) => mark_read(deps, req, chat_key).await,
         (_, ["pipedrive", "session"] | ["chats"] | ["chats", _, "messages" | "templates"]) => {
             Err(ApiError::MethodNotAllowed)
         }
+        (_, ["chats", _, "read"] | ["chats", _, "media", _]) => Err(ApiError::MethodNotAllowed),
         _ => Err(no_route(req)),
     }
 }
@@ -189,6 +202,8 @@ fn view_refusal(e: ViewError) -> Result<HttpResponse, ApiError> {
             }}),
         )),
         e @ ViewError::NotVisible => Err(ApiError::NotFound(e.to_string())),
+        e @ ViewError::NoSuchMessage => Err(ApiError::NotFound(e.to_string())),
+        e @ ViewError::WorkspaceDeleted => Err(ApiError::Unauthorized(e.to_string())),
         ViewError::Work(e) => Err(ApiError::BadGateway(format!(
             "the CRM could not answer: {e}"
         ))),
@@ -214,15 +229,119 @@ async fn session(deps: &Deps, req: &Request) -> Result<LiveSession, ApiError> {
 
 async fn chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     let session = session(deps, req).await?;
-    let record = query_params(req)
+    let mut params = query_params(req);
+    let paging = Paging {
+        limit: PAGE_MESSAGES,
+        before: params.remove("before").filter(|b| !b.is_empty()),
+        chat: params.remove("chat").filter(|c| !c.is_empty()),
+    };
+    let record = params
         .remove("record")
         .and_then(|r| {
             let (module, id) = r.split_once('/')?;
             (!module.is_empty() && !id.is_empty()).then(|| RecordRef::new(session.crm, module, id))
         })
         .ok_or_else(|| ApiError::BadRequest("`record` must be <module>/<id>".into()))?;
-    match record_chats(deps, &session, &record, PAGE_MESSAGES).await {
-        Ok(view) => Ok(json_response(200, &view)),
+    match record_chats_page(deps, &session, &record, &paging).await {
+        Ok(view) => Ok(unless_unchanged(req, &view)),
         Err(e) => view_refusal(e),
     }
+}
+
+/// The answer as JSON with its `ETag`, or `304` without a body when the
+/// page's `If-None-Match` names it (the page has this answer already).
+fn unless_unchanged(req: &Request, answer: &impl serde::Serialize) -> HttpResponse {
+    let body = serde_json::to_string(answer).unwrap_or_else(|_| "{}".to_owned());
+    let tag = read::etag(&body);
+    let known = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok());
+    let builder = Response::builder()
+        .header("etag", &tag)
+        // Kept, but asked again each time: the poll is the change check.
+        .header("cache-control", "private, no-cache");
+    let response = if read::unchanged(known, &tag) {
+        builder.status(304).body(Body::Empty)
+    } else {
+        builder
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::Text(body))
+    };
+    response.unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+/// `GET /api/live/chats/{chat_key}/media/{message_id}`: the file's bytes
+/// (base64 through API Gateway, as lambda_http sends a binary body).
+async fn media(
+    deps: &Deps,
+    req: &Request,
+    chat_key: &str,
+    message_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let session = session(deps, req).await?;
+    let file = match read::media_preview(deps, &session, chat_key, message_id).await {
+        Ok(file) => file,
+        Err(e) => return read_refusal(e),
+    };
+    let name: String = url::form_urlencoded::byte_serialize(file.file_name.as_bytes()).collect();
+    Response::builder()
+        .status(200)
+        .header("content-type", &file.mime_type)
+        // Shown by the page, never run: a document is no page of ours.
+        .header("x-content-type-options", "nosniff")
+        .header("content-security-policy", "sandbox; default-src 'none'")
+        .header(
+            "content-disposition",
+            format!("inline; filename*=UTF-8''{name}"),
+        )
+        .header("cache-control", "private, max-age=300")
+        .body(Body::Binary(file.bytes))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct MarkReadRequest {
+    message_id: String,
+}
+
+/// `POST /api/live/chats/{chat_key}/read` `{message_id}`.
+async fn mark_read(deps: &Deps, req: &Request, chat_key: &str) -> Result<HttpResponse, ApiError> {
+    let session = session(deps, req).await?;
+    let asked: MarkReadRequest = serde_json::from_slice(req.body().as_ref())
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"message_id\": \"…\"}}: {e}")))?;
+    match read::mark_read(deps, &session, chat_key, &asked.message_id).await {
+        Ok(marked) => Ok(json_response(200, &marked)),
+        Err(e) => read_refusal(e),
+    }
+}
+
+/// A refusal of the reading side as an answer: 413 and 410 (a file too
+/// large to preview, or gone from WhatsApp) say so in words of their own.
+fn read_refusal(e: ReadRefusal) -> Result<HttpResponse, ApiError> {
+    let (status, code) = match &e {
+        ReadRefusal::TooLarge { .. } => (413, "payload_too_large"),
+        ReadRefusal::Gone => (410, "gone"),
+        ReadRefusal::NotFound | ReadRefusal::NoFile => {
+            return Err(ApiError::NotFound(e.to_string()));
+        }
+        ReadRefusal::NotInbound => return Err(ApiError::BadRequest(e.to_string())),
+        ReadRefusal::NotAUser => return Err(ApiError::Forbidden(e.to_string())),
+        ReadRefusal::NoToken | ReadRefusal::TokenRefused => {
+            return Err(ApiError::Conflict(e.to_string()));
+        }
+        ReadRefusal::WhatsApp(refused) if !refused.transient => {
+            return Err(ApiError::Conflict(e.to_string()));
+        }
+        ReadRefusal::WhatsApp(_) | ReadRefusal::Media(_) => {
+            return Err(ApiError::WhatsAppUnavailable(e.to_string()));
+        }
+        ReadRefusal::Store(_) => return Err(ApiError::Internal(e.to_string())),
+    };
+    tracing::info!(status, code, message = %e, "request refused");
+    Ok(json_response(
+        status,
+        &json!({ "error": { "code": code, "message": e.to_string() } }),
+    ))
 }

@@ -12,6 +12,7 @@ pub mod media_send;
 pub mod page;
 pub mod pipedrive_token;
 pub mod reaction;
+pub mod read;
 pub mod send;
 pub mod session;
 pub mod start;
