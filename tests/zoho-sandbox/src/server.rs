@@ -470,11 +470,12 @@ async fn fields(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
         ));
     };
     let st = sh.store();
+    // fields.json: an unknown module is `INVALID_MODULE` naming the parameter.
     if !st.is_module(module) {
         return to_response(error(
             400,
-            "INVALID_DATA",
-            "invalid data",
+            "INVALID_MODULE",
+            "the module name given seems to be invalid",
             json!({"api_name": "module"}),
         ));
     }
