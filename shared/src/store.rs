@@ -488,6 +488,7 @@ pub trait Store:
     + SyncLogStore
     + SettingsStore
     + WorkspaceRemovalStore
+    + SignInStore
 {
 }
 
@@ -500,5 +501,9 @@ impl<T> Store for T where
         + SyncLogStore
         + SettingsStore
         + WorkspaceRemovalStore
+        + SignInStore
 {
 }
+
+/// Live-chat sign-ins (Zoho's popup): their port lives beside their logic.
+pub use crate::livechat::zoho_signin::SignInStore;

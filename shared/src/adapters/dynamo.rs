@@ -2237,3 +2237,6 @@ mod tests {
         }
     }
 }
+
+/// Live-chat sign-in items (their own table of keys is there).
+mod live_signin;
