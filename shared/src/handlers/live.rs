@@ -23,7 +23,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{ApiError, HttpResponse, json_response, no_route, query_params};
+use crate::crm::CrmError;
 use crate::deps::Deps;
+use crate::error::WorkError;
 use crate::livechat::LiveSession;
 use crate::livechat::pipedrive_token::{self, TokenError};
 use crate::livechat::send::{SendRefusal, SendRequest};
@@ -202,6 +204,15 @@ fn view_refusal(e: ViewError) -> Result<HttpResponse, ApiError> {
             }}),
         )),
         e @ ViewError::NotVisible => Err(ApiError::NotFound(e.to_string())),
+        // The user's grant turned out revoked during this very read (the
+        // connection is marked broken now): as for one known broken.
+        ViewError::Work(WorkError::Crm(CrmError::ConnectionBroken(_))) => Ok(json_response(
+            403,
+            &json!({ "error": {
+                "code": "not_connected",
+                "message": "Your CRM connection no longer works: connect again to use live chat",
+            }}),
+        )),
         ViewError::Work(e) => Err(ApiError::BadGateway(format!(
             "the CRM could not answer: {e}"
         ))),
