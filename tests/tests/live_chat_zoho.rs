@@ -165,7 +165,7 @@ fn prefill(listed: &Value, template: &str) -> Vec<(String, Value)> {
         .into_iter()
         .flatten()
         .find(|t| t["name"] == template)
-        .and_then(|t| t["parameter_values"].as_array())
+        .and_then(|t| t["parameters"].as_array())
         .into_iter()
         .flatten()
         .map(|p| {
@@ -201,8 +201,11 @@ async fn a_zoho_user_signs_in_through_zoho_and_sees_only_the_leads_zoho_shows_th
         .personally_connected_member(&workspace, "bruno@acme.example")
         .await;
 
-    // The widget's popup: to Zoho for the user and org scopes only.
+    // The widget's popup: to Zoho for the user and org scopes only. The
+    // widget may poll before the popup has even begun: that is pending.
     let nonce = random_token();
+    let (status, _) = session(&system, json!({ "nonce": nonce })).await;
+    assert_eq!(status, 202, "not begun yet");
     let authorize = open_popup(&system, &system.http, &nonce).await;
     let scope = url::Url::parse(&authorize)
         .expect("a URL")
@@ -334,8 +337,8 @@ async fn a_zoho_user_signs_in_through_zoho_and_sees_only_the_leads_zoho_shows_th
     assert!(
         plain["templates"]
             .as_array()
-            .is_some_and(|t| t.iter().all(|t| t.get("parameter_values").is_none())),
-        "without a record, the answer is as it was: {plain}"
+            .is_some_and(|t| t.iter().all(|t| t["parameters"].is_u64())),
+        "without a record, the answer is as it was (a count): {plain}"
     );
     let (status, listed) = live_get(
         &system,
@@ -627,5 +630,22 @@ async fn templates_are_prefilled_from_a_pipedrive_person() {
     )
     .await;
     assert_eq!(status, 404, "{body}");
+    // A new chat's templates come from the business number itself.
+    let (status, by_number) = live_get(
+        &system,
+        &live,
+        &format!(
+            "/api/live/numbers/{}/templates?record=persons/{maria}",
+            e2e::PHONE_NUMBER_ID
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{by_number}");
+    assert_eq!(
+        prefill(&by_number, "sofa_offer"),
+        prefill(&listed, "sofa_offer")
+    );
+    let (status, _) = live_get(&system, &live, "/api/live/numbers/999/templates").await;
+    assert_eq!(status, 404, "not a number of the workspace");
     system.assert_pipedrive_contract_kept();
 }

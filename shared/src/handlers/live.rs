@@ -11,8 +11,11 @@
 //!   language, parameters}}`: sends a text (window open) or an approved
 //!   template (any time), once per `client_id`.
 //! - `GET /api/live/chats/{chat_key}/templates[?record=<module>/<id>]`: the
-//!   approved templates; with `record`, each parameter prefilled from the
-//!   record's fields (read with the user's own token) where names match.
+//!   approved templates; with `record`, `parameters` is the list of the
+//!   body's placeholders, each with a value from the record's fields (read
+//!   with the user's own token) where names match.
+//! - `GET /api/live/numbers/{phone_number_id}/templates[?record=…]`: the
+//!   same for a business number of the workspace (a new chat).
 //! - `POST /api/live/zoho/session` `{code}` or `{nonce}`: Zoho's sign-in
 //!   popup's one-time code (or, polled, the widget's nonce) → a live-chat
 //!   session, once; `202 {"pending": true}` while the popup has not come
@@ -58,18 +61,25 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
             let templates = crate::livechat::templates::chat_templates(deps, &session, chat_key)
                 .await
                 .map_err(send_refusal)?;
-            let Some(record) = query_params(req).remove("record") else {
-                return Ok(json_response(200, &json!({ "templates": templates })));
-            };
-            let record = record_ref(&session, &record)?;
-            match crate::livechat::templates::prefilled(deps, &session, &record, templates).await {
-                Ok(prefilled) => Ok(json_response(200, &json!({ "templates": prefilled }))),
-                Err(e) => view_refusal(e),
-            }
+            templates_answer(deps, req, &session, templates).await
+        }
+        ("GET", ["numbers", phone_number_id, "templates"]) => {
+            let session = session(deps, req).await?;
+            let templates =
+                crate::livechat::templates::number_templates(deps, &session, phone_number_id)
+                    .await
+                    .map_err(send_refusal)?
+                    .ok_or_else(|| {
+                        ApiError::NotFound("the workspace has no such WhatsApp number".into())
+                    })?;
+            templates_answer(deps, req, &session, templates).await
         }
         (
             _,
-            ["pipedrive" | "zoho", "session"] | ["chats"] | ["chats", _, "messages" | "templates"],
+            ["pipedrive" | "zoho", "session"]
+            | ["chats"]
+            | ["chats", _, "messages" | "templates"]
+            | ["numbers", _, "templates"],
         ) => Err(ApiError::MethodNotAllowed),
         _ => Err(no_route(req)),
     }
@@ -180,6 +190,24 @@ async fn chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     )?;
     match record_chats(deps, &session, &record, PAGE_MESSAGES).await {
         Ok(view) => Ok(json_response(200, &view)),
+        Err(e) => view_refusal(e),
+    }
+}
+
+/// `{"templates": […]}`: as they are, or with `?record=` prefilled from
+/// that record.
+async fn templates_answer(
+    deps: &Deps,
+    req: &Request,
+    session: &LiveSession,
+    templates: Vec<crate::business_numbers::Template>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(record) = query_params(req).remove("record") else {
+        return Ok(json_response(200, &json!({ "templates": templates })));
+    };
+    let record = record_ref(session, &record)?;
+    match crate::livechat::templates::prefilled(deps, session, &record, templates).await {
+        Ok(prefilled) => Ok(json_response(200, &json!({ "templates": prefilled }))),
         Err(e) => view_refusal(e),
     }
 }

@@ -2,10 +2,11 @@
 //! 24-hour window is closed, they are all the composer offers), read from
 //! the number's WhatsApp Business Account and kept for a few minutes per
 //! function instance: the picker opens often, templates change rarely.
-//! For a record, each named parameter is prefilled from the record's field
-//! of that name (read with the user's own CRM token; case, separators and
-//! a few synonyms aside: a template's `name` is Zoho's `Full_Name`, its
-//! `company` Pipedrive's organization); positional ones stay empty.
+//! For a record, `parameters` lists each placeholder with a value from the
+//! record's field of that name (read with the user's own CRM token; case,
+//! separators and a few synonyms aside: a template's `name` is Zoho's
+//! `Full_Name`, its `company` Pipedrive's organization) instead of their
+//! count; positional ones stay empty.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, OnceLock};
@@ -16,7 +17,7 @@ use super::view::ViewError;
 use crate::business_numbers::Template;
 use crate::crm::CrmError;
 use crate::deps::Deps;
-use crate::model::RecordRef;
+use crate::model::{RecordRef, WhatsAppNumber};
 
 /// How long an instance reuses a business account's templates.
 const CACHE_SECS: i64 = 600;
@@ -36,6 +37,29 @@ pub async fn chat_templates(
 ) -> Result<Vec<Template>, SendRefusal> {
     let workspace_id = session.workspace_id.as_str();
     let (_, number) = chat_and_number(deps, workspace_id, chat_key).await?;
+    templates_of(deps, &number).await
+}
+
+/// The approved templates of the business account of the workspace's
+/// number `phone_number_id` (what a new chat may start with); `None` when
+/// the workspace has no such number.
+pub async fn number_templates(
+    deps: &Deps,
+    session: &LiveSession,
+    phone_number_id: &str,
+) -> Result<Option<Vec<Template>>, SendRefusal> {
+    let Some(number) = deps
+        .store
+        .whatsapp_number(phone_number_id)
+        .await?
+        .filter(|n| n.workspace_id == session.workspace_id)
+    else {
+        return Ok(None);
+    };
+    templates_of(deps, &number).await.map(Some)
+}
+
+async fn templates_of(deps: &Deps, number: &WhatsAppNumber) -> Result<Vec<Template>, SendRefusal> {
     let Some(waba_id) = number.waba_id.clone() else {
         return Err(SendRefusal::Invalid(
             "the business number was registered without its WhatsApp Business Account id (waba_id): register it again with it to use templates".into(),
@@ -48,7 +72,7 @@ pub async fn chat_templates(
     {
         return Ok(templates.clone());
     }
-    let token = number_token(deps, &number).await?;
+    let token = number_token(deps, number).await?;
     let templates = deps
         .business_numbers
         .approved_templates(&token, &waba_id)
@@ -60,14 +84,17 @@ pub async fn chat_templates(
     Ok(templates)
 }
 
-/// A template with a value for each of its body parameters, where the
-/// record has a field of the same name.
+/// A template as [`Template`] shows it, but with its body's parameters
+/// named and valued where the record has a field of that name (what the
+/// page's picker fills its inputs with).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PrefilledTemplate {
-    #[serde(flatten)]
-    pub template: Template,
+    pub name: String,
+    pub language: String,
+    pub category: String,
+    pub body: String,
     /// One per placeholder of the body, in order.
-    pub parameter_values: Vec<ParameterValue>,
+    pub parameters: Vec<ParameterValue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -98,14 +125,17 @@ pub async fn prefilled(
     Ok(templates
         .into_iter()
         .map(|template| PrefilledTemplate {
-            parameter_values: placeholders(&template.body)
+            parameters: placeholders(&template.body)
                 .into_iter()
                 .map(|name| ParameterValue {
                     value: field_for(&name, &fields).map(str::to_owned),
                     name,
                 })
                 .collect(),
-            template,
+            name: template.name,
+            language: template.language,
+            category: template.category,
+            body: template.body,
         })
         .collect())
 }

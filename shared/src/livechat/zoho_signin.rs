@@ -100,6 +100,9 @@ pub enum SignInStatus {
     Ready(SignedIn),
     /// The Zoho user has no working personal connection here.
     NotConnected { crm_user_email: String },
+    /// Redeemed: kept until it expires, so that the nonce's poll learns it
+    /// is spent rather than waiting on.
+    Used,
 }
 
 /// A sign-in as stored under its widget's nonce.
@@ -123,13 +126,14 @@ pub trait SignInStore: Send + Sync {
     /// Records what the callback found under the widget's nonce and, for a
     /// ready sign-in, its code (pointing to that nonce).
     async fn settle_sign_in(&self, nonce_hash: &str, sign_in: &SignIn) -> Result<(), StoreError>;
-    /// The sign-in under a widget's nonce (read consistently).
+    /// The sign-in under a widget's nonce (read consistently), expired or
+    /// not (the caller tells which).
     async fn sign_in(&self, nonce_hash: &str) -> Result<Option<SignIn>, StoreError>;
     /// The widget nonce (hashed) a code belongs to.
     async fn nonce_of_code(&self, code_hash: &str) -> Result<Option<String>, StoreError>;
-    /// Removes the nonce's sign-in if it is still ready with the code
-    /// `code_hash`, and returns it: one caller gets it, whoever asks first
-    /// (a conditional delete).
+    /// Marks the nonce's sign-in used if it is still ready with the code
+    /// `code_hash` (dropping who it was for), and returns it as it was: one
+    /// caller gets it, whoever asks first (a conditional update).
     async fn take_ready_sign_in(
         &self,
         nonce_hash: &str,
@@ -396,7 +400,9 @@ pub enum Taken {
 
 /// Takes what a code or a nonce names at `now`: a ready sign-in once,
 /// whoever asks first, by either; [`SignInError::Expired`] for anything
-/// unknown, used or out of time.
+/// used or out of time, and for an unknown code. An unknown nonce is
+/// pending: the widget polls from the moment it opens the popup, which
+/// may be before the popup has begun the sign-in.
 pub async fn take(
     store: &dyn SignInStore,
     ask: &SessionAsk,
@@ -412,15 +418,15 @@ pub async fn take(
         }
         (None, Some(nonce)) => {
             let nonce_hash = sha256_hex(nonce);
-            let Some(sign_in) = store
-                .sign_in(&nonce_hash)
-                .await?
-                .filter(|s| s.expires_at > now)
-            else {
-                return Err(SignInError::Expired);
+            let Some(sign_in) = store.sign_in(&nonce_hash).await? else {
+                return Ok(Taken::Pending);
             };
+            if sign_in.expires_at <= now {
+                return Err(SignInError::Expired);
+            }
             match sign_in.status {
                 SignInStatus::Pending => return Ok(Taken::Pending),
+                SignInStatus::Used => return Err(SignInError::Expired),
                 SignInStatus::NotConnected { crm_user_email } => {
                     return Ok(Taken::NotConnected { crm_user_email });
                 }
@@ -700,7 +706,12 @@ mod tests {
                 return Ok(None);
             }
             self.codes.lock().expect("lock").remove(code_hash);
-            Ok(sign_ins.remove(nonce_hash))
+            let used = sign_ins.get_mut(nonce_hash).map(|s| {
+                let was = s.clone();
+                s.status = SignInStatus::Used;
+                was
+            });
+            Ok(used)
         }
     }
 
@@ -780,9 +791,10 @@ mod tests {
     async fn a_polled_nonce_waits_then_gets_the_session_once_and_spends_the_code() {
         let store = Memory::default();
         let nonce = "p".repeat(22);
-        assert!(
-            is_expired(take(&store, &ask(None, Some(&nonce)), NOW).await),
-            "never begun"
+        assert_eq!(
+            take(&store, &ask(None, Some(&nonce)), NOW).await.ok(),
+            Some(Taken::Pending),
+            "not begun yet: the popup may still be on its way"
         );
         signed_in(&store, &nonce, None, 0).await;
         assert_eq!(

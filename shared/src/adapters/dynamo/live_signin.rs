@@ -3,7 +3,7 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | sign-in state (taken by the callback) | `LIVESTATE#<state nonce>` | `STATE` |
-//! | sign-in, by the widget's nonce (`status`: pending, ready, not_connected) | `LIVESIGNIN#<sha256 of the nonce>` | `SIGNIN` |
+//! | sign-in, by the widget's nonce (`status`: pending, ready, not_connected, used) | `LIVESIGNIN#<sha256 of the nonce>` | `SIGNIN` |
 //! | one-time code → its sign-in | `LIVECODE#<sha256 of the code>` | `CODE` |
 //!
 //! Not under a workspace, unlike everything else: a sign-in begins before
@@ -30,6 +30,19 @@ fn sign_in_pk(nonce_hash: &str) -> String {
 fn code_pk(code_hash: &str) -> String {
     format!("LIVECODE#{code_hash}")
 }
+
+/// What a ready sign-in says about whom it is for (and its code): gone
+/// once it is used.
+const WHO: &[&str] = &[
+    "code_hash",
+    "workspace_id",
+    "user_id",
+    "crm",
+    "crm_org_id",
+    "crm_user_id",
+    "crm_user_email",
+    "crm_user_name",
+];
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CodePointer {
@@ -100,13 +113,11 @@ impl SignInStore for DynamoStore {
     }
 
     async fn sign_in(&self, nonce_hash: &str) -> Result<Option<SignIn>, StoreError> {
-        match self
-            .get_raw(sign_in_pk(nonce_hash), "SIGNIN".into())
+        // Expired or not: the caller tells "expired" from "not begun yet".
+        self.get_raw(sign_in_pk(nonce_hash), "SIGNIN".into())
             .await?
-        {
-            Some(item) if !expired(&item, now()) => Ok(Some(from_item(item)?)),
-            _ => Ok(None),
-        }
+            .map(from_item)
+            .transpose()
     }
 
     async fn nonce_of_code(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
@@ -123,15 +134,26 @@ impl SignInStore for DynamoStore {
         nonce_hash: &str,
         code_hash: &str,
     ) -> Result<Option<SignIn>, StoreError> {
-        let result = self
+        // Used, not deleted: the nonce's poll then says "spent", not
+        // "pending"; who it was for goes with the code.
+        let mut update = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(sign_in_pk(nonce_hash)))
             .key("sk", s("SIGNIN"))
             .condition_expression("#status = :ready AND code_hash = :code")
-            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#status", "status");
+        // Names through placeholders: some may be reserved words.
+        let mut removed = Vec::new();
+        for (i, name) in WHO.iter().enumerate() {
+            update = update.expression_attribute_names(format!("#r{i}"), *name);
+            removed.push(format!("#r{i}"));
+        }
+        let result = update
+            .update_expression(format!("SET #status = :used REMOVE {}", removed.join(", ")))
             .expression_attribute_values(":ready", s("ready"))
+            .expression_attribute_values(":used", s("used"))
             .expression_attribute_values(":code", s(code_hash))
             .return_values(ReturnValue::AllOld)
             .send()
