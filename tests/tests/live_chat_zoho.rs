@@ -158,6 +158,20 @@ fn seed_named_template(system: &TestSystem) {
     );
 }
 
+/// What `sofa_offer` is prefilled with from Maria's record, her company
+/// named `company`.
+fn maria_prefilled(company: &str) -> Vec<(String, Value)> {
+    [
+        ("name", json!("Maria Souza")),
+        ("first_name", json!("Maria")),
+        ("company", json!(company)),
+        ("email", json!("maria@casa.example")),
+        ("offer_code", Value::Null),
+    ]
+    .map(|(name, value)| (name.to_owned(), value))
+    .to_vec()
+}
+
 /// The prefilled values of `template`'s parameters, by name.
 fn prefill(listed: &Value, template: &str) -> Vec<(String, Value)> {
     listed["templates"]
@@ -349,13 +363,7 @@ async fn a_zoho_user_signs_in_through_zoho_and_sees_only_the_leads_zoho_shows_th
     assert_eq!(status, 200, "{listed}");
     assert_eq!(
         prefill(&listed, "sofa_offer"),
-        [
-            ("name".to_owned(), json!("Maria Souza")),
-            ("first_name".to_owned(), json!("Maria")),
-            ("company".to_owned(), json!("Casa Souza")),
-            ("email".to_owned(), json!("maria@casa.example")),
-            ("offer_code".to_owned(), Value::Null),
-        ]
+        maria_prefilled("Casa Souza")
     );
     assert_eq!(
         prefill(&listed, "order_update"),
@@ -613,16 +621,7 @@ async fn templates_are_prefilled_from_a_pipedrive_person() {
     )
     .await;
     assert_eq!(status, 200, "{listed}");
-    assert_eq!(
-        prefill(&listed, "sofa_offer"),
-        [
-            ("name".to_owned(), json!("Maria Souza")),
-            ("first_name".to_owned(), json!("Maria")),
-            ("company".to_owned(), json!(org_name)),
-            ("email".to_owned(), json!("maria@casa.example")),
-            ("offer_code".to_owned(), Value::Null),
-        ]
-    );
+    assert_eq!(prefill(&listed, "sofa_offer"), maria_prefilled(&org_name));
     let (status, body) = live_get(
         &system,
         &live,
