@@ -883,5 +883,10 @@ mod tests {
             serde_json::from_value::<SignIn>(json).expect("reads back"),
             ready
         );
+        // A used one keeps only that it was used, and until when.
+        let used: SignIn =
+            serde_json::from_value(serde_json::json!({"status": "used", "expires_at": 42}))
+                .expect("reads");
+        assert_eq!(used.status, SignInStatus::Used);
     }
 }
