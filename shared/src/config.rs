@@ -68,6 +68,11 @@ pub struct Config {
     /// so that work begun before the deletion has ended and written what it
     /// would. `WORKSPACE_DELETION_SETTLE_SECS`, default 60. Tests shorten it.
     pub workspace_deletion_settle_secs: i64,
+    /// How long a live-chat sign-in's one-time code may be exchanged for a
+    /// session: long enough for the popup to hand it back, short enough
+    /// that a leaked one is dead. `LIVE_SIGNIN_CODE_TTL_SECS`, default 120.
+    /// Tests shorten it.
+    pub live_signin_code_ttl_secs: i64,
 }
 
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
@@ -187,6 +192,10 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .filter(|secs: &i64| *secs >= 0)
                 .unwrap_or(60),
+            live_signin_code_ttl_secs: get("LIVE_SIGNIN_CODE_TTL_SECS")
+                .and_then(|v| v.parse().ok())
+                .filter(|secs: &i64| *secs > 0)
+                .unwrap_or(120),
         })
     }
 }

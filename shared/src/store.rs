@@ -148,9 +148,9 @@ pub trait ConnectionStore: Send + Sync {
         connection: &Connection,
         expected_version: u64,
     ) -> Result<bool, StoreError>;
-    /// Takes the organization connection's refresh lease if it is free (or
-    /// expired) and the stored connection is still `connection` (its
-    /// version and connection time).
+    /// Takes `connection`'s refresh lease (the organization's, or a personal
+    /// connection's own) if it is free (or expired) and the stored
+    /// connection is still `connection` (its version and connection time).
     async fn take_refresh_lease(
         &self,
         connection: &Connection,
@@ -512,6 +512,7 @@ pub trait Store:
     + SyncLogStore
     + SettingsStore
     + WorkspaceRemovalStore
+    + SignInStore
 {
 }
 
@@ -524,5 +525,9 @@ impl<T> Store for T where
         + SyncLogStore
         + SettingsStore
         + WorkspaceRemovalStore
+        + SignInStore
 {
 }
+
+/// Live-chat sign-ins (Zoho's popup): their port lives beside their logic.
+pub use crate::livechat::zoho_signin::SignInStore;

@@ -43,7 +43,11 @@ impl AccessTokens for FreshToken {
     }
 }
 
-/// The organization connection's tokens, as kept in the store.
+/// A connection's tokens, as kept in the store: the organization
+/// connection's, or a personal connection's own. A personal connection made
+/// on the organization's grant (its maker's) uses the organization's item:
+/// it is the same grant, refreshed in one place (a CRM that rotates refresh
+/// tokens would otherwise kill one copy by refreshing the other).
 pub struct ConnectionTokens {
     store: Arc<dyn Store>,
     cipher: TokenCipher,
@@ -51,6 +55,11 @@ pub struct ConnectionTokens {
     clock: Arc<dyn Clock>,
     workspace_id: String,
     crm: CrmKind,
+    /// Which item holds the grant: never another user's, so a personal
+    /// token refused or expired is never replaced by the organization's
+    /// (whose user may see more).
+    kind: ConnectionKind,
+    user_id: Option<String>,
     cached: Mutex<Option<Connection>>,
 }
 
@@ -66,6 +75,13 @@ impl ConnectionTokens {
         clock: Arc<dyn Clock>,
         connection: Connection,
     ) -> Self {
+        let own_grant =
+            connection.kind == ConnectionKind::Personal && !connection.shares_organization_grant;
+        let (kind, user_id) = if own_grant {
+            (ConnectionKind::Personal, Some(connection.user_id.clone()))
+        } else {
+            (ConnectionKind::Organization, None)
+        };
         Self {
             store,
             cipher,
@@ -73,7 +89,13 @@ impl ConnectionTokens {
             clock,
             workspace_id: connection.workspace_id.clone(),
             crm: connection.crm,
-            cached: Mutex::new(Some(connection)),
+            kind,
+            user_id,
+            // A shared grant's tokens are read from the organization's item.
+            cached: Mutex::new(
+                (own_grant || connection.kind == ConnectionKind::Organization)
+                    .then_some(connection),
+            ),
         }
     }
 
@@ -82,8 +104,8 @@ impl ConnectionTokens {
             .connection(
                 &self.workspace_id,
                 self.crm,
-                ConnectionKind::Organization,
-                None,
+                self.kind,
+                self.user_id.as_deref(),
             )
             .await
             .map_err(store_failure)?

@@ -1153,7 +1153,7 @@ impl ConnectionStore for DynamoStore {
         let result = self
             .update_in(
                 &connection.workspace_id,
-                connection_sk(connection.crm, ConnectionKind::Organization, None),
+                connection_sk(connection.crm, connection.kind, Some(&connection.user_id)),
             )
             .update_expression("SET refresh_lease_until = :until")
             .condition_expression(
@@ -2453,3 +2453,6 @@ mod tests {
         }
     }
 }
+
+/// Live-chat sign-in items (their own table of keys is there).
+mod live_signin;

@@ -1,7 +1,7 @@
 //! Zoho CRM v8 over HTTPS: the accounts server (OAuth) and the CRM API.
 //! Shapes and status codes follow the reference and Zoho's OpenAPI files.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,6 +21,11 @@ use crate::tokens::{AccessTokens, FreshToken};
 
 /// Scopes for everything the product does with Zoho.
 pub const SCOPES: &str = "ZohoCRM.modules.ALL,ZohoSearch.securesearch.READ,ZohoCRM.modules.notes.ALL,ZohoCRM.modules.attachments.ALL,ZohoCRM.users.READ,ZohoCRM.org.READ,ZohoCRM.settings.modules.READ,ZohoCRM.settings.fields.READ";
+
+/// Scopes of a live-chat sign-in: who the user is (`users?type=CurrentUser`)
+/// and in which organization (`org`), nothing more — that grant is given
+/// back at once, the user's personal connection does the work.
+pub const SIGN_IN_SCOPES: &str = "ZohoCRM.users.READ,ZohoCRM.org.READ";
 
 /// Zoho's codes for an access token it will not accept (reference §1.8).
 const TOKEN_REJECTED_CODES: &[&str] = &[
@@ -81,6 +86,30 @@ struct TokenResponse {
 }
 
 impl ZohoOAuth {
+    fn authorize(
+        &self,
+        scopes: &str,
+        redirect_uri: &str,
+        state: &str,
+        code_challenge: &str,
+    ) -> String {
+        let mut url = format!("{}/oauth/v2/auth?", self.config.accounts_url);
+        url.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("scope", scopes)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("access_type", "offline")
+                .append_pair("prompt", "consent")
+                .append_pair("state", state)
+                .append_pair("code_challenge", code_challenge)
+                .append_pair("code_challenge_method", "S256")
+                .finish(),
+        );
+        url
+    }
+
     pub fn new(
         http: reqwest::Client,
         client_id: String,
@@ -165,21 +194,14 @@ impl CrmOAuth for ZohoOAuth {
     /// a refresh token on a reconnect. The request starts at the configured
     /// accounts URL; Zoho routes users to their data centre.
     fn authorize_url(&self, redirect_uri: &str, state: &str, code_challenge: &str) -> String {
-        let mut url = format!("{}/oauth/v2/auth?", self.config.accounts_url);
-        url.push_str(
-            &url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("response_type", "code")
-                .append_pair("client_id", &self.client_id)
-                .append_pair("scope", SCOPES)
-                .append_pair("redirect_uri", redirect_uri)
-                .append_pair("access_type", "offline")
-                .append_pair("prompt", "consent")
-                .append_pair("state", state)
-                .append_pair("code_challenge", code_challenge)
-                .append_pair("code_challenge_method", "S256")
-                .finish(),
-        );
-        url
+        self.authorize(SCOPES, redirect_uri, state, code_challenge)
+    }
+
+    /// Offline with consent too: only a grant with a refresh token can be
+    /// revoked at once (revoking it ends its access tokens), and the
+    /// sign-in gives its grant back as soon as it knows the user.
+    fn sign_in_url(&self, redirect_uri: &str, state: &str, code_challenge: &str) -> Option<String> {
+        Some(self.authorize(SIGN_IN_SCOPES, redirect_uri, state, code_challenge))
     }
 
     /// The data centre the callback names (`location`, default `us`), only
@@ -330,6 +352,32 @@ impl ZohoApi {
         Err(CrmError::Unauthorized)
     }
 
+    /// The record's `fields` (all of them when `None`), or `None` when the
+    /// user may not see it: 204 for an unknown or deleted id, 403 for what
+    /// their profile or sharing rules hide, 400 for a module the org lacks.
+    async fn visible_record(
+        &self,
+        record: &RecordRef,
+        fields: Option<&str>,
+    ) -> Result<Option<Value>, CrmError> {
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("{}/{}", record.module, record.id),
+                |r| match fields {
+                    Some(fields) => r.query(&[("fields", fields)]),
+                    None => r,
+                },
+            )
+            .await;
+        let body = match answer {
+            Ok((_, body)) => body,
+            Err(e) if hides_record(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(body.and_then(|b| b["data"].get(0).cloned()))
+    }
+
     pub async fn identify(&self) -> Result<CrmIdentity, CrmError> {
         let (_, users) = self
             .call(Method::GET, "users", |r| {
@@ -349,8 +397,41 @@ impl ZohoApi {
             user_id: str_field(user, "id")?,
             email: str_field(user, "email")?,
             org_id: org_id.to_owned(),
+            name: user["full_name"]
+                .as_str()
+                .filter(|n| !n.trim().is_empty())
+                .map(str::to_owned),
         })
     }
+}
+
+/// A refusal that means the user may not see the record: their profile
+/// or sharing rules (403 `NO_PERMISSION`), or a module the org does not
+/// have (a forged record names any module).
+fn hides_record(e: &CrmError) -> bool {
+    match e {
+        CrmError::Rejected { status: 403, .. } => true,
+        CrmError::Rejected {
+            status: 400,
+            code,
+            field,
+            ..
+        } => code == "INVALID_MODULE" || field.as_deref() == Some("module"),
+        _ => false,
+    }
+}
+
+/// A field's value as text: strings, numbers, `true`/`false`, a lookup's
+/// or owner's name; nothing for empty values, lists and other objects.
+fn field_text(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Object(o) => o.get("name")?.as_str()?.to_owned(),
+        _ => return None,
+    };
+    (!text.trim().is_empty()).then_some(text)
 }
 
 fn is_token_rejection(body: Option<&Value>) -> bool {
@@ -713,38 +794,49 @@ impl Crm for ZohoApi {
     }
 
     async fn record_phones(&self, record: &RecordRef) -> Result<Option<Vec<String>>, CrmError> {
-        let phone_fields: Vec<String> = self
-            .fields(&record.module)
-            .await?
+        // Every phone field of the module, as the user's metadata lists it.
+        let fields = match self.fields(&record.module).await {
+            Ok(fields) => fields,
+            Err(e) if hides_record(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let phone_fields: Vec<String> = fields
             .into_iter()
             .filter(|f| f.data_type == "phone")
             .map(|f| f.api_name)
             .collect();
-        if phone_fields.is_empty() {
-            return Ok(Some(Vec::new()));
-        }
-        let wanted = phone_fields.join(",");
-        let answer = self
-            .call(
-                Method::GET,
-                &format!("{}/{}", record.module, record.id),
-                |r| r.query(&[("fields", wanted.as_str())]),
-            )
-            .await;
-        let body = match answer {
-            Ok((_, body)) => body,
-            // What the user's profile or sharing rules hide.
-            Err(CrmError::Rejected { status: 403, .. }) => return Ok(None),
-            Err(e) => return Err(e),
+        // The record is read even without phone fields: whether the user
+        // may see it decides between "no numbers" and "not visible".
+        let wanted = if phone_fields.is_empty() {
+            "id".to_owned()
+        } else {
+            phone_fields.join(",")
         };
-        // 204 (no body) when the id is unknown or deleted.
-        let Some(data) = body.as_ref().and_then(|b| b["data"].get(0)) else {
+        let Some(data) = self.visible_record(record, Some(&wanted)).await? else {
             return Ok(None);
         };
         Ok(Some(
             phone_fields
                 .iter()
                 .filter_map(|f| data[f].as_str().map(str::to_owned))
+                .collect(),
+        ))
+    }
+
+    async fn record_fields(
+        &self,
+        record: &RecordRef,
+    ) -> Result<Option<BTreeMap<String, String>>, CrmError> {
+        // A single record's read answers all its fields the user may see.
+        let Some(data) = self.visible_record(record, None).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            data.as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(name, _)| !name.starts_with('$'))
+                .filter_map(|(name, value)| Some((name.clone(), field_text(value)?)))
                 .collect(),
         ))
     }

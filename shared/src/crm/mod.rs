@@ -286,6 +286,16 @@ pub trait Crm: Send + Sync {
     /// person's), read with this client's token; `None` when the record does
     /// not exist or its user may not see it.
     async fn record_phones(&self, record: &RecordRef) -> Result<Option<Vec<String>>, CrmError>;
+    /// The record's field values as text, by the CRM's own field names
+    /// (Zoho: `First_Name`, `Full_Name`, `Company`, `Email`, lookups by
+    /// their name; Pipedrive: the person's `first_name`, `name`, `email`,
+    /// `phone` and `org_name`, a deal's or lead's `title` beside its
+    /// person's), read with this client's token; `None` as for
+    /// [`Self::record_phones`]. Empty values are left out.
+    async fn record_fields(
+        &self,
+        record: &RecordRef,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, CrmError>;
     /// The CRM's sales pipelines with their stages, for settings that make
     /// deals (Pipedrive); none where the sync makes no deals.
     async fn pipelines(&self) -> Result<Vec<Pipeline>, CrmError>;

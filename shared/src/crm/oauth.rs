@@ -37,6 +37,8 @@ pub struct CrmIdentity {
     pub user_id: String,
     pub email: String,
     pub org_id: String,
+    /// The user's name as the CRM shows it, if it gives one.
+    pub name: Option<String>,
 }
 
 /// The server a callback's code is exchanged at, and the name of its
@@ -72,6 +74,19 @@ pub trait CrmOAuth: Send + Sync {
     /// challenge of the verifier kept with the state (ignored by a CRM
     /// without PKCE).
     fn authorize_url(&self, redirect_uri: &str, state: &str, code_challenge: &str) -> String;
+    /// Where to send the browser to learn only who the user is (the
+    /// scopes that read the user and their organization), for a CRM whose
+    /// users sign in to live chat through OAuth; `None` for a CRM that
+    /// identifies its users otherwise (Pipedrive signs its extension
+    /// tokens, and revoking a Pipedrive grant uninstalls the app).
+    fn sign_in_url(
+        &self,
+        _redirect_uri: &str,
+        _state: &str,
+        _code_challenge: &str,
+    ) -> Option<String> {
+        None
+    }
     /// The token server a callback's parameters name, or why they name none
     /// we trust.
     fn token_server(&self, callback: &HashMap<String, String>) -> Result<TokenServer, String>;

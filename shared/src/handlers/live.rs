@@ -22,22 +22,33 @@
 //! - `POST /api/live/chats` `{client_id, record, contact, phone_number_id,
 //!   template}`: starts a chat from a record with a template (201
 //!   `{chat_key, message_id}`).
-//! - `GET /api/live/chats/{chat_key}/templates`: the approved templates.
+//! - `GET /api/live/chats/{chat_key}/templates[?record=<module>/<id>]`: the
+//!   approved templates; with `record`, `parameters` is the list of the
+//!   body's placeholders, each with a value from the record's fields (read
+//!   with the user's own token) where names match.
+//! - `GET /api/live/numbers/{phone_number_id}/templates[?record=…]`: the
+//!   same for a business number of the workspace (a new chat).
+//! - `POST /api/live/zoho/session` `{code}` or `{nonce}`: Zoho's sign-in
+//!   popup's one-time code (or, polled, the widget's nonce) → a live-chat
+//!   session, once; `202 {"pending": true}` while the popup has not come
+//!   back from Zoho.
 
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::http::{ApiError, HttpResponse, json_response, no_route, query_params};
+use crate::crm::CrmError;
 use crate::deps::Deps;
+use crate::error::WorkError;
 use crate::livechat::LiveSession;
 use crate::livechat::pipedrive_token::{self, TokenError};
 use crate::livechat::read::{self, ReadRefusal};
 use crate::livechat::send::{SendRefusal, SendRequest};
-use crate::livechat::session::SESSION_SECS;
 use crate::livechat::start::{StartRefusal, StartRequest};
 use crate::livechat::view::{Paging, ViewError, record_chats_page};
-use crate::model::{ConnectionKind, CrmKind, RecordRef};
+use crate::livechat::zoho_signin::{self, Redeemed, SessionAsk};
+use crate::model::{CrmKind, RecordRef};
 
 /// Messages per chat in one answer.
 const PAGE_MESSAGES: usize = 50;
@@ -45,6 +56,7 @@ const PAGE_MESSAGES: usize = 50;
 pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResponse, ApiError> {
     match (req.method().as_str(), rest) {
         ("POST", ["pipedrive", "session"]) => pipedrive_session(deps, req).await,
+        ("POST", ["zoho", "session"]) => zoho_session(deps, req).await,
         ("GET", ["chats"]) => chats(deps, req).await,
         ("POST", ["chats"]) => start_chat(deps, req).await,
         ("POST", ["chats", chat_key, "messages"]) => {
@@ -64,16 +76,31 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
             let templates = crate::livechat::templates::chat_templates(deps, &session, chat_key)
                 .await
                 .map_err(send_refusal)?;
-            Ok(json_response(200, &json!({ "templates": templates })))
+            templates_answer(deps, req, &session, templates).await
         }
         ("GET", ["chats", chat_key, "media", message_id]) => {
             media(deps, req, chat_key, message_id).await
         }
         ("POST", ["chats", chat_key, "read"]) => mark_read(deps, req, chat_key).await,
-        (_, ["pipedrive", "session"] | ["chats"] | ["chats", _, "messages" | "templates"]) => {
-            Err(ApiError::MethodNotAllowed)
-        }
         (_, ["chats", _, "read"] | ["chats", _, "media", _]) => Err(ApiError::MethodNotAllowed),
+        ("GET", ["numbers", phone_number_id, "templates"]) => {
+            let session = session(deps, req).await?;
+            let templates =
+                crate::livechat::templates::number_templates(deps, &session, phone_number_id)
+                    .await
+                    .map_err(send_refusal)?
+                    .ok_or_else(|| {
+                        ApiError::NotFound("the workspace has no such WhatsApp number".into())
+                    })?;
+            templates_answer(deps, req, &session, templates).await
+        }
+        (
+            _,
+            ["pipedrive" | "zoho", "session"]
+            | ["chats"]
+            | ["chats", _, "messages" | "templates"]
+            | ["numbers", _, "templates"],
+        ) => Err(ApiError::MethodNotAllowed),
         _ => Err(no_route(req)),
     }
 }
@@ -97,62 +124,49 @@ async fn pipedrive_session(deps: &Deps, req: &Request) -> Result<HttpResponse, A
         TokenError::Expired => ApiError::Unauthorized(e.to_string()),
         TokenError::Invalid(_) => ApiError::Unauthorized(e.to_string()),
     })?;
-    let connections = deps
-        .store
-        .connections_of_crm_user(CrmKind::Pipedrive, &claims.company_id, &claims.user_id)
-        .await?;
-    // Each connection is read again: the index may lag a removal.
-    let mut personal = None;
-    for candidate in connections
-        .into_iter()
-        .filter(|c| c.kind == ConnectionKind::Personal)
-    {
-        if let Some(current) = deps
-            .store
-            .connection(
-                &candidate.workspace_id,
-                CrmKind::Pipedrive,
-                ConnectionKind::Personal,
-                Some(&candidate.user_id),
-            )
-            .await?
-            .filter(|c| c.crm_user_id == claims.user_id && c.crm_org_id == claims.company_id)
-        {
-            personal = Some(current);
-            break;
-        }
-    }
-    let Some(connection) = personal else {
-        return Ok(json_response(
-            403,
-            &json!({ "error": {
-                "code": "not_connected",
-                "message": "Connect Pipedrive: live chat shows chats to users with their own Pipedrive connection",
-                "connect": "/oauth/pipedrive/start",
-            }}),
-        ));
+    let connection = crate::livechat::session::personal_connection_of(
+        deps,
+        CrmKind::Pipedrive,
+        &claims.company_id,
+        &claims.user_id,
+    )
+    .await?;
+    let Some(connection) = connection else {
+        return Ok(not_connected(CrmKind::Pipedrive));
     };
-    let keys = deps
-        .secrets
-        .keys()
+    let answer = crate::livechat::session::start(deps, &connection, None).await?;
+    Ok(json_response(200, &answer))
+}
+
+/// 403 `not_connected`: live chat shows chats only to users with their own
+/// connection to the CRM, made at its start route.
+fn not_connected(crm: CrmKind) -> HttpResponse {
+    let name = crm.display_name();
+    json_response(
+        403,
+        &json!({ "error": {
+            "code": "not_connected",
+            "message": format!("Connect {name}: live chat shows chats to users with their own {name} connection"),
+            "connect": format!("/oauth/{}/start", crm.as_str()),
+        }}),
+    )
+}
+
+/// `POST /api/live/zoho/session` `{code}` or `{nonce}`.
+async fn zoho_session(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
+    let asked: SessionAsk = serde_json::from_slice(req.body().as_ref()).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"code\": \"…\"}} or {{\"nonce\": \"…\"}}: {e}"
+        ))
+    })?;
+    match zoho_signin::redeem(deps, &asked)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let session = LiveSession {
-        workspace_id: connection.workspace_id.clone(),
-        user_id: connection.user_id.clone(),
-        crm: CrmKind::Pipedrive,
-        expires_at: deps.clock.now() + SESSION_SECS,
-    };
-    tracing::info!(workspace_id = %session.workspace_id, user_id = %session.user_id, "live-chat session started from a Pipedrive token");
-    Ok(json_response(
-        200,
-        &json!({
-            "session": session.seal(keys),
-            "expires_at": session.expires_at,
-            "workspace_id": session.workspace_id,
-            "user_id": session.user_id,
-        }),
-    ))
+        .map_err(super::oauth::sign_in_refusal)?
+    {
+        Redeemed::Pending => Ok(json_response(202, &json!({ "pending": true }))),
+        Redeemed::NotConnected { .. } => Ok(not_connected(CrmKind::Zoho)),
+        Redeemed::Session(answer) => Ok(json_response(200, &answer)),
+    }
 }
 
 fn send_refusal(e: SendRefusal) -> ApiError {
@@ -204,6 +218,15 @@ fn view_refusal(e: ViewError) -> Result<HttpResponse, ApiError> {
         e @ ViewError::NotVisible => Err(ApiError::NotFound(e.to_string())),
         e @ ViewError::NoSuchMessage => Err(ApiError::NotFound(e.to_string())),
         e @ ViewError::WorkspaceDeleted => Err(ApiError::Unauthorized(e.to_string())),
+        // The user's grant turned out revoked during this very read (the
+        // connection is marked broken now): as for one known broken.
+        ViewError::Work(WorkError::Crm(CrmError::ConnectionBroken(_))) => Ok(json_response(
+            403,
+            &json!({ "error": {
+                "code": "not_connected",
+                "message": "Your CRM connection no longer works: connect again to use live chat",
+            }}),
+        )),
         ViewError::Work(e) => Err(ApiError::BadGateway(format!(
             "the CRM could not answer: {e}"
         ))),
@@ -235,17 +258,38 @@ async fn chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         before: params.remove("before").filter(|b| !b.is_empty()),
         chat: params.remove("chat").filter(|c| !c.is_empty()),
     };
-    let record = params
-        .remove("record")
-        .and_then(|r| {
-            let (module, id) = r.split_once('/')?;
-            (!module.is_empty() && !id.is_empty()).then(|| RecordRef::new(session.crm, module, id))
-        })
-        .ok_or_else(|| ApiError::BadRequest("`record` must be <module>/<id>".into()))?;
+    let record = record_ref(&session, &params.remove("record").unwrap_or_default())?;
     match record_chats_page(deps, &session, &record, &paging).await {
         Ok(view) => Ok(unless_unchanged(req, &view)),
         Err(e) => view_refusal(e),
     }
+}
+
+/// `{"templates": […]}`: as they are, or with `?record=` prefilled from
+/// that record.
+async fn templates_answer(
+    deps: &Deps,
+    req: &Request,
+    session: &LiveSession,
+    templates: Vec<crate::business_numbers::Template>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(record) = query_params(req).remove("record") else {
+        return Ok(json_response(200, &json!({ "templates": templates })));
+    };
+    let record = record_ref(session, &record)?;
+    match crate::livechat::templates::prefilled(deps, session, &record, templates).await {
+        Ok(prefilled) => Ok(json_response(200, &json!({ "templates": prefilled }))),
+        Err(e) => view_refusal(e),
+    }
+}
+
+/// `<module>/<id>` in the session's CRM.
+fn record_ref(session: &LiveSession, record: &str) -> Result<RecordRef, ApiError> {
+    record
+        .split_once('/')
+        .filter(|(module, id)| !module.is_empty() && !id.is_empty())
+        .map(|(module, id)| RecordRef::new(session.crm, module, id))
+        .ok_or_else(|| ApiError::BadRequest("`record` must be <module>/<id>".into()))
 }
 
 /// The answer as JSON with its `ETag`, or `304` without a body when the

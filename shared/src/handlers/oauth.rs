@@ -6,7 +6,11 @@
 //!   challenge whose verifier never leaves the server.
 //! - `GET /oauth/{crm}/callback`: exchanges the code at the accounts server of
 //!   the data centre the callback names (only known ones) and stores the
-//!   connection, tokens encrypted.
+//!   connection, tokens encrypted — or, for a live-chat sign-in's state,
+//!   finishes the sign-in (`crate::livechat::zoho_signin`).
+//! - `GET /oauth/{crm}/live?nonce=…` (Zoho; no bearer: the user is who Zoho
+//!   says): the live-chat widget's sign-in popup starts here and is sent on
+//!   to Zoho.
 //! - `DELETE /oauth/{crm}/callback`: the CRM's uninstall notice (Pipedrive
 //!   sends one, with our client credentials in HTTP Basic): the connections
 //!   its user made go, as disconnecting them would.
@@ -33,6 +37,7 @@ use super::http::{
 use crate::crm::{CrmIdentity, CrmOAuth, NoticeError, TokenGrant, TokenServer, UninstallNotice};
 use crate::crypto::{pkce_challenge, random_token, secrets_equal, sha256_hex};
 use crate::deps::Deps;
+use crate::livechat::zoho_signin::{self, SignInError};
 use crate::model::{Connection, ConnectionKind, ConnectionStatus, CrmKind, OAuthState, Role, User};
 use crate::store::Insert;
 use crate::synclog;
@@ -54,11 +59,14 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("`{crm}` is not a supported CRM")))?;
     match (req.method().as_str(), action) {
         ("POST", "start") => start(deps, req, crm).await,
+        ("GET", "live") => live_sign_in(deps, req, crm).await,
         ("GET", "callback") => callback(deps, req, crm).await,
         ("DELETE", "callback") => uninstall(deps, req, crm).await,
         ("POST", "disconnect") => disconnect(deps, req, crm).await,
         ("GET", "status") => status(deps, req, crm).await,
-        (_, "start" | "callback" | "disconnect" | "status") => Err(ApiError::MethodNotAllowed),
+        (_, "start" | "callback" | "disconnect" | "status" | "live") => {
+            Err(ApiError::MethodNotAllowed)
+        }
         _ => Err(no_route(req)),
     }
 }
@@ -221,6 +229,89 @@ fn state_message(state: &OAuthState) -> String {
     )
 }
 
+/// `GET /oauth/{crm}/live?nonce=…`: a live-chat sign-in begins, bound to
+/// this browser by a cookie as a connection's flow is; 302 to the CRM.
+async fn live_sign_in(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse, ApiError> {
+    let page_nonce = query_params(req).remove("nonce").unwrap_or_default();
+    let browser_secret = random_token();
+    let (url, state_nonce) = zoho_signin::begin(
+        deps,
+        crm_oauth(deps, crm).await?.as_ref(),
+        crm,
+        &redirect_uri(deps, crm)?,
+        &page_nonce,
+        sha256_hex(&browser_secret),
+    )
+    .await
+    .map_err(sign_in_refusal)?;
+    let mut response = text_response(302, "text/plain; charset=utf-8", "");
+    let cookie = binding_cookie(
+        deps,
+        &state_nonce,
+        &browser_secret,
+        deps.config.oauth_state_ttl_secs,
+    );
+    for (name, value) in [
+        (http::header::LOCATION, url),
+        (http::header::SET_COOKIE, cookie),
+        (http::header::CACHE_CONTROL, "no-store".to_owned()),
+    ] {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// The callback of a live-chat sign-in: the popup's page, with the
+/// one-time code for the widget or why there is none.
+async fn live_sign_in_callback(
+    deps: &Deps,
+    req: &Request,
+    crm: CrmKind,
+    state_nonce: &str,
+    signature: &str,
+    code: &str,
+    params: &std::collections::HashMap<String, String>,
+) -> Result<HttpResponse, ApiError> {
+    let browser_secret = binding_cookie_value(req, state_nonce);
+    let popup = zoho_signin::complete(
+        deps,
+        crm_oauth(deps, crm).await?.as_ref(),
+        crm,
+        &redirect_uri(deps, crm)?,
+        zoho_signin::Callback {
+            state_nonce,
+            signature,
+            code,
+            params,
+            browser_secret: browser_secret.as_deref(),
+        },
+    )
+    .await
+    .map_err(sign_in_refusal)?;
+    let mut response = zoho_signin::popup_page(&popup);
+    // The flow is over: its cookie goes.
+    if let Ok(value) = http::HeaderValue::from_str(&binding_cookie(deps, state_nonce, "", 0)) {
+        response
+            .headers_mut()
+            .append(http::header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+pub(super) fn sign_in_refusal(e: SignInError) -> ApiError {
+    match e {
+        SignInError::Invalid(m) => ApiError::BadRequest(m),
+        SignInError::OtherBrowser => ApiError::Forbidden(e.to_string()),
+        SignInError::Unsupported(_) => ApiError::NotFound(e.to_string()),
+        SignInError::Expired => ApiError::Unauthorized(e.to_string()),
+        SignInError::Crm(_) => ApiError::BadGateway(e.to_string()),
+        SignInError::Store(e) => e.into(),
+        SignInError::Secrets(e) => e.into(),
+    }
+}
+
 async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResponse, ApiError> {
     let params = query_params(req);
     if let Some(error) = params.get("error") {
@@ -233,6 +324,9 @@ async fn callback(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespon
             "the callback needs `state` and `code`".into(),
         ));
     };
+    if let Some((nonce, signature)) = zoho_signin::split_state(raw_state) {
+        return live_sign_in_callback(deps, req, crm, nonce, signature, code, &params).await;
+    }
     let (nonce, signature) = raw_state
         .split_once('.')
         .ok_or_else(|| ApiError::BadRequest("the state is not valid".into()))?;

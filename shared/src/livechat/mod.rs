@@ -6,7 +6,9 @@
 //! HS256 with the app's secret): verified here, it names the Pipedrive
 //! company and user, whose personal connection names the workspace user. A
 //! record's numbers are read from the CRM with that user's own token, so the
-//! CRM's sharing rules decide what a user may see.
+//! CRM's sharing rules decide what a user may see. Zoho signs nothing for
+//! its widgets: its users sign in through Zoho in a popup
+//! ([`zoho_signin`]), which finds their personal connection the same way.
 
 pub mod media_send;
 pub mod page;
@@ -18,5 +20,6 @@ pub mod session;
 pub mod start;
 pub mod templates;
 pub mod view;
+pub mod zoho_signin;
 
 pub use session::LiveSession;

@@ -83,7 +83,8 @@ fn is_origin(word: &str) -> bool {
     })
 }
 
-fn sha256_source(text: &str) -> String {
+/// A CSP source allowing exactly `text` (an inline script or style).
+pub(crate) fn sha256_source(text: &str) -> String {
     format!(
         "'sha256-{}'",
         STANDARD.encode(Sha256::digest(text.as_bytes()))

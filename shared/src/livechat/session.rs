@@ -2,12 +2,19 @@
 //! knows who the user is, signed with the app's state key (no storage).
 //! The page keeps it in memory and sends it as `X-Live-Session`.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use super::view::ViewError;
+use crate::crm::{Crm, CrmError};
 use crate::crypto::KeyRing;
-use crate::model::CrmKind;
+use crate::deps::Deps;
+use crate::error::{SecretsError, StoreError, WorkError};
+use crate::model::{Connection, ConnectionKind, ConnectionStatus, CrmKind};
+use crate::sync::connection_crm;
 
 /// How long a session lasts: the page asks for a new one after.
 pub const SESSION_SECS: i64 = 15 * 60;
@@ -38,6 +45,140 @@ impl LiveSession {
         let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let session: Self = serde_json::from_slice(&bytes).ok()?;
         (session.expires_at > now).then_some(session)
+    }
+}
+
+/// What the page gets when a session starts: the sealed session and who
+/// it is for, in the product and in the CRM (the page compares the CRM
+/// user with the one the CRM's frame says is signed in, as a hint).
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionAnswer {
+    pub session: String,
+    pub expires_at: i64,
+    pub workspace_id: String,
+    pub user_id: String,
+    pub crm_user_id: String,
+    pub crm_user_name: Option<String>,
+    pub crm_user_email: String,
+}
+
+/// A session for the user whose personal connection `connection` is.
+pub async fn start(
+    deps: &Deps,
+    connection: &Connection,
+    crm_user_name: Option<String>,
+) -> Result<SessionAnswer, SecretsError> {
+    let keys = deps.secrets.keys().await?;
+    let session = LiveSession {
+        workspace_id: connection.workspace_id.clone(),
+        user_id: connection.user_id.clone(),
+        crm: connection.crm,
+        expires_at: deps.clock.now() + SESSION_SECS,
+    };
+    tracing::info!(
+        workspace_id = %session.workspace_id,
+        user_id = %session.user_id,
+        crm = session.crm.as_str(),
+        "live-chat session started"
+    );
+    Ok(SessionAnswer {
+        session: session.seal(keys),
+        expires_at: session.expires_at,
+        workspace_id: session.workspace_id,
+        user_id: session.user_id,
+        crm_user_id: connection.crm_user_id.clone(),
+        crm_user_name,
+        crm_user_email: connection.crm_user_email.clone(),
+    })
+}
+
+/// The working personal connection the CRM user `crm_user_id` of the CRM
+/// organization `crm_org_id` made, in a workspace that still accepts work;
+/// the same lookup for every CRM (Pipedrive's signed token, Zoho's
+/// sign-in).
+pub async fn personal_connection_of(
+    deps: &Deps,
+    crm: CrmKind,
+    crm_org_id: &str,
+    crm_user_id: &str,
+) -> Result<Option<Connection>, StoreError> {
+    let candidates = deps
+        .store
+        .connections_of_crm_user(crm, crm_org_id, crm_user_id)
+        .await?;
+    for candidate in candidates
+        .iter()
+        .filter(|c| c.kind == ConnectionKind::Personal)
+    {
+        // Each is read again: the `ByCrmUser` index may lag a removal.
+        if let Some(current) = current_personal(
+            deps,
+            &candidate.workspace_id,
+            &candidate.user_id,
+            crm,
+            crm_org_id,
+            crm_user_id,
+        )
+        .await?
+        {
+            return Ok(Some(current));
+        }
+    }
+    Ok(None)
+}
+
+/// The user's personal connection to `crm`, if it is still the one made
+/// with that CRM user, works (a broken one reads nothing until its user
+/// reconnects), and its workspace still accepts work.
+pub async fn current_personal(
+    deps: &Deps,
+    workspace_id: &str,
+    user_id: &str,
+    crm: CrmKind,
+    crm_org_id: &str,
+    crm_user_id: &str,
+) -> Result<Option<Connection>, StoreError> {
+    let Some(connection) = deps
+        .store
+        .connection(workspace_id, crm, ConnectionKind::Personal, Some(user_id))
+        .await?
+        .filter(|c| {
+            c.crm_user_id == crm_user_id
+                && c.crm_org_id == crm_org_id
+                && c.status == ConnectionStatus::Active
+        })
+    else {
+        return Ok(None);
+    };
+    let accepts_work = deps
+        .store
+        .workspace(workspace_id)
+        .await?
+        .is_some_and(|w| w.accepts_work());
+    Ok(accepts_work.then_some(connection))
+}
+
+impl LiveSession {
+    /// The CRM as the session's user sees it: a client calling with their
+    /// own personal connection, so the CRM's sharing rules decide what a
+    /// read shows.
+    pub async fn personal_crm(&self, deps: &Deps) -> Result<Arc<dyn Crm>, ViewError> {
+        let not_connected = || ViewError::NotConnected(self.crm.display_name());
+        let connection = deps
+            .store
+            .connection(
+                &self.workspace_id,
+                self.crm,
+                ConnectionKind::Personal,
+                Some(&self.user_id),
+            )
+            .await?
+            .ok_or_else(not_connected)?;
+        match connection_crm(deps, &connection).await {
+            Ok(crm) => Ok(crm),
+            Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => Err(not_connected()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

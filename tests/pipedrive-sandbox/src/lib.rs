@@ -88,7 +88,8 @@
 //!   the spec says) on create; DELETE removes the note (GET → 404).
 //! * Files: at least one link field required; uploads over `file_max_bytes`
 //!   (default 50 MiB; the real maximum is not documented) → 413 envelope.
-//! * Organizations exist only as seeded ids (one per company) for links.
+//! * Organizations exist only as seeded ids (one per company) for links,
+//!   readable one at a time (`GET /api/v2/organizations/{id}`).
 //! * Every company (the home one and the foreign ones) has its own users,
 //!   records, budget, pipelines, lead labels and field keys; a token sees
 //!   only its company.
@@ -242,6 +243,16 @@ impl PipedriveSandboxHandle {
             .get(&id)
             .filter(|p| p.company_id == st.home_company())
             .map(store::Person::json)
+    }
+
+    /// The home company's seeded organization: (id, name).
+    pub fn organization(&self) -> Option<(u64, String)> {
+        let st = self.st();
+        let company = st.home_company();
+        st.orgs
+            .iter()
+            .find(|(_, c, _)| *c == company)
+            .map(|(id, _, name)| (*id, name.clone()))
     }
 
     /// Creates a person (v2 body, v2 validation) as the authorizing user;

@@ -10,6 +10,7 @@
 
 pub mod contract;
 mod metadata;
+pub mod scopes;
 pub mod search;
 mod server;
 mod store;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use contract::ContractViolation;
-pub use store::IssuedTokens;
+pub use store::{GrantInfo, IssuedTokens};
 
 /// The seeded organisation.
 #[derive(Debug, Clone)]
@@ -328,6 +329,28 @@ impl SandboxHandle {
     /// Revokes every refresh token and its access tokens.
     pub fn revoke_refresh_tokens(&self) {
         self.shared.store().revoke_all_refresh_tokens();
+    }
+
+    /// The grants (refresh tokens) issued to the user `email`, oldest first,
+    /// with their scopes and whether they were revoked.
+    pub fn grants_of(&self, email: &str) -> Vec<GrantInfo> {
+        self.shared.store().grants_of(email)
+    }
+
+    /// Revokes every grant of the user `email`, as they would in Zoho's
+    /// Connected Apps; how many were live.
+    pub fn revoke_grants_of(&self, email: &str) -> usize {
+        self.shared.store().revoke_grants_of(email)
+    }
+
+    /// From now on, users who are not administrators read only the records
+    /// of `module` they own (a private sharing rule); others answer
+    /// `403 NO_PERMISSION`.
+    pub fn restrict_to_owners(&self, module: &str) {
+        self.shared
+            .store()
+            .owner_only_modules
+            .push(module.to_owned());
     }
 
     /// While `down`, token revocations fail with 503 and revoke nothing.

@@ -203,7 +203,20 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
                     "invalid oauth token",
                     json!({}),
                 )),
-                Some(uid) => {
+                // A grant without the scope this call needs (§1.8): the
+                // user must consent again, a refresh does not help. (A
+                // call of no known operation gets its 404/405 instead.)
+                Some((_, granted))
+                    if op.is_some() && !crate::scopes::allows(&granted, &method, &path) =>
+                {
+                    Some(error(
+                        401,
+                        "OAUTH_SCOPE_MISMATCH",
+                        "invalid oauth scope to access this URL",
+                        json!({}),
+                    ))
+                }
+                Some((uid, _)) => {
                     // Convert Lead costs 5 credits, everything else 1
                     // (the only costs the reference confirms).
                     let cost = if path.ends_with("/actions/convert") {
@@ -346,6 +359,7 @@ async fn authorize(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Respons
         get("redirect_uri"),
         get("access_type") == "offline",
         challenge,
+        crate::scopes::parse(get("scope")),
     );
     {
         let mut qp = url.query_pairs_mut();
@@ -456,11 +470,12 @@ async fn fields(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
         ));
     };
     let st = sh.store();
+    // fields.json: an unknown module is `INVALID_MODULE` naming the parameter.
     if !st.is_module(module) {
         return to_response(error(
             400,
-            "INVALID_DATA",
-            "invalid data",
+            "INVALID_MODULE",
+            "the module name given seems to be invalid",
             json!({"api_name": "module"}),
         ));
     }
@@ -514,12 +529,23 @@ async fn update_records_bulk(
 
 async fn get_record(
     State(sh): State<AppState>,
+    Extension(c): Extension<Caller>,
     Path((module, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
     let p = parse_query(q.as_deref());
     let fields = store::fields_param(&p);
-    to_response(sh.store().get_record(&module, &id, fields.as_deref()))
+    let st = sh.store();
+    // A record the caller's sharing rules hide (reference §12).
+    if !st.may_read(&c.0, &module, &id) {
+        return to_response(error(
+            403,
+            "NO_PERMISSION",
+            "permission denied",
+            json!({"permissions": [format!("Crm_Implied_View_{module}")]}),
+        ));
+    }
+    to_response(st.get_record(&module, &id, fields.as_deref()))
 }
 
 async fn update_record(

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::contract::ContractViolation;
 use crate::metadata::{self, MODULES};
+use crate::scopes;
 use crate::search::{self, Criteria, CriteriaError};
 use crate::{RecordedRequest, SandboxConfig, SandboxError, SeedUser};
 
@@ -101,6 +102,8 @@ struct GrantCode {
     used: bool,
     /// PKCE (RFC 7636, S256): base64url(SHA-256(verifier)).
     code_challenge: Option<String>,
+    /// What the authorization request asked for (and the user approved).
+    scopes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -109,6 +112,7 @@ struct RefreshToken {
     user_id: String,
     revoked: bool,
     refreshes: VecDeque<Instant>,
+    scopes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -117,6 +121,7 @@ struct AccessToken {
     refresh: Option<String>,
     expires: Instant,
     revoked: bool,
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +137,14 @@ struct Fault {
     remaining: u32,
     status: u16,
     code: String,
+}
+
+/// A refresh token's grant as tests inspect it (the token itself stays
+/// inside the sandbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantInfo {
+    pub scopes: Vec<String>,
+    pub revoked: bool,
 }
 
 /// Tokens handed out by [`Store::issue_tokens`].
@@ -167,6 +180,11 @@ pub struct Store {
     pub revocation_outage: bool,
     pub max_concurrency: usize,
     pub refresh_limit: u32,
+    /// Modules whose records a user who is not an administrator may read
+    /// only if they own them (a private sharing rule).
+    pub owner_only_modules: Vec<String>,
+    /// Every refresh token issued, in order (grant inspection for tests).
+    issued_refresh: Vec<String>,
     next_id: u64,
 }
 
@@ -238,6 +256,8 @@ impl Store {
             credits_used: 0,
             token_refreshes: 0,
             revocation_outage: false,
+            owner_only_modules: Vec::new(),
+            issued_refresh: Vec::new(),
             next_id: 5_725_767_000_000_400_001,
             cfg,
         };
@@ -396,6 +416,7 @@ impl Store {
         redirect_uri: &str,
         offline: bool,
         code_challenge: Option<String>,
+        scopes: Vec<String>,
     ) -> String {
         let code = random_token("1000");
         self.codes.insert(
@@ -408,15 +429,16 @@ impl Store {
                 expires: Instant::now() + self.cfg.grant_code_ttl,
                 used: false,
                 code_challenge,
+                scopes,
             },
         );
         code
     }
 
-    fn token_body(&self, access: &str, refresh: Option<&str>) -> Value {
+    fn token_body(&self, access: &str, refresh: Option<&str>, scopes: &[String]) -> Value {
         let mut v = json!({
             "access_token": access,
-            "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.ALL ZohoCRM.users.READ ZohoCRM.org.READ ZohoSearch.securesearch.READ",
+            "scope": scopes.join(" "),
             "api_domain": self.base_url,
             "token_type": "Bearer",
             "expires_in": self.cfg.access_token_ttl.as_secs(),
@@ -427,7 +449,7 @@ impl Store {
         v
     }
 
-    fn mint_access(&mut self, user_id: &str, refresh: Option<&str>) -> String {
+    fn mint_access(&mut self, user_id: &str, refresh: Option<&str>, scopes: &[String]) -> String {
         let token = random_token("1000");
         self.access.insert(
             token.clone(),
@@ -436,6 +458,7 @@ impl Store {
                 refresh: refresh.map(str::to_string),
                 expires: Instant::now() + self.cfg.access_token_ttl,
                 revoked: false,
+                scopes: scopes.to_vec(),
             },
         );
         // At most 15 live access tokens per refresh token: the 16th
@@ -494,7 +517,7 @@ impl Store {
                     }
                 }
                 g.used = true;
-                let (user_id, offline) = (g.user_id.clone(), g.offline);
+                let (user_id, offline, scopes) = (g.user_id.clone(), g.offline, g.scopes.clone());
                 let refresh = offline.then(|| {
                     let r = random_token("1000");
                     self.refresh.insert(
@@ -504,13 +527,15 @@ impl Store {
                             user_id: user_id.clone(),
                             revoked: false,
                             refreshes: VecDeque::new(),
+                            scopes: scopes.clone(),
                         },
                     );
+                    self.issued_refresh.push(r.clone());
                     r
                 });
                 self.enforce_refresh_token_cap(&user_id);
-                let access = self.mint_access(&user_id, refresh.as_deref());
-                self.token_body(&access, refresh.as_deref())
+                let access = self.mint_access(&user_id, refresh.as_deref(), &scopes);
+                self.token_body(&access, refresh.as_deref(), &scopes)
             }
             "refresh_token" => {
                 let rt = get("refresh_token").to_string();
@@ -538,10 +563,10 @@ impl Store {
                     });
                 }
                 r.refreshes.push_back(now);
-                let user_id = r.user_id.clone();
+                let (user_id, scopes) = (r.user_id.clone(), r.scopes.clone());
                 self.token_refreshes += 1;
-                let access = self.mint_access(&user_id, Some(&rt));
-                self.token_body(&access, None)
+                let access = self.mint_access(&user_id, Some(&rt), &scopes);
+                self.token_body(&access, None, &scopes)
             }
             _ => json!({"error": "unsupported_grant_type"}),
         }
@@ -604,6 +629,7 @@ impl Store {
             .map(|u| u.id.clone())
             .ok_or_else(|| SandboxError::UnknownUser(email.to_string()))?;
         let r = random_token("1000");
+        let everything: Vec<String> = scopes::EVERYTHING.iter().map(|s| (*s).to_owned()).collect();
         self.refresh.insert(
             r.clone(),
             RefreshToken {
@@ -611,24 +637,84 @@ impl Store {
                 user_id: user_id.clone(),
                 revoked: false,
                 refreshes: VecDeque::new(),
+                scopes: everything.clone(),
             },
         );
-        let a = self.mint_access(&user_id, Some(&r));
+        self.issued_refresh.push(r.clone());
+        let a = self.mint_access(&user_id, Some(&r), &everything);
         Ok(IssuedTokens {
             access_token: a,
             refresh_token: r,
         })
     }
 
-    /// Resolves an `Authorization` header to the calling user.
-    pub fn authenticate(&self, header: Option<&str>) -> Option<String> {
+    /// Resolves an `Authorization` header to the calling user and the
+    /// scopes their token was granted.
+    pub fn authenticate(&self, header: Option<&str>) -> Option<(String, Vec<String>)> {
         let token = header?.strip_prefix("Zoho-oauthtoken ")?.trim();
         let a = self.access.get(token)?;
         if a.revoked || a.expires <= Instant::now() {
             return None;
         }
         let u = self.user(&a.user_id)?;
-        u.active.then(|| u.id.clone())
+        u.active.then(|| (u.id.clone(), a.scopes.clone()))
+    }
+
+    /// The grants (refresh tokens) issued to the user `email`, oldest first.
+    pub fn grants_of(&self, email: &str) -> Vec<GrantInfo> {
+        let Some(user) = self
+            .users
+            .iter()
+            .find(|u| u.email.eq_ignore_ascii_case(email))
+        else {
+            return Vec::new();
+        };
+        self.issued_refresh
+            .iter()
+            .filter_map(|t| self.refresh.get(t))
+            .filter(|r| r.user_id == user.id)
+            .map(|r| GrantInfo {
+                scopes: r.scopes.clone(),
+                revoked: r.revoked,
+            })
+            .collect()
+    }
+
+    /// Revokes every grant of the user `email` (as they would under
+    /// Connected Apps); how many were live.
+    pub fn revoke_grants_of(&mut self, email: &str) -> usize {
+        let Some(user_id) = self
+            .users
+            .iter()
+            .find(|u| u.email.eq_ignore_ascii_case(email))
+            .map(|u| u.id.clone())
+        else {
+            return 0;
+        };
+        let theirs: Vec<String> = self
+            .refresh
+            .iter()
+            .filter(|(_, r)| r.user_id == user_id && !r.revoked)
+            .map(|(t, _)| t.clone())
+            .collect();
+        theirs.iter().filter(|t| self.revoke(t)).count()
+    }
+
+    /// Whether `caller` may read the record: in an owner-only module, a
+    /// user who is not an administrator reads only the records they own.
+    pub fn may_read(&self, caller: &str, module: &str, id: &str) -> bool {
+        if !self.owner_only_modules.iter().any(|m| m == module)
+            || self.user(caller).is_some_and(User::is_admin)
+        {
+            return true;
+        }
+        self.find(module, id).is_none_or(|r| {
+            r.data
+                .get("Owner")
+                .and_then(|o| o.get("id"))
+                .and_then(Value::as_str)
+                == Some(caller)
+        })
     }
 
     // ------------------------------------------------------- faults, limits

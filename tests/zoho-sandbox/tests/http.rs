@@ -20,8 +20,20 @@ async fn start(cfg: SandboxConfig) -> SandboxHandle {
     ZohoSandbox::start(cfg).await.expect("sandbox starts")
 }
 
+/// Every scope the calls below need.
+const SCOPES: &str = "ZohoCRM.modules.ALL,ZohoSearch.securesearch.READ,ZohoCRM.users.READ,ZohoCRM.org.READ,ZohoCRM.settings.ALL";
+
 /// Runs the browser step; returns the callback query parameters.
 async fn authorize(sb: &SandboxHandle, access_type: &str) -> Vec<(String, String)> {
+    authorize_for(sb, access_type, SCOPES).await
+}
+
+/// The same, asking for `scope`.
+async fn authorize_for(
+    sb: &SandboxHandle,
+    access_type: &str,
+    scope: &str,
+) -> Vec<(String, String)> {
     let cfg = SandboxConfig::default();
     let resp = client()
         .get(format!("{}/oauth/v2/auth", sb.base_url()))
@@ -29,7 +41,7 @@ async fn authorize(sb: &SandboxHandle, access_type: &str) -> Vec<(String, String
             ("response_type", "code"),
             ("client_id", cfg.client_id.as_str()),
             ("redirect_uri", REDIRECT),
-            ("scope", "ZohoCRM.modules.ALL,ZohoCRM.users.READ"),
+            ("scope", scope),
             ("access_type", access_type),
             ("prompt", "consent"),
             ("state", "xyz 123"),
@@ -76,9 +88,18 @@ async fn exchange(sb: &SandboxHandle, form: &[(&str, &str)]) -> Value {
 }
 
 async fn login(sb: &SandboxHandle) -> (String, String) {
+    let v = grant(sb, SCOPES).await;
+    (
+        v["access_token"].as_str().expect("access").to_string(),
+        v["refresh_token"].as_str().expect("refresh").to_string(),
+    )
+}
+
+/// An offline grant of `scope`: the token endpoint's answer.
+async fn grant(sb: &SandboxHandle, scope: &str) -> Value {
     let cfg = SandboxConfig::default();
-    let cb = authorize(sb, "offline").await;
-    let v = exchange(
+    let cb = authorize_for(sb, "offline", scope).await;
+    exchange(
         sb,
         &[
             ("grant_type", "authorization_code"),
@@ -88,11 +109,7 @@ async fn login(sb: &SandboxHandle) -> (String, String) {
             ("code", param(&cb, "code")),
         ],
     )
-    .await;
-    (
-        v["access_token"].as_str().expect("access").to_string(),
-        v["refresh_token"].as_str().expect("refresh").to_string(),
-    )
+    .await
 }
 
 struct Api {
@@ -921,4 +938,66 @@ async fn binary_prints_listening_line() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     child.start_kill().expect("kill");
     let _ = child.wait().await;
+}
+
+/// A grant reaches only what its scopes cover: the rest is
+/// `401 OAUTH_SCOPE_MISMATCH`, which no refresh cures.
+#[tokio::test]
+async fn a_grant_calls_only_what_its_scopes_cover() {
+    let sb = start(SandboxConfig::default()).await;
+    let v = grant(&sb, "ZohoCRM.users.READ,ZohoCRM.org.READ").await;
+    assert_eq!(v["scope"], "ZohoCRM.users.READ ZohoCRM.org.READ");
+    let api = Api {
+        base: sb.base_url(),
+        token: v["access_token"].as_str().expect("access").to_owned(),
+        http: client(),
+    };
+    let (status, _) = api.get("/crm/v8/users?type=CurrentUser").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.get("/crm/v8/org").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api.get("/crm/v8/Leads?fields=Last_Name").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body.expect("an error body")["code"], "OAUTH_SCOPE_MISMATCH");
+    let grants = sb.grants_of("ana@acme.example");
+    assert_eq!(grants.len(), 1);
+    assert!(!grants[0].revoked);
+    assert_eq!(sb.revoke_grants_of("ana@acme.example"), 1);
+    assert!(sb.grants_of("ana@acme.example")[0].revoked);
+    assert!(
+        sb.contract_violations().is_empty(),
+        "{:?}",
+        sb.contract_violations()
+    );
+}
+
+/// A private sharing rule: a Standard user reads only their own records.
+#[tokio::test]
+async fn an_owner_only_module_hides_others_records_from_standard_users() {
+    let sb = start(SandboxConfig::default()).await;
+    sb.restrict_to_owners("Leads");
+    let anas = sb
+        .insert_record("Leads", json!({"Last_Name": "Ana's lead"}))
+        .expect("seeded");
+    sb.set_authorizing_user("bruno@acme.example")
+        .expect("Bruno");
+    let api = Api::new(&sb).await;
+    let (status, body) = api.get(&format!("/crm/v8/Leads/{anas}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body.expect("an error body")["code"], "NO_PERMISSION");
+    let (status, body) = api
+        .post("/crm/v8/Leads", json!({"data": [{"Last_Name": "Bruno's"}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body:?}");
+    let own = body.expect("a body")["data"][0]["details"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let (status, _) = api.get(&format!("/crm/v8/Leads/{own}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        sb.contract_violations().is_empty(),
+        "{:?}",
+        sb.contract_violations()
+    );
 }

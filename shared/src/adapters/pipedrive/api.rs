@@ -4,6 +4,7 @@
 //! notes, users and field metadata are here; leads and deals in `deals.rs`,
 //! files in `files.rs`, the calls themselves in `call.rs`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +28,7 @@ const PERSON: &str = "/api/v2/persons/{id}";
 const PERSONS: &str = "/api/v2/persons";
 const PERSON_SEARCH: &str = "/api/v2/persons/search";
 const DEAL: &str = "/api/v2/deals/{id}";
+const ORGANIZATION: &str = "/api/v2/organizations/{id}";
 const NOTE: &str = "/v1/notes/{id}";
 const NOTES: &str = "/v1/notes";
 
@@ -128,6 +130,16 @@ fn contact_values(list: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|item| text(item).or_else(|| text(&item["value"])))
         .collect()
+}
+
+/// The primary item's value of a v2 `emails`/`phones` array, else the first.
+fn primary_value(list: &Value) -> Option<String> {
+    let items = list.as_array()?;
+    items
+        .iter()
+        .find(|i| i["primary"] == true)
+        .or_else(|| items.first())
+        .and_then(|i| text(&i["value"]))
 }
 
 /// What a person holds in `field`: its phones, or a custom field's value.
@@ -237,6 +249,45 @@ impl PipedriveApi {
         self.get_live(PERSON, id, custom).await
     }
 
+    /// The record (a person, deal or lead) and its person, as this token
+    /// reads them: `None` when the record is gone or the user's visibility
+    /// hides it (Pipedrive answers 403 for that); a deal or lead without a
+    /// person has none.
+    async fn record_and_person(
+        &self,
+        record: &RecordRef,
+    ) -> Result<Option<(Value, Option<Value>)>, CrmError> {
+        let visible = |r: Result<Option<Value>, CrmError>| match r {
+            Err(CrmError::Rejected { status: 403, .. }) => Ok(None),
+            other => other,
+        };
+        let template = match Module::of(&record.module)? {
+            Module::Persons => {
+                let person = visible(self.get_live(PERSON, &record.id, &[]).await)?;
+                return Ok(person.map(|p| (p.clone(), Some(p))));
+            }
+            Module::Deals => DEAL,
+            Module::Leads => LEAD,
+        };
+        let Some(own) = visible(self.get_live(template, &record.id, &[]).await)? else {
+            return Ok(None);
+        };
+        let person = match own["person_id"].as_u64() {
+            Some(id) => visible(self.get_live(PERSON, &id.to_string(), &[]).await)?,
+            None => None,
+        };
+        Ok(Some((own, person)))
+    }
+
+    /// An organization's name; `None` when it is gone or hidden.
+    async fn organization_name(&self, id: u64) -> Result<Option<String>, CrmError> {
+        match self.get_live(ORGANIZATION, &id.to_string(), &[]).await {
+            Ok(org) => Ok(org.and_then(|o| text(&o["name"]))),
+            Err(CrmError::Rejected { status: 403, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The search hits of one form of a number: person ids with the
     /// phones the index shows.
     async fn search_phone(
@@ -330,36 +381,45 @@ impl Crm for PipedriveApi {
     }
 
     async fn record_phones(&self, record: &RecordRef) -> Result<Option<Vec<String>>, CrmError> {
-        let visible = |r: Result<Option<Value>, CrmError>| match r {
-            // Pipedrive answers 403 for what the user's visibility hides.
-            Err(CrmError::Rejected { status: 403, .. }) => Ok(None),
-            other => other,
+        Ok(self
+            .record_and_person(record)
+            .await?
+            .map(|(_, person)| person.map_or_else(Vec::new, |p| contact_values(&p["phones"]))))
+    }
+
+    async fn record_fields(
+        &self,
+        record: &RecordRef,
+    ) -> Result<Option<BTreeMap<String, String>>, CrmError> {
+        let Some((own, person)) = self.record_and_person(record).await? else {
+            return Ok(None);
         };
-        let person = match Module::of(&record.module)? {
-            Module::Persons => visible(self.get_live(PERSON, &record.id, &[]).await)?,
-            module => {
-                let template = if matches!(module, Module::Deals) {
-                    DEAL
-                } else {
-                    LEAD
-                };
-                let Some(owner) = visible(self.get_live(template, &record.id, &[]).await)? else {
-                    return Ok(None);
-                };
-                let Some(person_id) = owner["person_id"].as_u64() else {
-                    return Ok(Some(Vec::new()));
-                };
-                visible(self.get_live(PERSON, &person_id.to_string(), &[]).await)?
+        let mut fields = BTreeMap::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+                fields.insert(key.to_owned(), value);
             }
         };
-        Ok(person.map(|p| {
-            p["phones"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|phone| phone["value"].as_str().map(str::to_owned))
-                .collect()
-        }))
+        if let Some(person) = &person {
+            for key in ["name", "first_name", "last_name"] {
+                put(key, text(&person[key]));
+            }
+            put("email", primary_value(&person["emails"]));
+            put("phone", primary_value(&person["phones"]));
+        }
+        // A deal's or lead's own title; the organization of the record, else
+        // of its person (v2 `org_id`, a lead's v1 `organization_id`).
+        if person.as_ref() != Some(&own) {
+            put("title", text(&own["title"]));
+        }
+        let org_id = [&own["org_id"], &own["organization_id"]]
+            .into_iter()
+            .chain(person.as_ref().map(|p| &p["org_id"]))
+            .find_map(Value::as_u64);
+        if let Some(org_id) = org_id {
+            put("org_name", self.organization_name(org_id).await?);
+        }
+        Ok(Some(fields))
     }
 
     async fn record_exists(&self, target: &RecordRef) -> Result<bool, CrmError> {

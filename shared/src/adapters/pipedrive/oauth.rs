@@ -281,6 +281,10 @@ impl CrmOAuth for PipedriveOAuth {
                 .ok_or_else(|| CrmError::Decode("users/me without `email`".into()))?
                 .to_owned(),
             org_id: id("company_id")?,
+            name: me["name"]
+                .as_str()
+                .filter(|n| !n.trim().is_empty())
+                .map(str::to_owned),
         })
     }
 }

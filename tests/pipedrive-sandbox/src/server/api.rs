@@ -32,6 +32,7 @@ fn route(op: &Operation) -> Option<Handler> {
         (V2, "PATCH", "/persons/{id}") => Store::patch_person,
         (V2, "DELETE", "/persons/{id}") => Store::delete_person,
         (V2, "GET", "/persons/search") => Store::search_persons,
+        (V2, "GET", "/organizations/{id}") => Store::get_organization,
         (V2, "GET", "/itemSearch/field") => Store::item_search_field,
         (V1, "POST", "/leads") => Store::post_lead,
         (V1, "GET", "/leads") => Store::list_leads,
