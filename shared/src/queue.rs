@@ -146,9 +146,10 @@ pub fn read_body(body: &str) -> Result<Vec<MessageRef>, BodyError> {
 pub fn coalesce(messages: &[MessageRef]) -> Vec<ChatMessages> {
     let mut chats: Vec<ChatMessages> = Vec::new();
     for message in messages {
-        let index = match chats.iter().position(|c| {
-            c.workspace_id == message.workspace_id && c.chat_key == message.chat_key
-        }) {
+        let index = match chats
+            .iter()
+            .position(|c| c.workspace_id == message.workspace_id && c.chat_key == message.chat_key)
+        {
             Some(index) => index,
             None => {
                 chats.push(ChatMessages {
@@ -184,8 +185,7 @@ fn cut(chat: ChatMessages) -> Vec<ChatMessages> {
         // Quoted and escaped as JSON, and a comma.
         let id_size = serde_json::to_string(&id).map_or(id.len(), |s| s.len()) + 1;
         if !current.message_ids.is_empty()
-            && (current.message_ids.len() == MAX_IDS_PER_MESSAGE
-                || size + id_size > MAX_BODY_BYTES)
+            && (current.message_ids.len() == MAX_IDS_PER_MESSAGE || size + id_size > MAX_BODY_BYTES)
         {
             bodies.push(std::mem::replace(&mut current, empty.clone()));
             size = overhead;
@@ -365,10 +365,7 @@ mod tests {
             "the highest marker: not taken for an earlier copy of the same messages"
         );
         // The FIFO group is the chat's, as it was for single messages.
-        assert_eq!(
-            bodies[0].group_id(),
-            crate::crypto::sha256_hex("ws#chat-a")
-        );
+        assert_eq!(bodies[0].group_id(), crate::crypto::sha256_hex("ws#chat-a"));
         assert!(coalesce(&[]).is_empty());
     }
 
@@ -394,7 +391,10 @@ mod tests {
             let size = serde_json::to_string(body).expect("serialisable").len();
             assert!(size <= MAX_BODY_BYTES, "{size}");
         }
-        assert_eq!(bodies.iter().map(|b| b.message_ids.len()).sum::<usize>(), 40);
+        assert_eq!(
+            bodies.iter().map(|b| b.message_ids.len()).sum::<usize>(),
+            40
+        );
     }
 
     #[test]
@@ -438,7 +438,10 @@ mod tests {
     #[test]
     fn a_single_message_body_written_before_still_reads() {
         let old = r#"{"workspace_id":"ws","message_id":"wamid.OLD","chat_key":"c","resend":0}"#;
-        assert_eq!(read_body(old).expect("readable"), [message("c", "wamid.OLD", 0)]);
+        assert_eq!(
+            read_body(old).expect("readable"),
+            [message("c", "wamid.OLD", 0)]
+        );
         let without_resend = r#"{"workspace_id":"ws","message_id":"wamid.OLD","chat_key":"c"}"#;
         assert_eq!(
             read_body(without_resend).expect("readable"),

@@ -12,6 +12,15 @@ use e2e::{ALICE_WA_ID, TestSystem, messages_delivery};
 /// 2026-05-20 09:15 UTC.
 const MAY_20_0915: i64 = 1_779_268_500;
 
+/// The calls made since the `skip` first, as `METHOD /path`, to print.
+fn call_names(paths: impl Iterator<Item = (String, String)>, skip: usize) -> String {
+    paths
+        .skip(skip)
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What the CRM was asked while a delivery went through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Calls {
@@ -122,7 +131,9 @@ fn assert_each_line_once(content: &str, prefix: &str) {
         .lines()
         .filter(|l| l.contains(&format!("{prefix} message ")))
         .collect();
-    let expected: Vec<String> = (0..10).map(|i| format!("{prefix} message {i:02}")).collect();
+    let expected: Vec<String> = (0..10)
+        .map(|i| format!("{prefix} message {i:02}"))
+        .collect();
     assert_eq!(lines.len(), 10, "{content}");
     for (line, text) in lines.iter().zip(&expected) {
         assert!(line.ends_with(text.as_str()), "{line} is not {text}");
@@ -136,6 +147,7 @@ async fn zoho_ten_messages_in_one_delivery_cost_one_note_write_and_a_redelivery_
     // A new chat: the record is found or made once, then one note holds all ten.
     let (first, last) = burst("new", MAY_20_0915);
     let before = zoho_calls(&system);
+    let new_chat_from = before.api;
     deliver(&system, &first, 10, 0).await;
     system.wait_for_note_line("+447700900123", &last).await;
     settle(&system).await;
@@ -159,7 +171,20 @@ async fn zoho_ten_messages_in_one_delivery_cost_one_note_write_and_a_redelivery_
         "Zoho, 10 messages in one delivery: new chat {} calls ({} note write), known chat {} calls ({} note write), redelivery {} calls",
         new_chat.api, new_chat.note_writes, known_chat.api, known_chat.note_writes, redelivered.api
     );
-    assert_eq!(new_chat.note_writes, 1, "a new chat's ten messages: one note");
+    let zoho_api = system
+        .sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/crm/"))
+        .map(|r| (r.method, r.path));
+    println!(
+        "Zoho calls, from the new chat on: {}",
+        call_names(zoho_api, new_chat_from)
+    );
+    assert_eq!(
+        new_chat.note_writes, 1,
+        "a new chat's ten messages: one note"
+    );
     // Search the destination and the converted destination, the user list
     // (owner by e-mail), the create, the note: as its first message alone.
     assert_eq!(new_chat.api, 5, "{new_chat:?}");
@@ -190,10 +215,9 @@ async fn pipedrive_ten_messages_in_one_delivery_cost_one_note_write_and_a_redeli
 
     let (first, last) = burst("new", MAY_20_0915);
     let (before, tokens_before) = pipedrive_calls(&system);
+    let new_chat_from = before.api;
     deliver(&system, &first, 10, 0).await;
-    system
-        .wait_for_pipedrive_note("+447700900123", &last)
-        .await;
+    system.wait_for_pipedrive_note("+447700900123", &last).await;
     settle(&system).await;
     let (now, tokens_now) = pipedrive_calls(&system);
     let new_chat = since(now, before);
@@ -202,9 +226,7 @@ async fn pipedrive_ten_messages_in_one_delivery_cost_one_note_write_and_a_redeli
     let (second, last) = burst("known", MAY_20_0915 + 3_600);
     let (before, tokens_before) = pipedrive_calls(&system);
     deliver(&system, &second, 10, 0).await;
-    system
-        .wait_for_pipedrive_note("+447700900123", &last)
-        .await;
+    system.wait_for_pipedrive_note("+447700900123", &last).await;
     settle(&system).await;
     let (now, tokens_now) = pipedrive_calls(&system);
     let known_chat = since(now, before);
@@ -219,7 +241,20 @@ async fn pipedrive_ten_messages_in_one_delivery_cost_one_note_write_and_a_redeli
         "Pipedrive, 10 messages in one delivery: new chat {} calls, {new_chat_tokens} tokens ({} note write), known chat {} calls, {known_chat_tokens} tokens ({} note write), redelivery {} calls",
         new_chat.api, new_chat.note_writes, known_chat.api, known_chat.note_writes, redelivered.api
     );
-    assert_eq!(new_chat.note_writes, 1, "a new chat's ten messages: one note");
+    let pipedrive_api = system
+        .pipedrive
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/") || r.path.starts_with("/v1/"))
+        .map(|r| (format!("{} ({} tokens)", r.method, r.token_cost), r.path));
+    println!(
+        "Pipedrive calls, from the new chat on: {}",
+        call_names(pipedrive_api, new_chat_from)
+    );
+    assert_eq!(
+        new_chat.note_writes, 1,
+        "a new chat's ten messages: one note"
+    );
     // Search by the number, the user list (owner by e-mail), the person, the note.
     assert_eq!(new_chat.api, 4, "{new_chat:?}");
     assert_eq!(
@@ -241,4 +276,83 @@ async fn pipedrive_ten_messages_in_one_delivery_cost_one_note_write_and_a_redeli
     assert_each_line_once(&text, "new");
     assert_each_line_once(&text, "known");
     system.assert_pipedrive_contract_kept();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_message_body_queued_before_a_deploy_still_goes_through() {
+    let (system, workspace) = TestSystem::with_connected_workspace().await;
+    let (first, last) = burst("new", MAY_20_0915);
+    deliver(&system, &first, 10, 0).await;
+    system.wait_for_note_line("+447700900123", &last).await;
+    settle(&system).await;
+
+    // A message stored and queued by the webhook before this release, in
+    // the body it wrote then: one `message_id`.
+    let chat_key = format!("{}#{ALICE_WA_ID}", e2e::PHONE_NUMBER_ID);
+    let message = shared::model::StoredMessage {
+        workspace_id: workspace.id.clone(),
+        message_id: "wamid.INFLIGHT".into(),
+        chat_key: chat_key.clone(),
+        direction: shared::whatsapp::Direction::Inbound,
+        timestamp: MAY_20_0915 + 3_600,
+        kind: "text".into(),
+        text: "queued before the deploy".into(),
+        media: None,
+        contact_name: Some("Alice".into()),
+        state: shared::model::MessageState::Queued,
+        received_at: MAY_20_0915 + 3_600,
+        attachment: None,
+        attachment_started_at: None,
+        sent_by: None,
+        delivery: None,
+        reply_to: None,
+        reaction_to: None,
+    };
+    system
+        .local
+        .deps
+        .store
+        .insert_message(&message)
+        .await
+        .expect("stored");
+    let old_body = serde_json::json!({
+        "workspace_id": workspace.id,
+        "message_id": "wamid.INFLIGHT",
+        "chat_key": chat_key,
+        "resend": 0,
+    });
+    let url = system.local.stack.queue_url("SyncQueue").expect("queue");
+    let before = zoho_calls(&system);
+    aws_sdk_sqs::Client::new(&system.local.aws)
+        .send_message()
+        .queue_url(url)
+        .message_group_id(shared::crypto::sha256_hex(&format!(
+            "{}#{chat_key}",
+            workspace.id
+        )))
+        .message_deduplication_id(shared::crypto::sha256_hex(&format!(
+            "{}#wamid.INFLIGHT#0",
+            workspace.id
+        )))
+        .message_body(old_body.to_string())
+        .send()
+        .await
+        .expect("sent as the old webhook sent it");
+    let (_, notes) = system
+        .wait_for_note_line("+447700900123", "queued before the deploy")
+        .await;
+    system
+        .wait_for_message_state("wamid.INFLIGHT", "appended")
+        .await;
+    settle(&system).await;
+    assert_eq!(
+        since(zoho_calls(&system), before),
+        Calls {
+            api: 1,
+            note_writes: 1
+        }
+    );
+    let content = notes[0]["Note_Content"].as_str().unwrap_or_default();
+    assert_eq!(content.matches("queued before the deploy").count(), 1);
+    assert_each_line_once(content, "new");
 }

@@ -80,7 +80,12 @@ impl Queue for SqsQueue {
             .map_err(queue_error)?;
         if let [one] = outgoing.as_slice() {
             return self
-                .send_one(queue, one.group_id.clone(), one.dedup_id.clone(), one.body.clone())
+                .send_one(
+                    queue,
+                    one.group_id.clone(),
+                    one.dedup_id.clone(),
+                    one.body.clone(),
+                )
                 .await;
         }
         // FIFO keeps the entries' order within a group, request after request.
