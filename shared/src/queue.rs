@@ -37,11 +37,12 @@ fn group_id(workspace_id: &str, chat_key: &str) -> String {
     crate::crypto::sha256_hex(&format!("{workspace_id}#{chat_key}"))
 }
 
-/// Most message ids in one queue message. A worker handles a whole queue
-/// message or hands it back whole, so this bounds the work one failure
-/// repeats, and keeps a chat's queue message well inside an invocation
-/// (record-sync reads a few items per message; 100 take a second or two).
-pub const MAX_IDS_PER_MESSAGE: usize = 100;
+/// Most message ids in one queue message. More than a delivery holds for
+/// one chat in practice, and small enough that a worker's batch (ten queue
+/// messages, maybe all one chat's: 500 messages) fits in one invocation:
+/// a worker finishes a queue message or hands it back whole, so a body too
+/// big to finish would come back until it is dead-lettered.
+pub const MAX_IDS_PER_MESSAGE: usize = 50;
 
 /// Largest body we write: a quarter of SQS's 256 KiB, so any four fit the
 /// 256 KiB a whole `SendMessageBatch` may carry.
@@ -371,12 +372,12 @@ mod tests {
 
     #[test]
     fn a_chat_with_more_than_a_body_holds_is_cut_in_order() {
-        let many: Vec<MessageRef> = (0..250)
+        let many: Vec<MessageRef> = (0..120)
             .map(|i| message("chat-a", &format!("wamid.{i:03}"), 0))
             .collect();
         let bodies = coalesce(&many);
         let sizes: Vec<usize> = bodies.iter().map(|b| b.message_ids.len()).collect();
-        assert_eq!(sizes, [100, 100, 50]);
+        assert_eq!(sizes, [50, 50, 20]);
         let again: Vec<String> = bodies.iter().flat_map(|b| b.message_ids.clone()).collect();
         let expected: Vec<String> = many.iter().map(|m| m.message_id.clone()).collect();
         assert_eq!(again, expected);
