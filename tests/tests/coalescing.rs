@@ -11,66 +11,117 @@ use e2e::{ALICE_WA_ID, TestSystem, messages_delivery};
 
 /// 2026-05-20 09:15 UTC.
 const MAY_20_0915: i64 = 1_779_268_500;
-
-/// The calls made since the `skip` first, as `METHOD /path`, to print.
-fn call_names(paths: impl Iterator<Item = (String, String)>, skip: usize) -> String {
-    paths
-        .skip(skip)
-        .map(|(method, path)| format!("{method} {path}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+const ALICE: &str = "+447700900123";
 
 /// What the CRM was asked while a delivery went through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Calls {
     /// Every API call (OAuth excluded).
     api: usize,
     /// Note creates and updates.
     note_writes: usize,
+    /// Pipedrive's tokens (Zoho's are not counted: 0).
+    tokens: u64,
 }
 
-fn zoho_calls(system: &TestSystem) -> Calls {
-    let requests = system.sandbox.requests();
-    let api: Vec<_> = requests
-        .iter()
-        .filter(|r| r.path.starts_with("/crm/"))
-        .collect();
-    Calls {
-        api: api.len(),
-        note_writes: api
-            .iter()
-            .filter(|r| {
-                (r.method == "POST" && r.path.ends_with("/Notes"))
-                    || (r.method == "PUT" && r.path.contains("/Notes/"))
-            })
-            .count(),
+impl Calls {
+    fn since(self, before: Calls) -> Calls {
+        Calls {
+            api: self.api - before.api,
+            note_writes: self.note_writes - before.note_writes,
+            tokens: self.tokens - before.tokens,
+        }
     }
 }
 
-fn pipedrive_calls(system: &TestSystem) -> (Calls, u64) {
-    let requests = system.pipedrive.requests();
-    let api: Vec<_> = requests
-        .iter()
-        .filter(|r| r.path.starts_with("/api/") || r.path.starts_with("/v1/"))
-        .collect();
-    let calls = Calls {
-        api: api.len(),
-        note_writes: api
-            .iter()
-            .filter(|r| {
-                (r.method == "POST" && r.path == "/v1/notes")
-                    || (r.method == "PUT" && r.path.starts_with("/v1/notes/"))
-            })
-            .count(),
-    };
-    (calls, api.iter().map(|r| r.token_cost).sum())
+/// One note write for ten messages: what a known chat's burst costs.
+const ONE_NOTE_UPDATE: Calls = Calls {
+    api: 1,
+    note_writes: 1,
+    tokens: 0,
+};
+
+#[derive(Debug, Clone, Copy)]
+enum Crm {
+    Zoho,
+    Pipedrive,
 }
 
-fn since(now: Calls, before: Calls) -> Calls {
-    Calls {
-        api: now.api - before.api,
-        note_writes: now.note_writes - before.note_writes,
+impl Crm {
+    /// Every API call so far: method, path and tokens.
+    fn requests(self, system: &TestSystem) -> Vec<(String, String, u64)> {
+        match self {
+            Self::Zoho => system
+                .sandbox
+                .requests()
+                .into_iter()
+                .filter(|r| r.path.starts_with("/crm/"))
+                .map(|r| (r.method, r.path, 0))
+                .collect(),
+            Self::Pipedrive => system
+                .pipedrive
+                .requests()
+                .into_iter()
+                .filter(|r| r.path.starts_with("/api/") || r.path.starts_with("/v1/"))
+                .map(|r| (r.method, r.path, r.token_cost))
+                .collect(),
+        }
+    }
+
+    fn calls(self, system: &TestSystem) -> Calls {
+        let requests = self.requests(system);
+        let is_note_write = |method: &str, path: &str| match self {
+            Self::Zoho => {
+                (method == "POST" && path.ends_with("/Notes"))
+                    || (method == "PUT" && path.contains("/Notes/"))
+            }
+            Self::Pipedrive => {
+                (method == "POST" && path == "/v1/notes")
+                    || (method == "PUT" && path.starts_with("/v1/notes/"))
+            }
+        };
+        Calls {
+            api: requests.len(),
+            note_writes: requests
+                .iter()
+                .filter(|(method, path, _)| is_note_write(method, path))
+                .count(),
+            tokens: requests.iter().map(|(_, _, tokens)| tokens).sum(),
+        }
+    }
+
+    /// The calls made after the first `skip`, as `METHOD /path`, to print.
+    fn call_names(self, system: &TestSystem, skip: usize) -> String {
+        self.requests(system)
+            .into_iter()
+            .skip(skip)
+            .map(|(method, path, tokens)| match self {
+                Self::Zoho => format!("{method} {path}"),
+                Self::Pipedrive => format!("{method} {path} ({tokens} tokens)"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Alice's note text once it holds `text` (Pipedrive's HTML lines as lines).
+    async fn note_with(self, system: &TestSystem, text: &str) -> String {
+        match self {
+            Self::Zoho => {
+                let (_, notes) = system.wait_for_note_line(ALICE, text).await;
+                assert_eq!(notes.len(), 1, "one note for the day");
+                notes[0]["Note_Content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            }
+            Self::Pipedrive => {
+                let (_, note) = system.wait_for_pipedrive_note(ALICE, text).await;
+                note["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .replace("<br>", "\n")
+            }
+        }
     }
 }
 
@@ -140,71 +191,67 @@ fn assert_each_line_once(content: &str, prefix: &str) {
     }
 }
 
+/// What ten messages in one delivery cost.
+struct Figures {
+    new_chat: Calls,
+    known_chat: Calls,
+    redelivered: Calls,
+}
+
+/// Ten messages of a new chat in one delivery, then ten more in another
+/// (the chat known, its day note there), then that delivery again; each
+/// counted once everything it set off has finished. Checks every line is
+/// in the note once, in order.
+async fn ten_in_one_delivery(system: &TestSystem, crm: Crm) -> Figures {
+    let mut figures = Vec::new();
+    let new_chat_from = crm.calls(system).api;
+    for (prefix, start) in [("new", MAY_20_0915), ("known", MAY_20_0915 + 3_600)] {
+        let (delivery, last) = burst(prefix, start);
+        let before = crm.calls(system);
+        deliver(system, &delivery, 10, 0).await;
+        crm.note_with(system, &last).await;
+        settle(system).await;
+        figures.push(crm.calls(system).since(before));
+    }
+    let calls_made = crm.call_names(system, new_chat_from);
+
+    // Meta delivers the same body again: nothing is queued, nothing written.
+    let (again, _) = burst("known", MAY_20_0915 + 3_600);
+    let before = crm.calls(system);
+    deliver(system, &again, 0, 10).await;
+    settle(system).await;
+    let redelivered = crm.calls(system).since(before);
+
+    let content = crm.note_with(system, "known message 09").await;
+    assert_each_line_once(&content, "new");
+    assert_each_line_once(&content, "known");
+    let (new_chat, known_chat) = (figures[0], figures[1]);
+    println!(
+        "{crm:?}, 10 messages in one delivery: new chat {new_chat:?}, known chat {known_chat:?}, redelivery {redelivered:?}; calls: {calls_made}"
+    );
+    Figures {
+        new_chat,
+        known_chat,
+        redelivered,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zoho_ten_messages_in_one_delivery_cost_one_note_write_and_a_redelivery_nothing() {
     let (system, _) = TestSystem::with_connected_workspace().await;
-
-    // A new chat: the record is found or made once, then one note holds all ten.
-    let (first, last) = burst("new", MAY_20_0915);
-    let before = zoho_calls(&system);
-    let new_chat_from = before.api;
-    deliver(&system, &first, 10, 0).await;
-    system.wait_for_note_line("+447700900123", &last).await;
-    settle(&system).await;
-    let new_chat = since(zoho_calls(&system), before);
-
-    // The chat is known and its day note exists: one update for all ten.
-    let (second, last) = burst("known", MAY_20_0915 + 3_600);
-    let before = zoho_calls(&system);
-    deliver(&system, &second, 10, 0).await;
-    system.wait_for_note_line("+447700900123", &last).await;
-    settle(&system).await;
-    let known_chat = since(zoho_calls(&system), before);
-
-    // Meta delivers the same body again: nothing is queued, nothing written.
-    let before = zoho_calls(&system);
-    deliver(&system, &second, 0, 10).await;
-    settle(&system).await;
-    let redelivered = since(zoho_calls(&system), before);
-
-    println!(
-        "Zoho, 10 messages in one delivery: new chat {} calls ({} note write), known chat {} calls ({} note write), redelivery {} calls",
-        new_chat.api, new_chat.note_writes, known_chat.api, known_chat.note_writes, redelivered.api
-    );
-    let zoho_api = system
-        .sandbox
-        .requests()
-        .into_iter()
-        .filter(|r| r.path.starts_with("/crm/"))
-        .map(|r| (r.method, r.path));
-    println!(
-        "Zoho calls, from the new chat on: {}",
-        call_names(zoho_api, new_chat_from)
-    );
-    assert_eq!(
-        new_chat.note_writes, 1,
-        "a new chat's ten messages: one note"
-    );
+    let figures = ten_in_one_delivery(&system, Crm::Zoho).await;
     // Search the destination and the converted destination, the user list
     // (owner by e-mail), the create, the note: as its first message alone.
-    assert_eq!(new_chat.api, 5, "{new_chat:?}");
     assert_eq!(
-        known_chat,
+        figures.new_chat,
         Calls {
-            api: 1,
-            note_writes: 1
-        },
-        "a known chat's ten messages: one note update"
+            api: 5,
+            note_writes: 1,
+            tokens: 0
+        }
     );
-    assert_eq!(redelivered.api, 0);
-
-    let (_, notes) = system
-        .wait_for_note_line("+447700900123", "known message 09")
-        .await;
-    assert_eq!(notes.len(), 1, "one note for the day");
-    let content = notes[0]["Note_Content"].as_str().unwrap_or_default();
-    assert_each_line_once(content, "new");
-    assert_each_line_once(content, "known");
+    assert_eq!(figures.known_chat, ONE_NOTE_UPDATE);
+    assert_eq!(figures.redelivered, Calls::default());
     system.assert_contract_kept();
 }
 
@@ -212,69 +259,25 @@ async fn zoho_ten_messages_in_one_delivery_cost_one_note_write_and_a_redelivery_
 async fn pipedrive_ten_messages_in_one_delivery_cost_one_note_write_and_a_redelivery_nothing() {
     let system = TestSystem::start().await;
     system.pipedrive_workspace_of_ana().await;
-
-    let (first, last) = burst("new", MAY_20_0915);
-    let (before, tokens_before) = pipedrive_calls(&system);
-    let new_chat_from = before.api;
-    deliver(&system, &first, 10, 0).await;
-    system.wait_for_pipedrive_note("+447700900123", &last).await;
-    settle(&system).await;
-    let (now, tokens_now) = pipedrive_calls(&system);
-    let new_chat = since(now, before);
-    let new_chat_tokens = tokens_now - tokens_before;
-
-    let (second, last) = burst("known", MAY_20_0915 + 3_600);
-    let (before, tokens_before) = pipedrive_calls(&system);
-    deliver(&system, &second, 10, 0).await;
-    system.wait_for_pipedrive_note("+447700900123", &last).await;
-    settle(&system).await;
-    let (now, tokens_now) = pipedrive_calls(&system);
-    let known_chat = since(now, before);
-    let known_chat_tokens = tokens_now - tokens_before;
-
-    let (before, _) = pipedrive_calls(&system);
-    deliver(&system, &second, 0, 10).await;
-    settle(&system).await;
-    let redelivered = since(pipedrive_calls(&system).0, before);
-
-    println!(
-        "Pipedrive, 10 messages in one delivery: new chat {} calls, {new_chat_tokens} tokens ({} note write), known chat {} calls, {known_chat_tokens} tokens ({} note write), redelivery {} calls",
-        new_chat.api, new_chat.note_writes, known_chat.api, known_chat.note_writes, redelivered.api
-    );
-    let pipedrive_api = system
-        .pipedrive
-        .requests()
-        .into_iter()
-        .filter(|r| r.path.starts_with("/api/") || r.path.starts_with("/v1/"))
-        .map(|r| (format!("{} ({} tokens)", r.method, r.token_cost), r.path));
-    println!(
-        "Pipedrive calls, from the new chat on: {}",
-        call_names(pipedrive_api, new_chat_from)
-    );
+    let figures = ten_in_one_delivery(&system, Crm::Pipedrive).await;
+    // The search by the number (20 tokens), the user list (20), the person
+    // (5), the note (10).
     assert_eq!(
-        new_chat.note_writes, 1,
-        "a new chat's ten messages: one note"
-    );
-    // Search by the number, the user list (owner by e-mail), the person, the note.
-    assert_eq!(new_chat.api, 4, "{new_chat:?}");
-    assert_eq!(
-        known_chat,
+        figures.new_chat,
         Calls {
-            api: 1,
-            note_writes: 1
-        },
-        "a known chat's ten messages: one note update"
+            api: 4,
+            note_writes: 1,
+            tokens: 55
+        }
     );
-    assert_eq!(redelivered.api, 0);
-
-    let (_, note) = system
-        .wait_for_pipedrive_note("+447700900123", "known message 09")
-        .await;
-    let content = note["content"].as_str().unwrap_or_default();
-    // Pipedrive's note is HTML: one line per `<br>`.
-    let text = content.replace("<br>", "\n").replace("<br/>", "\n");
-    assert_each_line_once(&text, "new");
-    assert_each_line_once(&text, "known");
+    assert_eq!(
+        figures.known_chat,
+        Calls {
+            tokens: 10,
+            ..ONE_NOTE_UPDATE
+        }
+    );
+    assert_eq!(figures.redelivered, Calls::default());
     system.assert_pipedrive_contract_kept();
 }
 
@@ -283,38 +286,28 @@ async fn a_single_message_body_queued_before_a_deploy_still_goes_through() {
     let (system, workspace) = TestSystem::with_connected_workspace().await;
     let (first, last) = burst("new", MAY_20_0915);
     deliver(&system, &first, 10, 0).await;
-    system.wait_for_note_line("+447700900123", &last).await;
+    system.wait_for_note_line(ALICE, &last).await;
     settle(&system).await;
 
     // A message stored and queued by the webhook before this release, in
-    // the body it wrote then: one `message_id`.
-    let chat_key = format!("{}#{ALICE_WA_ID}", e2e::PHONE_NUMBER_ID);
-    let message = shared::model::StoredMessage {
-        workspace_id: workspace.id.clone(),
-        message_id: "wamid.INFLIGHT".into(),
-        chat_key: chat_key.clone(),
-        direction: shared::whatsapp::Direction::Inbound,
-        timestamp: MAY_20_0915 + 3_600,
-        kind: "text".into(),
-        text: "queued before the deploy".into(),
-        media: None,
-        contact_name: Some("Alice".into()),
-        state: shared::model::MessageState::Queued,
-        received_at: MAY_20_0915 + 3_600,
-        attachment: None,
-        attachment_started_at: None,
-        sent_by: None,
-        delivery: None,
-        reply_to: None,
-        reaction_to: None,
-    };
-    system
-        .local
-        .deps
-        .store
-        .insert_message(&message)
+    // the body it wrote then: one `message_id`. (Made from one of the
+    // chat's stored messages.)
+    let store = &system.local.deps.store;
+    let known = store
+        .message(&workspace.id, "wamid.new09")
         .await
+        .expect("readable")
         .expect("stored");
+    let chat_key = known.chat_key.clone();
+    let in_flight = shared::model::StoredMessage {
+        message_id: "wamid.INFLIGHT".into(),
+        timestamp: MAY_20_0915 + 3_600,
+        received_at: MAY_20_0915 + 3_600,
+        text: "queued before the deploy".into(),
+        state: shared::model::MessageState::Queued,
+        ..known
+    };
+    store.insert_message(&in_flight).await.expect("stored");
     let old_body = serde_json::json!({
         "workspace_id": workspace.id,
         "message_id": "wamid.INFLIGHT",
@@ -322,7 +315,7 @@ async fn a_single_message_body_queued_before_a_deploy_still_goes_through() {
         "resend": 0,
     });
     let url = system.local.stack.queue_url("SyncQueue").expect("queue");
-    let before = zoho_calls(&system);
+    let before = Crm::Zoho.calls(&system);
     aws_sdk_sqs::Client::new(&system.local.aws)
         .send_message()
         .queue_url(url)
@@ -338,21 +331,14 @@ async fn a_single_message_body_queued_before_a_deploy_still_goes_through() {
         .send()
         .await
         .expect("sent as the old webhook sent it");
-    let (_, notes) = system
-        .wait_for_note_line("+447700900123", "queued before the deploy")
+    let content = Crm::Zoho
+        .note_with(&system, "queued before the deploy")
         .await;
     system
         .wait_for_message_state("wamid.INFLIGHT", "appended")
         .await;
     settle(&system).await;
-    assert_eq!(
-        since(zoho_calls(&system), before),
-        Calls {
-            api: 1,
-            note_writes: 1
-        }
-    );
-    let content = notes[0]["Note_Content"].as_str().unwrap_or_default();
+    assert_eq!(Crm::Zoho.calls(&system).since(before), ONE_NOTE_UPDATE);
     assert_eq!(content.matches("queued before the deploy").count(), 1);
-    assert_each_line_once(content, "new");
+    assert_each_line_once(&content, "new");
 }
