@@ -15,7 +15,8 @@ use crate::queue::{Job, MessageRef, QueueName};
 use crate::sync::resend_marker;
 
 /// Waiting messages re-queued per job message: one UpdateItem each and one
-/// SendMessageBatch per ten, well inside a worker's 30 s.
+/// queue message per chat (a SendMessageBatch per ten chats), well inside a
+/// worker's 30 s.
 pub const PAGE_SIZE: usize = 100;
 
 /// What travels on the sync queue for a re-queue: which workspace, and where

@@ -5,7 +5,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::error::QueueError;
-use crate::queue::{Job, MessageRef, Queue, QueueName};
+use crate::queue::{Job, MessageRef, Outgoing, Queue, QueueName, coalesce, send_batches};
 
 #[derive(Clone)]
 pub struct SqsQueue {
@@ -63,9 +63,7 @@ fn queue_error(e: impl std::error::Error) -> QueueError {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, queue: QueueName, message: &MessageRef) -> Result<(), QueueError> {
-        let body = serde_json::to_string(message).map_err(queue_error)?;
-        self.send_one(queue, message.group_id(), message.dedup_id(), body)
-            .await
+        self.send_all(queue, std::slice::from_ref(message)).await
     }
 
     async fn send_job(&self, queue: QueueName, job: &Job) -> Result<(), QueueError> {
@@ -75,16 +73,31 @@ impl Queue for SqsQueue {
     }
 
     async fn send_all(&self, queue: QueueName, messages: &[MessageRef]) -> Result<(), QueueError> {
-        // SQS takes at most ten entries per batch; FIFO keeps their order.
-        for chunk in messages.chunks(10) {
-            let mut entries = Vec::with_capacity(chunk.len());
-            for (i, message) in chunk.iter().enumerate() {
+        let outgoing = coalesce(messages)
+            .iter()
+            .map(Outgoing::of)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(queue_error)?;
+        if let [one] = outgoing.as_slice() {
+            return self
+                .send_one(
+                    queue,
+                    one.group_id.clone(),
+                    one.dedup_id.clone(),
+                    one.body.clone(),
+                )
+                .await;
+        }
+        // FIFO keeps the entries' order within a group, request after request.
+        for batch in send_batches(&outgoing) {
+            let mut entries = Vec::with_capacity(batch.len());
+            for (i, message) in batch.iter().enumerate() {
                 entries.push(
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_group_id(message.group_id())
-                        .message_deduplication_id(message.dedup_id())
-                        .message_body(serde_json::to_string(message).map_err(queue_error)?)
+                        .message_group_id(&message.group_id)
+                        .message_deduplication_id(&message.dedup_id)
+                        .message_body(&message.body)
                         .build()
                         .map_err(queue_error)?,
                 );

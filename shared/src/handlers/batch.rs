@@ -1,9 +1,14 @@
 //! The SQS FIFO batch loop shared by the two workers.
 //!
-//! A batch may mix chats (message groups). Each group is handed to the worker
-//! in order; when a message fails, it and every later message of its group in
-//! the batch are reported failed (`batchItemFailures`), so the group's order
-//! holds on redelivery, while other groups carry on. Transient failures are
+//! A batch may mix chats (message groups). A queue message carries one or
+//! more of a chat's messages (`queue::read_body`); each group's messages are
+//! handed to the worker together, in order. When a message fails, it and
+//! every later message of its group in the batch fail, and so every queue
+//! message holding one of them is reported failed (`batchItemFailures`),
+//! whole: the messages before the failure in it come back with it, and are
+//! found done the second time (a note holds the ids it has, a chat links
+//! once). So the group's order holds on redelivery, while other groups
+//! carry on. Transient failures are
 //! retried with back-off by changing the failed messages' visibility instead
 //! of sleeping in the function; the failures are handed back so the worker
 //! can show them in the message ledger.
@@ -16,9 +21,10 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{MessageState, Workspace};
-use crate::queue::{MessageRef, Queue, QueueName};
+use crate::queue::{MessageRef, Queue, QueueName, read_body};
 
-/// One received queue message, read.
+/// One message of a received queue message, read (a queue message may carry
+/// several: they share its id, receipt handle and receive count).
 #[derive(Debug, Clone)]
 pub struct Received {
     pub sqs_message_id: String,
@@ -148,7 +154,7 @@ where
         // A message we cannot read fails, and so does the rest of its group.
         for record in rest.by_ref() {
             match read(&record) {
-                Ok(received) => readable.push(received),
+                Ok(received) => readable.extend(received),
                 Err(e) => {
                     tracing::error!(group, error = %e, "queue message is not readable");
                     failures.push(record.message_id.unwrap_or_default());
@@ -174,12 +180,17 @@ where
             );
             // Every failure backs off, so the ledger can say when the next
             // attempt is; permanent ones reach the DLQ after maxReceiveCount.
+            let mut delayed: Vec<&str> = Vec::new();
             for message in failed {
                 let delay = retry.retry_in_secs(message.receive_count);
+                // Once per queue message, however many of its messages failed.
                 if let Some(handle) = &message.receipt_handle
-                    && let Err(e) = queue_port.retry_after(queue, handle, delay).await
+                    && !delayed.contains(&handle.as_str())
                 {
-                    tracing::warn!(error = %e, "could not set the retry delay");
+                    delayed.push(handle);
+                    if let Err(e) = queue_port.retry_after(queue, handle, delay).await {
+                        tracing::warn!(error = %e, "could not set the retry delay");
+                    }
                 }
                 failed_messages.push(Failure {
                     reference: message.reference.clone(),
@@ -189,7 +200,11 @@ where
                 });
             }
         }
-        failures.extend(failed.iter().map(|m| m.sqs_message_id.clone()));
+        for message in failed {
+            if !failures.contains(&message.sqs_message_id) {
+                failures.push(message.sqs_message_id.clone());
+            }
+        }
     }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures
@@ -289,23 +304,27 @@ pub async fn record_failures(deps: &Deps, failures: &[Failure]) {
     }
 }
 
-fn read(record: &SqsMessage) -> Result<Received, WorkError> {
+/// The messages a queue message carries, in order.
+fn read(record: &SqsMessage) -> Result<Vec<Received>, WorkError> {
     let body = record
         .body
         .as_deref()
         .ok_or_else(|| WorkError::BadQueueMessage("no body".into()))?;
-    let reference: MessageRef =
-        serde_json::from_str(body).map_err(|e| WorkError::BadQueueMessage(e.to_string()))?;
-    Ok(Received {
-        sqs_message_id: record.message_id.clone().unwrap_or_default(),
-        receipt_handle: record.receipt_handle.clone(),
-        receive_count: record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1),
-        reference,
-    })
+    let references = read_body(body).map_err(|e| WorkError::BadQueueMessage(e.to_string()))?;
+    let receive_count = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    Ok(references
+        .into_iter()
+        .map(|reference| Received {
+            sqs_message_id: record.message_id.clone().unwrap_or_default(),
+            receipt_handle: record.receipt_handle.clone(),
+            receive_count,
+            reference,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -478,6 +497,92 @@ mod tests {
         .await;
         assert_eq!(calls, 0);
         assert_eq!(failed_ids(&response.response), ["1", "2"]);
+    }
+
+    /// A queue message carrying several of a chat's messages.
+    fn chat_record(id: &str, group: &str, message_ids: &[&str], receives: u32) -> SqsMessage {
+        let mut m = record(id, group, "", receives);
+        m.body = Some(
+            serde_json::json!({ "workspace_id": "ws", "chat_key": group, "message_ids": message_ids })
+                .to_string(),
+        );
+        m
+    }
+
+    #[tokio::test]
+    async fn a_chats_messages_reach_the_worker_together_whether_sent_together_or_one_by_one() {
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            // Written before messages were sent together: still read.
+            record("1", "chat-a", "a1", 1),
+            chat_record("2", "chat-a", &["a2", "a3", "a4"], 1),
+            chat_record("3", "chat-b", &["b1", "b2"], 1),
+        ];
+        let queue = RecordingQueue::default();
+        let mut seen = Vec::new();
+        let response = run_fifo_batch(&queue, QueueName::Notes, POLICY, None, event, |group| {
+            seen.push(
+                group
+                    .iter()
+                    .map(|m| (m.sqs_message_id.clone(), m.reference.message_id.clone()))
+                    .collect::<Vec<_>>(),
+            );
+            async move { GroupOutcome::all(group.len()) }
+        })
+        .await;
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            seen,
+            [
+                pairs(&[("1", "a1"), ("2", "a2"), ("2", "a3"), ("2", "a4")]),
+                pairs(&[("3", "b1"), ("3", "b2")])
+            ]
+        );
+        assert!(failed_ids(&response.response).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failure_inside_a_queue_message_hands_it_back_whole_and_once() {
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            chat_record("1", "chat-a", &["a1", "a2", "a3"], 2),
+            chat_record("2", "chat-a", &["a4"], 1),
+            chat_record("3", "chat-b", &["b1", "b2"], 1),
+        ];
+        let queue = RecordingQueue::default();
+        let response = run_fifo_batch(&queue, QueueName::Sync, POLICY, None, event, |group| {
+            let chat_a = group[0].reference.chat_key == "chat-a";
+            async move {
+                if chat_a {
+                    // a1 done, a2 fails: a2, a3 and a4 are retried.
+                    GroupOutcome {
+                        done: 1,
+                        error: Some(WorkError::Contended("busy".into())),
+                    }
+                } else {
+                    GroupOutcome::all(group.len())
+                }
+            }
+        })
+        .await;
+        // The queue message of a1..a3 comes back whole (a1 is found done
+        // then), and the one after it in the chat; chat b's does not.
+        assert_eq!(failed_ids(&response.response), ["1", "2"]);
+        let ledger: Vec<&str> = response
+            .failures
+            .iter()
+            .map(|f| f.reference.message_id.as_str())
+            .collect();
+        assert_eq!(ledger, ["a2", "a3", "a4"], "a1 is done, not retrying");
+        // One back-off per queue message: received twice → 20 s, once → 10 s.
+        assert_eq!(
+            *queue.delays.lock().expect("not poisoned"),
+            [("rh-1".to_owned(), 20), ("rh-2".to_owned(), 10)]
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The `note-append` worker: writes messages into their chat's day note on
 //! the linked record. All messages of one chat in a batch are applied
-//! together, so a burst costs one note write, and a message a note already
-//! holds is never added twice.
+//! together, so a burst costs one note write (record-sync passes a chat's
+//! messages on in one queue message, so the queue cannot split them), and a
+//! message a note already holds is never added twice.
 
 use std::time::SystemTime;
 

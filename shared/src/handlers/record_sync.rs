@@ -127,8 +127,9 @@ async fn run_job(
     }
 }
 
-/// Links each message's chat, then passes the group's messages on together,
-/// so that note-append sees a burst as one batch (one note write).
+/// Links each message's chat, then passes the group's messages on together
+/// (one notes-queue message for the chat's messages of this batch), so that
+/// note-append sees a burst at once (one note write).
 async fn sync_group(deps: &Deps, group: Vec<Received>) -> GroupOutcome {
     let workspace = match super::batch::live_workspace(deps, &group).await {
         Ok(workspace) => workspace,

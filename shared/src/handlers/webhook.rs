@@ -104,7 +104,9 @@ async fn receive(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
             }
         }
     }
-    // Queued together, so a burst reaches the workers as one batch.
+    // One queue message per chat (`Queue::send_all`): a burst reaches
+    // record-sync, and then note-append, together, however the queues split
+    // their batches, so it costs one note write.
     deps.queue
         .send_all(QueueName::Sync, &to_queue)
         .await
