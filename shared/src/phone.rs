@@ -144,7 +144,9 @@ impl E164 {
             // +55 AA 9XXXX XXXX ↔ +55 AA XXXX XXXX (mobiles start 6–9, so
             // only a ninth digit before 6–9 was added: `9 1234 5678` never
             // had an eight-digit form, and `1234 5678` is a landline).
-            (Some("55"), 13) if d.as_bytes()[4] == b'9' && matches!(d.as_bytes()[5], b'6'..=b'9') => {
+            (Some("55"), 13)
+                if d.as_bytes()[4] == b'9' && matches!(d.as_bytes()[5], b'6'..=b'9') =>
+            {
                 forms.push(format!("{}{}", &d[..4], &d[5..]));
             }
             (Some("55"), 12) if matches!(d.as_bytes()[4], b'6'..=b'9') => {

@@ -141,14 +141,38 @@ pub fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
         any::<f64>().prop_map(|f| json!(f)),
-        prop_oneof![Just(u64::MAX), Just(0), Just(1), Just(3651), Just(i64::MAX as u64 + 1)]
-            .prop_map(|n| json!(n)),
+        prop_oneof![
+            Just(u64::MAX),
+            Just(0),
+            Just(1),
+            Just(3651),
+            Just(i64::MAX as u64 + 1)
+        ]
+        .prop_map(|n| json!(n)),
         super::webhook::any_text().prop_map(Value::String),
-        proptest::sample::select(&[
-            "", " ", "owner", "admin", "member", "organization", "personal", "zoho",
-            "pipedrive", "UTC", "Mars/Olympus", "a@b", "a@b.c", "ws-hostile", "u-owner",
-            "106540352242922", "+44 7700 900100", "stop", "continue",
-        ][..])
+        proptest::sample::select(
+            &[
+                "",
+                " ",
+                "owner",
+                "admin",
+                "member",
+                "organization",
+                "personal",
+                "zoho",
+                "pipedrive",
+                "UTC",
+                "Mars/Olympus",
+                "a@b",
+                "a@b.c",
+                "ws-hostile",
+                "u-owner",
+                "106540352242922",
+                "+44 7700 900100",
+                "stop",
+                "continue",
+            ][..]
+        )
         .prop_map(|s| Value::String(s.to_owned())),
     ];
     leaf.prop_recursive(3, 24, 6, move |inner| {

@@ -23,9 +23,8 @@ use shared::queue::{Job, MessageRef, Queue, QueueName};
 use shared::retention::{Expiry, Retention};
 use shared::secrets::SecretSource;
 use shared::store::{
-    ChatStore, ConnectionStore, ContactClaim, CrmUsage, Insert, LogEntry, MessageStore,
-    NoteStore, Page, SendClaim, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore,
-    WorkspaceStore,
+    ChatStore, ConnectionStore, ContactClaim, CrmUsage, Insert, LogEntry, MessageStore, NoteStore,
+    Page, SendClaim, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
 };
 
 /// Workspace, CRM, organization or personal, and the user (personal only).
@@ -96,7 +95,11 @@ impl MemoryStore {
     }
 
     pub fn message_ids(&self) -> Vec<String> {
-        self.state().messages.keys().map(|(_, id)| id.clone()).collect()
+        self.state()
+            .messages
+            .keys()
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 
     pub fn connection_count(&self) -> usize {
@@ -127,9 +130,7 @@ impl MemoryStore {
     }
 
     pub fn seed_oauth_state(&self, state: OAuthState) {
-        self.state()
-            .oauth_states
-            .insert(state.nonce.clone(), state);
+        self.state().oauth_states.insert(state.nonce.clone(), state);
     }
 
     /// The chat the chat routes address, with two candidate records and
@@ -222,9 +223,10 @@ impl WorkspaceStore for MemoryStore {
             token_hash.to_owned(),
             (owner.workspace_id.clone(), owner.id.clone()),
         );
-        state
-            .users
-            .insert((owner.workspace_id.clone(), owner.id.clone()), owner.clone());
+        state.users.insert(
+            (owner.workspace_id.clone(), owner.id.clone()),
+            owner.clone(),
+        );
         Ok(())
     }
 
@@ -471,9 +473,7 @@ impl ConnectionStore for MemoryStore {
 
     async fn delete_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         self.write("delete_connection");
-        self.state()
-            .connections
-            .remove(&connection_key(connection));
+        self.state().connections.remove(&connection_key(connection));
         Ok(())
     }
 

@@ -258,8 +258,15 @@ pub fn short(text: &str) -> String {
     }
 }
 
+thread_local! {
+    /// The status of the last answer this thread read, for the benchmark's
+    /// table of answers.
+    pub static LAST_STATUS: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+}
+
 /// A response's status and body text.
 pub fn answer(response: &lambda_http::Response<Body>) -> (u16, String) {
+    LAST_STATUS.with(|s| s.set(response.status().as_u16()));
     let body = match response.body() {
         Body::Text(text) => text.clone(),
         Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),

@@ -68,9 +68,16 @@ pub fn check_pipedrive_html(draft: &Draft) -> Checked {
         .split_once("</b>")
         .ok_or_else(|| super::Violation::Property("no </b>".into()))?;
     let pieces: Vec<&str> = rest.split("<br>").skip(1).collect();
-    ensure(rest.starts_with("<br>") && pieces.len() == 1 + lines.len(), || {
-        format!("{} pieces for {} lines: {html:?}", pieces.len(), lines.len())
-    })?;
+    ensure(
+        rest.starts_with("<br>") && pieces.len() == 1 + lines.len(),
+        || {
+            format!(
+                "{} pieces for {} lines: {html:?}",
+                pieces.len(),
+                lines.len()
+            )
+        },
+    )?;
     let inputs = std::iter::once(draft.title.as_str())
         .chain(std::iter::once(draft.header.as_str()))
         .chain(lines.iter().copied());
@@ -91,9 +98,11 @@ pub fn check_pipedrive_html(draft: &Draft) -> Checked {
 /// Every `&` starts `&amp;`, `&lt;` or `&gt;`: the entities the escaper
 /// writes.
 fn entities_only(piece: &str) -> bool {
-    piece
-        .match_indices('&')
-        .all(|(at, _)| ["&amp;", "&lt;", "&gt;"].iter().any(|e| piece[at..].starts_with(e)))
+    piece.match_indices('&').all(|(at, _)| {
+        ["&amp;", "&lt;", "&gt;"]
+            .iter()
+            .any(|e| piece[at..].starts_with(e))
+    })
 }
 
 #[derive(Clone)]
@@ -221,7 +230,10 @@ pub fn check_day(day: &Day) -> Checked {
     let mut where_held: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for (i, note) in parts.iter().enumerate() {
         ensure(note.part == i as u32 + 1, || {
-            format!("parts numbered {:?}", parts.iter().map(|p| p.part).collect::<Vec<_>>())
+            format!(
+                "parts numbered {:?}",
+                parts.iter().map(|p| p.part).collect::<Vec<_>>()
+            )
         })?;
         ensure(note.full == (i + 1 < parts.len()), || {
             format!("part {} full = {}", note.part, note.full)
@@ -243,7 +255,10 @@ pub fn check_day(day: &Day) -> Checked {
         }
     }
     for line in &lines {
-        let held = where_held.get(line.message_id.as_str()).cloned().unwrap_or_default();
+        let held = where_held
+            .get(line.message_id.as_str())
+            .cloned()
+            .unwrap_or_default();
         ensure(held.len() == 1, || {
             format!("{} is held by parts {held:?}", line.message_id)
         })?;

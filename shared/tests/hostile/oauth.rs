@@ -61,7 +61,14 @@ pub fn callback() -> impl Strategy<Value = Callback> {
     ];
     let extra_key = prop_oneof![
         proptest::sample::select(
-            &["location", "accounts-server", "api_domain", "state", "code", "error"][..]
+            &[
+                "location",
+                "accounts-server",
+                "api_domain",
+                "state",
+                "code",
+                "error"
+            ][..]
         )
         .prop_map(str::to_owned),
         any::<String>(),
@@ -162,7 +169,10 @@ pub fn check(input: &Callback) -> Checked {
     };
     let mut builder = lambda_http::http::Request::builder()
         .method("GET")
-        .uri(format!("https://hostile.test/oauth/{}/callback?{query}", input.crm));
+        .uri(format!(
+            "https://hostile.test/oauth/{}/callback?{query}",
+            input.crm
+        ));
     if let Some(cookie) = cookie
         .as_deref()
         .and_then(|c| lambda_http::http::HeaderValue::from_str(c).ok())

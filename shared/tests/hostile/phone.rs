@@ -58,21 +58,26 @@ pub fn check_number(number: &E164) -> Checked {
     ensure(E164::from_wa_id(&text).as_ref() == Ok(number), || {
         format!("from_wa_id({text}) is not itself")
     })?;
-    ensure(E164::from_wa_id(number.digits()).as_ref() == Ok(number), || {
-        format!("from_wa_id of its digits is not {text}")
-    })?;
+    ensure(
+        E164::from_wa_id(number.digits()).as_ref() == Ok(number),
+        || format!("from_wa_id of its digits is not {text}"),
+    )?;
     ensure(
         E164::parse_business_number(&text).as_ref() == Ok(number),
         || format!("parse_business_number({text}) is not itself"),
     )?;
-    let json = serde_json::to_string(number).map_err(|e| super::Violation::Property(e.to_string()))?;
+    let json =
+        serde_json::to_string(number).map_err(|e| super::Violation::Property(e.to_string()))?;
     ensure(
         serde_json::from_str::<E164>(&json).ok().as_ref() == Some(number),
         || format!("{text} does not survive JSON"),
     )?;
     for form in number.written_forms() {
         ensure(E164::parse_stored(&form).as_ref() == Some(number), || {
-            format!("its written form {form:?} reads as {:?}", E164::parse_stored(&form))
+            format!(
+                "its written form {form:?} reads as {:?}",
+                E164::parse_stored(&form)
+            )
         })?;
     }
     let equivalents = number.equivalents();
@@ -93,7 +98,8 @@ pub fn check_number(number: &E164) -> Checked {
     // Logs show the country code and the last two digits, no more.
     let redacted = number.redacted().to_string();
     let shown = redacted.bytes().filter(u8::is_ascii_digit).count();
-    ensure(shown <= 4 && redacted.ends_with(&text[text.len() - 2..]), || {
-        format!("{text} is redacted as {redacted}")
-    })
+    ensure(
+        shown <= 4 && redacted.ends_with(&text[text.len() - 2..]),
+        || format!("{text} is redacted as {redacted}"),
+    )
 }

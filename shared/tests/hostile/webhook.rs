@@ -43,8 +43,7 @@ fn post(body: Vec<u8>, signature: Option<Vec<u8>>) -> lambda_http::Request {
     let mut builder = lambda_http::http::Request::builder()
         .method("POST")
         .uri("https://hostile.test/webhooks/whatsapp");
-    if let Some(value) = signature
-        .and_then(|v| lambda_http::http::HeaderValue::from_bytes(&v).ok())
+    if let Some(value) = signature.and_then(|v| lambda_http::http::HeaderValue::from_bytes(&v).ok())
     {
         builder = builder.header("x-hub-signature-256", value);
     }
@@ -117,7 +116,9 @@ pub fn check_unsigned(input: &Unsigned) -> Checked {
                 .collect(),
         ));
     }
-    ensure(status == 401, || format!("answered {status}, not 401: {body}"))?;
+    ensure(status == 401, || {
+        format!("answered {status}, not 401: {body}")
+    })?;
     clear_refusal(status, &body)
 }
 
@@ -230,9 +231,13 @@ fn message_body(kind: &str, a: String, b: String, n: (f64, f64), id: String) -> 
             { "name": { "formatted_name": "" }, "phones": [] },
         ] }),
         "reaction" => json!({ "reaction": { "message_id": id, "emoji": a } }),
-        "interactive" => json!({ "interactive": { "type": "button_reply", "button_reply": { "id": b, "title": a } } }),
+        "interactive" => {
+            json!({ "interactive": { "type": "button_reply", "button_reply": { "id": b, "title": a } } })
+        }
         "button" => json!({ "button": { "text": a, "payload": b } }),
-        _ => json!({ "unsupported": { "type": a }, "errors": [{ "code": 131051, "title": "Message type unknown" }] }),
+        _ => {
+            json!({ "unsupported": { "type": a }, "errors": [{ "code": 131051, "title": "Message type unknown" }] })
+        }
     }
 }
 
@@ -248,22 +253,20 @@ fn gen_message() -> impl Strategy<Value = GenMessage> {
         prop::bool::weighted(0.15),
         prop::option::of("[A-Za-z0-9.=]{4,20}"),
     )
-        .prop_map(
-            |(kind, a, b, n, from, id, to_known_number, echo, reply)| {
-                let mut value = message_body(kind, a, b, n, format!("wamid.{id}.orig"));
-                if let Some(reply) = reply {
-                    value["context"] = json!({ "from": from, "id": format!("wamid.{reply}") });
-                }
-                GenMessage {
-                    id: format!("wamid.{id}"),
-                    from,
-                    kind: kind.to_owned(),
-                    value,
-                    to_known_number,
-                    echo,
-                }
-            },
-        )
+        .prop_map(|(kind, a, b, n, from, id, to_known_number, echo, reply)| {
+            let mut value = message_body(kind, a, b, n, format!("wamid.{id}.orig"));
+            if let Some(reply) = reply {
+                value["context"] = json!({ "from": from, "id": format!("wamid.{reply}") });
+            }
+            GenMessage {
+                id: format!("wamid.{id}"),
+                from,
+                kind: kind.to_owned(),
+                value,
+                to_known_number,
+                echo,
+            }
+        })
 }
 
 pub fn delivery() -> impl Strategy<Value = Delivery> {
@@ -340,13 +343,15 @@ impl Delivery {
                 .collect();
             const STATES: [&str; 5] = ["sent", "delivered", "read", "failed", "deleted"];
             let statuses: Vec<Value> = (0..self.statuses)
-                .map(|i| json!({
-                    "id": format!("wamid.sent.{i}"),
-                    "status": STATES[i % 5],
-                    "timestamp": "1749999001",
-                    "recipient_id": "447700900123",
-                    "errors": [{ "code": 131047, "title": "Re-engagement message" }],
-                }))
+                .map(|i| {
+                    json!({
+                        "id": format!("wamid.sent.{i}"),
+                        "status": STATES[i % 5],
+                        "timestamp": "1749999001",
+                        "recipient_id": "447700900123",
+                        "errors": [{ "code": 131047, "title": "Re-engagement message" }],
+                    })
+                })
                 .collect();
             let mut value = json!({
                 "messaging_product": "whatsapp",
@@ -414,17 +419,25 @@ pub fn check_delivery(delivery: &Delivery) -> Checked {
             .map_err(|e| Violation::Property(format!("the handler failed: {e}")))
     };
     let (status, text) = answer(&send()?);
-    ensure(status == 200, || format!("a valid delivery answered {status}: {text}"))?;
+    ensure(status == 200, || {
+        format!("a valid delivery answered {status}: {text}")
+    })?;
     let expected = delivery.expected_ids();
     let stored: BTreeSet<String> = case.store.message_ids().into_iter().collect();
     ensure(stored == expected, || {
         format!("stored {stored:?}, expected {expected:?}")
     })?;
-    let queued: Vec<String> = case.queue.sent().into_iter().map(|m| m.message_id).collect();
+    let queued: Vec<String> = case
+        .queue
+        .sent()
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect();
     let queued_set: BTreeSet<String> = queued.iter().cloned().collect();
-    ensure(queued.len() == queued_set.len() && queued_set == expected, || {
-        format!("queued {queued:?}, expected each of {expected:?} once")
-    })?;
+    ensure(
+        queued.len() == queued_set.len() && queued_set == expected,
+        || format!("queued {queued:?}, expected each of {expected:?} once"),
+    )?;
     let answer_json: Value = serde_json::from_str(&text).unwrap_or_default();
     ensure(answer_json["queued"] == json!(expected.len()), || {
         format!("answered {text} for {} messages", expected.len())
@@ -444,7 +457,9 @@ pub fn check_delivery(delivery: &Delivery) -> Checked {
     }
     // Meta delivers again when it misses our answer.
     let (status, text) = answer(&send()?);
-    ensure(status == 200, || format!("a redelivery answered {status}: {text}"))?;
+    ensure(status == 200, || {
+        format!("a redelivery answered {status}: {text}")
+    })?;
     ensure(case.queue.sent().len() == expected.len(), || {
         format!("a redelivery queued again: {text}")
     })?;
@@ -487,9 +502,7 @@ fn replace_nth(value: &mut Value, at: usize, wrong: &Value, seen: &mut usize) ->
     }
     *seen += 1;
     match value {
-        Value::Object(map) => map
-            .values_mut()
-            .any(|v| replace_nth(v, at, wrong, seen)),
+        Value::Object(map) => map.values_mut().any(|v| replace_nth(v, at, wrong, seen)),
         Value::Array(items) => items.iter_mut().any(|v| replace_nth(v, at, wrong, seen)),
         _ => false,
     }
