@@ -147,23 +147,9 @@ impl MemoryStore {
         state.chats.insert(
             (super::WORKSPACE_ID.to_owned(), key.clone()),
             Chat {
-                workspace_id: super::WORKSPACE_ID.into(),
-                key: key.clone(),
-                phone_number_id: super::PHONE_NUMBER_ID.into(),
-                contact,
                 contact_name: Some("Ana".into()),
-                record: None,
-                record_created_by_us: false,
-                record_name: None,
-                responsible_user_id: None,
                 ambiguous_candidates: vec![candidate("1"), candidate("2")],
-                record_chosen_by: None,
-                record_checked_at: 0,
-                sync_stopped: None,
-                creating_by: None,
-                follow_up: None,
-                follow_up_started: false,
-                follow_up_checked_at: 0,
+                ..new_chat(super::WORKSPACE_ID, &key, super::PHONE_NUMBER_ID, contact)
             },
         );
         state.messages.insert(
@@ -190,6 +176,29 @@ impl MemoryStore {
                 reaction_to: None,
             },
         );
+    }
+}
+
+/// A chat as a first message makes it: no record, no one responsible.
+fn new_chat(workspace_id: &str, key: &str, phone_number_id: &str, contact: E164) -> Chat {
+    Chat {
+        workspace_id: workspace_id.to_owned(),
+        key: key.to_owned(),
+        phone_number_id: phone_number_id.to_owned(),
+        contact,
+        contact_name: None,
+        record: None,
+        record_created_by_us: false,
+        record_name: None,
+        responsible_user_id: None,
+        ambiguous_candidates: Vec::new(),
+        record_chosen_by: None,
+        record_checked_at: 0,
+        sync_stopped: None,
+        creating_by: None,
+        follow_up: None,
+        follow_up_started: false,
+        follow_up_checked_at: 0,
     }
 }
 
@@ -555,25 +564,7 @@ impl ChatStore for MemoryStore {
         let chat = state
             .chats
             .entry((workspace_id.to_owned(), chat_key.to_owned()))
-            .or_insert_with(|| Chat {
-                workspace_id: workspace_id.to_owned(),
-                key: chat_key.to_owned(),
-                phone_number_id: phone_number_id.to_owned(),
-                contact: contact.clone(),
-                contact_name: None,
-                record: None,
-                record_created_by_us: false,
-                record_name: None,
-                responsible_user_id: None,
-                ambiguous_candidates: Vec::new(),
-                record_chosen_by: None,
-                record_checked_at: 0,
-                sync_stopped: None,
-                creating_by: None,
-                follow_up: None,
-                follow_up_started: false,
-                follow_up_checked_at: 0,
-            });
+            .or_insert_with(|| new_chat(workspace_id, chat_key, phone_number_id, contact.clone()));
         if let Some(name) = contact_name {
             chat.contact_name = Some(name.to_owned());
         }

@@ -138,17 +138,17 @@ pub fn day() -> impl Strategy<Value = Day> {
         0i64..86_400,
         prop_oneof![
             4 => any_text(),
-            1 => proptest::collection::vec(any::<char>(), 1000..6000)
+            1 => proptest::collection::vec(any::<char>(), 800..4000)
                 .prop_map(|c| c.into_iter().collect::<String>()),
-            1 => "[<>&]{500,3000}",
+            1 => "[<>&]{300,2000}",
         ],
     );
     (
         any::<bool>(),
         "[ -~]{0,40}|.{0,20}",
         "[ -~]{0,60}",
-        proptest::collection::vec(line, 1..30),
-        300usize..5000,
+        proptest::collection::vec(line, 1..20),
+        300usize..4000,
     )
         .prop_map(|(zoho, title, header, lines, max)| Day {
             zoho,
