@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct E164(String);
 
+/// The fewest digits of a number in use, country code included (Niue's
+/// `+683 4002`): fewer is a fragment, never a line.
+const MIN_DIGITS: usize = 7;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("not a phone number in international form")]
 pub struct NotE164;
@@ -17,10 +21,11 @@ pub struct NotE164;
 impl E164 {
     /// A WhatsApp id (`wa_id`, `from`): digits without `+`. WhatsApp has proven
     /// the number exists, so it is not checked against phone metadata (new
-    /// ranges appear before the metadata knows them); only its shape is.
+    /// ranges appear before the metadata knows them); only its shape is:
+    /// 7 to 15 digits, the first not 0.
     pub fn from_wa_id(wa_id: &str) -> Result<Self, NotE164> {
         let digits = wa_id.trim().trim_start_matches('+');
-        if digits.is_empty()
+        if digits.len() < MIN_DIGITS
             || digits.len() > 15
             || digits.starts_with('0')
             || !digits.bytes().all(|b| b.is_ascii_digit())
@@ -107,9 +112,17 @@ impl E164 {
             .to_string()
             .trim_start_matches("tel:")
             .to_owned();
+        // The metadata drops digits it reads as a trunk prefix (`+961 0001`
+        // comes out `+961 01`): such a form is another number, and a search
+        // by it could find another person's record.
+        let same_digits = |form: &String| {
+            form.chars()
+                .filter(char::is_ascii_digit)
+                .eq(self.digits().chars())
+        };
         [spaced, dashed]
             .into_iter()
-            .filter(|f| f != &self.0)
+            .filter(|f| f != &self.0 && same_digits(f))
             .collect()
     }
 
@@ -128,8 +141,12 @@ impl E164 {
         let mut forms = Vec::new();
         let with = |prefix: &str, insert: &str, rest: &str| format!("{prefix}{insert}{rest}");
         match (d.get(..2), d.len()) {
-            // +55 AA 9XXXX XXXX ↔ +55 AA XXXX XXXX (mobiles start 6–9).
-            (Some("55"), 13) if d.as_bytes()[4] == b'9' => {
+            // +55 AA 9XXXX XXXX ↔ +55 AA XXXX XXXX (mobiles start 6–9, so
+            // only a ninth digit before 6–9 was added: `9 1234 5678` never
+            // had an eight-digit form, and `1234 5678` is a landline).
+            (Some("55"), 13)
+                if d.as_bytes()[4] == b'9' && matches!(d.as_bytes()[5], b'6'..=b'9') =>
+            {
                 forms.push(format!("{}{}", &d[..4], &d[5..]));
             }
             (Some("55"), 12) if matches!(d.as_bytes()[4], b'6'..=b'9') => {

@@ -72,7 +72,15 @@ async fn receive(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     for item in items {
         match item {
             WebhookItem::Message(message) => {
-                to_queue.extend(store(deps, *message, &mut tally).await?);
+                for reference in store(deps, *message, &mut tally).await? {
+                    // A message twice in one delivery is still "received"
+                    // when its second copy is stored: queue it once.
+                    if to_queue.contains(&reference) {
+                        tally.duplicates += 1;
+                    } else {
+                        to_queue.push(reference);
+                    }
+                }
             }
             WebhookItem::Skipped {
                 reason,
