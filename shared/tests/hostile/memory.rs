@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use shared::error::{QueueError, SecretsError, StoreError};
+use shared::livechat::zoho_signin::{SignIn, SignInState, SignInStore};
 use shared::model::{
     AttachmentOutcome, Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote,
     Delivery, MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User,
@@ -24,7 +25,8 @@ use shared::retention::{Expiry, Retention};
 use shared::secrets::SecretSource;
 use shared::store::{
     ChatStore, ConnectionStore, ContactClaim, CrmUsage, Insert, LogEntry, MessageStore, NoteStore,
-    Page, SendClaim, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore, WorkspaceStore,
+    Page, ReadMark, SendClaim, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore,
+    WorkspaceStore,
 };
 
 /// Workspace, CRM, organization or personal, and the user (personal only).
@@ -549,8 +551,59 @@ impl ConnectionStore for MemoryStore {
     }
 }
 
+/// No live-chat sign-in is ever begun here: every lookup finds nothing.
+#[async_trait]
+impl SignInStore for MemoryStore {
+    async fn begin_sign_in(&self, _state: &SignInState, _nonce: &str) -> Result<(), StoreError> {
+        self.write("begin_sign_in");
+        Ok(())
+    }
+    async fn take_sign_in_state(&self, _nonce: &str) -> Result<Option<SignInState>, StoreError> {
+        self.read();
+        Ok(None)
+    }
+    async fn settle_sign_in(&self, _nonce: &str, _sign_in: &SignIn) -> Result<(), StoreError> {
+        self.write("settle_sign_in");
+        Ok(())
+    }
+    async fn sign_in(&self, _nonce: &str) -> Result<Option<SignIn>, StoreError> {
+        self.read();
+        Ok(None)
+    }
+    async fn nonce_of_code(&self, _code: &str) -> Result<Option<String>, StoreError> {
+        self.read();
+        Ok(None)
+    }
+    async fn take_ready_sign_in(
+        &self,
+        _nonce: &str,
+        _code: &str,
+    ) -> Result<Option<SignIn>, StoreError> {
+        self.read();
+        Ok(None)
+    }
+}
+
 #[async_trait]
 impl ChatStore for MemoryStore {
+    async fn chat_and_read_mark(
+        &self,
+        workspace_id: &str,
+        chat_key: &str,
+    ) -> Result<Option<(Chat, Option<ReadMark>)>, StoreError> {
+        Ok(self.chat(workspace_id, chat_key).await?.map(|c| (c, None)))
+    }
+
+    async fn advance_read_mark(
+        &self,
+        _workspace_id: &str,
+        _chat_key: &str,
+        _mark: &ReadMark,
+    ) -> Result<bool, StoreError> {
+        self.write("advance_read_mark");
+        Ok(true)
+    }
+
     async fn upsert_chat_contact(
         &self,
         workspace_id: &str,
