@@ -224,19 +224,22 @@ install_venv() {
 # (tests/tests/live_chat_page.rs): Debian's packages, installed with apt-get
 # (as root, or through sudo) when either command is missing.
 install_chromium() {
-    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    # The emoji font: the screenshots show the page's emoji as users see them.
+    local packages=(chromium chromium-driver fonts-noto-color-emoji)
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 &&
+        { ! command -v fc-list >/dev/null 2>&1 || fc-list | grep -qi "Noto Color Emoji"; }; then
         log "Chromium: up to date ($(chromedriver --version | cut -d' ' -f1-2))"
         return 0
     fi
     local sudo=()
     [[ "$(id -u)" == 0 ]] || sudo=(sudo)
     command -v apt-get >/dev/null 2>&1 ||
-        die "chromium and chromedriver are missing and there is no apt-get: install them by hand"
-    log "Chromium: apt-get install chromium chromium-driver"
-    "${sudo[@]}" apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null ||
+        die "chromium, chromedriver or the emoji font are missing and there is no apt-get: install ${packages[*]} by hand"
+    log "Chromium: apt-get install ${packages[*]}"
+    "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}" >/dev/null ||
         { "${sudo[@]}" apt-get update >/dev/null &&
-            "${sudo[@]}" apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null; } ||
-        die "apt-get could not install chromium chromium-driver"
+            "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}" >/dev/null; } ||
+        die "apt-get could not install ${packages[*]}"
 }
 
 cmd_install() {

@@ -160,3 +160,24 @@ pub fn alice_message(id: &str, timestamp: i64, kind: &str, payload: Value) -> Va
     message[kind] = payload;
     message
 }
+
+impl TestSystem {
+    /// Registers the fixture business number again, now with its WhatsApp
+    /// Business Account (what templates are read from).
+    pub async fn give_the_number_its_business_account(&self, workspace: &crate::TestWorkspace) {
+        let response = self
+            .http
+            .post(self.url("/api/whatsapp-numbers"))
+            .bearer_auth(&workspace.owner_token)
+            .json(&json!({
+                "phone_number_id": crate::PHONE_NUMBER_ID,
+                "display_phone_number": crate::BUSINESS_NUMBER,
+                "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN,
+                "waba_id": graph_sandbox::DEFAULT_WABA_ID,
+            }))
+            .send()
+            .await
+            .expect("registers");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+}

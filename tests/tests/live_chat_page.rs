@@ -12,7 +12,7 @@ use std::time::Duration;
 use e2e::TestSystem;
 use fantoccini::{ClientBuilder, Locator};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const COMPANY: u64 = 7_100_001;
 /// The sandbox app's client secret, which signs extension tokens.
@@ -58,6 +58,35 @@ window.addEventListener("message", function (e) {{
     )
 }
 
+/// The fixtures' second customer, whose last message is two days old.
+const BOB_WA_ID: &str = "447700900456";
+
+/// A photo of a house (240×150 PNG).
+const FRONT_DOOR_PNG: &[u8] = include_bytes!("../fixtures/front-door.png");
+
+/// The element `locator` finds once it is there (30 s at most); a test
+/// failure naming it otherwise.
+async fn shown(client: &fantoccini::Client, locator: Locator<'_>) -> fantoccini::elements::Element {
+    let what = format!("{locator:?}");
+    client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(locator)
+        .await
+        .unwrap_or_else(|e| panic!("waited for {what}: {e}"))
+}
+
+/// The bodies of the messages the Graph sandbox was asked to send, of `kind`.
+fn sent_of_type(system: &TestSystem, kind: &str) -> Vec<Value> {
+    system
+        .graph
+        .sent_messages()
+        .into_iter()
+        .filter(|m| m.body["type"] == kind)
+        .map(|m| m.body)
+        .collect()
+}
+
 /// chromedriver on a free port, stopped when dropped.
 struct Driver(Child, u16);
 
@@ -82,6 +111,71 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Serves each `(path, html)` on `listener`: the stand-in for the CRM's
+/// pages.
+fn serve_host(listener: tokio::net::TcpListener, pages: Vec<(&str, String)>) {
+    let mut app = axum::Router::new();
+    for (path, html) in pages {
+        app = app.route(
+            path,
+            axum::routing::get(move || {
+                let html = html.clone();
+                async move { axum::response::Html(html) }
+            }),
+        );
+    }
+    tokio::spawn(async move { axum::serve(listener, app).await });
+}
+
+/// A headless Chromium session (and its chromedriver, kept alive by the
+/// second value).
+async fn browser() -> (fantoccini::Client, Driver) {
+    let driver = Driver::start();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=420,860"] }),
+    );
+    let webdriver = format!("http://127.0.0.1:{}", driver.1);
+    let mut tries = 0;
+    loop {
+        match ClientBuilder::rustls()
+            .expect("rustls")
+            .capabilities(caps.clone())
+            .connect(&webdriver)
+            .await
+        {
+            Ok(client) => return (client, driver),
+            Err(_) if tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("chromedriver session: {e}"),
+        }
+    }
+}
+
+/// Saves a screenshot of the host page's frame `frame_id` (the page as the
+/// CRM shows it) under `target/live-chat-screenshots/`.
+async fn save_screenshot(
+    client: &fantoccini::Client,
+    frame_id: &str,
+    name: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    let png = client
+        .find(Locator::Id(frame_id))
+        .await?
+        .screenshot()
+        .await?;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .join("live-chat-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    std::fs::write(dir.join(name), png).expect("screenshot written");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +218,7 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
             .contains("Connect Pipedrive")
     );
 
-    let (_, person) = system
+    let (workspace, person) = system
         .pipedrive_chat_with_a_fresh_question("wamid.PAGE1")
         .await;
 
@@ -134,53 +228,41 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
         "{panel_origin}/live/pipedrive?id=7f1c2d9e-panel&resource=person&view=details&selectedIds={}&userId=11001&companyId={COMPANY}&theme=light",
         person["id"]
     );
-    let html = host_page(&panel_url, &panel_origin, &signed_token(11_001));
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::get(move || {
-            let html = html.clone();
-            async move { axum::response::Html(html) }
-        }),
+    // Bob wrote two days ago: his window is closed.
+    system
+        .post_webhook(&e2e::text_delivery(
+            BOB_WA_ID,
+            "Bob",
+            "wamid.PAGEBOB",
+            now() - 2 * 24 * 3600,
+            "Is my order on its way?",
+        ))
+        .await;
+    let (bob, _) = system
+        .wait_for_pipedrive_note("+447700900456", "order on its way")
+        .await;
+    system
+        .give_the_number_its_business_account(&workspace)
+        .await;
+    let bob_url = panel_url.replace(
+        &format!("selectedIds={}", person["id"]),
+        &format!("selectedIds={}", bob["id"]),
     );
-    tokio::spawn(async move { axum::serve(host, app).await });
-
-    let driver = Driver::start();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=420,860"] }),
+    let token = signed_token(11_001);
+    serve_host(
+        host,
+        vec![
+            ("/", host_page(&panel_url, &panel_origin, &token)),
+            ("/bob", host_page(&bob_url, &panel_origin, &token)),
+        ],
     );
-    let webdriver = format!("http://127.0.0.1:{}", driver.1);
-    let client = {
-        let mut tries = 0;
-        loop {
-            match ClientBuilder::rustls()
-                .expect("rustls")
-                .capabilities(caps.clone())
-                .connect(&webdriver)
-                .await
-            {
-                Ok(c) => break c,
-                Err(e) if tries < 50 => {
-                    tries += 1;
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("chromedriver session: {e}"),
-            }
-        }
-    };
+    let (client, driver) = browser().await;
     let outcome = async {
         client.goto(&format!("{host_origin}/")).await?;
         client.enter_frame(0).await?;
-        let wait = Duration::from_secs(30);
-        client
-            .wait()
-            .at_most(wait)
-            .for_element(Locator::XPath(
+        shown(&client, Locator::XPath(
                 "//li[contains(@class,'inbound')][contains(., 'Can I visit on Friday?')]",
-            ))
-            .await?;
+            )).await;
         let window = client.find(Locator::Id("window")).await?.text().await?;
         assert!(window.starts_with("Window closes in 2"), "{window}");
 
@@ -203,41 +285,281 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
             })
             .await;
         // Delivered (or already read): the status webhooks tick it on.
-        client
-            .wait()
-            .at_most(wait)
-            .for_element(Locator::XPath(
+        shown(&client, Locator::XPath(
                 "//li[contains(@class,'outbound')][contains(., 'Friday 10:00 works')]\
                  //span[@class='ticks'][@data-status='delivered' or @data-status='read']",
-            ))
+            )).await;
+
+        // A thumbs-up on Alice's question.
+        client
+            .find(Locator::Css("li.inbound[data-id='wamid.PAGE1'] button.react"))
+            .await?
+            .click()
             .await?;
+        client
+            .find(Locator::Css("li.inbound[data-id='wamid.PAGE1'] button[aria-label='React 👍']"))
+            .await?
+            .click()
+            .await?;
+        system
+            .eventually("the reaction to reach WhatsApp", || async {
+                let reactions: Vec<_> = sent_of_type(&system, "reaction");
+                match reactions.as_slice() {
+                    [one] if one["reaction"]["message_id"] == "wamid.PAGE1"
+                        && one["reaction"]["emoji"] == "👍" => Ok(()),
+                    other => Err(format!("sent {other:?}")),
+                }
+            })
+            .await;
+        shown(&client, Locator::XPath(
+                "//li[@data-id='wamid.PAGE1']//span[contains(@class,'reaction')][.='👍']",
+            )).await;
+
+        // A photo with a caption, chosen through the attachment button's
+        // file input.
+        let photo = std::env::temp_dir().join(format!("front-door-{}.png", std::process::id()));
+        std::fs::write(&photo, FRONT_DOOR_PNG).expect("photo written");
+        client
+            .find(Locator::Id("text"))
+            .await?
+            .send_keys("The front door")
+            .await?;
+        client
+            .execute("document.getElementById('file').hidden = false;", vec![])
+            .await?;
+        client
+            .find(Locator::Id("file"))
+            .await?
+            .send_keys(&photo.display().to_string())
+            .await?;
+        client
+            .execute("document.getElementById('file').hidden = true;", vec![])
+            .await?;
+        system
+            .eventually("the photo to reach WhatsApp", || async {
+                let images: Vec<_> = sent_of_type(&system, "image");
+                match images.as_slice() {
+                    [one] if one["image"]["caption"] == "The front door" => Ok(()),
+                    other => Err(format!("sent {other:?}")),
+                }
+            })
+            .await;
+        shown(&client, Locator::XPath(
+                "//li[contains(@class,'outbound')][contains(., 'The front door')]//img[@class='preview']",
+            )).await;
+
+        // The preview is the photo itself, fetched with the session.
+        system
+            .eventually("the photo's preview to load", || async {
+                let width = client
+                    .execute(
+                        "var i = document.querySelector('li.outbound img.preview'); return i ? i.naturalWidth : 0;",
+                        vec![],
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (width == json!(240)).then_some(()).ok_or(format!("width {width}"))
+            })
+            .await;
         // The panel as Pipedrive shows it: the framed page, whole.
         client.enter_parent_frame().await?;
-        let png = client
-            .find(Locator::Id("panel"))
-            .await?
-            .screenshot()
+        save_screenshot(&client, "panel", "pipedrive.png").await?;
+
+        // Bob's window is closed: the composer offers templates only, and
+        // one goes out with its parameters.
+        client.goto(&format!("{host_origin}/bob")).await?;
+        client.enter_frame(0).await?;
+        shown(&client, Locator::XPath(
+                "//li[contains(@class,'inbound')][contains(., 'order on its way')]",
+            )).await;
+        assert_eq!(client.find(Locator::Id("window")).await?.text().await?, "Window closed");
+        assert!(client.find(Locator::Id("text")).await?.prop("disabled").await?.as_deref() == Some("true"));
+        shown(&client, Locator::XPath("//select[@id='template-picker']/option[.='order_update · en']")).await
+            .click()
             .await?;
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .expect("the target dir")
-            .join("live-chat-screenshots");
-        std::fs::create_dir_all(&dir).expect("screenshot dir");
-        std::fs::write(dir.join("pipedrive.png"), png).expect("screenshot written");
-        // One send, however the page was used.
-        assert_eq!(
-            system
-                .graph
-                .sent_messages()
-                .iter()
-                .filter(|m| m.body["type"] == "text")
-                .count(),
-            1
-        );
+        let params = client.find_all(Locator::Css("#template-params input")).await?;
+        assert_eq!(params.len(), 2);
+        params[0].clear().await?;
+        params[0].send_keys("Bob").await?;
+        params[1].clear().await?;
+        params[1].send_keys("#42").await?;
+        let preview = client.find(Locator::Id("template-preview")).await?.text().await?;
+        assert_eq!(preview, "Hi Bob, your order #42 has been updated.");
+        client.find(Locator::Id("template-send")).await?.click().await?;
+        system
+            .eventually("the template to reach WhatsApp", || async {
+                let templates: Vec<_> = sent_of_type(&system, "template");
+                match templates.as_slice() {
+                    [one] if one["template"]["name"] == "order_update"
+                        && one["template"]["components"][0]["parameters"][1]["text"] == "#42" => Ok(()),
+                    other => Err(format!("sent {other:?}")),
+                }
+            })
+            .await;
+        shown(&client, Locator::XPath("//li[contains(@class,'outbound')][contains(., 'order_update')]")).await;
+        client.enter_parent_frame().await?;
+        save_screenshot(&client, "panel", "pipedrive-template.png").await?;
+
+        // One send each, however the page was used.
+        assert_eq!(sent_of_type(&system, "text").len(), 1);
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;
     let _ = client.close().await;
     drop(driver);
     outcome.expect("the browser steps");
+}
+
+/// Zoho CRM's part: frame the widget with `serviceOrigin`, answer the
+/// embedded-app SDK's `REGISTER` with `SET_CONTEXT` and the record's
+/// `PageLoad`, and `getCurrentUser()` with `current_user` — as Zoho does,
+/// and with nothing signed in it.
+fn zoho_host_page(
+    widget_url: &str,
+    widget_origin: &str,
+    lead_id: &str,
+    current_user: &Value,
+) -> String {
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>Zoho CRM (stand-in)</title></head>
+<body style="margin:0;background:#f5f5f5">
+<iframe id="widget" src="{widget_url}" style="width:360px;height:640px;border:0"></iframe>
+<script>
+var frame = document.getElementById("widget");
+function answer(message) {{ frame.contentWindow.postMessage(message, "{widget_origin}"); }}
+window.addEventListener("message", function (e) {{
+  if (e.origin !== "{widget_origin}") return;
+  var d = typeof e.data === "string" ? JSON.parse(e.data) : e.data;
+  if (!d || d.type !== "SDK.EVENT") return;
+  if (d.eventName === "REGISTER") {{
+    answer({{ type: "FRAMEWORK.EVENT", eventName: "SET_CONTEXT", data: {{ uniqueID: "widget-1", model: {{}}, locale: "en_US" }} }});
+    answer({{ type: "FRAMEWORK.EVENT", eventName: "PageLoad", data: {{ Entity: "Leads", EntityId: "{lead_id}" }} }});
+  }} else if (d.eventName === "CRM_EVENT" && d.data && d.data.category === "CONFIG" && d.data.type === "CURRENT_USER") {{
+    answer({{ type: "FRAMEWORK.EVENT", eventName: "EVENT_RESPONSE", promiseid: d.promiseid, data: {{ users: [{current_user}] }} }});
+  }}
+}});
+</script></body></html>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zoho_user_signs_in_from_the_widget_and_answers_a_lead() {
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let host_origin = format!("http://{}", host.local_addr().expect("addr"));
+    let system =
+        TestSystem::start_with_env(&[("LIVE_EXTRA_FRAME_ANCESTORS", host_origin.as_str())]).await;
+
+    // Ana connects the organization, and so herself: her personal connection
+    // is what the widget's sign-in finds.
+    let workspace = system.workspace("ana@acme.example", "UTC").await;
+    system.connect_zoho(&workspace).await;
+    system
+        .graph
+        .set_webhook(&system.url("/webhooks/whatsapp"), e2e::META_APP_SECRET);
+    let asked_at = now() - 60;
+    system
+        .post_webhook(&e2e::text_delivery(
+            e2e::ALICE_WA_ID,
+            "Alice",
+            "wamid.ZPAGE1",
+            asked_at,
+            "Do you deliver to Porto?",
+        ))
+        .await;
+    system
+        .graph
+        .record_inbound(e2e::PHONE_NUMBER_ID, e2e::ALICE_WA_ID, asked_at);
+    let (lead, _) = system
+        .wait_for_note_line("+447700900123", "deliver to Porto")
+        .await;
+    let lead_id = lead["id"].as_str().expect("a lead id").to_owned();
+
+    let panel_origin = system.url("").trim_end_matches('/').to_owned();
+    let widget_url = format!(
+        "{panel_origin}/live/zoho?serviceOrigin={}",
+        url_encode(&host_origin)
+    );
+    // Zoho's own idea of who is looking: a hint the page only compares.
+    let current_user =
+        json!({ "id": e2e::ZOHO_ADMIN_ID, "full_name": "Ana Admin", "email": "ana@acme.example" });
+    serve_host(
+        host,
+        vec![(
+            "/",
+            zoho_host_page(&widget_url, &panel_origin, &lead_id, &current_user),
+        )],
+    );
+    let (client, driver) = browser().await;
+    let outcome = async {
+        client.goto(&format!("{host_origin}/")).await?;
+        client.enter_frame(0).await?;
+        // Nothing is shown before the user signs in through our own flow.
+        shown(&client, Locator::Id("sign-in-button"))
+            .await
+            .click()
+            .await?;
+        shown(
+            &client,
+            Locator::XPath(
+                "//li[contains(@class,'inbound')][contains(., 'Do you deliver to Porto?')]",
+            ),
+        )
+        .await;
+        assert!(
+            !client
+                .find(Locator::Id("mismatch"))
+                .await?
+                .is_displayed()
+                .await?,
+            "signed in as the user Zoho shows"
+        );
+        let text = client.find(Locator::Id("text")).await?;
+        text.send_keys("Yes, Porto in 2 days ").await?;
+        // An emoji from the picker (chromedriver types no emoji itself).
+        client
+            .find(Locator::Id("emoji-toggle"))
+            .await?
+            .click()
+            .await?;
+        client
+            .find(Locator::Css("#emoji button[aria-label='👍']"))
+            .await?
+            .click()
+            .await?;
+        client.find(Locator::Id("send")).await?.click().await?;
+        shown(
+            &client,
+            Locator::XPath(
+                "//li[contains(@class,'outbound')][contains(., 'Porto in 2 days')]\
+                 //span[@class='ticks'][@data-status='delivered' or @data-status='read']",
+            ),
+        )
+        .await;
+        client.enter_parent_frame().await?;
+        save_screenshot(&client, "widget", "zoho.png").await?;
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = client.close().await;
+    drop(driver);
+    outcome.expect("the browser steps");
+
+    // Sent once, and in the lead's day note once with who sent it.
+    let texts: Vec<_> = system
+        .graph
+        .sent_messages()
+        .into_iter()
+        .filter(|m| m.body["type"] == "text")
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(texts[0].body["text"]["body"], "Yes, Porto in 2 days 👍");
+    system
+        .wait_for_note_line("+447700900123", "→ ana@acme.example")
+        .await;
+}
+
+fn url_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
