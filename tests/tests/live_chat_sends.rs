@@ -430,6 +430,12 @@ async fn a_chat_starts_from_a_person_with_a_template_and_links_to_that_person() 
     let (status, view) = system.live_record_chats(Some(&session), &record).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["chats"][0]["chat_key"], "170000000000001#447700900777");
+    // Ana owns the business number: a new chat may start from it.
+    assert_eq!(
+        view["senders"],
+        json!([{ "phone_number_id": e2e::PHONE_NUMBER_ID, "business_number": "+447700900100" }]),
+        "{view}"
+    );
     assert_eq!(
         view["chats"][0]["messages"][0]["message_id"],
         message_id.as_str()
@@ -517,6 +523,12 @@ async fn a_chat_starts_from_a_person_with_a_template_and_links_to_that_person() 
     let (status, refused) =
         start_chat(&system, &bruno, start("start-6", &record, "+447700900777")).await;
     assert_eq!(status, 403, "{refused}");
+    let (_, view) = system.live_record_chats(Some(&bruno), &record).await;
+    assert_eq!(
+        view["senders"],
+        json!([]),
+        "no number to start from: {view}"
+    );
     assert_eq!(sent_of(&system, "template").len(), 2, "nothing more sent");
     system.assert_pipedrive_contract_kept();
 }

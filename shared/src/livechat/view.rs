@@ -74,6 +74,15 @@ pub struct RecordChats {
     /// The record's numbers in E.164 (equivalent forms included).
     pub numbers: Vec<String>,
     pub chats: Vec<ChatView>,
+    /// The workspace's business numbers the user may start a chat from.
+    pub senders: Vec<Sender>,
+}
+
+/// A business number a new chat can start from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sender {
+    pub phone_number_id: String,
+    pub business_number: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,7 +223,18 @@ pub async fn record_chats_page(
         }
     }
     let mut chats = Vec::new();
+    let mut senders = Vec::new();
     for business in deps.store.whatsapp_numbers(workspace_id).await? {
+        // Sending's own rule decides, as for a new chat (no responsible
+        // user yet).
+        match super::send::sender(deps, session, &business, None).await {
+            Ok(_) => senders.push(Sender {
+                phone_number_id: business.phone_number_id.clone(),
+                business_number: business_number_display(&business.display_phone_number),
+            }),
+            Err(SendRefusal::Store(e)) => return Err(e.into()),
+            Err(_) => {}
+        }
         for contact in &numbers {
             let key = chat_key(&business.phone_number_id, contact);
             if paging.chat.as_ref().is_some_and(|only| *only != key) {
@@ -254,6 +274,7 @@ pub async fn record_chats_page(
     Ok(RecordChats {
         numbers: numbers.iter().map(ToString::to_string).collect(),
         chats,
+        senders,
     })
 }
 
