@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use shared::crypto::meta_signature;
 use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
 
+pub mod browser;
 pub mod live;
 
 /// A copy of the project's template with `edit` applied, written to a file

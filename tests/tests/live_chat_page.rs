@@ -6,11 +6,10 @@
 //! the chat, sends a reply typed into it, and ticks it on as the Graph
 //! sandbox's status webhooks arrive.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use e2e::TestSystem;
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
@@ -33,29 +32,6 @@ fn signed_token(user_id: u64) -> String {
         &EncodingKey::from_secret(APP_SECRET.as_bytes()).expect("an HMAC key"),
     )
     .expect("encodes")
-}
-
-/// Pipedrive's part: frame the panel and answer the app-extensions SDK the
-/// way Pipedrive does — each command arrives with a `MessagePort`, and the
-/// answer (`{data}` or `{error}`) goes back on it.
-fn host_page(panel_url: &str, panel_origin: &str, token: &str) -> String {
-    format!(
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>Pipedrive (stand-in)</title></head>
-<body style="margin:0;background:#f5f5f5">
-<iframe id="panel" src="{panel_url}" style="width:360px;height:640px;border:0"></iframe>
-<script>
-window.sdkCommands = [];
-window.addEventListener("message", function (e) {{
-  var d = e.data, port = e.ports && e.ports[0];
-  if (e.origin !== "{panel_origin}" || !d || !d.payload || !port) return;
-  var p = d.payload;
-  if (p.type !== "command") return;
-  window.sdkCommands.push(p.command);
-  if (p.command === "get_signed_token") port.postMessage({{ data: {{ token: "{token}" }} }});
-  else port.postMessage({{ data: {{}} }});
-}});
-</script></body></html>"#
-    )
 }
 
 /// The fixtures' second customer, whose last message is two days old.
@@ -85,76 +61,6 @@ fn sent_of_type(system: &TestSystem, kind: &str) -> Vec<Value> {
         .filter(|m| m.body["type"] == kind)
         .map(|m| m.body)
         .collect()
-}
-
-/// chromedriver on a free port, stopped when dropped.
-struct Driver(Child, u16);
-
-impl Driver {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver runs (infra/local/stack.sh install installs it)");
-        Self(child, port)
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Serves each `(path, html)` on `listener`: the stand-in for the CRM's
-/// pages.
-fn serve_host(listener: tokio::net::TcpListener, pages: Vec<(&str, String)>) {
-    let mut app = axum::Router::new();
-    for (path, html) in pages {
-        app = app.route(
-            path,
-            axum::routing::get(move || {
-                let html = html.clone();
-                async move { axum::response::Html(html) }
-            }),
-        );
-    }
-    tokio::spawn(async move { axum::serve(listener, app).await });
-}
-
-/// A headless Chromium session (and its chromedriver, kept alive by the
-/// second value).
-async fn browser() -> (fantoccini::Client, Driver) {
-    let driver = Driver::start();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=420,860"] }),
-    );
-    let webdriver = format!("http://127.0.0.1:{}", driver.1);
-    let mut tries = 0;
-    loop {
-        match ClientBuilder::rustls()
-            .expect("rustls")
-            .capabilities(caps.clone())
-            .connect(&webdriver)
-            .await
-        {
-            Ok(client) => return (client, driver),
-            Err(_) if tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("chromedriver session: {e}"),
-        }
-    }
 }
 
 /// Saves a screenshot of the host page's frame `frame_id` (the page as the
@@ -249,14 +155,20 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
         &format!("selectedIds={}", bob["id"]),
     );
     let token = signed_token(11_001);
-    serve_host(
+    e2e::browser::serve_host(
         host,
         vec![
-            ("/", host_page(&panel_url, &panel_origin, &token)),
-            ("/bob", host_page(&bob_url, &panel_origin, &token)),
+            (
+                "/",
+                e2e::browser::pipedrive_host_page(&panel_url, &panel_origin, &token),
+            ),
+            (
+                "/bob",
+                e2e::browser::pipedrive_host_page(&bob_url, &panel_origin, &token),
+            ),
         ],
     );
-    let (client, driver) = browser().await;
+    let (client, driver) = e2e::browser::browser().await;
     let outcome = async {
         client.goto(&format!("{host_origin}/")).await?;
         client.enter_frame(0).await?;
@@ -484,14 +396,14 @@ async fn a_zoho_user_signs_in_from_the_widget_and_answers_a_lead() {
     // Zoho's own idea of who is looking: a hint the page only compares.
     let current_user =
         json!({ "id": e2e::ZOHO_ADMIN_ID, "full_name": "Ana Admin", "email": "ana@acme.example" });
-    serve_host(
+    e2e::browser::serve_host(
         host,
         vec![(
             "/",
             zoho_host_page(&widget_url, &panel_origin, &lead_id, &current_user),
         )],
     );
-    let (client, driver) = browser().await;
+    let (client, driver) = e2e::browser::browser().await;
     let outcome = async {
         client.goto(&format!("{host_origin}/")).await?;
         client.enter_frame(0).await?;

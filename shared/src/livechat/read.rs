@@ -1,13 +1,13 @@
 //! What the live-chat page does while its user reads a chat: it marks the
 //! customer's messages read (their ticks turn blue in WhatsApp, and the
 //! chat's unread count drops), shows a media message's file, and asks every
-//! 2 seconds whether anything changed.
+//! 1.5 seconds whether anything changed.
 //!
 //! Why a poll with an `ETag`, not a websocket: the API is an API Gateway
 //! HTTP API in front of a Lambda function, which answers one request and
 //! keeps no connection open. Pushing would take API Gateway's WebSocket API,
 //! a table of open connections and a fan-out from every writer (the
-//! webhook, both workers, status updates). The page instead asks every 2 s
+//! webhook, both workers, status updates). The page instead asks every 1.5 s
 //! while it is visible, sending the `ETag` of the answer it has; an answer
 //! that did not change is a `304` without a body, so an idle chat costs the
 //! page no redraw and the network next to nothing. (The function still
