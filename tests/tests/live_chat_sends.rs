@@ -114,16 +114,25 @@ async fn a_reaction_goes_once_to_a_message_the_contact_sent_and_lands_in_the_day
         "{content}"
     );
     system
-        .eventually("the reaction to show sent", || async {
+        .eventually("the reaction to show on Alice's message", || async {
             let (_, view) = system.live_record_chats(Some(&session), &record).await;
+            // Reactions are no bubbles of their own: they show on the
+            // message they are on.
             let shown = view["chats"][0]["messages"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|m| m["message_id"] == reaction_id.as_str())
-                .map(|m| m["delivery"]["status"].clone());
+                .find(|m| m["message_id"] == "wamid.ASK1")
+                .map(|m| m["reactions"].clone());
             match shown {
-                Some(status) if status == "sent" => Ok(()),
+                Some(r)
+                    if r.as_array().is_some_and(|r| {
+                        r.iter()
+                            .any(|r| r["emoji"] == "👍" && r["direction"] == "outbound")
+                    }) =>
+                {
+                    Ok(())
+                }
                 other => Err(format!("it shows {other:?}")),
             }
         })

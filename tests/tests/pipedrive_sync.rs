@@ -383,17 +383,23 @@ async fn a_lead_converted_in_pipedrive_is_followed_to_its_deal() {
         "the lost answer's lead was found, not made again: {found}"
     );
 
-    // A day that outgrows the note limit goes on in part 2, on the lead too.
-    let long = "x".repeat(600);
-    system
-        .post_webhook(&text_delivery(
-            ALICE_WA_ID,
-            "Alice",
-            "wamid.L1B",
-            MAY_20_0915 + 60,
-            &long,
-        ))
-        .await;
+    // A day that outgrows the note limit goes on in part 2, on the lead too
+    // (lines that each fit a part: a longer one is cut).
+    let long = "x".repeat(300);
+    for (i, id) in ["wamid.L1B", "wamid.L1C", "wamid.L1D"]
+        .into_iter()
+        .enumerate()
+    {
+        system
+            .post_webhook(&text_delivery(
+                ALICE_WA_ID,
+                "Alice",
+                id,
+                MAY_20_0915 + 60 + i as i64,
+                &long,
+            ))
+            .await;
+    }
     let (_, part2) = system
         .wait_for_pipedrive_note("+447700900123", "(part 2)")
         .await;
