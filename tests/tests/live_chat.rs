@@ -249,20 +249,9 @@ async fn a_reply_from_pipedrive_is_sent_once_ticks_on_and_lands_in_the_day_note(
 
     // Templates: the number names its business account, whose approved
     // templates the composer offers; one goes out with its parameters.
-    let response = system
-        .http
-        .post(system.url("/api/whatsapp-numbers"))
-        .bearer_auth(&workspace.owner_token)
-        .json(&json!({
-            "phone_number_id": e2e::PHONE_NUMBER_ID,
-            "display_phone_number": e2e::BUSINESS_NUMBER,
-            "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN,
-            "waba_id": graph_sandbox::DEFAULT_WABA_ID,
-        }))
-        .send()
-        .await
-        .expect("registers");
-    assert!(response.status().is_success(), "{}", response.status());
+    system
+        .give_the_number_its_business_account(&workspace)
+        .await;
     let response = system
         .http
         .get(system.url(&format!(

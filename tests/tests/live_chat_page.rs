@@ -9,30 +9,12 @@
 use std::time::Duration;
 
 use e2e::TestSystem;
+use e2e::live::{
+    PIPEDRIVE_ANA, PIPEDRIVE_APP_SECRET, PIPEDRIVE_COMPANY, pipedrive_extension_token, unix_now,
+};
 use fantoccini::Locator;
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-
-const COMPANY: u64 = 7_100_001;
-/// The sandbox app's client secret, which signs extension tokens.
-const APP_SECRET: &str = "pd-sandbox-secret";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-fn signed_token(user_id: u64) -> String {
-    let exp = now() + 300;
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({ "userId": user_id, "companyId": COMPANY, "exp": exp, "iat": exp - 300 }),
-        &EncodingKey::from_secret(APP_SECRET.as_bytes()).expect("an HMAC key"),
-    )
-    .expect("encodes")
-}
 
 /// The fixtures' second customer, whose last message is two days old.
 const BOB_WA_ID: &str = "447700900456";
@@ -131,7 +113,7 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
     let base = system.url("");
     let panel_origin = base.trim_end_matches('/').to_owned();
     let panel_url = format!(
-        "{panel_origin}/live/pipedrive?id=7f1c2d9e-panel&resource=person&view=details&selectedIds={}&userId=11001&companyId={COMPANY}&theme=light",
+        "{panel_origin}/live/pipedrive?id=7f1c2d9e-panel&resource=person&view=details&selectedIds={}&userId=11001&companyId={PIPEDRIVE_COMPANY}&theme=light",
         person["id"]
     );
     // Bob wrote two days ago: his window is closed.
@@ -140,7 +122,7 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
             BOB_WA_ID,
             "Bob",
             "wamid.PAGEBOB",
-            now() - 2 * 24 * 3600,
+            unix_now() - 2 * 24 * 3600,
             "Is my order on its way?",
         ))
         .await;
@@ -154,7 +136,8 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
         &format!("selectedIds={}", person["id"]),
         &format!("selectedIds={}", bob["id"]),
     );
-    let token = signed_token(11_001);
+    let token =
+        pipedrive_extension_token(Algorithm::HS256, PIPEDRIVE_APP_SECRET, PIPEDRIVE_ANA, 300);
     e2e::browser::serve_host(
         host,
         vec![
@@ -370,7 +353,7 @@ async fn a_zoho_user_signs_in_from_the_widget_and_answers_a_lead() {
     system
         .graph
         .set_webhook(&system.url("/webhooks/whatsapp"), e2e::META_APP_SECRET);
-    let asked_at = now() - 60;
+    let asked_at = unix_now() - 60;
     system
         .post_webhook(&e2e::text_delivery(
             e2e::ALICE_WA_ID,

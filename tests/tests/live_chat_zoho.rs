@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use e2e::{ALICE_WA_ID, TestSystem, TestWorkspace, ZOHO_BRUNO_ID, messages_delivery};
+use e2e::{ALICE_WA_ID, TestSystem, ZOHO_BRUNO_ID, messages_delivery};
 use graph_sandbox::SeedTemplate;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
@@ -124,25 +124,6 @@ async fn live_get(system: &TestSystem, session: &str, path: &str) -> (u16, Value
         .expect("answers");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or_default())
-}
-
-/// Registers the workspace's number again, naming its business account
-/// (templates live there).
-async fn name_business_account(system: &TestSystem, workspace: &TestWorkspace) {
-    let response = system
-        .http
-        .post(system.url("/api/whatsapp-numbers"))
-        .bearer_auth(&workspace.owner_token)
-        .json(&json!({
-            "phone_number_id": e2e::PHONE_NUMBER_ID,
-            "display_phone_number": e2e::BUSINESS_NUMBER,
-            "access_token": graph_sandbox::DEFAULT_ACCESS_TOKEN,
-            "waba_id": graph_sandbox::DEFAULT_WABA_ID,
-        }))
-        .send()
-        .await
-        .expect("registers");
-    assert!(response.status().is_success(), "{}", response.status());
 }
 
 /// A named template whose parameters a record can fill, beside the
@@ -340,7 +321,9 @@ async fn a_zoho_user_signs_in_through_zoho_and_sees_only_the_leads_zoho_shows_th
     assert_eq!(body["chats"], json!([]), "no chat yet");
 
     // Templates for a chat, prefilled from Bruno's lead where names match.
-    name_business_account(&system, &workspace).await;
+    system
+        .give_the_number_its_business_account(&workspace)
+        .await;
     seed_named_template(&system);
     let templates = format!(
         "/api/live/chats/{}/templates",
@@ -608,7 +591,9 @@ async fn templates_are_prefilled_from_a_pipedrive_person() {
             "phones": [{ "value": "+447700900777", "primary": true }],
         }))
         .expect("a person");
-    name_business_account(&system, &workspace).await;
+    system
+        .give_the_number_its_business_account(&workspace)
+        .await;
     seed_named_template(&system);
     let templates = format!(
         "/api/live/chats/{}/templates",

@@ -8,20 +8,13 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::live::{PIPEDRIVE_ANA, PIPEDRIVE_APP_SECRET, pipedrive_extension_token, unix_now};
 use e2e::{ALICE_WA_ID, TestSystem, text_delivery};
-use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 const MESSAGES: usize = 50;
 /// How often this probe asks (the page asks every 2 s).
 const PROBE_EVERY: Duration = Duration::from_millis(20);
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -39,12 +32,12 @@ async fn main() {
     let (_, person) = system
         .pipedrive_chat_with_a_fresh_question("wamid.LAT0")
         .await;
-    let token = encode(
-        &Header::default(),
-        &json!({ "userId": 11_001, "companyId": system.pipedrive.company_id(), "exp": now() + 300 }),
-        &EncodingKey::from_secret(b"pd-sandbox-secret").expect("an HMAC key"),
-    )
-    .expect("encodes");
+    let token = pipedrive_extension_token(
+        jsonwebtoken::Algorithm::HS256,
+        PIPEDRIVE_APP_SECRET,
+        PIPEDRIVE_ANA,
+        300,
+    );
     let session: Value = system
         .http
         .post(system.url("/api/live/pipedrive/session"))
@@ -95,7 +88,7 @@ async fn main() {
                 ALICE_WA_ID,
                 "Alice",
                 &id,
-                now(),
+                unix_now(),
                 "latency probe",
             ))
             .await;
