@@ -154,14 +154,19 @@ pub(super) async fn sender(
         .user(&session.workspace_id, &session.user_id)
         .await?
         .ok_or(SendRefusal::ReadOnly)?;
-    let may_send = user.role.manages_workspace()
-        || number.owner_user_id == user.id
-        || chat.and_then(|c| c.responsible_user_id.as_deref()) == Some(user.id.as_str());
-    if may_send {
+    if may_send(&user, number, chat) {
         Ok(user)
     } else {
         Err(SendRefusal::ReadOnly)
     }
+}
+
+/// Who may send from a business number: its owner, the chat's responsible
+/// user, owners and admins.
+pub(super) fn may_send(user: &User, number: &WhatsAppNumber, chat: Option<&Chat>) -> bool {
+    user.role.manages_workspace()
+        || number.owner_user_id == user.id
+        || chat.and_then(|c| c.responsible_user_id.as_deref()) == Some(user.id.as_str())
 }
 
 /// The client id, trimmed, if it is one.

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::LiveSession;
-use super::send::SendRefusal;
+use super::send::may_send;
 use crate::crm::CrmError;
 use crate::deps::Deps;
 use crate::error::WorkError;
@@ -224,16 +224,19 @@ pub async fn record_chats_page(
     }
     let mut chats = Vec::new();
     let mut senders = Vec::new();
+    // Read once: sending's own rule decides for every number and chat (a
+    // user no longer in the workspace sends from none).
+    let user = deps
+        .store
+        .user(&session.workspace_id, &session.user_id)
+        .await?;
     for business in deps.store.whatsapp_numbers(workspace_id).await? {
-        // Sending's own rule decides, as for a new chat (no responsible
-        // user yet).
-        match super::send::sender(deps, session, &business, None).await {
-            Ok(_) => senders.push(Sender {
+        // A new chat has no responsible user yet.
+        if user.as_ref().is_some_and(|u| may_send(u, &business, None)) {
+            senders.push(Sender {
                 phone_number_id: business.phone_number_id.clone(),
                 business_number: business_number_display(&business.display_phone_number),
-            }),
-            Err(SendRefusal::Store(e)) => return Err(e.into()),
-            Err(_) => {}
+            });
         }
         for contact in &numbers {
             let key = chat_key(&business.phone_number_id, contact);
@@ -248,12 +251,10 @@ pub async fn record_chats_page(
             let Some(page) = page_of(&stored, read_mark.as_ref(), paging) else {
                 continue; // `before` is in another chat
             };
-            // Sending's own rule decides: read-only users see no composer.
-            let can_send = match super::send::sender(deps, session, &business, Some(&chat)).await {
-                Ok(_) => true,
-                Err(SendRefusal::Store(e)) => return Err(e.into()),
-                Err(_) => false,
-            };
+            // Read-only users see no composer.
+            let can_send = user
+                .as_ref()
+                .is_some_and(|u| may_send(u, &business, Some(&chat)));
             chats.push(ChatView {
                 chat_key: key,
                 business_number: business_number_display(&business.display_phone_number),
