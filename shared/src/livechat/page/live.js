@@ -305,15 +305,13 @@
   function time(ts) { return new Date(ts * 1000).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }); }
   function excerpt(text) { text = text || ""; return text.length > 80 ? text.slice(0, 79) + "…" : text; }
 
-  function quoteOf(m, byId) {
-    var r = m.reply_to;
-    if (!r) return null;
-    if (typeof r === "string") return byId[r] ? excerpt(byId[r].text) : "a message";
-    return r.excerpt || r.text || (byId[r.message_id] ? excerpt(byId[r.message_id].text) : "a message");
+  // The view sends each quote's excerpt (null once the quoted message is
+  // gone) and the reactions on the message they are on.
+  function quoteOf(m) {
+    return m.reply_to ? (m.reply_to.excerpt || "a message") : null;
   }
   function reactionsOf(m) {
-    return (m.reactions || []).map(function (r) { return typeof r === "string" ? { emoji: r } : r; })
-      .filter(function (r) { return r.emoji; });
+    return (m.reactions || []).filter(function (r) { return r.emoji; });
   }
 
   function renderList(messages, empty, chat) {
@@ -323,26 +321,23 @@
     var list = $("messages"), atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.textContent = "";
     if (empty) { var li = el("li", "day"); li.appendChild(el("span", null, empty)); list.appendChild(li); }
-    var byId = {};
-    messages.forEach(function (m) { byId[m.message_id] = m; });
     var open = chat && chat.can_send !== false && chat.window_closes_at > now();
     var lastDay = null;
     messages.slice().reverse().forEach(function (m) {
-      if (m.kind === "reaction" && m.reaction_to && byId[m.reaction_to]) return; // shown on its message
       var d = day(m.timestamp);
       if (d !== lastDay) {
         lastDay = d;
         var sep = el("li", "day"); sep.appendChild(el("span", null, d)); list.appendChild(sep);
       }
-      list.appendChild(renderMessage(m, byId, chat, open));
+      list.appendChild(renderMessage(m, chat, open));
     });
     if (atBottom || messages.length) list.scrollTop = list.scrollHeight;
   }
 
-  function renderMessage(m, byId, chat, open) {
+  function renderMessage(m, chat, open) {
     var item = el("li", "msg " + (m.direction === "outbound" ? "outbound" : "inbound"));
     item.dataset.id = m.message_id;
-    var quote = quoteOf(m, byId);
+    var quote = quoteOf(m);
     if (quote) item.appendChild(el("div", "quote", quote));
     var media = m.media;
     if (media && (media.kind === "image" || media.kind === "sticker")) {
@@ -628,7 +623,7 @@
       });
     }
     var n = t.parameters || 0, out = [];
-    for (var i = 0; i < n; i++) out.push({ name: String(i + 1), value: (t.prefill && t.prefill[i]) || "" });
+    for (var i = 0; i < n; i++) out.push({ name: String(i + 1), value: "" });
     return out;
   }
 
