@@ -566,14 +566,6 @@ impl SignInStore for MemoryStore {
         self.write("settle_sign_in");
         Ok(())
     }
-    async fn sign_in(&self, _nonce: &str) -> Result<Option<SignIn>, StoreError> {
-        self.read();
-        Ok(None)
-    }
-    async fn nonce_of_code(&self, _code: &str) -> Result<Option<String>, StoreError> {
-        self.read();
-        Ok(None)
-    }
     async fn take_ready_sign_in(
         &self,
         _nonce: &str,
