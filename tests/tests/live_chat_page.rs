@@ -542,12 +542,49 @@ async fn a_zoho_user_signs_in_from_the_widget_and_answers_a_lead() {
         client.enter_parent_frame().await?;
         save_screenshot(&client, "widget", "zoho.png").await?;
 
-        // Bob's lead, in a new widget: signed in again, and the composer
-        // offers templates only.
+        // Bob's lead, in a new widget, signed in again — this time the
+        // sign-in window has no link back to the widget (as a strict
+        // opener policy would cut it), so the user carries the code over
+        // by hand. Then the composer offers templates only.
         client.goto(&format!("{host_origin}/bob")).await?;
         client.enter_frame(0).await?;
+        client
+            .execute(
+                "window.open = function (url) { window.signInUrl = url; return {}; };",
+                vec![],
+            )
+            .await?;
         shown(&client, Locator::Id("sign-in-button"))
             .await
+            .click()
+            .await?;
+        let sign_in_url = client.execute("return window.signInUrl;", vec![]).await?;
+        let sign_in_url = sign_in_url.as_str().expect("the popup's URL").to_owned();
+        let widget_window = client.window().await?;
+        let popup = client.new_window(true).await?;
+        client.switch_to_window(popup.handle).await?;
+        client.goto(&format!("{panel_origin}{sign_in_url}")).await?;
+        let code = shown(&client, Locator::Css("#handoff code"))
+            .await
+            .text()
+            .await?;
+        assert!(
+            client
+                .find(Locator::Id("copy"))
+                .await?
+                .is_displayed()
+                .await?
+        );
+        client.close_window().await?;
+        client.switch_to_window(widget_window).await?;
+        client.enter_frame(0).await?;
+        shown(&client, Locator::Id("code-input"))
+            .await
+            .send_keys(&code)
+            .await?;
+        client
+            .find(Locator::Css("#code-form button[type='submit']"))
+            .await?
             .click()
             .await?;
         send_order_update_for_bob(&client, &system).await?;
