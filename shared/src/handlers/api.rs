@@ -42,6 +42,8 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("DELETE", ["api", "users", user_id]) => remove_user(deps, req, user_id).await,
         ("POST", ["api", "me", "token"]) => rotate_token(deps, req).await,
         ("GET", ["api", "sync-log"]) => sync_log(deps, req).await,
+        ("GET", ["api", "usage"]) => super::usage::show(deps, req).await,
+        ("PUT", ["api", "usage"]) => super::usage::set_plan(deps, req).await,
         ("GET", ["api", "chats", chat_key, "messages"]) => chat_messages(deps, req, chat_key).await,
         ("GET", ["api", "chats"]) => list_chats(deps, req).await,
         ("PUT", ["api", "chats", chat_key, "responsible"]) => {
@@ -66,7 +68,7 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
             _,
             [
                 "api",
-                "workspaces" | "me" | "users" | "whatsapp-numbers" | "sync-log" | "chats",
+                "workspaces" | "me" | "users" | "whatsapp-numbers" | "sync-log" | "chats" | "usage",
             ],
         )
         | (_, ["api", "workspace"] | ["api", "workspace", "retention"])

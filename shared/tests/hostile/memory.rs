@@ -19,6 +19,7 @@ use shared::model::{
     Delivery, MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User,
     WhatsAppNumber, Workspace,
 };
+use shared::pacing::{ApiPlan, PacingStore};
 use shared::phone::E164;
 use shared::queue::{Job, MessageRef, Queue, QueueName};
 use shared::retention::{Expiry, Retention};
@@ -1124,5 +1125,31 @@ impl SecretSource for MemorySecrets {
                 id: id.to_owned(),
                 reason: "no such secret".into(),
             })
+    }
+}
+
+/// No plan is ever set here: the assumed one applies, and a notice is news.
+#[async_trait]
+impl PacingStore for MemoryStore {
+    async fn api_plan(
+        &self,
+        _workspace_id: &str,
+        _crm: CrmKind,
+    ) -> Result<Option<ApiPlan>, StoreError> {
+        self.read();
+        Ok(None)
+    }
+    async fn save_api_plan(&self, _workspace_id: &str, _plan: &ApiPlan) -> Result<(), StoreError> {
+        self.write("save_api_plan");
+        Ok(())
+    }
+    async fn first_conserve_notice(
+        &self,
+        _workspace_id: &str,
+        _crm: CrmKind,
+        _day: &str,
+    ) -> Result<bool, StoreError> {
+        self.write("first_conserve_notice");
+        Ok(true)
     }
 }
