@@ -258,7 +258,11 @@ async fn chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         chat: params.remove("chat").filter(|c| !c.is_empty()),
     };
     let record = record_ref(&session, &params.remove("record").unwrap_or_default())?;
-    match record_chats_page(deps, &session, &record, &paging).await {
+    let pass = req
+        .headers()
+        .get("x-live-record-pass")
+        .and_then(|v| v.to_str().ok());
+    match record_chats_page(deps, &session, &record, &paging, pass).await {
         Ok(view) => Ok(unless_unchanged(req, &view)),
         Err(e) => view_refusal(e),
     }

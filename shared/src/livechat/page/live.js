@@ -229,7 +229,10 @@
     if (identity.renew && state.expiresAt - now() < 60 && now() - state.askedAt > 30) identity.renew();
     if (document.visibilityState !== "visible") return;
     if (!state.record) { show(CRM === "zoho" ? "Waiting for Zoho CRM's record…" : "Open WhatsApp from a person, deal or lead."); return; }
-    var headers = state.etag ? { "if-none-match": state.etag } : null;
+    var headers = {};
+    if (state.etag) headers["if-none-match"] = state.etag;
+    // What the CRM last showed of the record: no CRM call while it holds.
+    if (state.view && state.view.record_pass) headers["x-live-record-pass"] = state.view.record_pass;
     api("GET", "/api/live/chats?record=" + enc(state.record), null, headers).then(function (res) {
       if (res.status === 200) {
         state.etag = res.headers.get("etag"); state.view = res.body; show(""); render();
