@@ -10,9 +10,10 @@
 //! declared `required` are there, and its body validates against the
 //! schema (JSON as JSON, text as a string). The two rules the document
 //! states for every route are checked too: an undeclared method on a known
-//! path is `405`, an unknown path under one of the template's routes is
-//! `404`, both with the `Error` body; outside the template's routes, only
-//! API Gateway's own `404 {"message": "Not Found"}`.
+//! path is `405` with `Allow` (or the `401`/`404` its routing gives first),
+//! an unknown path under one of the template's routes is `404`, all with
+//! the `Error` body; outside the template's routes, only API Gateway's own
+//! `404 {"message": "Not Found"}`.
 //!
 //! OpenAPI 3.1 schemas are JSON Schema 2020-12: each is compiled (once per
 //! process) as a reference into the whole document, so `$ref`s to
@@ -266,6 +267,18 @@ impl ApiContract {
         };
         let operation = format!("/paths/{}/{}", token(template), method.to_ascii_lowercase());
         if self.document.pointer(&operation).is_none() {
+            // Routing may refuse the resource or the caller before it
+            // looks at the method (an unknown CRM, no token).
+            if matches!(exchange.status, 401 | 404) {
+                return self.error_rule(
+                    exchange,
+                    exchange.status,
+                    &format!("{template} without {method}"),
+                );
+            }
+            if !exchange.headers.contains_key(http::header::ALLOW) {
+                return Some(format!("{method} {template}: a 405 without `Allow`"));
+            }
             return self.error_rule(exchange, 405, &format!("{template} without {method}"));
         }
         let status = exchange.status.to_string();
@@ -368,6 +381,12 @@ impl ContractCheck {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The violations recorded so far, which are then forgotten (for a
+    /// caller that reports them itself rather than failing a test).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut *self.violations.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// How many answers were checked.

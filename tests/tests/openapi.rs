@@ -207,19 +207,18 @@ fn answers_are_checked_against_the_document() {
     ] {
         assert!(kept(&broken).is_some(), "{broken:?} is refused");
     }
-    let refusal = r#"{"error":{"code":"method_not_allowed","message":"method not allowed"}}"#;
+    let refusal = r#"{"error":{"code":"method_not_allowed","message":"method not allowed; this path takes GET"}}"#;
     // The rules for every route: 405 for a method a known path lacks, 404
     // for an unknown path under a route, API Gateway's 404 elsewhere.
-    assert_eq!(
-        kept(&exchange(
-            "PATCH",
-            "/api/me",
-            405,
-            "application/json",
-            refusal
-        )),
-        None
+    let mut allowed = exchange("PATCH", "/api/me", 405, "application/json", refusal);
+    assert!(
+        kept(&allowed).is_some(),
+        "a 405 lists the methods the path takes"
     );
+    allowed
+        .headers
+        .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+    assert_eq!(kept(&allowed), None);
     assert!(kept(&exchange("PATCH", "/api/me", 200, "application/json", &me)).is_some());
     let unknown = r#"{"error":{"code":"not_found","message":"no route /api/x"}}"#;
     assert_eq!(
