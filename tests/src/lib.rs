@@ -571,6 +571,15 @@ impl TestSystem {
     }
 
     /// Leads whose Mobile is `e164`.
+    /// The Zoho API calls (not OAuth) the sandbox has answered so far.
+    pub fn zoho_api_calls(&self) -> usize {
+        self.sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/crm/"))
+            .count()
+    }
+
     pub fn leads_with_mobile(&self, e164: &str) -> Vec<Value> {
         self.sandbox
             .records("Leads")

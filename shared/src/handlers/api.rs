@@ -42,6 +42,8 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("DELETE", ["api", "users", user_id]) => remove_user(deps, req, user_id).await,
         ("POST", ["api", "me", "token"]) => rotate_token(deps, req).await,
         ("GET", ["api", "sync-log"]) => sync_log(deps, req).await,
+        ("GET", ["api", "usage"]) => super::usage::show(deps, req).await,
+        ("PUT", ["api", "usage"]) => super::usage::set_plan(deps, req).await,
         ("GET", ["api", "chats", chat_key, "messages"]) => chat_messages(deps, req, chat_key).await,
         ("GET", ["api", "chats"]) => list_chats(deps, req).await,
         ("PUT", ["api", "chats", chat_key, "responsible"]) => {
@@ -71,7 +73,9 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         (_, ["api", "workspace"] | ["api", "users", _]) => {
             Err(ApiError::MethodNotAllowed("DELETE"))
         }
-        (_, ["api", "workspace", "retention"]) => Err(ApiError::MethodNotAllowed("GET, PUT")),
+        (_, ["api", "workspace", "retention"] | ["api", "usage"]) => {
+            Err(ApiError::MethodNotAllowed("GET, PUT"))
+        }
         (_, ["api", "chats", _, "responsible" | "record"]) => {
             Err(ApiError::MethodNotAllowed("PUT"))
         }

@@ -153,18 +153,17 @@ fn not_connected(crm: CrmKind) -> HttpResponse {
     )
 }
 
-/// `POST /api/live/zoho/session` `{code}` or `{nonce}`.
+/// `POST /api/live/zoho/session` `{code, nonce}`.
 async fn zoho_session(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     let asked: SessionAsk = serde_json::from_slice(req.body().as_ref()).map_err(|e| {
         ApiError::BadRequest(format!(
-            "expected {{\"code\": \"…\"}} or {{\"nonce\": \"…\"}}: {e}"
+            "expected {{\"code\": \"…\", \"nonce\": \"…\"}}: {e}"
         ))
     })?;
     match zoho_signin::redeem(deps, &asked)
         .await
         .map_err(super::oauth::sign_in_refusal)?
     {
-        Redeemed::Pending => Ok(json_response(202, &json!({ "pending": true }))),
         Redeemed::NotConnected { .. } => Ok(not_connected(CrmKind::Zoho)),
         Redeemed::Session(answer) => Ok(json_response(200, &answer)),
     }

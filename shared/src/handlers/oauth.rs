@@ -290,7 +290,7 @@ async fn live_sign_in_callback(
     )
     .await
     .map_err(sign_in_refusal)?;
-    let mut response = zoho_signin::popup_page(&popup);
+    let mut response = zoho_signin::popup::page(&popup);
     // The flow is over: its cookie goes.
     if let Ok(value) = http::HeaderValue::from_str(&binding_cookie(deps, state_nonce, "", 0)) {
         response

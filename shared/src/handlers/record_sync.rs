@@ -15,6 +15,7 @@ use crate::model::{
     Chat, ChatPatch, Connection, FollowUpRule, MessageState, OnConverted, RecordRef, StoredMessage,
     SyncSettings, Workspace,
 };
+use crate::pacing::{self, Deferrable};
 use crate::queue::{Job, QueueName};
 use crate::requeue;
 use crate::retention::{self, Retention};
@@ -314,6 +315,11 @@ struct Linking<'a> {
 }
 
 impl Linking<'_> {
+    /// Whether the CRM's API budget allows `work`, which can wait.
+    async fn may_spend_on(&self, work: Deferrable) -> bool {
+        pacing::may_spend_on(self.deps, &self.chat.workspace_id, self.settings.crm, work).await
+    }
+
     async fn log(&self, event: &str, detail: serde_json::Value) {
         synclog::record(
             self.deps.store.as_ref(),
@@ -456,6 +462,10 @@ async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool
     if !convertible || now - ctx.chat.record_checked_at < ctx.deps.config.conversion_check_secs {
         return Ok(true);
     }
+    // Not checked now, so still due for the next message.
+    if !ctx.may_spend_on(Deferrable::ConversionCheck).await {
+        return Ok(true);
+    }
     let into_module = settings
         .zoho
         .converted_module
@@ -541,6 +551,10 @@ async fn rename(ctx: &Linking<'_>, record: &RecordRef, name: &str) -> Result<(),
     let Some(name_field) = &ctx.settings.name_field else {
         return Ok(());
     };
+    // The record keeps its old name meanwhile: the next message asks again.
+    if !ctx.may_spend_on(Deferrable::Rename).await {
+        return Ok(());
+    }
     let fitted = fitted_name(ctx.settings, name);
     // Best effort: a rename never holds up the messages.
     match ctx.crm.update_field(record, name_field, &fitted).await {
@@ -905,6 +919,7 @@ async fn follow_follow_up(ctx: &Linking<'_>, person: &RecordRef) -> Result<(), W
     let now = ctx.deps.clock.now();
     if follow_up.module != "leads"
         || now - ctx.chat.follow_up_checked_at < ctx.deps.config.conversion_check_secs
+        || !ctx.may_spend_on(Deferrable::ConversionCheck).await
     {
         return Ok(());
     }
