@@ -119,7 +119,9 @@ async fn main() {
         .await;
     assert_eq!(delivered.status(), 200, "a message delivered");
     // Its business account, so templates can be listed.
-    system.give_the_number_its_business_account(&workspace).await;
+    system
+        .give_the_number_its_business_account(&workspace)
+        .await;
     let session = system
         .zoho_live_session(&workspace.id, &workspace.owner_id)
         .await;
