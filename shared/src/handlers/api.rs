@@ -64,18 +64,21 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         (_, ["api", "settings", crm, rest @ ..]) => {
             super::settings::route(deps, req, crm, rest).await
         }
-        (
-            _,
-            [
-                "api",
-                "workspaces" | "me" | "users" | "whatsapp-numbers" | "sync-log" | "chats" | "usage",
-            ],
-        )
-        | (_, ["api", "workspace"] | ["api", "workspace", "retention"])
-        | (_, ["api", "chats", _, "responsible" | "record" | "messages"])
+        (_, ["api", "workspaces" | "users" | "whatsapp-numbers"])
         | (_, ["api", "chats", _, "messages", _, "replay"])
-        | (_, ["api", "users", _])
-        | (_, ["api", "me", "token"]) => Err(ApiError::MethodNotAllowed),
+        | (_, ["api", "me", "token"]) => Err(ApiError::MethodNotAllowed("POST")),
+        (_, ["api", "me" | "sync-log" | "chats"]) | (_, ["api", "chats", _, "messages"]) => {
+            Err(ApiError::MethodNotAllowed("GET"))
+        }
+        (_, ["api", "workspace"] | ["api", "users", _]) => {
+            Err(ApiError::MethodNotAllowed("DELETE"))
+        }
+        (_, ["api", "workspace", "retention"] | ["api", "usage"]) => {
+            Err(ApiError::MethodNotAllowed("GET, PUT"))
+        }
+        (_, ["api", "chats", _, "responsible" | "record"]) => {
+            Err(ApiError::MethodNotAllowed("PUT"))
+        }
         _ => Err(no_route(req)),
     }
 }

@@ -82,7 +82,8 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
             media(deps, req, chat_key, message_id).await
         }
         ("POST", ["chats", chat_key, "read"]) => mark_read(deps, req, chat_key).await,
-        (_, ["chats", _, "read"] | ["chats", _, "media", _]) => Err(ApiError::MethodNotAllowed),
+        (_, ["chats", _, "read"]) => Err(ApiError::MethodNotAllowed("POST")),
+        (_, ["chats", _, "media", _]) => Err(ApiError::MethodNotAllowed("GET")),
         ("GET", ["numbers", phone_number_id, "templates"]) => {
             let session = session(deps, req).await?;
             let templates =
@@ -94,13 +95,13 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
                     })?;
             templates_answer(deps, req, &session, templates).await
         }
-        (
-            _,
-            ["pipedrive" | "zoho", "session"]
-            | ["chats"]
-            | ["chats", _, "messages" | "templates"]
-            | ["numbers", _, "templates"],
-        ) => Err(ApiError::MethodNotAllowed),
+        (_, ["pipedrive" | "zoho", "session"] | ["chats", _, "messages"]) => {
+            Err(ApiError::MethodNotAllowed("POST"))
+        }
+        (_, ["chats"]) => Err(ApiError::MethodNotAllowed("GET, POST")),
+        (_, ["chats", _, "templates"] | ["numbers", _, "templates"]) => {
+            Err(ApiError::MethodNotAllowed("GET"))
+        }
         _ => Err(no_route(req)),
     }
 }
