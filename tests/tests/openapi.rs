@@ -247,7 +247,7 @@ fn answers_are_checked_against_the_document() {
         .is_some()
     );
     // Headers declared required: the live view's ETag.
-    let view = r#"{"numbers":[],"chats":[],"senders":[]}"#;
+    let view = r#"{"numbers":[],"record_pass":"p.s","chats":[],"senders":[]}"#;
     assert!(
         kept(&exchange(
             "GET",
