@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::contract::{self, ContractViolation};
+use crate::faults::{self, Injected};
 use crate::store::{self, ApiResponse, error};
 use crate::{RecordedRequest, Shared};
 
@@ -72,7 +73,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/__sandbox/violations", get(admin_violations))
         .route("/__sandbox/expire-tokens", post(admin_expire))
-        .route("/__sandbox/fail-next", post(admin_fail_next));
+        .route("/__sandbox/fail-next", post(admin_fail_next))
+        .merge(state.faults.routes());
     crm.merge(accounts)
         .merge(admin)
         .fallback(not_found)
@@ -175,6 +177,14 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
     }
 
     let is_crm = path.starts_with("/crm/");
+    let fault = is_crm
+        .then(|| sh.faults.draw())
+        .flatten()
+        .map(|(kind, config)| (kind, faults::injected(kind, &config)));
+    if let Some((_, Injected::Delay(wait))) = &fault {
+        tokio::time::sleep(*wait).await;
+    }
+    let mut retry_after = None;
     let mut _guard = None;
     let mut injected = false;
     let early: Option<ApiResponse> = if is_crm {
@@ -188,6 +198,17 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
                 "concurrency limit exceeded",
                 json!({"limit": st.max_concurrency}),
             ))
+        } else if let Some((answer, retry)) = faults::early_answer(
+            fault.as_ref(),
+            &mut st,
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            injected = true;
+            retry_after = retry;
+            Some(answer)
         } else if let Some(f) = st.take_fault() {
             injected = true;
             Some(f)
@@ -287,6 +308,11 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
         {
             rparts.headers.insert("X-API-CREDITS-REMAINING", h);
         }
+        if let Some(secs) = retry_after {
+            rparts
+                .headers
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         st.requests.push(RecordedRequest {
             method,
             path,
@@ -295,6 +321,10 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
             body: body_json,
             response_body: resp_json,
         });
+    }
+    if let Some((_, Injected::Hold(hold))) = &fault {
+        // The work is done; the client times out before it hears so.
+        tokio::time::sleep(*hold).await;
     }
     Response::from_parts(rparts, Body::from(rbytes))
 }
