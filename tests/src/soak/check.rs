@@ -98,6 +98,9 @@ pub struct Findings {
     pub ledger_disagrees: usize,
     /// Messages in the dead-letter queues.
     pub dead_lettered: u64,
+    /// The first few ledger entries that disagree, as the ledger shows
+    /// them (state and reason), to tell why.
+    pub ledger_samples: Vec<String>,
 }
 
 impl Findings {
@@ -106,6 +109,7 @@ impl Findings {
         *self
             == Self {
                 messages: self.messages,
+                ledger_samples: self.ledger_samples.clone(),
                 ..Self::default()
             }
     }
@@ -182,16 +186,18 @@ pub fn check_notes(system: &TestSystem, plan: &Plan, crms: &[Crm]) -> Findings {
 }
 
 /// Messages whose ledger entry (`GET /api/chats/{chat}/messages`) is not
-/// `appended` with the id of the note that holds their line.
+/// `appended` with the id of the note that holds their line: how many, and
+/// the first few entries.
 pub async fn ledger_disagreements(
     system: &TestSystem,
     plan: &Plan,
     crms: &[Crm],
     tokens: &BTreeMap<Crm, String>,
-) -> usize {
+) -> (usize, Vec<String>) {
     let notes = soak_notes(system, crms);
     let lines = lines_by_message(&notes);
     let mut disagree = 0;
+    let mut samples = Vec::new();
     for chat in &plan.chats {
         let Some(token) = tokens.get(&chat.crm) else {
             continue;
@@ -214,8 +220,15 @@ pub async fn ledger_disagreements(
             });
             if !agrees {
                 disagree += 1;
+                if samples.len() < 10 {
+                    let shown = entry.map_or_else(
+                        || "no ledger entry".to_owned(),
+                        |e| format!("{} {}", e["state"], e["reason"]),
+                    );
+                    samples.push(format!("{}: {shown}", message.id));
+                }
             }
         }
     }
-    disagree
+    (disagree, samples)
 }

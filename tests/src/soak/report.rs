@@ -137,6 +137,9 @@ impl fmt::Display for SoakReport {
         ] {
             writeln!(f, "  {name:<22}{value}")?;
         }
+        for sample in &found.ledger_samples {
+            writeln!(f, "    ledger: {sample}")?;
+        }
         writeln!(
             f,
             "  grants revoked mid-run: {}; reconnected through OAuth: {}",

@@ -90,7 +90,8 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
         }
     }
     let mut findings = check::check_notes(&system, &plan, &crms);
-    findings.ledger_disagrees = check::ledger_disagreements(&system, &plan, &crms, &owners).await;
+    (findings.ledger_disagrees, findings.ledger_samples) =
+        check::ledger_disagreements(&system, &plan, &crms, &owners).await;
     findings.dead_lettered = system.queue_depth("SyncDeadLetterQueue").await
         + system.queue_depth("NotesDeadLetterQueue").await;
 
@@ -326,23 +327,63 @@ async fn reported_broken(system: &TestSystem, owner_token: &str) -> bool {
         .any(|e| e["event"] == "connection_broken")
 }
 
-/// Connects the organization again through the whole OAuth flow, retried
-/// while injected faults fail the callback's own CRM calls.
+/// Reconnects the organization as a user would (disconnect, then the whole
+/// OAuth flow; the settings activated again if that left them inactive),
+/// each step retried while injected faults fail its own CRM calls.
 async fn reconnect(system: &TestSystem, crm: Crm, owner_token: &str) {
-    for _ in 0..ATTEMPTS {
+    let disconnect = || async {
+        system
+            .call(
+                reqwest::Method::POST,
+                &format!("/oauth/{}/disconnect", crm.name()),
+                owner_token,
+                Some(json!({ "connection": "organization" })),
+            )
+            .await
+    };
+    let connect = || async {
         if crm == Crm::Pipedrive {
             system
                 .pipedrive
                 .set_authorizing_user("ana@acme.example")
                 .expect("a seeded Pipedrive user");
         }
-        let (status, _) = system.crm_oauth(crm.name(), owner_token, "organization").await;
+        let (status, body) = system.crm_oauth(crm.name(), owner_token, "organization").await;
+        (status, json!(body))
+    };
+    let settings = format!("/api/settings/{}", crm.name());
+    let activate = || async {
+        let (status, current) = system
+            .call(reqwest::Method::GET, &settings, owner_token, None)
+            .await;
+        if status == 200 && current["settings"]["active"] == true {
+            return (200, current);
+        }
+        system
+            .call(reqwest::Method::POST, &format!("{settings}/activate"), owner_token, None)
+            .await
+    };
+    until_ok(crm, "disconnect", disconnect).await;
+    until_ok(crm, "connect", connect).await;
+    until_ok(crm, "activate the settings", activate).await;
+}
+
+/// Retries `step` until it answers 200.
+async fn until_ok<F: std::future::Future<Output = (u16, serde_json::Value)>>(
+    crm: Crm,
+    what: &str,
+    step: impl Fn() -> F,
+) {
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let (status, body) = step().await;
         if status == 200 {
             return;
         }
+        last = Some((status, body));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    panic!("{} could not be reconnected in {ATTEMPTS} attempts", crm.name());
+    panic!("{}: could not {what} in {ATTEMPTS} attempts; last: {last:?}", crm.name());
 }
 
 /// The CRM calls, note writes and tokens the run cost.
