@@ -23,6 +23,10 @@ async fn a_small_soak_under_faults_and_redelivery_loses_duplicates_and_reorders_
     assert_eq!(report.contract_violations, 0, "{report}");
     assert!(report.revoked, "the grants were revoked mid-run");
     for crm in &report.per_crm {
-        assert!(crm.faults.total() > 0, "faults reached {:?}: {report}", crm.crm);
+        assert!(
+            crm.faults.total() > 0,
+            "faults reached {:?}: {report}",
+            crm.crm
+        );
     }
 }

@@ -17,9 +17,7 @@ fn parse(args: &[String]) -> Result<SoakOptions, String> {
             options.revoke_mid_run = false;
             continue;
         }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
         match flag.as_str() {
             "--chats" => options.chats = value.parse().map_err(|e| bad(&e))?,

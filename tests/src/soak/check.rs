@@ -210,7 +210,9 @@ pub async fn ledger_disagreements(
             Vec::new()
         };
         for message in &chat.messages {
-            let entry = entries.iter().find(|e| e["message_id"] == message.id.as_str());
+            let entry = entries
+                .iter()
+                .find(|e| e["message_id"] == message.id.as_str());
             let holder = lines
                 .get(&(chat.index, message.seq))
                 .and_then(|held| held.first())

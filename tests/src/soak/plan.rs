@@ -131,7 +131,15 @@ impl Plan {
     pub fn draw(crms: &[Crm], chats: usize, messages: usize, redeliver: u32, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let chats: Vec<PlannedChat> = (0..chats)
-            .map(|index| plan_chat(index, crms[index % crms.len()], messages, crms.len(), &mut rng))
+            .map(|index| {
+                plan_chat(
+                    index,
+                    crms[index % crms.len()],
+                    messages,
+                    crms.len(),
+                    &mut rng,
+                )
+            })
             .collect();
         let mut deliveries = Vec::new();
         for chat in &chats {
@@ -141,7 +149,10 @@ impl Plan {
                     .random_range(1..=LONGEST_BURST)
                     .min(chat.messages.len() - next);
                 let indexes: Vec<usize> = (next..next + len).collect();
-                let objects = indexes.iter().map(|i| message_object(chat, &chat.messages[*i])).collect();
+                let objects = indexes
+                    .iter()
+                    .map(|i| message_object(chat, &chat.messages[*i]))
+                    .collect();
                 deliveries.push(Delivery {
                     chat: chat.index,
                     messages: indexes,
@@ -168,7 +179,13 @@ impl Plan {
     }
 }
 
-fn plan_chat(index: usize, crm: Crm, messages: usize, crm_count: usize, rng: &mut StdRng) -> PlannedChat {
+fn plan_chat(
+    index: usize,
+    crm: Crm,
+    messages: usize,
+    crm_count: usize,
+    rng: &mut StdRng,
+) -> PlannedChat {
     let (phone_number_id, display_phone_number) = crm.business_numbers()[(index / crm_count) % 2];
     let tz: chrono_tz::Tz = crm.time_zone().parse().unwrap_or(chrono_tz::UTC);
     let (y, m, d) = MIDNIGHT;
@@ -188,7 +205,11 @@ fn plan_chat(index: usize, crm: Crm, messages: usize, crm_count: usize, rng: &mu
                 .map(|t| t.format("%d/%m/%Y").to_string())
                 .unwrap_or_default();
             let kind = if rng.random_bool(MEDIA_SHARE) {
-                if rng.random_bool(0.5) { Kind::Image } else { Kind::Document }
+                if rng.random_bool(0.5) {
+                    Kind::Image
+                } else {
+                    Kind::Document
+                }
             } else {
                 Kind::Text
             };
@@ -199,7 +220,8 @@ fn plan_chat(index: usize, crm: Crm, messages: usize, crm_count: usize, rng: &mu
                 timestamp,
                 local_date,
                 kind,
-                media_id: (kind != Kind::Text).then(|| format!("{}", 9_000_000_000_000u64 + (index * 1000 + seq) as u64)),
+                media_id: (kind != Kind::Text)
+                    .then(|| format!("{}", 9_000_000_000_000u64 + (index * 1000 + seq) as u64)),
             }
         })
         .collect();
@@ -235,7 +257,9 @@ fn message_object(chat: &PlannedChat, message: &PlannedMessage) -> Value {
             "document": { "caption": caption, "filename": document_name(message),
                           "mime_type": "application/pdf", "sha256": "c29haw==", "id": id }
         }),
-        _ => json!({ "type": "text", "text": { "body": format!("{} says hello at step {}", message.token, message.seq) } }),
+        _ => {
+            json!({ "type": "text", "text": { "body": format!("{} says hello at step {}", message.token, message.seq) } })
+        }
     };
     let mut object = common;
     if let (Some(o), Some(t)) = (object.as_object_mut(), typed.as_object()) {
@@ -262,7 +286,11 @@ pub fn note_date(text: &str) -> Option<String> {
         let date = text.get(at + 1..at + 11)?;
         let shaped = date.len() == 10
             && date.char_indices().all(|(i, c)| {
-                if i == 2 || i == 5 { c == '/' } else { c.is_ascii_digit() }
+                if i == 2 || i == 5 {
+                    c == '/'
+                } else {
+                    c.is_ascii_digit()
+                }
             });
         (shaped && text.get(at + 11..at + 12) == Some(")")).then(|| date.to_owned())
     })
@@ -277,8 +305,11 @@ mod tests {
         let plan = Plan::draw(&[Crm::Zoho, Crm::Pipedrive], 6, 6, 3, 1);
         assert_eq!(plan.message_count(), 36);
         for chat in &plan.chats {
-            let dates: std::collections::BTreeSet<&str> =
-                chat.messages.iter().map(|m| m.local_date.as_str()).collect();
+            let dates: std::collections::BTreeSet<&str> = chat
+                .messages
+                .iter()
+                .map(|m| m.local_date.as_str())
+                .collect();
             assert_eq!(dates.len(), 2, "{chat:?}");
         }
         let mut posted: Vec<usize> = plan.postings.clone();
@@ -291,7 +322,8 @@ mod tests {
 
     #[test]
     fn tokens_and_dates_are_read_back_from_note_text() {
-        let text = "WhatsApp Chat with X (20/05/2026)\n23:58 ← X: soak-0012-003 hi\n(a) soak-0012-004";
+        let text =
+            "WhatsApp Chat with X (20/05/2026)\n23:58 ← X: soak-0012-003 hi\n(a) soak-0012-004";
         assert_eq!(tokens_in(text), [(12, 3), (12, 4)]);
         assert_eq!(note_date(text).as_deref(), Some("20/05/2026"));
         assert_eq!(note_date("(part 2)"), None);

@@ -129,7 +129,10 @@ impl fmt::Display for SoakReport {
             ("duplicates", found.duplicates as u64),
             ("out of order", found.out_of_order as u64),
             ("extra day notes", found.extra_day_notes as u64),
-            ("chats without 1 record", found.chats_without_one_record as u64),
+            (
+                "chats without 1 record",
+                found.chats_without_one_record as u64,
+            ),
             ("lines on another record", found.misplaced as u64),
             ("ledger disagrees", found.ledger_disagrees as u64),
             ("dead-lettered", found.dead_lettered),
@@ -147,7 +150,11 @@ impl fmt::Display for SoakReport {
             if self.reconnected.is_empty() {
                 "none".to_owned()
             } else {
-                self.reconnected.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+                self.reconnected
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         )?;
         for crm in &self.per_crm {
@@ -207,6 +214,10 @@ impl fmt::Display for SoakReport {
             "  queues (mean/max depth): sync {sync:.1}/{}, notes {notes:.1}/{} → the backlog waits on {where_}",
             self.queues.sync_max, self.queues.notes_max
         )?;
-        write!(f, "  result: {}", if self.passed() { "PASS" } else { "FAIL" })
+        write!(
+            f,
+            "  result: {}",
+            if self.passed() { "PASS" } else { "FAIL" }
+        )
     }
 }

@@ -13,10 +13,10 @@ use shared::crypto::meta_signature;
 use tokio::sync::Semaphore;
 use zoho_sandbox::SandboxConfig;
 
+use super::SoakOptions;
 use super::check::{self, lines_by_message, soak_notes};
 use super::plan::{Crm, Kind, Plan, document_name};
 use super::report::{CrmFigures, QueueSamples, SoakReport};
-use super::SoakOptions;
 use crate::{META_APP_SECRET, TestSystem, TestWorkspace};
 
 /// How often the CRMs' state and the queues are looked at.
@@ -27,7 +27,13 @@ const ATTEMPTS: usize = 20;
 /// Runs the soak `options` describe and reports what it found.
 pub async fn run(options: &SoakOptions) -> SoakReport {
     let crms = options.crms.clone();
-    let plan = Plan::draw(&crms, options.chats, options.messages, options.redeliver, options.seed);
+    let plan = Plan::draw(
+        &crms,
+        options.chats,
+        options.messages,
+        options.redeliver,
+        options.seed,
+    );
     let system = TestSystem::start_custom(
         // A soak expires tokens hundreds of times faster than Zoho (hourly):
         // its refresh limit would refuse the refreshes, not Zoho's.
@@ -48,7 +54,9 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
     }
     for chat in &plan.chats {
         for message in &chat.messages {
-            let Some(id) = &message.media_id else { continue };
+            let Some(id) = &message.media_id else {
+                continue;
+            };
             let media = match message.kind {
                 Kind::Document => SeedMedia::generated(id, "application/pdf", 18_000)
                     .with_filename(&document_name(message)),
@@ -79,7 +87,14 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
     let posted = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let posting = post_all(&system, &plan, options.concurrency, &first_post, &posted, &refused);
+    let posting = post_all(
+        &system,
+        &plan,
+        options.concurrency,
+        &first_post,
+        &posted,
+        &refused,
+    );
     let watching = watch(&system, &plan, options, &owners, &posted);
     let ((), watched) = tokio::join!(posting, watching);
 
@@ -122,9 +137,9 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
         posts: plan.postings.len(),
         refused_posts: refused.load(Ordering::Relaxed),
         latencies,
-        busy: watched
-            .last_seen
-            .map_or(started.elapsed(), |last| last.saturating_duration_since(started)),
+        busy: watched.last_seen.map_or(started.elapsed(), |last| {
+            last.saturating_duration_since(started)
+        }),
         per_crm,
         revoked: watched.revoked,
         reconnected: watched.reconnected,
@@ -168,9 +183,7 @@ async fn workspace_for(system: &TestSystem, crm: Crm) -> TestWorkspace {
     match crm {
         Crm::Zoho => system.connect_zoho(&workspace).await,
         Crm::Pipedrive => {
-            system
-                .connect_pipedrive(&workspace, owner, json!({}))
-                .await;
+            system.connect_pipedrive(&workspace, owner, json!({})).await;
         }
     }
     workspace
@@ -348,7 +361,9 @@ async fn reconnect(system: &TestSystem, crm: Crm, owner_token: &str) {
                 .set_authorizing_user("ana@acme.example")
                 .expect("a seeded Pipedrive user");
         }
-        let (status, body) = system.crm_oauth(crm.name(), owner_token, "organization").await;
+        let (status, body) = system
+            .crm_oauth(crm.name(), owner_token, "organization")
+            .await;
         (status, json!(body))
     };
     let settings = format!("/api/settings/{}", crm.name());
@@ -360,7 +375,12 @@ async fn reconnect(system: &TestSystem, crm: Crm, owner_token: &str) {
             return (200, current);
         }
         system
-            .call(reqwest::Method::POST, &format!("{settings}/activate"), owner_token, None)
+            .call(
+                reqwest::Method::POST,
+                &format!("{settings}/activate"),
+                owner_token,
+                None,
+            )
             .await
     };
     until_ok(crm, "disconnect", disconnect).await;
@@ -383,7 +403,10 @@ async fn until_ok<F: std::future::Future<Output = (u16, serde_json::Value)>>(
         last = Some((status, body));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    panic!("{}: could not {what} in {ATTEMPTS} attempts; last: {last:?}", crm.name());
+    panic!(
+        "{}: could not {what} in {ATTEMPTS} attempts; last: {last:?}",
+        crm.name()
+    );
 }
 
 /// The CRM calls, note writes and tokens the run cost.
@@ -394,7 +417,12 @@ fn crm_figures(
     tokens_before: u64,
     refreshes_before: (u64, u64),
 ) -> CrmFigures {
-    let messages = plan.chats.iter().filter(|c| c.crm == crm).map(|c| c.messages.len()).sum();
+    let messages = plan
+        .chats
+        .iter()
+        .filter(|c| c.crm == crm)
+        .map(|c| c.messages.len())
+        .sum();
     let (calls, note_writes, tokens, refreshes, faults) = match crm {
         Crm::Zoho => {
             let requests: Vec<_> = system
