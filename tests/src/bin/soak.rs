@@ -1,9 +1,10 @@
 //! The soak, with figures: `cargo run -p e2e --bin soak -- [--chats 100
 //! --messages 20 --fault-rate 0.2 --redeliver 3 --crm zoho|pipedrive|both
-//! --seed N --no-revoke]`. Starts its own local system (the stack must be
-//! running: `infra/local/stack.sh start`, `. .local/stack.env`), prints what
-//! it found, and exits non-zero if a message was lost, duplicated or out of
-//! order, or any other promise was broken.
+//! --seed N --post-rate POSTS_PER_S --stall-secs S --no-revoke]`. Starts its
+//! own local system (the stack must be running: `infra/local/stack.sh
+//! start`, `. .local/stack.env`), prints what it found, and exits non-zero
+//! if a message was lost, duplicated or out of order, or any other promise
+//! was broken.
 
 use std::process::ExitCode;
 
@@ -26,6 +27,7 @@ fn parse(args: &[String]) -> Result<SoakOptions, String> {
             "--redeliver" => options.redeliver = value.parse().map_err(|e| bad(&e))?,
             "--seed" => options.seed = value.parse().map_err(|e| bad(&e))?,
             "--stall-secs" => options.stall_secs = value.parse().map_err(|e| bad(&e))?,
+            "--post-rate" => options.post_rate = value.parse().map_err(|e| bad(&e))?,
             "--crm" => {
                 options.crms = match value.as_str() {
                     "zoho" => vec![Crm::Zoho],

@@ -37,6 +37,9 @@ pub struct SoakOptions {
     pub revoke_mid_run: bool,
     /// Webhook posts in flight at once.
     pub concurrency: usize,
+    /// Webhook posts started a second (0: as fast as `concurrency` allows,
+    /// so the latency is the backlog's).
+    pub post_rate: f64,
     /// Give up once nothing has moved for this long.
     pub stall_secs: u64,
     pub seed: u64,
@@ -75,6 +78,7 @@ impl Default for SoakOptions {
             crms: vec![Crm::Zoho, Crm::Pipedrive],
             revoke_mid_run: true,
             concurrency: 8,
+            post_rate: 0.0,
             stall_secs: 180,
             seed: 2026,
         }

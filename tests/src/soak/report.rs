@@ -63,6 +63,8 @@ pub struct SoakReport {
     pub messages_per_chat: usize,
     pub fault_rate: f64,
     pub redeliver: u32,
+    /// Webhook posts a second (0: unpaced).
+    pub post_rate: f64,
     pub findings: Findings,
     pub deliveries: usize,
     pub posts: usize,
@@ -115,6 +117,15 @@ impl fmt::Display for SoakReport {
             self.fault_rate * 100.0,
             self.redeliver
         )?;
+        if self.post_rate > 0.0 {
+            writeln!(
+                f,
+                "  posted at           {:.1} webhook posts/s",
+                self.post_rate
+            )?;
+        } else {
+            writeln!(f, "  posted at           once (8 posts at a time)")?;
+        }
         writeln!(f, "  messages            {}", found.messages)?;
         writeln!(
             f,

@@ -87,14 +87,7 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
     let posted = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let posting = post_all(
-        &system,
-        &plan,
-        options.concurrency,
-        &first_post,
-        &posted,
-        &refused,
-    );
+    let posting = post_all(&system, &plan, options, &first_post, &posted, &refused);
     let watching = watch(&system, &plan, options, &owners, &posted);
     let ((), watched) = tokio::join!(posting, watching);
 
@@ -132,6 +125,7 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
         messages_per_chat: options.messages,
         fault_rate: options.fault_rate,
         redeliver: options.redeliver,
+        post_rate: options.post_rate,
         findings,
         deliveries: plan.deliveries.len(),
         posts: plan.postings.len(),
@@ -190,20 +184,25 @@ async fn workspace_for(system: &TestSystem, crm: Crm) -> TestWorkspace {
 }
 
 /// Posts every planned delivery (copies included) as Meta would: signed,
-/// `concurrency` at a time, in the plan's shuffled order. Remembers when
-/// each delivery was first posted.
+/// `concurrency` at a time (started `post_rate` a second, if set), in the
+/// plan's shuffled order. Remembers when each delivery was first posted.
 async fn post_all(
     system: &TestSystem,
     plan: &Plan,
-    concurrency: usize,
+    options: &SoakOptions,
     first_post: &Arc<Mutex<Vec<Option<Instant>>>>,
     posted: &Arc<AtomicUsize>,
     refused: &Arc<AtomicUsize>,
 ) {
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let url = system.url("/webhooks/whatsapp");
-    for delivery in &plan.postings {
+    let start = tokio::time::Instant::now();
+    for (n, delivery) in plan.postings.iter().enumerate() {
+        if options.post_rate > 0.0 {
+            let due = start + Duration::from_secs_f64(n as f64 / options.post_rate);
+            tokio::time::sleep_until(due).await;
+        }
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
