@@ -120,16 +120,16 @@ impl fmt::Display for SoakReport {
         if self.post_rate > 0.0 {
             writeln!(
                 f,
-                "  posted at           {:.1} webhook posts/s",
+                "  posted at               {:.1} webhook posts/s",
                 self.post_rate
             )?;
         } else {
-            writeln!(f, "  posted at           once (8 posts at a time)")?;
+            writeln!(f, "  posted at               once (8 posts at a time)")?;
         }
-        writeln!(f, "  messages            {}", found.messages)?;
+        writeln!(f, "  messages                {}", found.messages)?;
         writeln!(
             f,
-            "  deliveries          {} ({} posts, {} redelivered copies, {} refused and posted again)",
+            "  deliveries              {} ({} posts, {} redelivered copies, {} refused and posted again)",
             self.deliveries,
             self.posts,
             self.posts - self.deliveries,
@@ -149,7 +149,7 @@ impl fmt::Display for SoakReport {
             ("dead-lettered", found.dead_lettered),
             ("contract violations", self.contract_violations as u64),
         ] {
-            writeln!(f, "  {name:<22}{value}")?;
+            writeln!(f, "  {name:<24}{value}")?;
         }
         for sample in &found.ledger_samples {
             writeln!(f, "    ledger: {sample}")?;
@@ -189,7 +189,14 @@ impl fmt::Display for SoakReport {
                 .faults
                 .injected
                 .iter()
-                .map(|(kind, n)| format!("{} {kind:?}", n))
+                .map(|(kind, n)| {
+                    // As the fault plan names it: `429-no-retry-after`, …
+                    let name = serde_json::to_value(kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    format!("{n} × {name}")
+                })
                 .collect();
             writeln!(
                 f,
@@ -210,7 +217,7 @@ impl fmt::Display for SoakReport {
         )?;
         writeln!(
             f,
-            "  throughput          {:.2} messages/s ({} from the first post to the last line)",
+            "  throughput              {:.2} messages/s ({} from the first post to the last line)",
             self.throughput(),
             secs(self.busy)
         )?;
