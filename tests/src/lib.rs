@@ -14,6 +14,7 @@ use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
 pub mod browser;
 pub mod contract;
 pub mod live;
+pub mod soak;
 
 /// A copy of the project's template with `edit` applied, written to a file
 /// of its own (for tests that run an altered template).

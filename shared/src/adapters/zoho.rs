@@ -337,7 +337,8 @@ impl ZohoApi {
     ) -> Result<(StatusCode, Option<Value>), CrmError> {
         let url = format!("{}/crm/v8/{path}", self.api_domain);
         let mut token = self.tokens.current().await?;
-        for attempt in 0..2 {
+        let (mut refreshed, mut retried) = (false, false);
+        loop {
             let request = self
                 .http
                 .request(method.clone(), &url)
@@ -349,6 +350,22 @@ impl ZohoApi {
                 .map_err(crm_transport)?;
             let status = response.status();
             self.meter.spent(credits(path, status)).await;
+            let quick_wait = (!retried)
+                .then(|| {
+                    super::quick_retry_wait(&method, status, response.headers().get("retry-after"))
+                })
+                .flatten();
+            if let Some(wait) = quick_wait {
+                tracing::info!(
+                    path,
+                    status = status.as_u16(),
+                    wait_ms = wait.as_millis() as u64,
+                    "Zoho call failed; trying once more"
+                );
+                tokio::time::sleep(wait).await;
+                retried = true;
+                continue;
+            }
             let text = response.text().await.map_err(crm_transport)?;
             let body: Option<Value> = if text.trim().is_empty() {
                 None
@@ -359,9 +376,10 @@ impl ZohoApi {
                 )
             };
             match status {
-                StatusCode::UNAUTHORIZED if attempt == 0 && is_token_rejection(body.as_ref()) => {
+                StatusCode::UNAUTHORIZED if !refreshed && is_token_rejection(body.as_ref()) => {
                     tracing::info!(path, "Zoho refused the access token; refreshing once");
                     token = self.tokens.refresh_after_rejection(&token).await?;
+                    refreshed = true;
                 }
                 StatusCode::UNAUTHORIZED => return Err(CrmError::Unauthorized),
                 StatusCode::TOO_MANY_REQUESTS => return Err(CrmError::RateLimited),
@@ -370,7 +388,6 @@ impl ZohoApi {
                 s => return Ok((s, body)),
             }
         }
-        Err(CrmError::Unauthorized)
     }
 
     /// The record's `fields` (all of them when `None`), or `None` when the
