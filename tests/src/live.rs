@@ -34,6 +34,7 @@ pub fn pipedrive_extension_token(
     user_id: u64,
     exp_in: i64,
 ) -> String {
+    shared::livechat::jwt_hmac::install();
     let exp = unix_now() + exp_in;
     encode(
         &Header::new(alg),

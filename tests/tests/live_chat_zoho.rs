@@ -7,21 +7,15 @@
 
 use std::sync::Arc;
 
+use e2e::live::{PIPEDRIVE_APP_SECRET, pipedrive_extension_token, unix_now as now};
 use e2e::{ALICE_WA_ID, TestSystem, ZOHO_BRUNO_ID, messages_delivery};
 use graph_sandbox::SeedTemplate;
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use shared::crypto::{pkce_challenge, random_token};
 use shared::livechat::zoho_signin::{self, SessionAsk, SignIn, SignInStatus, SignedIn};
 use shared::model::CrmKind;
 use shared::store::Store;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
 
 /// The popup's page once Zoho sent the user back.
 struct PopupPage {
@@ -564,18 +558,6 @@ async fn a_code_expires_and_a_ready_sign_in_goes_to_one_taker_only() {
     }
 }
 
-/// A token as Pipedrive's extension signs it (HS256, the sandbox app's
-/// client secret).
-fn pipedrive_token(user_id: u64) -> String {
-    let exp = now() + 300;
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({ "userId": user_id, "companyId": 7_100_001, "exp": exp, "iat": exp - 300 }),
-        &EncodingKey::from_secret(b"pd-sandbox-secret").expect("an HMAC key"),
-    )
-    .expect("encodes")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_are_prefilled_from_a_pipedrive_person() {
     let system = TestSystem::start().await;
@@ -585,7 +567,7 @@ async fn templates_are_prefilled_from_a_pipedrive_person() {
     let response = system
         .http
         .post(system.url("/api/live/pipedrive/session"))
-        .json(&json!({ "token": pipedrive_token(11_001) }))
+        .json(&json!({ "token": pipedrive_extension_token(Algorithm::HS256, PIPEDRIVE_APP_SECRET, 11_001, 300) }))
         .send()
         .await
         .expect("answers");

@@ -10,6 +10,7 @@
 //! its widgets: its users sign in through Zoho in a popup
 //! ([`zoho_signin`]), which finds their personal connection the same way.
 
+pub mod jwt_hmac;
 pub mod media_send;
 pub mod page;
 pub mod pipedrive_token;

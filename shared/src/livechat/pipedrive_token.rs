@@ -41,6 +41,7 @@ pub enum TokenError {
 
 /// The claims of a token signed with `secret`.
 pub fn verify(token: &str, secret: &str) -> Result<PipedriveClaims, TokenError> {
+    super::jwt_hmac::install();
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = LEEWAY_SECS;
     validation.set_required_spec_claims(&["exp"]);
@@ -69,6 +70,7 @@ mod tests {
     }
 
     fn token(alg: Algorithm, secret: &str, claims: serde_json::Value) -> String {
+        crate::livechat::jwt_hmac::install();
         encode(
             &Header::new(alg),
             &claims,
