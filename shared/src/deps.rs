@@ -47,7 +47,7 @@ impl Deps {
     /// the local stack), everything else from [`Config`].
     pub async fn from_env() -> Result<Self, InitError> {
         let config = Config::from_env()?;
-        let aws = aws_config::load_from_env().await;
+        let aws = aws_config().await;
         Self::build(config, &aws)
     }
 
@@ -70,15 +70,7 @@ impl Deps {
             config.sync_queue_url.clone(),
             config.notes_queue_url.clone(),
         );
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // Calls made in a worker's invocation get less when it ends
-            // sooner (`budget::call_timeout`).
-            .timeout(HTTP_CALL_TIMEOUT)
-            // OAuth callbacks are followed by the browser, never by us.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| InitError::Http(e.to_string()))?;
+        let http = http_client()?;
         let media = GraphMedia::new(
             http.clone(),
             &config.graph_api_url,
@@ -102,6 +94,26 @@ impl Deps {
             crms: Arc::new(crms),
         })
     }
+}
+
+/// The AWS SDK's configuration from the standard variables: every SDK
+/// client of a function is built from it.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::load_from_env().await
+}
+
+/// The one client every outbound call outside AWS goes through (the CRMs,
+/// the Graph API).
+pub fn http_client() -> Result<reqwest::Client, InitError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        // Calls made in a worker's invocation get less when it ends
+        // sooner (`budget::call_timeout`).
+        .timeout(HTTP_CALL_TIMEOUT)
+        // OAuth callbacks are followed by the browser, never by us.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| InitError::Http(e.to_string()))
 }
 
 /// Structured logs: JSON on Lambda (CloudWatch), level from `RUST_LOG`.
