@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -62,6 +62,9 @@ pub struct LocalFunction {
     idle: Mutex<Vec<Instance>>,
     slots: Semaphore,
     timeouts: AtomicUsize,
+    /// The highest `VmHWM` (KiB) of its execution environments, read after
+    /// each invocation (an environment may be busy, or gone, when asked).
+    peak_rss_kib: AtomicU64,
 }
 
 impl LocalFunction {
@@ -72,6 +75,7 @@ impl LocalFunction {
             idle: Mutex::new(Vec::new()),
             slots,
             timeouts: AtomicUsize::new(0),
+            peak_rss_kib: AtomicU64::new(0),
         }
     }
 
@@ -89,11 +93,11 @@ impl LocalFunction {
         &self.spec
     }
 
-    /// The highest peak resident set (`VmHWM`, KiB) of its live execution
-    /// environments; `None` when none is live (or not on Linux).
-    pub async fn peak_rss_kib(&self) -> Option<u64> {
-        let idle = self.idle.lock().await;
-        idle.iter().filter_map(Instance::peak_rss_kib).max()
+    /// The highest peak resident set (`VmHWM`, KiB) any of its execution
+    /// environments reached after an invocation; `None` before any (or not
+    /// on Linux).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        Some(self.peak_rss_kib.load(Ordering::Relaxed)).filter(|&kib| kib > 0)
     }
 
     /// One invocation with `payload` (the event JSON); its response JSON.
@@ -109,6 +113,9 @@ impl LocalFunction {
             None => Instance::start(&self.spec).await?,
         };
         let result = instance.invoke(payload, self.spec.timeout).await;
+        if let Some(kib) = instance.peak_rss_kib() {
+            self.peak_rss_kib.fetch_max(kib, Ordering::Relaxed);
+        }
         match &result {
             // A handled error leaves the environment as it was.
             Ok(_) | Err(InvokeError::Failed(_)) => self.idle.lock().await.push(instance),

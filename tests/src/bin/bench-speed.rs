@@ -49,10 +49,10 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let bin_dir = PathBuf::from(
-        std::env::var_os("LOCAL_STACK_BIN_DIR")
-            .expect("LOCAL_STACK_BIN_DIR names the release binaries (infra/local/bench.sh sets it)"),
-    );
+    let bin_dir =
+        PathBuf::from(std::env::var_os("LOCAL_STACK_BIN_DIR").expect(
+            "LOCAL_STACK_BIN_DIR names the release binaries (infra/local/bench.sh sets it)",
+        ));
     let rounds: usize = std::env::var("BENCH_INIT_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -131,7 +131,11 @@ async fn init_times(specs: &BTreeMap<String, FunctionSpec>, rounds: usize) {
     }
 }
 
-async fn first_tls_calls(system: &TestSystem, specs: &BTreeMap<String, FunctionSpec>, rounds: usize) {
+async fn first_tls_calls(
+    system: &TestSystem,
+    specs: &BTreeMap<String, FunctionSpec>,
+    rounds: usize,
+) {
     let secrets_url = std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER").expect("the local stack");
     let moto: SocketAddr = url::Url::parse(&secrets_url)
         .ok()
@@ -139,15 +143,13 @@ async fn first_tls_calls(system: &TestSystem, specs: &BTreeMap<String, FunctionS
         .and_then(|a| a.into_iter().next())
         .expect("moto's address");
     let proxy = TlsProxy::start(moto).await;
-    let https = format!("https://localhost:{}", proxy.port);
+    let https = format!("https://127.0.0.1:{}", proxy.port);
     let tls_env = |spec: &FunctionSpec| {
         let mut spec = spec.clone();
         spec.env
             .insert("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), https.clone());
-        spec.env.insert(
-            "SSL_CERT_FILE".into(),
-            proxy.bundle.display().to_string(),
-        );
+        spec.env
+            .insert("SSL_CERT_FILE".into(), proxy.bundle.display().to_string());
         if std::path::Path::new(SYSTEM_CERT_DIR).is_dir() {
             spec.env
                 .insert("SSL_CERT_DIR".into(), SYSTEM_CERT_DIR.into());
@@ -225,7 +227,7 @@ async fn first_tls_calls(system: &TestSystem, specs: &BTreeMap<String, FunctionS
 const SYSTEM_CERT_DIR: &str = "/etc/ssl/certs";
 const SYSTEM_CERT_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// TLS in front of a plain TCP service, with a certificate for `localhost`
+/// TLS in front of a plain TCP service, with a certificate for `127.0.0.1`
 /// from a CA made for the run; `bundle` holds the system's roots and that CA.
 struct TlsProxy {
     port: u16,
@@ -243,7 +245,7 @@ impl TlsProxy {
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("a CA key"))
             .expect("the CA");
         let key = KeyPair::generate().expect("a key");
-        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .expect("parameters")
             .signed_by(&key, &ca)
             .expect("the server certificate");
@@ -333,7 +335,10 @@ async fn peak_rss(system: &TestSystem, workspace: &e2e::TestWorkspace) {
     let photo_file = format!("image-{PHOTO_ID}.jpg");
     system
         .wait_for("every line, the photo attached", || {
-            let lead = system.leads_with_mobile(&format!("+{ALICE}")).into_iter().next()?;
+            let lead = system
+                .leads_with_mobile(&format!("+{ALICE}"))
+                .into_iter()
+                .next()?;
             let id = lead["id"].as_str()?.to_owned();
             system
                 .notes_of("Leads", &id)
@@ -348,10 +353,12 @@ async fn peak_rss(system: &TestSystem, workspace: &e2e::TestWorkspace) {
         let how = match name.as_str() {
             "webhook" => "the delivery (10 messages)",
             "record-sync" => "the delivery's messages: one new chat's record",
-            "note-append" => "the delivery's messages: the day note, the 5 MB photo downloaded and attached",
+            "note-append" => {
+                "the delivery's messages: the day note, the 5 MB photo downloaded and attached"
+            }
             _ => "making the workspace and connecting Zoho (OAuth)",
         };
-        let value = match function.peak_rss_kib().await {
+        let value = match function.peak_rss_kib() {
             Some(kib) => format!("{:.1} MB", kib as f64 / 1024.0),
             None => "n/a".into(),
         };
