@@ -21,6 +21,7 @@ use shared::adapters::pipedrive::PipedriveApi;
 use shared::adapters::zoho::ZohoApi;
 use shared::crm::{Crm, CrmError, NoteDraft};
 use shared::crypto::{meta_signature, verify_meta_signature};
+use shared::handlers::webhook::to_store;
 use shared::model::{MessageState, StoredMessage, chat_key};
 use shared::queue::MessageRef;
 use shared::sync::{local_times, note_header, note_line_text, zone};
@@ -84,25 +85,13 @@ fn webhook(body: &[u8], signature: &str, sent: &mut Sent) -> Vec<StoredMessage> 
             continue;
         };
         let chat = chat_key(&message.phone_number_id, contact);
-        let message = StoredMessage {
-            workspace_id: "ws-bench".into(),
-            message_id: message.message_id,
-            chat_key: chat.clone(),
-            direction: message.direction,
-            timestamp: message.timestamp,
-            kind: message.kind,
-            text: message.text,
-            media: message.media,
-            contact_name: message.contact_name,
-            state: MessageState::Received,
-            received_at: 1_767_261_700,
-            attachment: None,
-            attachment_started_at: None,
-            sent_by: None,
-            delivery: None,
-            reply_to: message.reply_to,
-            reaction_to: message.reaction_to,
-        };
+        let message = to_store(
+            *message,
+            "ws-bench",
+            chat.clone(),
+            MessageState::Received,
+            1_767_261_700,
+        );
         sent.items
             .push(serde_dynamo::to_item(&message).expect("an item"));
         let reference = MessageRef {

@@ -376,47 +376,38 @@ mod tests {
         Ok(connector.call(request).await?.status().as_u16())
     }
 
+    /// A GET to a TLS server holding `server_config`'s certificate.
+    async fn tls_get(
+        client: &SdkHttpClient,
+        server_config: Arc<rustls::ServerConfig>,
+    ) -> Result<u16, ConnectorError> {
+        let port = server(Some(server_config), true).await;
+        let url = format!("https://localhost:{port}/");
+        get(client, &url, Duration::from_secs(5)).await
+    }
+
     #[tokio::test]
     async fn the_sdk_client_speaks_tls_with_the_shared_configuration() {
         let (server_config, client_config) = test_pki();
-        let port = server(Some(server_config), true).await;
         let client = SdkHttpClient::with_config(client_config);
-        let status = get(
-            &client,
-            &format!("https://localhost:{port}/"),
-            Duration::from_secs(5),
-        )
-        .await
-        .expect("an answer over TLS");
-        assert_eq!(status, 204);
+        let status = tls_get(&client, server_config).await;
+        assert_eq!(status.expect("an answer over TLS"), 204);
     }
 
     #[tokio::test]
     async fn a_server_the_roots_do_not_vouch_for_is_refused() {
         let (server_config, _) = test_pki();
         let (_, other_roots) = test_pki();
-        let port = server(Some(server_config), true).await;
         let client = SdkHttpClient::with_config(other_roots);
-        let refused = get(
-            &client,
-            &format!("https://localhost:{port}/"),
-            Duration::from_secs(5),
-        )
-        .await;
+        let refused = tls_get(&client, server_config).await;
         assert!(refused.is_err(), "{refused:?}");
     }
 
     #[tokio::test]
     async fn the_system_roots_do_not_vouch_for_a_test_ca() {
         let (server_config, _) = test_pki();
-        let port = server(Some(server_config), true).await;
         let client = SdkHttpClient::new().expect("the shared configuration");
-        let refused = get(
-            &client,
-            &format!("https://localhost:{port}/"),
-            Duration::from_secs(5),
-        )
-        .await;
+        let refused = tls_get(&client, server_config).await;
         assert!(refused.is_err(), "{refused:?}");
     }
 
