@@ -148,7 +148,7 @@ impl AccessTokens for NoTokens {
 }
 
 fn handlers(c: &mut Criterion) {
-    let http = reqwest::Client::new();
+    let http = shared::deps::http_client().expect("the functions' HTTP client");
     let zoho = ZohoApi::new(http.clone(), "http://127.0.0.1:9", Arc::new(NoTokens));
     let pipedrive = PipedriveApi::new(http, "http://127.0.0.1:9", Arc::new(NoTokens));
     let crms: [&dyn Crm; 2] = [&zoho, &pipedrive];
