@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod livechat;
 pub mod media;
 pub mod model;
+pub mod pacing;
 pub mod phone;
 pub mod queue;
 pub mod requeue;

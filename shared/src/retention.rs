@@ -85,9 +85,15 @@ impl From<Retention> for u16 {
 }
 
 impl Retention {
-    /// The retention a request asks for: a JSON whole number within bounds.
+    /// The retention a request asks for: a JSON whole number within bounds
+    /// (`30.0` is one too, as JSON Schema's `integer` says).
     pub fn from_json(days: &serde_json::Value) -> Result<Self, OutOfBounds> {
-        days.as_i64().map_or_else(
+        let whole = days.as_i64().or_else(|| {
+            days.as_f64()
+                .filter(|d| d.fract() == 0.0 && d.abs() <= f64::from(u16::MAX))
+                .map(|d| d as i64)
+        });
+        whole.map_or_else(
             || {
                 Err(OutOfBounds {
                     given: days.to_string(),
@@ -245,12 +251,19 @@ mod tests {
                 Ok(days)
             );
         }
+        assert_eq!(
+            Retention::from_json(&serde_json::json!(252.0)).map(Retention::days),
+            Ok(252),
+            "a whole number written with a fraction"
+        );
         for refused in [
             serde_json::json!(0),
             serde_json::json!(-3),
             serde_json::json!(366),
             serde_json::json!(70_000),
             serde_json::json!(1.5),
+            serde_json::json!(366.0),
+            serde_json::json!(1e300),
             serde_json::json!("30"),
             serde_json::json!(null),
         ] {

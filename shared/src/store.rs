@@ -513,6 +513,7 @@ pub trait Store:
     + SettingsStore
     + WorkspaceRemovalStore
     + SignInStore
+    + PacingStore
 {
 }
 
@@ -526,8 +527,11 @@ impl<T> Store for T where
         + SettingsStore
         + WorkspaceRemovalStore
         + SignInStore
+        + PacingStore
 {
 }
 
 /// Live-chat sign-ins (Zoho's popup): their port lives beside their logic.
 pub use crate::livechat::zoho_signin::SignInStore;
+/// API plans and pacing notices: their port lives beside their logic.
+pub use crate::pacing::PacingStore;

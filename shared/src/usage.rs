@@ -42,6 +42,15 @@ pub fn utc_day(at: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Unix seconds of a UTC day's (`YYYY-MM-DD`) midnight; 0 for no day.
+pub fn day_start(day: &str) -> i64 {
+    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp())
+        .unwrap_or_default()
+}
+
 #[async_trait]
 impl UsageMeter for StoredUsage {
     async fn spent(&self, tokens: u32) {

@@ -797,7 +797,8 @@ async fn refusals_and_outages_are_typed() {
         matches!(err, CrmError::Rejected { status: 400, .. }),
         "{err:?}"
     );
-    sb.fail_next(1, 503);
+    // Down for the call and its one quick retry.
+    sb.fail_next(2, 503);
     let err = api.lead_labels().await.expect_err("down");
     assert!(
         matches!(err, CrmError::Unavailable(503)) && err.is_transient(),

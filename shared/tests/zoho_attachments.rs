@@ -231,7 +231,8 @@ async fn outages_stay_transient() {
     let sb = sandbox().await;
     let api = api_as_user(&sb);
     let parent = lead(&sb);
-    sb.fail_next(1, 503, "INTERNAL_ERROR");
+    // Down for the call and its one quick retry.
+    sb.fail_next(2, 503, "INTERNAL_ERROR");
     let err = api
         .upload_attachment(&parent, "a.txt", "text/plain", b"hi".to_vec())
         .await

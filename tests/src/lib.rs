@@ -12,7 +12,9 @@ use shared::crypto::meta_signature;
 use zoho_sandbox::{SandboxConfig, SandboxHandle, ZohoSandbox};
 
 pub mod browser;
+pub mod contract;
 pub mod live;
+pub mod soak;
 
 /// A copy of the project's template with `edit` applied, written to a file
 /// of its own (for tests that run an altered template).
@@ -78,6 +80,31 @@ pub struct TestSystem {
     pub pipedrive: PipedriveSandboxHandle,
     pub http: reqwest::Client,
     pub operator_key: String,
+    /// Every answer of our API checked against infra/openapi.yaml: a
+    /// violation fails the test when the system is dropped.
+    pub api_contract: std::sync::Arc<contract::ContractCheck>,
+}
+
+impl TestSystem {
+    /// Fails the test if an answer of our API broke infra/openapi.yaml.
+    pub fn assert_api_contract_kept(&self) {
+        let violations = self.api_contract.violations();
+        assert!(
+            violations.is_empty(),
+            "answers outside infra/openapi.yaml ({} checked): {violations:#?}",
+            self.api_contract.checked()
+        );
+    }
+}
+
+impl Drop for TestSystem {
+    /// The contract check cannot be forgotten: every test's system makes it
+    /// (unless the test failed already, which then says why).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_api_contract_kept();
+        }
+    }
 }
 
 /// A workspace made through the API, with its owner's token.
@@ -205,6 +232,11 @@ impl TestSystem {
         })
         .await
         .unwrap_or_else(|e| panic!("the local system starts: {e}"));
+        let api_contract = std::sync::Arc::new(
+            contract::ContractCheck::new()
+                .unwrap_or_else(|e| panic!("infra/openapi.yaml is usable: {e}")),
+        );
+        local.runner.observe_http(api_contract.clone());
         let operator_key = local.operator_key().await.expect("operator key");
         // Keeps cookies like the user's browser: an OAuth flow is bound to
         // the browser that started it.
@@ -221,6 +253,7 @@ impl TestSystem {
             pipedrive,
             http,
             operator_key,
+            api_contract,
         }
     }
 
@@ -539,6 +572,15 @@ impl TestSystem {
     }
 
     /// Leads whose Mobile is `e164`.
+    /// The Zoho API calls (not OAuth) the sandbox has answered so far.
+    pub fn zoho_api_calls(&self) -> usize {
+        self.sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/crm/"))
+            .count()
+    }
+
     pub fn leads_with_mobile(&self, e164: &str) -> Vec<Value> {
         self.sandbox
             .records("Leads")

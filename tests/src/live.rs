@@ -161,7 +161,23 @@ pub fn alice_message(id: &str, timestamp: i64, kind: &str, payload: Value) -> Va
     message
 }
 
+/// The fixtures' second customer.
+pub const BOB_WA_ID: &str = "447700900456";
+
 impl TestSystem {
+    /// Bob writes `text` as `wamid`, two days ago: his 24-hour window is
+    /// closed.
+    pub async fn bob_wrote_two_days_ago(&self, wamid: &str, text: &str) {
+        self.post_webhook(&crate::text_delivery(
+            BOB_WA_ID,
+            "Bob",
+            wamid,
+            unix_now() - 2 * 24 * 3600,
+            text,
+        ))
+        .await;
+    }
+
     /// Registers the fixture business number again, now with its WhatsApp
     /// Business Account (what templates are read from).
     pub async fn give_the_number_its_business_account(&self, workspace: &crate::TestWorkspace) {

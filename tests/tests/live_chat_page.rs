@@ -2,9 +2,12 @@
 //! and `chromium-driver`, installed by `infra/local/stack.sh install`) frames
 //! `GET /live/pipedrive` in a host page standing in for Pipedrive, which
 //! answers the vendored app-extensions SDK's commands (`initialize`,
-//! `get_signed_token`) as Pipedrive does. The page shows
-//! the chat, sends a reply typed into it, and ticks it on as the Graph
-//! sandbox's status webhooks arrive.
+//! `get_signed_token`) as Pipedrive does, and `GET /live/zoho` in one
+//! standing in for Zoho CRM (the embedded-app SDK's context and
+//! `getCurrentUser()`), where the user signs in through the popup. On both
+//! the page shows the chat, sends a reply typed into it and ticks it on as
+//! the Graph sandbox's status webhooks arrive, reacts with an emoji, sends a
+//! photo, and offers only templates once the window is closed.
 
 use std::time::Duration;
 
@@ -15,9 +18,6 @@ use e2e::live::{
 use fantoccini::Locator;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-
-/// The fixtures' second customer, whose last message is two days old.
-const BOB_WA_ID: &str = "447700900456";
 
 /// A photo of a house (240×150 PNG).
 const FRONT_DOOR_PNG: &[u8] = include_bytes!("../fixtures/front-door.png");
@@ -63,6 +63,187 @@ async fn save_screenshot(
         .join("live-chat-screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     std::fs::write(dir.join(name), png).expect("screenshot written");
+    Ok(())
+}
+
+/// Reacts 👍 to the contact's message `wamid` from its reaction button;
+/// waits until the Graph sandbox was asked once and the page shows it.
+async fn react_with_thumbs_up(
+    client: &fantoccini::Client,
+    system: &TestSystem,
+    wamid: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    client
+        .find(Locator::Css(&format!(
+            "li.inbound[data-id='{wamid}'] button.react"
+        )))
+        .await?
+        .click()
+        .await?;
+    client
+        .find(Locator::Css(&format!(
+            "li.inbound[data-id='{wamid}'] button[aria-label='React 👍']"
+        )))
+        .await?
+        .click()
+        .await?;
+    system
+        .eventually("the reaction to reach WhatsApp", || async {
+            let reactions: Vec<_> = sent_of_type(system, "reaction");
+            match reactions.as_slice() {
+                [one]
+                    if one["reaction"]["message_id"] == wamid
+                        && one["reaction"]["emoji"] == "👍" =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("sent {other:?}")),
+            }
+        })
+        .await;
+    shown(
+        client,
+        Locator::XPath(&format!(
+            "//li[@data-id='{wamid}']//span[contains(@class,'reaction')][.='👍']"
+        )),
+    )
+    .await;
+    Ok(())
+}
+
+/// Sends the photo of a front door with the caption "The front door",
+/// chosen through the attachment button's file input; waits until the
+/// Graph sandbox was asked once and the page previews the photo itself.
+async fn send_the_front_door(
+    client: &fantoccini::Client,
+    system: &TestSystem,
+) -> Result<(), fantoccini::error::CmdError> {
+    let photo = std::env::temp_dir().join(format!(
+        "front-door-{}-{}.png",
+        std::process::id(),
+        unix_now()
+    ));
+    std::fs::write(&photo, FRONT_DOOR_PNG).expect("photo written");
+    client
+        .find(Locator::Id("text"))
+        .await?
+        .send_keys("The front door")
+        .await?;
+    client
+        .execute("document.getElementById('file').hidden = false;", vec![])
+        .await?;
+    client
+        .find(Locator::Id("file"))
+        .await?
+        .send_keys(&photo.display().to_string())
+        .await?;
+    client
+        .execute("document.getElementById('file').hidden = true;", vec![])
+        .await?;
+    system
+        .eventually("the photo to reach WhatsApp", || async {
+            let images: Vec<_> = sent_of_type(system, "image");
+            match images.as_slice() {
+                [one] if one["image"]["caption"] == "The front door" => Ok(()),
+                other => Err(format!("sent {other:?}")),
+            }
+        })
+        .await;
+    shown(
+        client,
+        Locator::XPath(
+            "//li[contains(@class,'outbound')][contains(., 'The front door')]//img[@class='preview']",
+        ),
+    )
+    .await;
+    // The preview is the photo itself, fetched with the session.
+    system
+        .eventually("the photo's preview to load", || async {
+            let width = client
+                .execute(
+                    "var i = document.querySelector('li.outbound img.preview'); return i ? i.naturalWidth : 0;",
+                    vec![],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            (width == json!(240))
+                .then_some(())
+                .ok_or(format!("width {width}"))
+        })
+        .await;
+    let _ = std::fs::remove_file(&photo);
+    Ok(())
+}
+
+/// In Bob's chat, whose window is closed: the composer offers templates
+/// only, and `order_update` goes out once with the parameters Bob, #42.
+async fn send_order_update_for_bob(
+    client: &fantoccini::Client,
+    system: &TestSystem,
+) -> Result<(), fantoccini::error::CmdError> {
+    shown(
+        client,
+        Locator::XPath("//li[contains(@class,'inbound')][contains(., 'order on its way')]"),
+    )
+    .await;
+    assert_eq!(
+        client.find(Locator::Id("window")).await?.text().await?,
+        "Window closed"
+    );
+    assert!(
+        client
+            .find(Locator::Id("text"))
+            .await?
+            .prop("disabled")
+            .await?
+            .as_deref()
+            == Some("true")
+    );
+    shown(
+        client,
+        Locator::XPath("//select[@id='template-picker']/option[.='order_update · en']"),
+    )
+    .await
+    .click()
+    .await?;
+    let params = client
+        .find_all(Locator::Css("#template-params input"))
+        .await?;
+    assert_eq!(params.len(), 2);
+    params[0].clear().await?;
+    params[0].send_keys("Bob").await?;
+    params[1].clear().await?;
+    params[1].send_keys("#42").await?;
+    let preview = client
+        .find(Locator::Id("template-preview"))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(preview, "Hi Bob, your order #42 has been updated.");
+    client
+        .find(Locator::Id("template-send"))
+        .await?
+        .click()
+        .await?;
+    system
+        .eventually("the template to reach WhatsApp", || async {
+            let templates: Vec<_> = sent_of_type(system, "template");
+            match templates.as_slice() {
+                [one]
+                    if one["template"]["name"] == "order_update"
+                        && one["template"]["components"][0]["parameters"][1]["text"] == "#42" =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("sent {other:?}")),
+            }
+        })
+        .await;
+    shown(
+        client,
+        Locator::XPath("//li[contains(@class,'outbound')][contains(., 'order_update')]"),
+    )
+    .await;
     Ok(())
 }
 
@@ -116,15 +297,8 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
         "{panel_origin}/live/pipedrive?id=7f1c2d9e-panel&resource=person&view=details&selectedIds={}&userId=11001&companyId={PIPEDRIVE_COMPANY}&theme=light",
         person["id"]
     );
-    // Bob wrote two days ago: his window is closed.
     system
-        .post_webhook(&e2e::text_delivery(
-            BOB_WA_ID,
-            "Bob",
-            "wamid.PAGEBOB",
-            unix_now() - 2 * 24 * 3600,
-            "Is my order on its way?",
-        ))
+        .bob_wrote_two_days_ago("wamid.PAGEBOB", "Is my order on its way?")
         .await;
     let (bob, _) = system
         .wait_for_pipedrive_note("+447700900456", "order on its way")
@@ -155,9 +329,13 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
     let outcome = async {
         client.goto(&format!("{host_origin}/")).await?;
         client.enter_frame(0).await?;
-        shown(&client, Locator::XPath(
+        shown(
+            &client,
+            Locator::XPath(
                 "//li[contains(@class,'inbound')][contains(., 'Can I visit on Friday?')]",
-            )).await;
+            ),
+        )
+        .await;
         let window = client.find(Locator::Id("window")).await?.text().await?;
         assert!(window.starts_with("Window closes in 2"), "{window}");
 
@@ -180,82 +358,20 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
             })
             .await;
         // Delivered (or already read): the status webhooks tick it on.
-        shown(&client, Locator::XPath(
+        shown(
+            &client,
+            Locator::XPath(
                 "//li[contains(@class,'outbound')][contains(., 'Friday 10:00 works')]\
                  //span[@class='ticks'][@data-status='delivered' or @data-status='read']",
-            )).await;
+            ),
+        )
+        .await;
 
         // A thumbs-up on Alice's question.
-        client
-            .find(Locator::Css("li.inbound[data-id='wamid.PAGE1'] button.react"))
-            .await?
-            .click()
-            .await?;
-        client
-            .find(Locator::Css("li.inbound[data-id='wamid.PAGE1'] button[aria-label='React 👍']"))
-            .await?
-            .click()
-            .await?;
-        system
-            .eventually("the reaction to reach WhatsApp", || async {
-                let reactions: Vec<_> = sent_of_type(&system, "reaction");
-                match reactions.as_slice() {
-                    [one] if one["reaction"]["message_id"] == "wamid.PAGE1"
-                        && one["reaction"]["emoji"] == "👍" => Ok(()),
-                    other => Err(format!("sent {other:?}")),
-                }
-            })
-            .await;
-        shown(&client, Locator::XPath(
-                "//li[@data-id='wamid.PAGE1']//span[contains(@class,'reaction')][.='👍']",
-            )).await;
+        react_with_thumbs_up(&client, &system, "wamid.PAGE1").await?;
 
-        // A photo with a caption, chosen through the attachment button's
-        // file input.
-        let photo = std::env::temp_dir().join(format!("front-door-{}.png", std::process::id()));
-        std::fs::write(&photo, FRONT_DOOR_PNG).expect("photo written");
-        client
-            .find(Locator::Id("text"))
-            .await?
-            .send_keys("The front door")
-            .await?;
-        client
-            .execute("document.getElementById('file').hidden = false;", vec![])
-            .await?;
-        client
-            .find(Locator::Id("file"))
-            .await?
-            .send_keys(&photo.display().to_string())
-            .await?;
-        client
-            .execute("document.getElementById('file').hidden = true;", vec![])
-            .await?;
-        system
-            .eventually("the photo to reach WhatsApp", || async {
-                let images: Vec<_> = sent_of_type(&system, "image");
-                match images.as_slice() {
-                    [one] if one["image"]["caption"] == "The front door" => Ok(()),
-                    other => Err(format!("sent {other:?}")),
-                }
-            })
-            .await;
-        shown(&client, Locator::XPath(
-                "//li[contains(@class,'outbound')][contains(., 'The front door')]//img[@class='preview']",
-            )).await;
-
-        // The preview is the photo itself, fetched with the session.
-        system
-            .eventually("the photo's preview to load", || async {
-                let width = client
-                    .execute(
-                        "var i = document.querySelector('li.outbound img.preview'); return i ? i.naturalWidth : 0;",
-                        vec![],
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                (width == json!(240)).then_some(()).ok_or(format!("width {width}"))
-            })
-            .await;
+        // A photo with a caption, chosen through the attachment button.
+        send_the_front_door(&client, &system).await?;
         // The panel as Pipedrive shows it: the framed page, whole.
         client.enter_parent_frame().await?;
         save_screenshot(&client, "panel", "pipedrive.png").await?;
@@ -264,34 +380,7 @@ async fn a_pipedrive_user_reads_and_answers_a_chat_in_the_framed_page() {
         // one goes out with its parameters.
         client.goto(&format!("{host_origin}/bob")).await?;
         client.enter_frame(0).await?;
-        shown(&client, Locator::XPath(
-                "//li[contains(@class,'inbound')][contains(., 'order on its way')]",
-            )).await;
-        assert_eq!(client.find(Locator::Id("window")).await?.text().await?, "Window closed");
-        assert!(client.find(Locator::Id("text")).await?.prop("disabled").await?.as_deref() == Some("true"));
-        shown(&client, Locator::XPath("//select[@id='template-picker']/option[.='order_update · en']")).await
-            .click()
-            .await?;
-        let params = client.find_all(Locator::Css("#template-params input")).await?;
-        assert_eq!(params.len(), 2);
-        params[0].clear().await?;
-        params[0].send_keys("Bob").await?;
-        params[1].clear().await?;
-        params[1].send_keys("#42").await?;
-        let preview = client.find(Locator::Id("template-preview")).await?.text().await?;
-        assert_eq!(preview, "Hi Bob, your order #42 has been updated.");
-        client.find(Locator::Id("template-send")).await?.click().await?;
-        system
-            .eventually("the template to reach WhatsApp", || async {
-                let templates: Vec<_> = sent_of_type(&system, "template");
-                match templates.as_slice() {
-                    [one] if one["template"]["name"] == "order_update"
-                        && one["template"]["components"][0]["parameters"][1]["text"] == "#42" => Ok(()),
-                    other => Err(format!("sent {other:?}")),
-                }
-            })
-            .await;
-        shown(&client, Locator::XPath("//li[contains(@class,'outbound')][contains(., 'order_update')]")).await;
+        send_order_update_for_bob(&client, &system).await?;
         client.enter_parent_frame().await?;
         save_screenshot(&client, "panel", "pipedrive-template.png").await?;
 
@@ -370,6 +459,16 @@ async fn a_zoho_user_signs_in_from_the_widget_and_answers_a_lead() {
         .wait_for_note_line("+447700900123", "deliver to Porto")
         .await;
     let lead_id = lead["id"].as_str().expect("a lead id").to_owned();
+    system
+        .bob_wrote_two_days_ago("wamid.ZPAGEBOB", "Is my order on its way?")
+        .await;
+    let (bob_lead, _) = system
+        .wait_for_note_line("+447700900456", "order on its way")
+        .await;
+    let bob_lead_id = bob_lead["id"].as_str().expect("a lead id").to_owned();
+    system
+        .give_the_number_its_business_account(&workspace)
+        .await;
 
     let panel_origin = system.url("").trim_end_matches('/').to_owned();
     let widget_url = format!(
@@ -381,10 +480,16 @@ async fn a_zoho_user_signs_in_from_the_widget_and_answers_a_lead() {
         json!({ "id": e2e::ZOHO_ADMIN_ID, "full_name": "Ana Admin", "email": "ana@acme.example" });
     e2e::browser::serve_host(
         host,
-        vec![(
-            "/",
-            zoho_host_page(&widget_url, &panel_origin, &lead_id, &current_user),
-        )],
+        vec![
+            (
+                "/",
+                zoho_host_page(&widget_url, &panel_origin, &lead_id, &current_user),
+            ),
+            (
+                "/bob",
+                zoho_host_page(&widget_url, &panel_origin, &bob_lead_id, &current_user),
+            ),
+        ],
     );
     let (client, driver) = e2e::browser::browser().await;
     let outcome = async {
@@ -432,8 +537,59 @@ async fn a_zoho_user_signs_in_from_the_widget_and_answers_a_lead() {
             ),
         )
         .await;
+        react_with_thumbs_up(&client, &system, "wamid.ZPAGE1").await?;
+        send_the_front_door(&client, &system).await?;
         client.enter_parent_frame().await?;
         save_screenshot(&client, "widget", "zoho.png").await?;
+
+        // Bob's lead, in a new widget, signed in again — this time the
+        // sign-in window has no link back to the widget (as a strict
+        // opener policy would cut it), so the user carries the code over
+        // by hand. Then the composer offers templates only.
+        client.goto(&format!("{host_origin}/bob")).await?;
+        client.enter_frame(0).await?;
+        client
+            .execute(
+                "window.open = function (url) { window.signInUrl = url; return {}; };",
+                vec![],
+            )
+            .await?;
+        shown(&client, Locator::Id("sign-in-button"))
+            .await
+            .click()
+            .await?;
+        let sign_in_url = client.execute("return window.signInUrl;", vec![]).await?;
+        let sign_in_url = sign_in_url.as_str().expect("the popup's URL").to_owned();
+        let widget_window = client.window().await?;
+        let popup = client.new_window(true).await?;
+        client.switch_to_window(popup.handle).await?;
+        client.goto(&format!("{panel_origin}{sign_in_url}")).await?;
+        let code = shown(&client, Locator::Css("#handoff code"))
+            .await
+            .text()
+            .await?;
+        assert!(
+            client
+                .find(Locator::Id("copy"))
+                .await?
+                .is_displayed()
+                .await?
+        );
+        client.close_window().await?;
+        client.switch_to_window(widget_window).await?;
+        client.enter_frame(0).await?;
+        shown(&client, Locator::Id("code-input"))
+            .await
+            .send_keys(&code)
+            .await?;
+        client
+            .find(Locator::Css("#code-form button[type='submit']"))
+            .await?
+            .click()
+            .await?;
+        send_order_update_for_bob(&client, &system).await?;
+        client.enter_parent_frame().await?;
+        save_screenshot(&client, "widget", "zoho-template.png").await?;
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;

@@ -5,14 +5,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use e2e::live::{PIPEDRIVE_ANA, PIPEDRIVE_BRUNO, unix_now};
+use e2e::live::{BOB_WA_ID, PIPEDRIVE_ANA, PIPEDRIVE_BRUNO, unix_now};
 use e2e::{ALICE_WA_ID, PHONE_NUMBER_ID, TestSystem};
 use graph_sandbox::Endpoint;
 use serde_json::{Value, json};
 
 const ALICE: &str = "+447700900123";
-/// Bob wrote two days ago: his window is closed.
-const BOB_WA_ID: &str = "447700900456";
 const JPEG_HEAD: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F'];
 const MB: usize = 1024 * 1024;
 
@@ -47,15 +45,7 @@ fn sent_of(system: &TestSystem, kind: &str) -> Vec<Value> {
 
 /// Bob's chat, two days old (window closed), synced.
 async fn bob_wrote_two_days_ago(system: &TestSystem) {
-    system
-        .post_webhook(&e2e::text_delivery(
-            BOB_WA_ID,
-            "Bob",
-            "wamid.BOB1",
-            unix_now() - 2 * 24 * 3600,
-            "Hello?",
-        ))
-        .await;
+    system.bob_wrote_two_days_ago("wamid.BOB1", "Hello?").await;
     system
         .wait_for_message_state("wamid.BOB1", "appended")
         .await;

@@ -737,3 +737,64 @@ async fn a_deleted_workspace_shows_nothing_at_once_and_its_messages_go() {
     assert!(system.sort_keys("MSG#").await.is_empty(), "no message left");
     assert!(system.sort_keys("CHAT#").await.is_empty(), "no chat left");
 }
+
+/// The view polled with its `X-Live-Record-Pass`: status and body.
+async fn view_with_pass(
+    system: &TestSystem,
+    session: &str,
+    record: &str,
+    pass: &str,
+) -> (u16, Value) {
+    let response = system
+        .http
+        .get(system.url(&format!("/api/live/chats?record={record}")))
+        .header("x-live-session", session)
+        .header("x-live-record-pass", pass)
+        .send()
+        .await
+        .expect("answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_ask_the_crm_about_the_record_once_per_pass() {
+    let system = TestSystem::start().await;
+    let (workspace, record, session) = alice_asks(&system, "wamid.PASS1").await;
+    let (status, first) = system.live_record_chats(Some(&session), &record).await;
+    assert_eq!(status, 200, "{first}");
+    let pass = first["record_pass"].as_str().expect("a pass").to_owned();
+    let crm_calls = system.pipedrive.requests().len();
+
+    // Polls with the pass: the same answer, and not one call to Pipedrive.
+    for _ in 0..5 {
+        let (status, polled) = view_with_pass(&system, &session, &record, &pass).await;
+        assert_eq!(status, 200, "{polled}");
+        assert_eq!(polled, first);
+    }
+    assert_eq!(system.pipedrive.requests().len(), crm_calls);
+
+    // An altered pass, or one for another record, is no pass: the record
+    // is read again with Ana's token.
+    let altered = format!("{}x", &pass[..pass.len() - 1]);
+    let (status, _) = view_with_pass(&system, &session, &record, &altered).await;
+    assert_eq!(status, 200);
+    assert_eq!(system.pipedrive.requests().len(), crm_calls + 1);
+    let (status, body) = view_with_pass(&system, &session, "persons/999999", &pass).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(system.pipedrive.requests().len(), crm_calls + 2);
+
+    // Her connection gone, the pass shows nothing at once.
+    let (code, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/oauth/pipedrive/disconnect",
+            &workspace.owner_token,
+            Some(json!({ "connection": "organization" })),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (status, body) = view_with_pass(&system, &session, &record, &pass).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "not_connected");
+}

@@ -1,5 +1,6 @@
 //! Live chat from Zoho CRM's widget: signing in through Zoho in a popup
-//! (the one-time code handed to the widget, or the widget's nonce polled),
+//! (the one-time code handed to the widget, redeemable only with the
+//! widget's own nonce),
 //! the chats a lead shows the user who signed in — read with their own
 //! Zoho token — and templates prefilled from a record's fields, for Zoho
 //! and Pipedrive.
@@ -11,7 +12,7 @@ use graph_sandbox::SeedTemplate;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use shared::crypto::{pkce_challenge, random_token};
-use shared::livechat::zoho_signin::{self, SessionAsk, SignIn, SignInStatus, SignedIn, Taken};
+use shared::livechat::zoho_signin::{self, SessionAsk, SignIn, SignInStatus, SignedIn};
 use shared::model::CrmKind;
 use shared::store::Store;
 
@@ -196,11 +197,8 @@ async fn a_zoho_user_signs_in_through_zoho_and_sees_only_the_leads_zoho_shows_th
         .personally_connected_member(&workspace, "bruno@acme.example")
         .await;
 
-    // The widget's popup: to Zoho for the user and org scopes only. The
-    // widget may poll before the popup has even begun: that is pending.
+    // The widget's popup: to Zoho for the user and org scopes only.
     let nonce = random_token();
-    let (status, _) = session(&system, json!({ "nonce": nonce })).await;
-    assert_eq!(status, 202, "not begun yet");
     let authorize = open_popup(&system, &system.http, &nonce).await;
     let scope = url::Url::parse(&authorize)
         .expect("a URL")
@@ -211,9 +209,12 @@ async fn a_zoho_user_signs_in_through_zoho_and_sees_only_the_leads_zoho_shows_th
         scope.as_deref(),
         Some("ZohoCRM.users.READ,ZohoCRM.org.READ")
     );
-    // Before Zoho sends the user back, the widget's poll waits.
+    // Before Zoho sends the user back there is nothing to redeem, and a
+    // nonce alone never asks for anything.
     let (status, body) = session(&system, json!({ "nonce": nonce })).await;
-    assert_eq!((status, &body), (202, &json!({ "pending": true })));
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = session(&system, json!({ "code": random_token(), "nonce": nonce })).await;
+    assert_eq!(status, 401);
 
     let page = through_zoho(&system, &system.http, &authorize).await;
     assert_eq!(page.status, 200, "{}", page.html);
@@ -249,8 +250,11 @@ async fn a_zoho_user_signs_in_through_zoho_and_sees_only_the_leads_zoho_shows_th
         "only the personal connection's grant is live: {grants:?}"
     );
 
-    // The code, once: a session for Bruno, with who he is in Zoho.
-    let (status, started) = session(&system, json!({ "code": code })).await;
+    // The code with another sign-in's nonce is nothing (and not spent).
+    let (status, body) = session(&system, json!({ "code": code, "nonce": random_token() })).await;
+    assert_eq!(status, 401, "{body}");
+    // The code with its nonce, once: a session for Bruno, with who he is in Zoho.
+    let (status, started) = session(&system, json!({ "code": code, "nonce": nonce })).await;
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["workspace_id"], workspace.id.as_str());
     assert_eq!(started["user_id"], bruno_id.as_str());
@@ -259,27 +263,28 @@ async fn a_zoho_user_signs_in_through_zoho_and_sees_only_the_leads_zoho_shows_th
     assert_eq!(started["crm_user_email"], "bruno@acme.example");
     assert!(started["expires_at"].as_i64() > Some(now()));
     let live = started["session"].as_str().expect("a session").to_owned();
-    for used in [json!({ "code": code }), json!({ "nonce": nonce })] {
-        let (status, body) = session(&system, used.clone()).await;
-        assert_eq!(status, 401, "{used}: {body}");
-    }
-    let (status, _) = session(&system, json!({ "code": random_token() })).await;
-    assert_eq!(status, 401, "an unknown code");
+    let (status, body) = session(&system, json!({ "code": code, "nonce": nonce })).await;
+    assert_eq!(status, 401, "used: {body}");
 
-    // The polled path: pending, then the session once, then nothing.
-    let polled = random_token();
-    let authorize = open_popup(&system, &system.http, &polled).await;
-    let (status, _) = session(&system, json!({ "nonce": polled })).await;
-    assert_eq!(status, 202);
-    let page = through_zoho(&system, &system.http, &authorize).await;
+    // A page that lures Bruno into signing in with its own nonce learns
+    // nothing by it: the code goes only to a window on our origin (or
+    // before Bruno's eyes), and the nonce alone redeems nothing.
+    let lure = random_token();
+    let page = sign_in(&system, &lure).await;
     assert_eq!(page.status, 200, "{}", page.html);
-    let (status, body) = session(&system, json!({ "nonce": polled })).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["crm_user_id"], ZOHO_BRUNO_ID);
-    let (status, _) = session(&system, json!({ "nonce": polled })).await;
-    assert_eq!(status, 401);
-    let (status, _) = session(&system, json!({ "code": page.data("code") })).await;
-    assert_eq!(status, 401, "the polled sign-in's code is spent too");
+    for guess in [
+        json!({ "nonce": lure }),
+        json!({ "code": "", "nonce": lure }),
+        json!({ "code": random_token(), "nonce": lure }),
+    ] {
+        let (status, body) = session(&system, guess.clone()).await;
+        assert!(status == 400 || status == 401, "{guess}: {status} {body}");
+    }
+    assert!(
+        page.script()
+            .contains("opener.location.origin === location.origin"),
+        "the popup closes without showing the code only for a window of ours"
+    );
 
     // Bruno sees Alice's lead while Zoho shows it to him…
     let chats = format!("/api/live/chats?record={alice_lead}");
@@ -387,9 +392,11 @@ async fn a_zoho_user_signs_in_through_zoho_and_sees_only_the_leads_zoho_shows_th
     let page = sign_in(&system, &again).await;
     assert_eq!(page.status, 403, "{}", page.html);
     assert_eq!(page.data("code"), None);
-    let (status, body) = session(&system, json!({ "nonce": again })).await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"]["code"], "not_connected");
+    assert_eq!(page.data("nonce").as_deref(), Some(again.as_str()));
+    assert!(
+        page.script().contains("notConnected: true"),
+        "the widget is told to show Connect"
+    );
     system.assert_contract_kept();
 }
 
@@ -410,10 +417,9 @@ async fn without_a_personal_connection_or_from_another_browser_there_is_no_code(
     assert_eq!(page.data("code"), None, "never a code");
     assert!(page.html.contains("carla@acme.example"), "{}", page.html);
     assert!(page.html.contains("/oauth/zoho/start"), "where to connect");
-    let (status, body) = session(&system, json!({ "nonce": nonce })).await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"]["code"], "not_connected");
-    assert_eq!(body["error"]["connect"], "/oauth/zoho/start");
+    assert_eq!(page.data("nonce").as_deref(), Some(nonce.as_str()));
+    let (status, body) = session(&system, json!({ "code": random_token(), "nonce": nonce })).await;
+    assert_eq!(status, 401, "nothing to redeem: {body}");
     let grants = system.sandbox.grants_of("carla@acme.example");
     assert_eq!(grants.len(), 1);
     assert!(grants[0].revoked, "her sign-in's grant is given back too");
@@ -481,6 +487,8 @@ async fn without_a_personal_connection_or_from_another_browser_there_is_no_code(
     assert_eq!(pipedrive.status(), 404);
     let (status, _) = session(&system, json!({})).await;
     assert_eq!(status, 400, "neither a code nor a nonce");
+    let (status, _) = session(&system, json!({ "code": random_token() })).await;
+    assert_eq!(status, 400, "a code without its nonce");
     system.assert_contract_kept();
 }
 
@@ -494,13 +502,12 @@ async fn a_code_expires_and_a_ready_sign_in_goes_to_one_taker_only() {
     assert_eq!(page.status, 200, "{}", page.html);
     let code = page.data("code").expect("a code");
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
-    let (status, body) = session(&system, json!({ "code": code })).await;
+    let (status, body) = session(&system, json!({ "code": code, "nonce": nonce })).await;
     assert_eq!(status, 401, "{body}");
-    let (status, _) = session(&system, json!({ "nonce": nonce })).await;
-    assert_eq!(status, 401);
 
-    // Against DynamoDB itself: a ready sign-in taken at once by its code
-    // and its nonce, many times over, goes to exactly one of them.
+    // Against DynamoDB itself: a ready sign-in taken at once three times
+    // (a double click, a retry), many times over, goes to exactly one of
+    // them, and never to its code with another nonce.
     let store: Arc<dyn Store> = system.local.deps.store.clone();
     for round in 0..20 {
         let nonce = random_token();
@@ -527,16 +534,20 @@ async fn a_code_expires_and_a_ready_sign_in_goes_to_one_taker_only() {
             .expect("settled");
         let takers = [
             SessionAsk {
-                code: Some(code.clone()),
-                nonce: None,
+                code: code.clone(),
+                nonce: random_token(),
             },
             SessionAsk {
-                code: None,
-                nonce: Some(nonce.clone()),
+                code: code.clone(),
+                nonce: nonce.clone(),
             },
             SessionAsk {
-                code: Some(code),
-                nonce: None,
+                code: code.clone(),
+                nonce: nonce.clone(),
+            },
+            SessionAsk {
+                code,
+                nonce: nonce.clone(),
             },
         ]
         .map(|ask| {
@@ -545,7 +556,7 @@ async fn a_code_expires_and_a_ready_sign_in_goes_to_one_taker_only() {
         });
         let mut won = 0;
         for taker in takers {
-            if let Ok(Taken::Ready(_)) = taker.await.expect("joins") {
+            if taker.await.expect("joins").is_ok() {
                 won += 1;
             }
         }

@@ -6,15 +6,6 @@ use zoho_sandbox::SandboxConfig;
 
 const MAY_20_0915: i64 = 1_779_268_500;
 
-fn crm_calls(system: &TestSystem) -> usize {
-    system
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/crm/"))
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_that_outgrows_the_note_limit_continues_in_numbered_parts() {
     let system = TestSystem::start_custom(
@@ -88,7 +79,7 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
     let contacts = ["447700900123", "447700900456", "447700900789"];
 
     // New chats: the first message of each.
-    let before = crm_calls(&system);
+    let before = system.zoho_api_calls();
     for (i, wa_id) in contacts.iter().enumerate() {
         system
             .post_webhook(&text_delivery(
@@ -103,10 +94,10 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
             .wait_for_note_line(&format!("+{wa_id}"), "hello")
             .await;
     }
-    let new_chat = (crm_calls(&system) - before) as f64 / contacts.len() as f64;
+    let new_chat = (system.zoho_api_calls() - before) as f64 / contacts.len() as f64;
 
     // Steady state: known chats, the day's note exists, one message at a time.
-    let before = crm_calls(&system);
+    let before = system.zoho_api_calls();
     let mut steady = 0;
     for round in 0..5 {
         for (i, wa_id) in contacts.iter().enumerate() {
@@ -124,7 +115,7 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
             steady += 1;
         }
     }
-    let steady_state = (crm_calls(&system) - before) as f64 / steady as f64;
+    let steady_state = (system.zoho_api_calls() - before) as f64 / steady as f64;
 
     // A photo in a known chat: the upload, then the note update.
     system.graph.seed_media(graph_sandbox::SeedMedia::generated(
@@ -132,7 +123,7 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
         "image/jpeg",
         48_213,
     ));
-    let before = crm_calls(&system);
+    let before = system.zoho_api_calls();
     // Sent under the name the chat already has (a new name would rename).
     let mut photo: serde_json::Value =
         serde_json::from_slice(&e2e::fixture("cloud-image-inbound.json")).expect("fixture");
@@ -143,10 +134,10 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
     system
         .wait_for_note_line("+447700900123", "(attached: image-1200000000000001.jpg)")
         .await;
-    let media_calls = crm_calls(&system) - before;
+    let media_calls = system.zoho_api_calls() - before;
 
     // A burst: ten messages of one chat in one delivery.
-    let before = crm_calls(&system);
+    let before = system.zoho_api_calls();
     let burst: Vec<(String, i64, String)> = (0..10)
         .map(|i| {
             (
@@ -164,7 +155,7 @@ async fn zoho_calls_per_message_for_a_realistic_mix() {
         .post_webhook(&messages_delivery(contacts[0], "Contact", &burst_refs))
         .await;
     system.wait_for_note_line("+447700900123", "burst 9").await;
-    let burst_calls = crm_calls(&system) - before;
+    let burst_calls = system.zoho_api_calls() - before;
 
     let mix_messages = contacts.len() + steady + 1 + 10;
     let mix_calls =

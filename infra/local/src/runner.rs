@@ -8,7 +8,7 @@
 //! Every invocation goes to the function's own process ([`LocalFunction`]).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -31,7 +31,27 @@ const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 pub struct Runner {
     pub base_url: String,
     tasks: Vec<JoinHandle<()>>,
+    observers: Observers,
 }
+
+/// One request to the HTTP API and the answer it got, as a client saw it.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub method: String,
+    /// The request's path, as sent (percent-encoded).
+    pub path: String,
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+/// Sees every answer the HTTP API gives (the end-to-end harness checks
+/// them against infra/openapi.yaml).
+pub trait HttpObserver: Send + Sync {
+    fn observe(&self, exchange: &Exchange);
+}
+
+type Observers = Arc<RwLock<Vec<Arc<dyn HttpObserver>>>>;
 
 impl Drop for Runner {
     fn drop(&mut self) {
@@ -64,9 +84,12 @@ impl Runner {
                 .cloned()
                 .collect(),
         );
+        let observers: Observers = Arc::default();
+        let seen_by = observers.clone();
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
             let routes = routes.clone();
-            async move { serve_http(&routes, request).await }
+            let observers = seen_by.clone();
+            async move { observed(&observers, request, |r| serve_http(&routes, r)).await }
         });
         let mut tasks = vec![tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -87,12 +110,60 @@ impl Runner {
                 (*batch_size).clamp(1, 10),
             )));
         }
-        Ok(Self { base_url, tasks })
+        Ok(Self {
+            base_url,
+            tasks,
+            observers,
+        })
+    }
+
+    /// Shows every answer of the HTTP API from now on to `observer` too.
+    pub fn observe_http(&self, observer: Arc<dyn HttpObserver>) {
+        self.observers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
     }
 }
 
+/// Serves `request` with `serve`, and shows the answer to the observers
+/// (buffered: every answer here is a buffer already).
+async fn observed<F>(
+    observers: &Observers,
+    request: axum::extract::Request,
+    serve: impl FnOnce(axum::extract::Request) -> F,
+) -> AxumResponse
+where
+    F: std::future::Future<Output = AxumResponse>,
+{
+    let watching: Vec<Arc<dyn HttpObserver>> =
+        observers.read().unwrap_or_else(|e| e.into_inner()).clone();
+    if watching.is_empty() {
+        return serve(request).await;
+    }
+    let (method, path) = (
+        request.method().as_str().to_owned(),
+        request.uri().path().to_owned(),
+    );
+    let (parts, body) = serve(request).await.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let exchange = Exchange {
+        method,
+        path,
+        status: parts.status.as_u16(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    };
+    for observer in &watching {
+        observer.observe(&exchange);
+    }
+    AxumResponse::from_parts(parts, AxumBody::from(body))
+}
+
 /// Whether a route pattern (`/oauth/{crm}/start`, `/api/{proxy+}`) matches.
-fn route_matches(pattern: &str, path: &str) -> bool {
+pub fn route_matches(pattern: &str, path: &str) -> bool {
     let mut want = pattern.split('/').filter(|s| !s.is_empty());
     let mut have = path.split('/').filter(|s| !s.is_empty());
     loop {

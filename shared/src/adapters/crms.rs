@@ -63,11 +63,9 @@ impl CrmProvider for CrmClients {
         meter: Arc<dyn UsageMeter>,
     ) -> Option<Arc<dyn Crm>> {
         match crm {
-            CrmKind::Zoho => Some(Arc::new(ZohoApi::new(
-                self.http.clone(),
-                api_domain,
-                tokens,
-            ))),
+            CrmKind::Zoho => Some(Arc::new(
+                ZohoApi::new(self.http.clone(), api_domain, tokens).with_meter(meter),
+            )),
             CrmKind::Pipedrive => Some(Arc::new(
                 PipedriveApi::new(self.http.clone(), api_domain, tokens).with_meter(meter),
             )),

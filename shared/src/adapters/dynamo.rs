@@ -16,6 +16,8 @@
 //! | a CRM's API budget is spent until (`until_at`) | `WS#<ws>` | `BUDGET#<crm>` |
 //! | a live-chat send, by its client's id (`message_id` once sent) | `WS#<ws>` | `SEND#<sha256 of chat key and client id>` |
 //! | CRM calls and tokens spent on a day (UTC) | `WS#<ws>` | `USAGE#<crm>#<YYYY-MM-DD>` |
+//! | the workspace's API plan with a CRM (edition, seats, budget) | `WS#<ws>` | `APIPLAN#<crm>` |
+//! | "conserving the API budget" logged that day (two days' TTL) | `WS#<ws>` | `PACING#<crm>#<YYYY-MM-DD>` |
 //! | OAuth state of the workspace (finds the global one) | `WS#<ws>` | `OAUTHSTATE#<nonce>` |
 //! | token lookup (found from its user: `token_hash`) | `TOKEN#<sha256>` | `TOKEN` |
 //! | number lookup (found from the workspace's number) | `WANUMBER#<phone_number_id>` | `WANUMBER` |
@@ -1604,11 +1606,7 @@ impl SettingsStore for DynamoStore {
         tokens: u32,
     ) -> Result<(), StoreError> {
         // Kept for a month: enough for a usage report, then gone by itself.
-        let expires = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|t| t.and_utc().timestamp() + 32 * 86_400)
-            .unwrap_or_default();
+        let expires = crate::usage::day_start(day) + 32 * 86_400;
         self.update_in(workspace_id, format!("USAGE#{}#{day}", crm.as_str()))
             .update_expression("ADD calls :one, tokens :tokens SET #ttl = :ttl")
             .expression_attribute_names("#ttl", "ttl")
@@ -2456,3 +2454,5 @@ mod tests {
 
 /// Live-chat sign-in items (their own table of keys is there).
 mod live_signin;
+/// API plans and pacing notices.
+mod pacing;

@@ -42,6 +42,8 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("DELETE", ["api", "users", user_id]) => remove_user(deps, req, user_id).await,
         ("POST", ["api", "me", "token"]) => rotate_token(deps, req).await,
         ("GET", ["api", "sync-log"]) => sync_log(deps, req).await,
+        ("GET", ["api", "usage"]) => super::usage::show(deps, req).await,
+        ("PUT", ["api", "usage"]) => super::usage::set_plan(deps, req).await,
         ("GET", ["api", "chats", chat_key, "messages"]) => chat_messages(deps, req, chat_key).await,
         ("GET", ["api", "chats"]) => list_chats(deps, req).await,
         ("PUT", ["api", "chats", chat_key, "responsible"]) => {
@@ -62,18 +64,21 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         (_, ["api", "settings", crm, rest @ ..]) => {
             super::settings::route(deps, req, crm, rest).await
         }
-        (
-            _,
-            [
-                "api",
-                "workspaces" | "me" | "users" | "whatsapp-numbers" | "sync-log" | "chats",
-            ],
-        )
-        | (_, ["api", "workspace"] | ["api", "workspace", "retention"])
-        | (_, ["api", "chats", _, "responsible" | "record" | "messages"])
+        (_, ["api", "workspaces" | "users" | "whatsapp-numbers"])
         | (_, ["api", "chats", _, "messages", _, "replay"])
-        | (_, ["api", "users", _])
-        | (_, ["api", "me", "token"]) => Err(ApiError::MethodNotAllowed),
+        | (_, ["api", "me", "token"]) => Err(ApiError::MethodNotAllowed("POST")),
+        (_, ["api", "me" | "sync-log" | "chats"]) | (_, ["api", "chats", _, "messages"]) => {
+            Err(ApiError::MethodNotAllowed("GET"))
+        }
+        (_, ["api", "workspace"] | ["api", "users", _]) => {
+            Err(ApiError::MethodNotAllowed("DELETE"))
+        }
+        (_, ["api", "workspace", "retention"] | ["api", "usage"]) => {
+            Err(ApiError::MethodNotAllowed("GET, PUT"))
+        }
+        (_, ["api", "chats", _, "responsible" | "record"]) => {
+            Err(ApiError::MethodNotAllowed("PUT"))
+        }
         _ => Err(no_route(req)),
     }
 }

@@ -28,8 +28,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// The path exists, not with this method: the ones it has, as the
+    /// `Allow` header lists them (RFC 9110 §15.5.6).
+    #[error("method not allowed; this path takes {0}")]
+    MethodNotAllowed(&'static str),
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
     /// Something to send that is over a limit: the message names it.
@@ -61,7 +63,7 @@ impl ApiError {
             Self::Unauthorized(_) => (401, "unauthorized"),
             Self::Forbidden(_) => (403, "forbidden"),
             Self::NotFound(_) => (404, "not_found"),
-            Self::MethodNotAllowed => (405, "method_not_allowed"),
+            Self::MethodNotAllowed(_) => (405, "method_not_allowed"),
             Self::Conflict(_) => (409, "conflict"),
             Self::TooLarge(_) | Self::PayloadTooLarge(_) => (413, "payload_too_large"),
             Self::BadGateway(_) => (502, "crm_error"),
@@ -93,7 +95,13 @@ impl ApiError {
         if let Self::InvalidSetting(invalid) = &self {
             error["setting"] = json!(invalid.setting);
         }
-        json_response(status, &json!({ "error": error }))
+        let mut response = json_response(status, &json!({ "error": error }));
+        if let Self::MethodNotAllowed(allowed) = self
+            && let Ok(value) = http::HeaderValue::from_str(allowed)
+        {
+            response.headers_mut().insert(http::header::ALLOW, value);
+        }
+        response
     }
 }
 
@@ -208,6 +216,15 @@ mod tests {
             .uri(path)
             .body(Body::Empty)
             .expect("a valid request")
+    }
+
+    #[test]
+    fn a_method_the_path_lacks_is_answered_with_the_methods_it_has() {
+        let refused = ApiError::MethodNotAllowed("GET, PUT").into_response();
+        assert_eq!(refused.status(), 405);
+        assert_eq!(refused.headers()[http::header::ALLOW], "GET, PUT");
+        let other = ApiError::NotFound("no".into()).into_response();
+        assert!(other.headers().get(http::header::ALLOW).is_none());
     }
 
     #[test]

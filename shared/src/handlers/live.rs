@@ -82,7 +82,8 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
             media(deps, req, chat_key, message_id).await
         }
         ("POST", ["chats", chat_key, "read"]) => mark_read(deps, req, chat_key).await,
-        (_, ["chats", _, "read"] | ["chats", _, "media", _]) => Err(ApiError::MethodNotAllowed),
+        (_, ["chats", _, "read"]) => Err(ApiError::MethodNotAllowed("POST")),
+        (_, ["chats", _, "media", _]) => Err(ApiError::MethodNotAllowed("GET")),
         ("GET", ["numbers", phone_number_id, "templates"]) => {
             let session = session(deps, req).await?;
             let templates =
@@ -94,13 +95,13 @@ pub async fn route(deps: &Deps, req: &Request, rest: &[&str]) -> Result<HttpResp
                     })?;
             templates_answer(deps, req, &session, templates).await
         }
-        (
-            _,
-            ["pipedrive" | "zoho", "session"]
-            | ["chats"]
-            | ["chats", _, "messages" | "templates"]
-            | ["numbers", _, "templates"],
-        ) => Err(ApiError::MethodNotAllowed),
+        (_, ["pipedrive" | "zoho", "session"] | ["chats", _, "messages"]) => {
+            Err(ApiError::MethodNotAllowed("POST"))
+        }
+        (_, ["chats"]) => Err(ApiError::MethodNotAllowed("GET, POST")),
+        (_, ["chats", _, "templates"] | ["numbers", _, "templates"]) => {
+            Err(ApiError::MethodNotAllowed("GET"))
+        }
         _ => Err(no_route(req)),
     }
 }
@@ -152,18 +153,17 @@ fn not_connected(crm: CrmKind) -> HttpResponse {
     )
 }
 
-/// `POST /api/live/zoho/session` `{code}` or `{nonce}`.
+/// `POST /api/live/zoho/session` `{code, nonce}`.
 async fn zoho_session(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
     let asked: SessionAsk = serde_json::from_slice(req.body().as_ref()).map_err(|e| {
         ApiError::BadRequest(format!(
-            "expected {{\"code\": \"…\"}} or {{\"nonce\": \"…\"}}: {e}"
+            "expected {{\"code\": \"…\", \"nonce\": \"…\"}}: {e}"
         ))
     })?;
     match zoho_signin::redeem(deps, &asked)
         .await
         .map_err(super::oauth::sign_in_refusal)?
     {
-        Redeemed::Pending => Ok(json_response(202, &json!({ "pending": true }))),
         Redeemed::NotConnected { .. } => Ok(not_connected(CrmKind::Zoho)),
         Redeemed::Session(answer) => Ok(json_response(200, &answer)),
     }
@@ -259,7 +259,11 @@ async fn chats(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         chat: params.remove("chat").filter(|c| !c.is_empty()),
     };
     let record = record_ref(&session, &params.remove("record").unwrap_or_default())?;
-    match record_chats_page(deps, &session, &record, &paging).await {
+    let pass = req
+        .headers()
+        .get("x-live-record-pass")
+        .and_then(|v| v.to_str().ok());
+    match record_chats_page(deps, &session, &record, &paging, pass).await {
         Ok(view) => Ok(unless_unchanged(req, &view)),
         Err(e) => view_refusal(e),
     }

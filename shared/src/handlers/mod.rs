@@ -9,4 +9,5 @@ pub mod note_append;
 pub mod oauth;
 pub mod record_sync;
 pub mod settings;
+pub mod usage;
 pub mod webhook;

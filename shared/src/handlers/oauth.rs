@@ -64,9 +64,9 @@ async fn route(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
         ("DELETE", "callback") => uninstall(deps, req, crm).await,
         ("POST", "disconnect") => disconnect(deps, req, crm).await,
         ("GET", "status") => status(deps, req, crm).await,
-        (_, "start" | "callback" | "disconnect" | "status" | "live") => {
-            Err(ApiError::MethodNotAllowed)
-        }
+        (_, "start" | "disconnect") => Err(ApiError::MethodNotAllowed("POST")),
+        (_, "callback") => Err(ApiError::MethodNotAllowed("GET, DELETE")),
+        (_, "status" | "live") => Err(ApiError::MethodNotAllowed("GET")),
         _ => Err(no_route(req)),
     }
 }
@@ -290,7 +290,7 @@ async fn live_sign_in_callback(
     )
     .await
     .map_err(sign_in_refusal)?;
-    let mut response = zoho_signin::popup_page(&popup);
+    let mut response = zoho_signin::popup::page(&popup);
     // The flow is over: its cookie goes.
     if let Ok(value) = http::HeaderValue::from_str(&binding_cookie(deps, state_nonce, "", 0)) {
         response
@@ -758,7 +758,8 @@ async fn uninstall(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpRespo
         .await?
         .uninstall_notice(authorization, req.body().as_ref())
         .map_err(|e| match e {
-            NoticeError::Unsupported => ApiError::MethodNotAllowed,
+            // The CRM sends no uninstall notices: its callback is only GET.
+            NoticeError::Unsupported => ApiError::MethodNotAllowed("GET"),
             NoticeError::Unauthenticated => ApiError::Unauthorized(e.to_string()),
             NoticeError::Malformed(_) => ApiError::BadRequest(e.to_string()),
         })?;

@@ -15,6 +15,7 @@ use crate::model::{
     Chat, ChatPatch, Connection, FollowUpRule, MessageState, OnConverted, RecordRef, StoredMessage,
     SyncSettings, Workspace,
 };
+use crate::pacing::{self, Deferrable};
 use crate::queue::{Job, QueueName};
 use crate::requeue;
 use crate::retention::{self, Retention};
@@ -314,6 +315,11 @@ struct Linking<'a> {
 }
 
 impl Linking<'_> {
+    /// Whether the CRM's API budget allows `work`, which can wait.
+    async fn may_spend_on(&self, work: Deferrable) -> bool {
+        pacing::may_spend_on(self.deps, &self.chat.workspace_id, self.settings.crm, work).await
+    }
+
     async fn log(&self, event: &str, detail: serde_json::Value) {
         synclog::record(
             self.deps.store.as_ref(),
@@ -456,6 +462,10 @@ async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool
     if !convertible || now - ctx.chat.record_checked_at < ctx.deps.config.conversion_check_secs {
         return Ok(true);
     }
+    // Not checked now, so still due for the next message.
+    if !ctx.may_spend_on(Deferrable::ConversionCheck).await {
+        return Ok(true);
+    }
     let into_module = settings
         .zoho
         .converted_module
@@ -541,6 +551,10 @@ async fn rename(ctx: &Linking<'_>, record: &RecordRef, name: &str) -> Result<(),
     let Some(name_field) = &ctx.settings.name_field else {
         return Ok(());
     };
+    // The record keeps its old name meanwhile: the next message asks again.
+    if !ctx.may_spend_on(Deferrable::Rename).await {
+        return Ok(());
+    }
     let fitted = fitted_name(ctx.settings, name);
     // Best effort: a rename never holds up the messages.
     match ctx.crm.update_field(record, name_field, &fitted).await {
@@ -667,6 +681,18 @@ async fn recover_interrupted_create(ctx: &Linking<'_>) -> Result<Option<RecordRe
     Ok(Some(found.record))
 }
 
+/// Who holds a chat's record-creation claim: the chat, not one of its
+/// messages. The sync queue hands a chat's messages over one at a time (one
+/// FIFO group per chat), so a claim another of its messages left is an
+/// earlier attempt's that has ended (failed, or parked until a reconnect or
+/// the budget's reset), and [`recover_interrupted_create`] has just looked
+/// for what it may have made. Claimed per message, the chat's next message
+/// was refused as busy until the claim expired (2 minutes), spending its
+/// receives on it, and was dead-lettered (found by the soak).
+fn creation_claimant(chat_key: &str) -> String {
+    format!("chat#{chat_key}")
+}
+
 async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
     let (deps, chat, settings) = (ctx.deps, ctx.chat, ctx.settings);
     let module = settings
@@ -674,12 +700,13 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         .clone()
         .ok_or(WorkError::NotActive)?;
     let now = deps.clock.now();
+    let claimant = creation_claimant(&chat.key);
     if !deps
         .store
         .claim_record_creation(
             &chat.workspace_id,
             &chat.key,
-            ctx.message_id,
+            &claimant,
             now,
             now + CREATION_CLAIM_SECS,
         )
@@ -707,7 +734,7 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         ContactClaim::Claimed => {}
         ContactClaim::Created(record) => {
             deps.store
-                .release_record_claim(&chat.workspace_id, &chat.key, ctx.message_id)
+                .release_record_claim(&chat.workspace_id, &chat.key, &claimant)
                 .await?;
             return ctx
                 .link_found(&[record], "the record made for this contact's other chat")
@@ -715,7 +742,7 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         }
         ContactClaim::Busy => {
             deps.store
-                .release_record_claim(&chat.workspace_id, &chat.key, ctx.message_id)
+                .release_record_claim(&chat.workspace_id, &chat.key, &claimant)
                 .await?;
             return Err(WorkError::Contended(
                 "this contact's record is being created for another of its chats".into(),
@@ -747,7 +774,7 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         // Refused outright: nothing was created, so the claims can go.
         Err(e @ (CrmError::Rejected { .. } | CrmError::Duplicate { .. })) => {
             deps.store
-                .release_record_claim(&chat.workspace_id, &chat.key, ctx.message_id)
+                .release_record_claim(&chat.workspace_id, &chat.key, &claimant)
                 .await?;
             deps.store
                 .release_contact_claim(&chat.workspace_id, &chat.contact, &chat.key)
@@ -905,6 +932,7 @@ async fn follow_follow_up(ctx: &Linking<'_>, person: &RecordRef) -> Result<(), W
     let now = ctx.deps.clock.now();
     if follow_up.module != "leads"
         || now - ctx.chat.follow_up_checked_at < ctx.deps.config.conversion_check_secs
+        || !ctx.may_spend_on(Deferrable::ConversionCheck).await
     {
         return Ok(());
     }
@@ -964,4 +992,25 @@ async fn owner_candidates(
         candidates.push((user.email, "whatsapp_number_owner"));
     }
     Ok(candidates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_of_a_chat_may_take_over_its_creation_claim_and_no_other_chat() {
+        let (a, b) = (
+            "170000000000001#447700900123",
+            "170000000000001#447700900456",
+        );
+        // Named by the chat alone: no message id in it, so whichever of
+        // the chat's messages comes next holds the same claim.
+        assert_eq!(creation_claimant(a), format!("chat#{a}"));
+        assert_ne!(creation_claimant(a), creation_claimant(b));
+        assert!(
+            !creation_claimant(a).starts_with("wamid."),
+            "not a message id"
+        );
+    }
 }

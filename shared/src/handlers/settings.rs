@@ -42,9 +42,9 @@ pub async fn route(
         ("GET", ["pipelines"]) => pipelines(deps, &me, crm).await,
         ("POST", ["activate"]) => activate(deps, &me, crm).await,
         ("POST", ["deactivate"]) => deactivate(deps, &me, crm).await,
-        (_, [] | ["modules" | "fields" | "pipelines" | "activate" | "deactivate"]) => {
-            Err(ApiError::MethodNotAllowed)
-        }
+        (_, []) => Err(ApiError::MethodNotAllowed("GET, PUT, PATCH")),
+        (_, ["modules" | "fields" | "pipelines"]) => Err(ApiError::MethodNotAllowed("GET")),
+        (_, ["activate" | "deactivate"]) => Err(ApiError::MethodNotAllowed("POST")),
         _ => Err(no_route(req)),
     }
 }

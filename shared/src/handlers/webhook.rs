@@ -24,7 +24,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_ht
     let result = match req.method().as_str() {
         "GET" => verify_subscription(deps, &req).await,
         "POST" => receive(deps, &req).await,
-        _ => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::MethodNotAllowed("GET, POST")),
     };
     Ok(result.unwrap_or_else(ApiError::into_response))
 }

@@ -15,6 +15,7 @@ pub mod page;
 pub mod pipedrive_token;
 pub mod reaction;
 pub mod read;
+pub mod record_pass;
 pub mod send;
 pub mod session;
 pub mod start;

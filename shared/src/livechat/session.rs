@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::view::ViewError;
@@ -27,24 +28,37 @@ pub struct LiveSession {
     pub expires_at: i64,
 }
 
+/// `<payload>.<signature>`, both base64url: `value` as JSON, signed with
+/// the state key for `purpose` (so that one kind of token never passes as
+/// another). Signed, not encrypted: for what the page may read anyway.
+pub(crate) fn seal_signed<T: Serialize>(purpose: &str, value: &T, keys: &KeyRing) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default());
+    let signature = keys.sign_state(&format!("{purpose}.{payload}"));
+    format!("{payload}.{signature}")
+}
+
+/// What [`seal_signed`] sealed for `purpose`, if the signature holds.
+pub(crate) fn open_signed<T: DeserializeOwned>(
+    purpose: &str,
+    sealed: &str,
+    keys: &KeyRing,
+) -> Option<T> {
+    let (payload, signature) = sealed.trim().split_once('.')?;
+    if !keys.verify_state(&format!("{purpose}.{payload}"), signature) {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 impl LiveSession {
-    /// `<payload>.<signature>`, both base64url.
     pub fn seal(&self, keys: &KeyRing) -> String {
-        let payload =
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("a session serialises"));
-        let signature = keys.sign_state(&format!("live-session.{payload}"));
-        format!("{payload}.{signature}")
+        seal_signed("live-session", self, keys)
     }
 
     /// The session a sealed token holds, if it is ours and still valid.
     pub fn open(sealed: &str, keys: &KeyRing, now: i64) -> Option<Self> {
-        let (payload, signature) = sealed.trim().split_once('.')?;
-        if !keys.verify_state(&format!("live-session.{payload}"), signature) {
-            return None;
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let session: Self = serde_json::from_slice(&bytes).ok()?;
-        (session.expires_at > now).then_some(session)
+        open_signed::<Self>("live-session", sealed, keys).filter(|s| s.expires_at > now)
     }
 }
 
@@ -163,9 +177,17 @@ impl LiveSession {
     /// own personal connection, so the CRM's sharing rules decide what a
     /// read shows.
     pub async fn personal_crm(&self, deps: &Deps) -> Result<Arc<dyn Crm>, ViewError> {
-        let not_connected = || ViewError::NotConnected(self.crm.display_name());
-        let connection = deps
-            .store
+        let connection = self.personal_connection(deps).await?;
+        match connection_crm(deps, &connection).await {
+            Ok(crm) => Ok(crm),
+            Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => Err(self.not_connected()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user's personal connection, while it works.
+    pub async fn personal_connection(&self, deps: &Deps) -> Result<Connection, ViewError> {
+        deps.store
             .connection(
                 &self.workspace_id,
                 self.crm,
@@ -173,12 +195,12 @@ impl LiveSession {
                 Some(&self.user_id),
             )
             .await?
-            .ok_or_else(not_connected)?;
-        match connection_crm(deps, &connection).await {
-            Ok(crm) => Ok(crm),
-            Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => Err(not_connected()),
-            Err(e) => Err(e.into()),
-        }
+            .filter(|c| c.status == ConnectionStatus::Active)
+            .ok_or_else(|| self.not_connected())
+    }
+
+    fn not_connected(&self) -> ViewError {
+        ViewError::NotConnected(self.crm.display_name())
     }
 }
 

@@ -11,15 +11,16 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::LiveSession;
+use super::record_pass::RecordPass;
 use super::send::may_send;
 use crate::crm::CrmError;
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::media::media_file_name;
-use crate::model::{ConnectionKind, Delivery, RecordRef, StoredMessage, chat_key};
+use crate::model::{Delivery, RecordRef, StoredMessage, chat_key};
 use crate::phone::E164;
 use crate::store::ReadMark;
-use crate::sync::{business_number_display, connection_crm};
+use crate::sync::business_number_display;
 use crate::whatsapp::Direction;
 
 /// WhatsApp's customer-service window: free-form messages may be sent for
@@ -73,6 +74,9 @@ pub struct Paging {
 pub struct RecordChats {
     /// The record's numbers in E.164 (equivalent forms included).
     pub numbers: Vec<String>,
+    /// What the CRM showed of the record, for the next polls to send back
+    /// (`X-Live-Record-Pass`) instead of the CRM being asked again.
+    pub record_pass: String,
     pub chats: Vec<ChatView>,
     /// The workspace's business numbers the user may start a chat from.
     pub senders: Vec<Sender>,
@@ -169,15 +173,17 @@ pub async fn record_chats(
         limit,
         ..Paging::default()
     };
-    record_chats_page(deps, session, record, &paging).await
+    record_chats_page(deps, session, record, &paging, None).await
 }
 
-/// The chats `record` shows the session's user, a page of messages each.
+/// The chats `record` shows the session's user, a page of messages each;
+/// the record's numbers from `pass` while it holds, else from the CRM.
 pub async fn record_chats_page(
     deps: &Deps,
     session: &LiveSession,
     record: &RecordRef,
     paging: &Paging,
+    pass: Option<&str>,
 ) -> Result<RecordChats, ViewError> {
     let workspace_id = session.workspace_id.as_str();
     // A session outlives a deletion by up to its 15 minutes: once the
@@ -191,30 +197,7 @@ pub async fn record_chats_page(
     {
         return Err(ViewError::WorkspaceDeleted);
     }
-    let connection = deps
-        .store
-        .connection(
-            workspace_id,
-            session.crm,
-            ConnectionKind::Personal,
-            Some(&session.user_id),
-        )
-        .await?
-        .ok_or(ViewError::NotConnected(session.crm.display_name()))?;
-    let crm = match connection_crm(deps, &connection).await {
-        Ok(crm) => crm,
-        Err(WorkError::Crm(CrmError::ConnectionBroken(_))) => {
-            return Err(ViewError::NotConnected(session.crm.display_name()));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let phones = match crm.record_phones(record).await {
-        Ok(Some(phones)) => phones,
-        // A module the CRM does not have (a forged record) shows nothing,
-        // as a record the user may not see does.
-        Ok(None) | Err(CrmError::Rejected { .. }) => return Err(ViewError::NotVisible),
-        Err(e) => return Err(e.into()),
-    };
+    let (phones, record_pass) = record_phones(deps, session, record, pass).await?;
     let mut numbers = BTreeSet::new();
     for stored in &phones {
         if let Some(number) = E164::parse_stored(stored) {
@@ -274,9 +257,44 @@ pub async fn record_chats_page(
     }
     Ok(RecordChats {
         numbers: numbers.iter().map(ToString::to_string).collect(),
+        record_pass,
         chats,
         senders,
     })
+}
+
+/// The record's phone fields and a pass for them: from `pass` while it
+/// holds for this user and record (the connection still read: one that
+/// stopped working shows nothing at once), else read from the CRM with
+/// the user's own token.
+async fn record_phones(
+    deps: &Deps,
+    session: &LiveSession,
+    record: &RecordRef,
+    pass: Option<&str>,
+) -> Result<(Vec<String>, String), ViewError> {
+    let keys = deps
+        .secrets
+        .keys()
+        .await
+        .map_err(|e| WorkError::Store(crate::error::StoreError::Request(e.to_string())))?;
+    let now = deps.clock.now();
+    if let Some(sealed) = pass
+        && let Some(held) = RecordPass::open(sealed, keys, session, record, now)
+    {
+        session.personal_connection(deps).await?;
+        return Ok((held.phones, sealed.to_owned()));
+    }
+    let crm = session.personal_crm(deps).await?;
+    let phones = match crm.record_phones(record).await {
+        Ok(Some(phones)) => phones,
+        // A module the CRM does not have (a forged record) shows nothing,
+        // as a record the user may not see does.
+        Ok(None) | Err(CrmError::Rejected { .. }) => return Err(ViewError::NotVisible),
+        Err(e) => return Err(e.into()),
+    };
+    let sealed = RecordPass::new(session, record, phones.clone(), now).seal(keys);
+    Ok((phones, sealed))
 }
 
 /// What a chat shows of its messages.

@@ -19,6 +19,7 @@ use shared::model::{
     Delivery, MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User,
     WhatsAppNumber, Workspace,
 };
+use shared::pacing::{ApiPlan, PacingStore};
 use shared::phone::E164;
 use shared::queue::{Job, MessageRef, Queue, QueueName};
 use shared::retention::{Expiry, Retention};
@@ -565,14 +566,6 @@ impl SignInStore for MemoryStore {
     async fn settle_sign_in(&self, _nonce: &str, _sign_in: &SignIn) -> Result<(), StoreError> {
         self.write("settle_sign_in");
         Ok(())
-    }
-    async fn sign_in(&self, _nonce: &str) -> Result<Option<SignIn>, StoreError> {
-        self.read();
-        Ok(None)
-    }
-    async fn nonce_of_code(&self, _code: &str) -> Result<Option<String>, StoreError> {
-        self.read();
-        Ok(None)
     }
     async fn take_ready_sign_in(
         &self,
@@ -1132,5 +1125,31 @@ impl SecretSource for MemorySecrets {
                 id: id.to_owned(),
                 reason: "no such secret".into(),
             })
+    }
+}
+
+/// No plan is ever set here: the assumed one applies, and a notice is news.
+#[async_trait]
+impl PacingStore for MemoryStore {
+    async fn api_plan(
+        &self,
+        _workspace_id: &str,
+        _crm: CrmKind,
+    ) -> Result<Option<ApiPlan>, StoreError> {
+        self.read();
+        Ok(None)
+    }
+    async fn save_api_plan(&self, _workspace_id: &str, _plan: &ApiPlan) -> Result<(), StoreError> {
+        self.write("save_api_plan");
+        Ok(())
+    }
+    async fn first_conserve_notice(
+        &self,
+        _workspace_id: &str,
+        _crm: CrmKind,
+        _day: &str,
+    ) -> Result<bool, StoreError> {
+        self.write("first_conserve_notice");
+        Ok(true)
     }
 }

@@ -156,6 +156,7 @@ pub(crate) struct Shared {
     pub store: Mutex<store::Store>,
     pub contract_checks: bool,
     pub max_body: usize,
+    pub faults: sandbox_kit::faults::Faults,
 }
 
 impl Shared {
@@ -185,6 +186,7 @@ impl PipedriveSandbox {
         let shared = Arc::new(Shared {
             contract_checks: config.contract_checks,
             max_body,
+            faults: sandbox_kit::faults::Faults::default(),
             store: Mutex::new(store::Store::new(config, bound.base_url.clone())),
         });
         let served = bound.serve(
@@ -373,6 +375,12 @@ impl PipedriveSandboxHandle {
 
     pub fn clear_requests(&self) {
         self.st().requests.clear();
+    }
+
+    /// Random faults on API calls (see [`sandbox_kit::faults`]); also
+    /// `POST /__sandbox/faults`.
+    pub fn faults(&self) -> &sandbox_kit::faults::Faults {
+        &self.shared.faults
     }
 
     /// The next `n` API calls answer `status` with the error envelope.

@@ -1,6 +1,9 @@
 //! What the local API sandboxes (Zoho CRM, Graph API) share: serving an
 //! axum router on a loopback port in the background until told to stop,
-//! and the setup of their command-line binaries.
+//! the setup of their command-line binaries, and random fault injection
+//! ([`faults`]).
+
+pub mod faults;
 
 use std::io::Write;
 use std::net::SocketAddr;

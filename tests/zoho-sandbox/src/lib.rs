@@ -9,6 +9,7 @@
 //! exposed through [`SandboxHandle::contract_violations`].
 
 pub mod contract;
+mod faults;
 mod metadata;
 pub mod scopes;
 pub mod search;
@@ -212,6 +213,7 @@ pub(crate) struct Shared {
     pub store: Mutex<store::Store>,
     pub contract: Option<contract::Contract>,
     pub in_flight: std::sync::atomic::AtomicUsize,
+    pub faults: sandbox_kit::faults::Faults,
 }
 
 impl Shared {
@@ -238,6 +240,7 @@ impl ZohoSandbox {
             store: Mutex::new(store::Store::new(config, base_url.clone())),
             contract,
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            faults: sandbox_kit::faults::Faults::default(),
         });
         let served = bound.serve(server::router(Arc::clone(&shared)), "zoho sandbox");
         Ok(SandboxHandle { shared, served })
@@ -369,6 +372,12 @@ impl SandboxHandle {
     /// Successful `grant_type=refresh_token` exchanges so far.
     pub fn token_refresh_count(&self) -> u64 {
         self.shared.store().token_refreshes
+    }
+
+    /// Random faults on CRM API calls (see [`sandbox_kit::faults`]); also
+    /// `POST /__sandbox/faults`.
+    pub fn faults(&self) -> &sandbox_kit::faults::Faults {
+        &self.shared.faults
     }
 
     /// The next `n` CRM API calls answer `status` with a Zoho error body

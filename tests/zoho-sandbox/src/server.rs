@@ -18,7 +18,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+mod accounts;
+mod admin;
+
 use crate::contract::{self, ContractViolation};
+use crate::faults::{self, Injected};
 use crate::store::{self, ApiResponse, error};
 use crate::{RecordedRequest, Shared};
 
@@ -58,21 +62,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/crm/v8/{module}/{id}/actions/convert", post(convert));
     let accounts = Router::new()
-        .route("/oauth/v2/auth", get(authorize))
-        .route("/oauth/v2/token", post(token))
-        .route("/oauth/v2/token/revoke", post(revoke))
-        .route("/oauth/serverinfo", get(serverinfo));
+        .route("/oauth/v2/auth", get(accounts::authorize))
+        .route("/oauth/v2/token", post(accounts::token))
+        .route("/oauth/v2/token/revoke", post(accounts::revoke))
+        .route("/oauth/serverinfo", get(accounts::serverinfo));
     let admin = Router::new()
-        .route("/__sandbox/records/{module}", get(admin_records))
-        .route("/__sandbox/notes", get(admin_notes))
-        .route("/__sandbox/users", get(admin_users))
+        .route("/__sandbox/records/{module}", get(admin::records))
+        .route("/__sandbox/notes", get(admin::notes))
+        .route("/__sandbox/users", get(admin::users))
         .route(
             "/__sandbox/requests",
-            get(admin_requests).delete(admin_clear_requests),
+            get(admin::requests).delete(admin::clear_requests),
         )
-        .route("/__sandbox/violations", get(admin_violations))
-        .route("/__sandbox/expire-tokens", post(admin_expire))
-        .route("/__sandbox/fail-next", post(admin_fail_next));
+        .route("/__sandbox/violations", get(admin::violations))
+        .route("/__sandbox/expire-tokens", post(admin::expire))
+        .route("/__sandbox/fail-next", post(admin::fail_next))
+        .merge(state.faults.routes());
     crm.merge(accounts)
         .merge(admin)
         .fallback(not_found)
@@ -175,6 +180,14 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
     }
 
     let is_crm = path.starts_with("/crm/");
+    let fault = is_crm
+        .then(|| sh.faults.draw())
+        .flatten()
+        .map(|(kind, config)| (kind, faults::injected(kind, &config)));
+    if let Some((_, Injected::Delay(wait))) = &fault {
+        tokio::time::sleep(*wait).await;
+    }
+    let mut retry_after = None;
     let mut _guard = None;
     let mut injected = false;
     let early: Option<ApiResponse> = if is_crm {
@@ -188,6 +201,17 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
                 "concurrency limit exceeded",
                 json!({"limit": st.max_concurrency}),
             ))
+        } else if let Some((answer, retry)) = faults::early_answer(
+            fault.as_ref(),
+            &mut st,
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            injected = true;
+            retry_after = retry;
+            Some(answer)
         } else if let Some(f) = st.take_fault() {
             injected = true;
             Some(f)
@@ -287,6 +311,11 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
         {
             rparts.headers.insert("X-API-CREDITS-REMAINING", h);
         }
+        if let Some(secs) = retry_after {
+            rparts
+                .headers
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         st.requests.push(RecordedRequest {
             method,
             path,
@@ -295,6 +324,10 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
             body: body_json,
             response_body: resp_json,
         });
+    }
+    if let Some((_, Injected::Hold(hold))) = &fault {
+        // The work is done; the client times out before it hears so.
+        tokio::time::sleep(*hold).await;
     }
     Response::from_parts(rparts, Body::from(rbytes))
 }
@@ -315,109 +348,6 @@ async fn method_not_allowed() -> Response {
         "The http request method type is not a valid one",
         json!({}),
     ))
-}
-
-// ------------------------------------------------------------------ accounts
-
-fn html_error(msg: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        format!("<html><body><h1>Invalid request</h1><p>{msg}</p></body></html>"),
-    )
-        .into_response()
-}
-
-async fn authorize(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let p = parse_query(q.as_deref());
-    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
-    for k in ["response_type", "client_id", "redirect_uri", "scope"] {
-        if get(k).is_empty() {
-            return html_error(&format!("missing parameter {k}"));
-        }
-    }
-    if get("response_type") != "code" {
-        return html_error("unsupported response_type");
-    }
-    let mut st = sh.store();
-    if !st.known_client(get("client_id")) {
-        return html_error("Invalid Client");
-    }
-    if !st.redirect_allowed(get("redirect_uri")) {
-        return html_error("Invalid Redirect Uri");
-    }
-    let Ok(mut url) = url::Url::parse(get("redirect_uri")) else {
-        return html_error("Invalid Redirect Uri");
-    };
-    let challenge = match (p.get("code_challenge"), get("code_challenge_method")) {
-        (None, _) => None,
-        (Some(c), "S256") => Some(c.clone()),
-        (Some(_), _) => return html_error("unsupported code_challenge_method"),
-    };
-    let code = st.issue_code(
-        get("client_id"),
-        get("redirect_uri"),
-        get("access_type") == "offline",
-        challenge,
-        crate::scopes::parse(get("scope")),
-    );
-    {
-        let mut qp = url.query_pairs_mut();
-        if let Some(state) = p.get("state") {
-            qp.append_pair("state", state);
-        }
-        qp.append_pair("code", &code);
-        qp.append_pair("location", &st.cfg.location);
-        qp.append_pair("accounts-server", &st.base_url);
-    }
-    (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
-}
-
-async fn token(
-    State(sh): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    // Zoho accepts the parameters in the query string or a form body.
-    let mut p = parse_query(q.as_deref());
-    if is_form(&headers) || !body.is_empty() {
-        for (k, v) in url::form_urlencoded::parse(&body).into_owned() {
-            p.insert(k, v);
-        }
-    }
-    let v = sh.store().token(&p);
-    (StatusCode::OK, axum::Json(v)).into_response()
-}
-
-async fn revoke(State(sh): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    let mut p = parse_query(q.as_deref());
-    for (k, v) in url::form_urlencoded::parse(&body).into_owned() {
-        p.insert(k, v);
-    }
-    if sh.store().revocation_outage {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "failure", "error": "service_unavailable"})),
-        )
-            .into_response();
-    }
-    let ok = p.get("token").is_some_and(|t| sh.store().revoke(t));
-    if ok {
-        (StatusCode::OK, axum::Json(json!({"status": "success"}))).into_response()
-    } else {
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"status": "failure", "error": "invalid_token"})),
-        )
-            .into_response()
-    }
-}
-
-async fn serverinfo(State(sh): State<AppState>) -> Response {
-    let st = sh.store();
-    let loc = st.cfg.location.clone();
-    axum::Json(json!({"result": "success", "locations": {loc: st.base_url}})).into_response()
 }
 
 // ----------------------------------------------------------------------- CRM
@@ -654,63 +584,4 @@ async fn convert(
         }
     };
     to_response(sh.store().convert_lead(&id, parsed.as_ref(), &c.0))
-}
-
-// --------------------------------------------------------------------- admin
-
-async fn admin_records(State(sh): State<AppState>, Path(module): Path<String>) -> Response {
-    axum::Json(json!({"data": sh.store().records_json(&module)})).into_response()
-}
-
-async fn admin_notes(State(sh): State<AppState>) -> Response {
-    axum::Json(json!({"data": sh.store().records_json("Notes")})).into_response()
-}
-
-async fn admin_users(State(sh): State<AppState>) -> Response {
-    axum::Json(json!({"users": sh.store().users_json()})).into_response()
-}
-
-async fn admin_requests(State(sh): State<AppState>) -> Response {
-    let list: Vec<Value> = sh
-        .store()
-        .requests
-        .iter()
-        .map(|r| {
-            json!({"method": r.method, "path": r.path, "query": r.query, "status": r.status,
-                   "body": r.body, "response_body": r.response_body})
-        })
-        .collect();
-    axum::Json(json!({"requests": list})).into_response()
-}
-
-async fn admin_clear_requests(State(sh): State<AppState>) -> Response {
-    sh.store().requests.clear();
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn admin_violations(State(sh): State<AppState>) -> Response {
-    let list: Vec<String> = sh
-        .store()
-        .violations
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    axum::Json(json!({"violations": list})).into_response()
-}
-
-async fn admin_expire(State(sh): State<AppState>) -> Response {
-    sh.store().expire_access_tokens();
-    axum::Json(json!({"status": "success"})).into_response()
-}
-
-async fn admin_fail_next(State(sh): State<AppState>, RawQuery(q): RawQuery) -> Response {
-    let p = parse_query(q.as_deref());
-    let n = p.get("n").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let status = p.get("status").and_then(|v| v.parse().ok()).unwrap_or(500);
-    let code = p
-        .get("code")
-        .cloned()
-        .unwrap_or_else(|| "INTERNAL_ERROR".into());
-    sh.store().set_fault(n, status, &code);
-    axum::Json(json!({"status": "success"})).into_response()
 }

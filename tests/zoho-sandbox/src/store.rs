@@ -613,6 +613,16 @@ impl Store {
         }
     }
 
+    /// The access token in `Authorization: Zoho-oauthtoken …` expires now.
+    pub fn expire_access_token(&mut self, header: Option<&str>) {
+        let token = header
+            .and_then(|h| h.strip_prefix("Zoho-oauthtoken "))
+            .map(str::trim);
+        if let Some(a) = token.and_then(|t| self.access.get_mut(t)) {
+            a.expires = Instant::now();
+        }
+    }
+
     pub fn expire_access_tokens(&mut self) {
         let past = Instant::now();
         for a in self.access.values_mut() {

@@ -3,8 +3,7 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | sign-in state (taken by the callback) | `LIVESTATE#<state nonce>` | `STATE` |
-//! | sign-in, by the widget's nonce (`status`: pending, ready, not_connected, used) | `LIVESIGNIN#<sha256 of the nonce>` | `SIGNIN` |
-//! | one-time code → its sign-in | `LIVECODE#<sha256 of the code>` | `CODE` |
+//! | sign-in, by the widget's nonce (`status`: pending, ready, used; a ready one holds its code's SHA-256) | `LIVESIGNIN#<sha256 of the nonce>` | `SIGNIN` |
 //!
 //! Not under a workspace, unlike everything else: a sign-in begins before
 //! anyone knows whose it is, and none of them holds content or a token.
@@ -27,10 +26,6 @@ fn sign_in_pk(nonce_hash: &str) -> String {
     format!("LIVESIGNIN#{nonce_hash}")
 }
 
-fn code_pk(code_hash: &str) -> String {
-    format!("LIVECODE#{code_hash}")
-}
-
 /// What a ready sign-in says about whom it is for (and its code): gone
 /// once it is used.
 const WHO: &[&str] = &[
@@ -43,11 +38,6 @@ const WHO: &[&str] = &[
     "crm_user_email",
     "crm_user_name",
 ];
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CodePointer {
-    nonce_hash: String,
-}
 
 #[async_trait]
 impl SignInStore for DynamoStore {
@@ -90,19 +80,6 @@ impl SignInStore for DynamoStore {
     }
 
     async fn settle_sign_in(&self, nonce_hash: &str, sign_in: &SignIn) -> Result<(), StoreError> {
-        // The code's pointer first: a ready sign-in is never there without
-        // the item its code finds it by.
-        if let SignInStatus::Ready(ready) = &sign_in.status {
-            self.put(to_item(
-                code_pk(&ready.code_hash),
-                "CODE".into(),
-                &CodePointer {
-                    nonce_hash: nonce_hash.to_owned(),
-                },
-                Some(sign_in.expires_at),
-            )?)
-            .await?;
-        }
         self.put(to_item(
             sign_in_pk(nonce_hash),
             "SIGNIN".into(),
@@ -112,30 +89,13 @@ impl SignInStore for DynamoStore {
         .await
     }
 
-    async fn sign_in(&self, nonce_hash: &str) -> Result<Option<SignIn>, StoreError> {
-        // Expired or not: the caller tells "expired" from "not begun yet".
-        self.get_raw(sign_in_pk(nonce_hash), "SIGNIN".into())
-            .await?
-            .map(from_item)
-            .transpose()
-    }
-
-    async fn nonce_of_code(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
-        match self.get_raw(code_pk(code_hash), "CODE".into()).await? {
-            Some(item) if !expired(&item, now()) => {
-                Ok(Some(from_item::<CodePointer>(item)?.nonce_hash))
-            }
-            _ => Ok(None),
-        }
-    }
-
     async fn take_ready_sign_in(
         &self,
         nonce_hash: &str,
         code_hash: &str,
     ) -> Result<Option<SignIn>, StoreError> {
-        // Used, not deleted: the nonce's poll then says "spent", not
-        // "pending"; who it was for goes with the code.
+        // Used, not deleted, so that a second try finds it spent; who it
+        // was for goes with the code.
         let mut update = self
             .client
             .update_item()
@@ -166,8 +126,6 @@ impl SignInStore for DynamoStore {
                 return Ok(None);
             }
         };
-        // Its code is spent with it.
-        self.delete(code_pk(code_hash), "CODE".into()).await?;
         attributes.map(from_item).transpose()
     }
 }

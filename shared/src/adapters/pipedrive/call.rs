@@ -177,7 +177,7 @@ impl PipedriveApi {
         let url = format!("{}{}", self.api_domain, fill(template, ids));
         let cost = u64::from(token_cost(method.as_str(), template));
         let mut token = self.tokens.current().await?;
-        let (mut refreshed, mut waited) = (false, false);
+        let (mut refreshed, mut waited, mut retried) = (false, false, false);
         loop {
             let request = self.http.request(method.clone(), &url).bearer_auth(&token);
             let response = build(request)
@@ -187,6 +187,12 @@ impl PipedriveApi {
                 .map_err(crm_transport)?;
             let status = response.status();
             let rate = RateHeaders::read(response.headers());
+            // 429s have their own rule (burst or budget): see `after_429`.
+            let quick_wait = crate::adapters::quick_retry_wait(
+                &method,
+                status,
+                response.headers().get("retry-after"),
+            );
             let tokens = if charged(status) { cost } else { 0 };
             self.spent.fetch_add(tokens, Ordering::Relaxed);
             self.meter
@@ -228,7 +234,19 @@ impl PipedriveApi {
                     tokio::time::sleep(wait).await;
                     waited = true;
                 }
-                s if s.is_server_error() => return Err(CrmError::Unavailable(s.as_u16())),
+                s if s.is_server_error() => match quick_wait {
+                    Some(wait) if !retried => {
+                        tracing::info!(
+                            path = template,
+                            status = s.as_u16(),
+                            wait_ms = wait.as_millis() as u64,
+                            "Pipedrive call failed; trying once more"
+                        );
+                        tokio::time::sleep(wait).await;
+                        retried = true;
+                    }
+                    _ => return Err(CrmError::Unavailable(s.as_u16())),
+                },
                 s => return Err(rejection(s, body.as_ref())),
             }
         }

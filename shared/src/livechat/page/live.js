@@ -9,8 +9,10 @@
 //   live-chat session.
 // - Zoho: nothing Zoho hands a widget is signed, so the user signs in through
 //   our own Zoho OAuth in a popup, which hands a one-time code back by
-//   postMessage (or the page polls with its nonce when the opener link is
-//   cut); getCurrentUser() is only compared, to warn about a mismatch.
+//   postMessage (or shows it for pasting when the opener link is cut); the
+//   code works only with the nonce this page began with and never left it
+//   but for the popup; getCurrentUser() is only compared, to warn about a
+//   mismatch.
 // The session lives in memory only (no third-party cookies) and goes out as
 // the X-Live-Session header. The record id is a hint too: the backend reads
 // the record with the user's own CRM token and decides what it shows.
@@ -79,7 +81,7 @@
   function setSession(body) {
     state.session = body.session; state.expiresAt = body.expires_at;
     state.crmUser = { id: body.crm_user_id, name: body.crm_user_name, email: body.crm_user_email };
-    $("connect").hidden = true; $("sign-in").hidden = true;
+    $("connect").hidden = true; $("sign-in").hidden = true; $("code-form").hidden = true;
     if (identity.signedIn) identity.signedIn();
     state.etag = null;
     poll();
@@ -177,28 +179,30 @@
     state.nonce = nonce;
     var popup = window.open("/oauth/zoho/live?nonce=" + enc(nonce), "zoho-sign-in", "popup,width=520,height=680");
     var err = $("sign-in-error");
-    err.hidden = !!popup;
+    err.hidden = false;
     if (!popup) { err.textContent = "Allow pop-ups for this page to sign in."; return; }
-    err.hidden = false; err.textContent = "Finish signing in in the window that opened…";
-    var started = now();
-    // If the sign-in window lost its link to us, the nonce still finds the code.
-    (function waitForCode() {
-      if (state.session || state.nonce !== nonce) return;
-      if (now() - started > 600) { err.textContent = "Sign-in took too long. Try again."; return; }
-      startSession("/api/live/zoho/session", { nonce: nonce }).then(function (res) {
-        if (res.status === 202) setTimeout(waitForCode, POLL_MS);
-        else if (res.status !== 200 && res.status !== 403) err.textContent = errorText(res, "Sign-in failed");
-      }, function () { setTimeout(waitForCode, POLL_MS * 2); });
-    })();
+    err.textContent = "Finish signing in in the window that opened…";
+    // If the sign-in window lost its link to this page, it shows the code.
+    $("code-form").hidden = false; $("code-input").value = "";
   });
-  window.addEventListener("message", function (e) {
-    var d = e.data;
-    if (e.origin !== location.origin || !d || d.type !== "zoho-live-code" || d.nonce !== state.nonce || state.session) return;
-    startSession("/api/live/zoho/session", { code: d.code }).then(function (res) {
+  function redeem(code) {
+    if (!state.nonce || state.session) return;
+    startSession("/api/live/zoho/session", { code: code, nonce: state.nonce }).then(function (res) {
       if (res.status !== 200 && res.status !== 403 && !state.session) {
         var err = $("sign-in-error"); err.hidden = false; err.textContent = errorText(res, "Sign-in failed");
       }
     });
+  }
+  $("code-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var code = $("code-input").value.trim();
+    if (code) redeem(code);
+  });
+  window.addEventListener("message", function (e) {
+    var d = e.data;
+    if (e.origin !== location.origin || !d || d.type !== "zoho-live-code" || d.nonce !== state.nonce || state.session) return;
+    if (d.notConnected) { notConnected("/oauth/zoho/start"); return; }
+    redeem(d.code);
   });
 
   var identity = CRM === "zoho" ? zohoIdentity() : pipedriveIdentity();
@@ -225,7 +229,10 @@
     if (identity.renew && state.expiresAt - now() < 60 && now() - state.askedAt > 30) identity.renew();
     if (document.visibilityState !== "visible") return;
     if (!state.record) { show(CRM === "zoho" ? "Waiting for Zoho CRM's record…" : "Open WhatsApp from a person, deal or lead."); return; }
-    var headers = state.etag ? { "if-none-match": state.etag } : null;
+    var headers = {};
+    if (state.etag) headers["if-none-match"] = state.etag;
+    // What the CRM last showed of the record: no CRM call while it holds.
+    if (state.view && state.view.record_pass) headers["x-live-record-pass"] = state.view.record_pass;
     api("GET", "/api/live/chats?record=" + enc(state.record), null, headers).then(function (res) {
       if (res.status === 200) {
         state.etag = res.headers.get("etag"); state.view = res.body; show(""); render();

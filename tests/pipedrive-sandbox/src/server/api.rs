@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
+use super::faults::{self, Injected};
 use super::{AppState, Observed, content_type, query_pairs, to_response};
 use crate::contract::Body as CheckedBody;
 use crate::spec::{self, Operation, Version};
@@ -91,7 +92,11 @@ pub fn implemented() -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn with_rate_headers(mut resp: Response, h: RateHeaders, retry_after: Option<u64>) -> Response {
+pub(super) fn with_rate_headers(
+    mut resp: Response,
+    h: RateHeaders,
+    retry_after: Option<u64>,
+) -> Response {
     let headers = resp.headers_mut();
     for (k, v) in [
         ("x-ratelimit-limit", u64::from(h.limit)),
@@ -109,6 +114,14 @@ fn with_rate_headers(mut resp: Response, h: RateHeaders, retry_after: Option<u64
 fn observed(mut resp: Response, o: Observed) -> Response {
     resp.extensions_mut().insert(o);
     resp
+}
+
+/// Pipedrive's 401 for a missing, expired or revoked token (reference §10).
+pub(super) fn unauthorized() -> Response {
+    to_response(Reply::json(
+        401,
+        json!({"success": false, "error": "unauthorized access", "errorCode": 401}),
+    ))
 }
 
 /// Parses the body into the handler's input (and, for multipart, the form
@@ -222,13 +235,6 @@ pub async fn api(State(sh): State<AppState>, req: Request) -> Response {
             ),
         ));
     };
-    let delay = sh.store().faults.take_slow();
-    if let Some(d) = delay {
-        tokio::time::sleep(d).await;
-    }
-    if let Some(status) = sh.store().faults.take_fail() {
-        return to_response(error(status, status_message(status)));
-    }
     let auth_header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -239,6 +245,24 @@ pub async fn api(State(sh): State<AppState>, req: Request) -> Response {
         .and_then(|h| h.split_whitespace().nth(1))
         .unwrap_or("")
         .to_string();
+    let mut hold = None;
+    match sh
+        .faults
+        .draw()
+        .map(|(kind, config)| faults::injected(kind, &config, &mut sh.store(), &token))
+    {
+        Some(Injected::Answer(answer)) => return answer,
+        Some(Injected::Delay(wait)) => tokio::time::sleep(wait).await,
+        Some(Injected::Hold(held)) => hold = Some(held),
+        None => {}
+    }
+    let delay = sh.store().faults.take_slow();
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    if let Some(status) = sh.store().faults.take_fail() {
+        return to_response(error(status, status_message(status)));
+    }
     let (caller, rate) = {
         let mut st = sh.store();
         let (caller, scopes) = match st.authenticate(auth_header.as_deref()) {
@@ -249,12 +273,7 @@ pub async fn api(State(sh): State<AppState>, req: Request) -> Response {
                     "Invalid request: malformed authorization header",
                 ));
             }
-            Err(AuthFailure::Invalid) => {
-                return to_response(Reply::json(
-                    401,
-                    json!({"success": false, "error": "unauthorized access", "errorCode": 401}),
-                ));
-            }
+            Err(AuthFailure::Invalid) => return unauthorized(),
         };
         if !m.op.scopes.is_empty() && !m.op.scopes.iter().any(|s| scopes.contains(s)) {
             return to_response(error(403, "Scope and URL mismatch"));
@@ -296,6 +315,7 @@ pub async fn api(State(sh): State<AppState>, req: Request) -> Response {
         Observed {
             token_cost: m.op.token_cost,
             body: checked,
+            hold,
         },
     )
 }

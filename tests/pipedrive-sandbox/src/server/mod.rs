@@ -9,6 +9,7 @@
 
 mod admin;
 mod api;
+mod faults;
 mod oauth;
 
 use std::sync::Arc;
@@ -36,6 +37,9 @@ pub use api::implemented;
 pub(crate) struct Observed {
     pub token_cost: u64,
     pub body: Option<CheckedBody>,
+    /// An injected time-out: the answer is held this long after it is
+    /// recorded (the client has given up by then).
+    pub hold: Option<std::time::Duration>,
 }
 
 pub fn router(state: AppState, max_body: usize) -> Router {
@@ -46,6 +50,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/oauth/revoke", post(oauth::revoke));
     oauth
         .merge(admin::routes())
+        .merge(state.faults.routes())
         .fallback(api::api)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
         .layer(DefaultBodyLimit::max(max_body))
@@ -155,6 +160,9 @@ async fn observe(State(sh): State<AppState>, req: Request, next: Next) -> Respon
             status,
             response_body: resp_json,
         });
+    }
+    if let Some(hold) = observed.hold {
+        tokio::time::sleep(hold).await;
     }
     Response::from_parts(rparts, Body::from(rbytes))
 }

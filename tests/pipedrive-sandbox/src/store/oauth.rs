@@ -386,6 +386,16 @@ impl Store {
         }
     }
 
+    /// The access token `token` expires now (its next call → 401).
+    pub fn expire_access_token(&mut self, token: &str) {
+        let past = Instant::now()
+            .checked_sub(Duration::from_millis(1))
+            .unwrap_or_else(Instant::now);
+        if let Some(a) = self.oauth.access.get_mut(token) {
+            a.expires = past;
+        }
+    }
+
     pub fn expire_access_tokens(&mut self) {
         let past = Instant::now()
             .checked_sub(Duration::from_millis(1))

@@ -4,42 +4,46 @@
 //! `getCurrentUser()` are the browser's word), so the user proves who they
 //! are to Zoho itself, in a popup on our origin:
 //!
-//! 1. The widget makes a random nonce and opens `GET /oauth/zoho/live?nonce=…`
-//!    ([`begin`]): a sign-in state (its own purpose, signed, single-use,
-//!    bound to the popup's browser by a cookie, PKCE) and the nonce's
-//!    sign-in, pending; the popup goes to Zoho asking only for the scopes
-//!    that read the user and their organization.
+//! 1. The widget makes a random nonce, keeps it in memory, and opens
+//!    `GET /oauth/zoho/live?nonce=…` ([`begin`]): a sign-in state (its own
+//!    purpose, signed, single-use, bound to the popup's browser by a
+//!    cookie, PKCE) and the nonce's sign-in, pending; the popup goes to
+//!    Zoho asking only for the scopes that read the user and their
+//!    organization.
 //! 2. Zoho's redirect reaches the usual callback, which sees the state's
 //!    purpose and calls [`complete`]: the code is exchanged, the user and
 //!    organization read, the fresh grant revoked at once, and the user's
 //!    *personal* connection found by (organization, user). With one, a
 //!    one-time code (256 random bits, stored hashed, two minutes) is
-//!    minted and the popup's page posts `{type: "zoho-live-code", code,
-//!    nonce}` to its opener (our origin only) and closes; without one, no
-//!    code: the page says how to connect.
-//! 3. The widget exchanges the code — or, if the popup lost its opener,
-//!    polls with its nonce — at `POST /api/live/zoho/session` ([`redeem`]):
-//!    once, by whichever comes first, for a live-chat session.
+//!    minted for that nonce's sign-in, and the popup's page
+//!    ([`popup::page`]) posts `{type: "zoho-live-code", code, nonce}` to
+//!    its opener — only if the opener is on our own origin — and closes;
+//!    without an opener on our origin (a strict opener policy on the way
+//!    cut it), it shows the code for the user to paste into the widget.
+//!    Without a connection, no code: the page says how to connect, and
+//!    tells an opener on our origin so.
+//! 3. The widget exchanges the code *with its nonce* at
+//!    `POST /api/live/zoho/session` ([`redeem`]), once, for a live-chat
+//!    session.
 //!
-//! Known limit of the nonce poll: whoever knows a nonce may collect its
-//! session, and a nonce travels in the popup's URL. The widget's own
-//! nonce never leaves its page and the popup, but a page that sends a
-//! victim to `/oauth/zoho/live?nonce=<its own>` and polls that nonce gets
-//! the victim's session if the victim signs in to Zoho in that window.
-//! The code path (the opener check of `postMessage`) has no such gap;
-//! what would close it is a confirmation step in the popup before a
-//! nonce may be redeemed.
+//! Nothing is handed out for a nonce alone: a page that sends a victim to
+//! `/oauth/zoho/live?nonce=<its own>` learns no code, because the code goes
+//! only to a window on our origin or before the user's eyes. (An earlier
+//! design let the widget poll with its nonce; that handed the session to
+//! whoever knew the nonce.)
 
 use async_trait::async_trait;
-use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
+
+pub mod popup;
+
+pub use popup::Popup;
 
 use super::session::{self, SessionAnswer, current_personal, personal_connection_of};
 use crate::crm::{CrmError, CrmOAuth};
 use crate::crypto::{pkce_challenge, random_token, secrets_equal, sha256_hex};
 use crate::deps::Deps;
 use crate::error::{SecretsError, StoreError};
-use crate::handlers::http::HttpResponse;
 use crate::model::CrmKind;
 
 /// What starts a sign-in's `state` (a connection's is `<nonce>.<sig>`), so
@@ -55,8 +59,7 @@ pub struct SignInState {
     /// The state's own random id (what the `state` parameter names).
     pub nonce: String,
     pub crm: CrmKind,
-    /// The widget's nonce: handed back with the code, so the widget knows
-    /// the message is for its own sign-in.
+    /// The widget's nonce: the code is redeemable only with it.
     pub page_nonce: String,
     pub expires_at: i64,
     /// PKCE verifier: only its challenge leaves the server.
@@ -90,18 +93,16 @@ pub struct SignedIn {
     pub crm_user_name: Option<String>,
 }
 
-/// Where a sign-in stands, as the widget's nonce finds it.
+/// Where a sign-in stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SignInStatus {
-    /// Begun; Zoho has not sent the user back yet.
+    /// Begun; no code was minted (Zoho has not sent the user back, or the
+    /// user had no personal connection).
     Pending,
-    /// A code was minted: redeemable once, by the code or by the nonce.
+    /// A code was minted: redeemable once, with the widget's nonce.
     Ready(SignedIn),
-    /// The Zoho user has no working personal connection here.
-    NotConnected { crm_user_email: String },
-    /// Redeemed: kept until it expires, so that the nonce's poll learns it
-    /// is spent rather than waiting on.
+    /// Redeemed.
     Used,
 }
 
@@ -123,14 +124,8 @@ pub trait SignInStore: Send + Sync {
     async fn begin_sign_in(&self, state: &SignInState, nonce_hash: &str) -> Result<(), StoreError>;
     /// Removes and returns the state: it can be used once.
     async fn take_sign_in_state(&self, nonce: &str) -> Result<Option<SignInState>, StoreError>;
-    /// Records what the callback found under the widget's nonce and, for a
-    /// ready sign-in, its code (pointing to that nonce).
+    /// Records what the callback found under the widget's nonce.
     async fn settle_sign_in(&self, nonce_hash: &str, sign_in: &SignIn) -> Result<(), StoreError>;
-    /// The sign-in under a widget's nonce (read consistently), expired or
-    /// not (the caller tells which).
-    async fn sign_in(&self, nonce_hash: &str) -> Result<Option<SignIn>, StoreError>;
-    /// The widget nonce (hashed) a code belongs to.
-    async fn nonce_of_code(&self, code_hash: &str) -> Result<Option<String>, StoreError>;
     /// Marks the nonce's sign-in used if it is still ready with the code
     /// `code_hash` (dropping who it was for), and returns it as it was: one
     /// caller gets it, whoever asks first (a conditional update).
@@ -155,7 +150,7 @@ pub enum SignInError {
         "{0} users sign in to live chat through the CRM itself; there is no sign-in page for it"
     )]
     Unsupported(&'static str),
-    /// An unknown, used or expired code or nonce.
+    /// An unknown, used or expired code, or one for another nonce.
     #[error("this sign-in is unknown, used or expired: sign in again")]
     Expired,
     /// The CRM could not say who the user is.
@@ -231,19 +226,6 @@ pub async fn begin(
     Ok((url, state.nonce))
 }
 
-/// What the popup shows once the callback has run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Popup {
-    /// Hand `code` (and the widget's `nonce`) to the opener.
-    SignedIn {
-        code: String,
-        nonce: String,
-        crm_user_email: String,
-    },
-    /// The Zoho user has no personal connection: no code.
-    NotConnected { crm_user_email: String },
-}
-
 /// The state's nonce and signature (after [`STATE_PREFIX`]).
 pub fn split_state(signed: &str) -> Option<(&str, &str)> {
     signed.strip_prefix(STATE_PREFIX)?.split_once('.')
@@ -308,31 +290,20 @@ pub async fn complete(
         ),
     }
     let identity = identity?;
-    let nonce_hash = sha256_hex(&state.page_nonce);
-    let now = deps.clock.now();
     let Some(connection) =
         personal_connection_of(deps, crm, &identity.org_id, &identity.user_id).await?
     else {
+        // The sign-in stays pending until it expires: nothing to redeem.
         tracing::info!(crm = crm.as_str(), crm_user_id = %identity.user_id, "live-chat sign-in without a personal connection");
-        deps.store
-            .settle_sign_in(
-                &nonce_hash,
-                &SignIn {
-                    status: SignInStatus::NotConnected {
-                        crm_user_email: identity.email.clone(),
-                    },
-                    expires_at: state.expires_at,
-                },
-            )
-            .await?;
         return Ok(Popup::NotConnected {
+            nonce: state.page_nonce,
             crm_user_email: identity.email,
         });
     };
     let code = random_token();
     deps.store
         .settle_sign_in(
-            &nonce_hash,
+            &sha256_hex(&state.page_nonce),
             &SignIn {
                 status: SignInStatus::Ready(SignedIn {
                     code_hash: sha256_hex(&code),
@@ -344,7 +315,7 @@ pub async fn complete(
                     crm_user_email: connection.crm_user_email.clone(),
                     crm_user_name: identity.name,
                 }),
-                expires_at: now + deps.config.live_signin_code_ttl_secs,
+                expires_at: deps.clock.now() + deps.config.live_signin_code_ttl_secs,
             },
         )
         .await?;
@@ -366,101 +337,53 @@ pub struct Callback<'a> {
     pub browser_secret: Option<&'a str>,
 }
 
-/// What the widget asks `POST /api/live/zoho/session` with.
+/// What the widget asks `POST /api/live/zoho/session` with: the code the
+/// popup handed over and the nonce the widget began with.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SessionAsk {
-    #[serde(default)]
-    pub code: Option<String>,
-    #[serde(default)]
-    pub nonce: Option<String>,
+    pub code: String,
+    pub nonce: String,
 }
 
 /// What a redemption gives the widget.
 #[derive(Debug)]
 pub enum Redeemed {
-    /// The nonce's sign-in has not come back from Zoho yet: ask again.
-    Pending,
-    /// Signed in as `crm_user_email`, who has no personal connection.
+    /// Signed in as `crm_user_email`, whose personal connection went away
+    /// since the callback.
     NotConnected {
         crm_user_email: String,
     },
     Session(Box<SessionAnswer>),
 }
 
-/// What a code or a nonce finds, taken out of the store if it was ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Taken {
-    Pending,
-    NotConnected {
-        crm_user_email: String,
-    },
-    /// Ready, and now used.
-    Ready(SignedIn),
-}
-
-/// Takes what a code or a nonce names at `now`: a ready sign-in once,
-/// whoever asks first, by either; [`SignInError::Expired`] for anything
-/// used or out of time, and for an unknown code. An unknown nonce is
-/// pending: the widget polls from the moment it opens the popup, which
-/// may be before the popup has begun the sign-in.
+/// Takes the sign-in `ask` names at `now`: once, whoever asks first, and
+/// only with the nonce the code was minted for; [`SignInError::Expired`]
+/// for anything unknown, used, out of time or for another nonce.
 pub async fn take(
     store: &dyn SignInStore,
     ask: &SessionAsk,
     now: i64,
-) -> Result<Taken, SignInError> {
-    let taken = match (ask.code.as_deref(), ask.nonce.as_deref()) {
-        (Some(code), None) => {
-            let code_hash = sha256_hex(code);
-            let Some(nonce_hash) = store.nonce_of_code(&code_hash).await? else {
-                return Err(SignInError::Expired);
-            };
-            store.take_ready_sign_in(&nonce_hash, &code_hash).await?
-        }
-        (None, Some(nonce)) => {
-            let nonce_hash = sha256_hex(nonce);
-            let Some(sign_in) = store.sign_in(&nonce_hash).await? else {
-                return Ok(Taken::Pending);
-            };
-            if sign_in.expires_at <= now {
-                return Err(SignInError::Expired);
-            }
-            match sign_in.status {
-                SignInStatus::Pending => return Ok(Taken::Pending),
-                SignInStatus::Used => return Err(SignInError::Expired),
-                SignInStatus::NotConnected { crm_user_email } => {
-                    return Ok(Taken::NotConnected { crm_user_email });
-                }
-                SignInStatus::Ready(ready) => {
-                    store
-                        .take_ready_sign_in(&nonce_hash, &ready.code_hash)
-                        .await?
-                }
-            }
-        }
-        _ => {
-            return Err(SignInError::Invalid(
-                "expected {\"code\": \"…\"} or {\"nonce\": \"…\"}".into(),
-            ));
-        }
-    };
-    match taken {
+) -> Result<SignedIn, SignInError> {
+    if !valid_page_nonce(&ask.nonce) || ask.code.is_empty() {
+        return Err(SignInError::Invalid(
+            "expected {\"code\": \"…\", \"nonce\": \"…\"}: the code the sign-in window showed and the nonce the page began with".into(),
+        ));
+    }
+    match store
+        .take_ready_sign_in(&sha256_hex(&ask.nonce), &sha256_hex(&ask.code))
+        .await?
+    {
         Some(SignIn {
             status: SignInStatus::Ready(signed_in),
             expires_at,
-        }) if expires_at > now => Ok(Taken::Ready(signed_in)),
+        }) if expires_at > now => Ok(signed_in),
         _ => Err(SignInError::Expired),
     }
 }
 
-/// Exchanges a code or a nonce for a session, once.
+/// Exchanges a code (with its nonce) for a session, once.
 pub async fn redeem(deps: &Deps, ask: &SessionAsk) -> Result<Redeemed, SignInError> {
-    let signed_in = match take(deps.store.as_ref(), ask, deps.clock.now()).await? {
-        Taken::Pending => return Ok(Redeemed::Pending),
-        Taken::NotConnected { crm_user_email } => {
-            return Ok(Redeemed::NotConnected { crm_user_email });
-        }
-        Taken::Ready(signed_in) => signed_in,
-    };
+    let signed_in = take(deps.store.as_ref(), ask, deps.clock.now()).await?;
     // The connection may have gone since the callback (disconnected, the
     // workspace deleted): read it again.
     let Some(connection) = current_personal(
@@ -480,82 +403,6 @@ pub async fn redeem(deps: &Deps, ask: &SessionAsk) -> Result<Redeemed, SignInErr
     Ok(Redeemed::Session(Box::new(
         session::start(deps, &connection, signed_in.crm_user_name).await?,
     )))
-}
-
-/// The popup's one script: hands the code to the widget that opened the
-/// popup — only if that window is on our origin — and closes. Without an
-/// opener (a strict opener policy on the way cut it), the page's text
-/// sends the user back, where the widget's poll finds the sign-in.
-const POPUP_JS: &str = r#"(function () {
-  var d = document.body.dataset;
-  if (!d.code || !window.opener || window.opener.closed) { return; }
-  window.opener.postMessage({ type: "zoho-live-code", code: d.code, nonce: d.nonce }, location.origin);
-  window.close();
-})();"#;
-
-const POPUP_CSS: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:2rem;color:#1d2939}h1{font-size:1.2rem}code{background:#f2f4f7;padding:0 .25rem}";
-
-/// Escapes text for HTML (a CRM user's e-mail is the CRM's word).
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// The popup's page: its script and style allowed by their hashes only,
-/// never framed, never cached, and no referrer for the links on it (the
-/// URL holds Zoho's code and our state).
-pub fn popup_page(popup: &Popup) -> HttpResponse {
-    let (status, data, body) = match popup {
-        Popup::SignedIn {
-            code,
-            nonce,
-            crm_user_email,
-        } => (
-            200,
-            // Code and nonce are base64url: nothing to escape in an attribute.
-            format!(r#" data-code="{code}" data-nonce="{nonce}""#),
-            format!(
-                "<h1>Signed in</h1><p>You are signed in to the WhatsApp chat as {}.</p>\
-                 <p>Go back to Zoho CRM; the chat will open. You can close this window.</p>",
-                escape(crm_user_email)
-            ),
-        ),
-        Popup::NotConnected { crm_user_email } => (
-            403,
-            String::new(),
-            format!(
-                "<h1>Connect Zoho first</h1><p>You are signed in to Zoho as {}, but you have no \
-                 personal Zoho connection in the WhatsApp sync, and live chat shows chats only to \
-                 users with one.</p><p>Connect your own Zoho account in the WhatsApp sync (its \
-                 connect page, <code>POST /oauth/zoho/start</code> with \
-                 <code>{{\"connection\": \"personal\"}}</code>), then open the chat again.</p>",
-                escape(crm_user_email)
-            ),
-        ),
-    };
-    let csp = format!(
-        "default-src 'none'; script-src {}; style-src {}; base-uri 'none'; form-action 'none'; \
-         frame-ancestors 'none'",
-        super::page::sha256_source(POPUP_JS),
-        super::page::sha256_source(POPUP_CSS),
-    );
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\"><title>WhatsApp chat sign-in</title>\
-         <style>{POPUP_CSS}</style></head><body{data}>{body}<script>{POPUP_JS}</script></body></html>"
-    );
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/html; charset=utf-8")
-        .header("content-security-policy", csp)
-        .header("cache-control", "no-store")
-        .header("referrer-policy", "no-referrer")
-        .header("x-content-type-options", "nosniff")
-        .body(Body::Text(html))
-        .unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
 #[cfg(test)]
@@ -602,48 +449,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_popup_allows_exactly_its_own_script_and_escapes_the_crm_user() {
-        let page = popup_page(&Popup::SignedIn {
-            code: "c0de".into(),
-            nonce: "n".repeat(22),
-            crm_user_email: "bruno@acme.example".into(),
-        });
-        assert_eq!(page.status(), 200);
-        let csp = page.headers()["content-security-policy"]
-            .to_str()
-            .expect("ascii");
-        assert!(csp.contains(&super::super::page::sha256_source(POPUP_JS)));
-        assert!(csp.contains("frame-ancestors 'none'"));
-        assert!(!csp.contains("unsafe-inline"));
-        let Body::Text(html) = page.body() else {
-            panic!("a text body")
-        };
-        assert!(html.contains(&format!("<script>{POPUP_JS}</script>")));
-        assert!(html.contains(r#"data-code="c0de""#));
-        let inline_handler = html.split(" on").skip(1).any(|rest| {
-            let name: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
-            !name.is_empty() && rest[name.len()..].starts_with('=')
-        });
-        assert!(!inline_handler, "no inline handlers");
-        let refused = popup_page(&Popup::NotConnected {
-            crm_user_email: "<b>x@y</b>".into(),
-        });
-        assert_eq!(refused.status(), 403);
-        let Body::Text(html) = refused.body() else {
-            panic!("a text body")
-        };
-        assert!(html.contains("&lt;b&gt;x@y&lt;/b&gt;"));
-        assert!(!html.contains("data-code"), "never a code");
-    }
-
     /// The sign-in items in memory, with the store's semantics: a state
     /// is taken once, a ready sign-in removed only by its own code.
     #[derive(Default)]
     struct Memory {
         states: std::sync::Mutex<std::collections::HashMap<String, SignInState>>,
         sign_ins: std::sync::Mutex<std::collections::HashMap<String, SignIn>>,
-        codes: std::sync::Mutex<std::collections::HashMap<String, String>>,
     }
 
     #[async_trait]
@@ -674,23 +485,11 @@ mod tests {
             nonce_hash: &str,
             sign_in: &SignIn,
         ) -> Result<(), StoreError> {
-            if let SignInStatus::Ready(ready) = &sign_in.status {
-                self.codes
-                    .lock()
-                    .expect("lock")
-                    .insert(ready.code_hash.clone(), nonce_hash.to_owned());
-            }
             self.sign_ins
                 .lock()
                 .expect("lock")
                 .insert(nonce_hash.to_owned(), sign_in.clone());
             Ok(())
-        }
-        async fn sign_in(&self, nonce_hash: &str) -> Result<Option<SignIn>, StoreError> {
-            Ok(self.sign_ins.lock().expect("lock").get(nonce_hash).cloned())
-        }
-        async fn nonce_of_code(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
-            Ok(self.codes.lock().expect("lock").get(code_hash).cloned())
         }
         async fn take_ready_sign_in(
             &self,
@@ -705,7 +504,6 @@ mod tests {
             if !ready {
                 return Ok(None);
             }
-            self.codes.lock().expect("lock").remove(code_hash);
             let used = sign_ins.get_mut(nonce_hash).map(|s| {
                 let was = s.clone();
                 s.status = SignInStatus::Used;
@@ -717,10 +515,10 @@ mod tests {
 
     const NOW: i64 = 1_779_268_500;
 
-    fn ask(code: Option<&str>, nonce: Option<&str>) -> SessionAsk {
+    fn ask(code: &str, nonce: &str) -> SessionAsk {
         SessionAsk {
-            code: code.map(str::to_owned),
-            nonce: nonce.map(str::to_owned),
+            code: code.to_owned(),
+            nonce: nonce.to_owned(),
         }
     }
 
@@ -762,102 +560,49 @@ mod tests {
         }
     }
 
-    fn is_expired(result: Result<Taken, SignInError>) -> bool {
+    fn is_expired<T: std::fmt::Debug>(result: Result<T, SignInError>) -> bool {
         matches!(result, Err(SignInError::Expired))
     }
 
     #[tokio::test]
-    async fn a_code_works_once_and_spends_its_nonce_too() {
+    async fn a_code_works_once_and_only_with_its_own_nonce() {
         let store = Memory::default();
         let nonce = "n".repeat(22);
+        let other_nonce = "o".repeat(22);
         signed_in(&store, &nonce, Some("code-1"), NOW + 120).await;
-        let first = take(&store, &ask(Some("code-1"), None), NOW).await;
+        signed_in(&store, &other_nonce, None, 0).await;
         assert!(
-            matches!(&first, Ok(Taken::Ready(s)) if s.user_id == "u1"),
-            "{first:?}"
+            is_expired(take(&store, &ask("code-1", &other_nonce), NOW).await),
+            "a code with another sign-in's nonce is nothing"
         );
-        assert!(is_expired(
-            take(&store, &ask(Some("code-1"), None), NOW).await
-        ));
-        assert!(is_expired(
-            take(&store, &ask(None, Some(&nonce)), NOW).await
-        ));
-        assert!(is_expired(
-            take(&store, &ask(Some("forged"), None), NOW).await
-        ));
+        let first = take(&store, &ask("code-1", &nonce), NOW).await;
+        assert!(matches!(&first, Ok(s) if s.user_id == "u1"), "{first:?}");
+        assert!(is_expired(take(&store, &ask("code-1", &nonce), NOW).await));
+        assert!(is_expired(take(&store, &ask("forged", &nonce), NOW).await));
     }
 
     #[tokio::test]
-    async fn a_polled_nonce_waits_then_gets_the_session_once_and_spends_the_code() {
+    async fn a_nonce_alone_or_a_pending_sign_in_gives_nothing() {
         let store = Memory::default();
         let nonce = "p".repeat(22);
-        assert_eq!(
-            take(&store, &ask(None, Some(&nonce)), NOW).await.ok(),
-            Some(Taken::Pending),
-            "not begun yet: the popup may still be on its way"
-        );
         signed_in(&store, &nonce, None, 0).await;
-        assert_eq!(
-            take(&store, &ask(None, Some(&nonce)), NOW).await.ok(),
-            Some(Taken::Pending)
-        );
-        signed_in(&store, &nonce, Some("code-2"), NOW + 120).await;
-        assert!(matches!(
-            take(&store, &ask(None, Some(&nonce)), NOW).await,
-            Ok(Taken::Ready(_))
-        ));
-        assert!(is_expired(
-            take(&store, &ask(None, Some(&nonce)), NOW).await
-        ));
-        assert!(is_expired(
-            take(&store, &ask(Some("code-2"), None), NOW).await
-        ));
+        assert!(is_expired(take(&store, &ask("any", &nonce), NOW).await));
+        for malformed in [ask("", &nonce), ask("code", "short"), ask("code", "")] {
+            assert!(matches!(
+                take(&store, &malformed, NOW).await,
+                Err(SignInError::Invalid(_))
+            ));
+        }
     }
 
     #[tokio::test]
-    async fn an_expired_code_or_nonce_gives_nothing() {
+    async fn an_expired_code_gives_nothing() {
         let store = Memory::default();
         let nonce = "e".repeat(22);
         signed_in(&store, &nonce, Some("code-3"), NOW + 120).await;
         assert!(is_expired(
-            take(&store, &ask(Some("code-3"), None), NOW + 120).await
+            take(&store, &ask("code-3", &nonce), NOW + 120).await
         ));
-        let other = "f".repeat(22);
-        signed_in(&store, &other, Some("code-4"), NOW + 120).await;
-        assert!(is_expired(
-            take(&store, &ask(None, Some(&other)), NOW + 121).await
-        ));
-    }
-
-    #[tokio::test]
-    async fn no_connection_is_said_to_the_poll_and_a_request_names_one_thing() {
-        let store = Memory::default();
-        let nonce = "c".repeat(22);
-        signed_in(&store, &nonce, None, 0).await;
-        store
-            .settle_sign_in(
-                &sha256_hex(&nonce),
-                &SignIn {
-                    status: SignInStatus::NotConnected {
-                        crm_user_email: "carla@acme.example".into(),
-                    },
-                    expires_at: NOW + 600,
-                },
-            )
-            .await
-            .expect("settled");
-        assert_eq!(
-            take(&store, &ask(None, Some(&nonce)), NOW).await.ok(),
-            Some(Taken::NotConnected {
-                crm_user_email: "carla@acme.example".into()
-            })
-        );
-        for both_or_neither in [ask(Some("x"), Some(&nonce)), ask(None, None)] {
-            assert!(matches!(
-                take(&store, &both_or_neither, NOW).await,
-                Err(SignInError::Invalid(_))
-            ));
-        }
     }
 
     #[test]
