@@ -9,7 +9,9 @@
 # .local/bench/); to add figures, add a step that prints such rows.
 #
 # Tunables (environment): BENCH_INIT_ROUNDS (starts per binary, default 21),
-# BENCH_CRITERION_SECS (measurement time per criterion benchmark, default 3).
+# BENCH_CRITERION_SECS (measurement time per criterion benchmark, default 3),
+# BENCH_SOAK_CHATS and BENCH_SOAK_MESSAGES (the soak's size, default 100 × 10:
+# the soak command's own default, 100 × 20, takes twice as long).
 set -euo pipefail
 # shellcheck source=infra/local/session.sh
 . "$(dirname "${BASH_SOURCE[0]}")/session.sh"
@@ -41,7 +43,7 @@ step() {
 build() {
     cargo build --release --locked \
         -p webhook -p oauth -p api -p record-sync -p note-append -p bench --bins
-    cargo build --locked -p e2e --bin bench-speed
+    cargo build --locked -p e2e --bin bench-speed --bin soak --bin api-fuzz
 }
 
 # Each function's binary and its zip as Lambda gets it (`bootstrap` in a zip,
@@ -86,27 +88,43 @@ EOF
 }
 
 # Load: the soak (`tests/src/bin/soak.rs`: N chats × M messages through the
-# local stack, faults injected; lost, duplicates, throughput), run on the
-# release functions once that binary is in the tree. Its rows
-# `| figure | value | how |` go into the table as they are; a line
-# `name: value` becomes a row `soak: name`.
-soak_args=(--chats 100 --messages 20)
+# local stack with faults injected, checked from the sandboxes' state) on the
+# release functions, driven by the dev-profile harness. `--table` prints its
+# figures as rows.
+soak_args=(--chats "${BENCH_SOAK_CHATS:-100}" --messages "${BENCH_SOAK_MESSAGES:-10}")
 soak() {
     LOCAL_STACK_BIN_DIR="$target/release" \
-        cargo run --release --locked -p e2e --bin soak -- "${soak_args[@]}" |
+        cargo run --locked -p e2e --bin soak -- "${soak_args[@]}" --table
+}
+
+# Hostile input (shared/benches/hostile_input.rs): 100,000 generated cases
+# over the webhook path, phone normaliser, note renderer, OAuth callback and
+# the API's JSON bodies; its total line becomes two rows.
+hostile_input() {
+    cargo bench --locked -p shared --bench hostile_input | tee /dev/stderr |
         python3 -c '
 import sys
-how = "cargo run --release -p e2e --bin soak -- " + " ".join(sys.argv[1:])
+lines = sys.stdin.read().splitlines()
+head = next(l for l in lines if l.startswith("hostile input:"))
+total = next(l for l in lines if l.startswith("total")).split()
+cases, panics, unsigned, unclear, other, secs = total[1:7]
+how = "cargo bench -p shared --bench hostile_input (" + head.split(":", 1)[1].strip() + ")"
+print(f"| hostile input: generated cases | {int(cases):,} in {secs} | {how} |")
+print(f"| hostile input: panics / stored without a valid signature / refusals not a clear 4xx / other broken properties | {panics} / {unsigned} / {unclear} / {other} | {how} |")
+'
+}
+
+# The API fuzz (infra/local/api-fuzz.sh: schemathesis over infra/openapi.yaml
+# against the local stack); its closing line becomes a row. Last: it stops
+# the local stack when done.
+api_fuzz() {
+    bash "$root/infra/local/api-fuzz.sh" | tee /dev/stderr | python3 -c '
+import sys
 for line in sys.stdin:
-    line = line.rstrip("\n")
-    name, colon, value = line.partition(":")
-    if line.startswith("| "):
-        print(line)
-    elif colon and name.strip() and value.strip():
-        print(f"| soak: {name.strip()} | {value.strip()} | {how} |")
-    else:
-        print(line)
-' "${soak_args[@]}"
+    if line.startswith("api fuzz:"):
+        print("| api fuzz (schemathesis, every check) | " + line.split(":", 1)[1].strip()
+              + " | infra/local/api-fuzz.sh: infra/openapi.yaml against the local stack |")
+'
 }
 
 echo "== cargo build --release (the five functions, the hello-worlds) and the harness" >&2
@@ -114,11 +132,9 @@ build
 step sizes sizes
 step handler-cpu handler_cpu
 step speed env LOCAL_STACK_BIN_DIR="$target/release" "$target/debug/bench-speed"
-if [[ -f "$root/tests/src/bin/soak.rs" ]]; then
-    step soak soak
-else
-    echo "== soak: not in this tree yet (tests/src/bin/soak.rs); its rows are left out" >&2
-fi
+step soak soak
+step hostile-input hostile_input
+step api-fuzz api_fuzz
 
 profile=$(sed -n '/^\[profile.release\]/,/^\[/{/^\[/d;/^#/d;/^$/d;p}' "$root/Cargo.toml" | paste -sd ',' - | sed 's/,/, /g')
 table="$out/table.md"
