@@ -22,6 +22,8 @@ pub enum InitError {
     Config(#[from] MissingVar),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error(transparent)]
+    Tls(#[from] crate::adapters::tls::TlsError),
 }
 
 /// The longest any outbound HTTP call may take.
@@ -47,7 +49,7 @@ impl Deps {
     /// the local stack), everything else from [`Config`].
     pub async fn from_env() -> Result<Self, InitError> {
         let config = Config::from_env()?;
-        let aws = aws_config::load_from_env().await;
+        let aws = aws_config().await?;
         Self::build(config, &aws)
     }
 
@@ -70,15 +72,7 @@ impl Deps {
             config.sync_queue_url.clone(),
             config.notes_queue_url.clone(),
         );
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // Calls made in a worker's invocation get less when it ends
-            // sooner (`budget::call_timeout`).
-            .timeout(HTTP_CALL_TIMEOUT)
-            // OAuth callbacks are followed by the browser, never by us.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| InitError::Http(e.to_string()))?;
+        let http = http_client()?;
         let media = GraphMedia::new(
             http.clone(),
             &config.graph_api_url,
@@ -102,6 +96,32 @@ impl Deps {
             crms: Arc::new(crms),
         })
     }
+}
+
+/// The AWS SDK's configuration from the standard variables: every SDK
+/// client of a function (and the credentials chain) is built from it, on the
+/// process's one TLS configuration.
+pub async fn aws_config() -> Result<aws_config::SdkConfig, InitError> {
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::adapters::tls::SdkHttpClient::new()?)
+        .load()
+        .await)
+}
+
+/// The one client every outbound call outside AWS goes through (the CRMs,
+/// the Graph API).
+pub fn http_client() -> Result<reqwest::Client, InitError> {
+    let tls = rustls::ClientConfig::clone(&*crate::adapters::tls::client_config()?);
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(5))
+        // Calls made in a worker's invocation get less when it ends
+        // sooner (`budget::call_timeout`).
+        .timeout(HTTP_CALL_TIMEOUT)
+        // OAuth callbacks are followed by the browser, never by us.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| InitError::Http(e.to_string()))
 }
 
 /// Structured logs: JSON on Lambda (CloudWatch), level from `RUST_LOG`.

@@ -84,6 +84,10 @@ pub async fn browser() -> (fantoccini::Client, Driver) {
         json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=420,860"] }),
     );
     let webdriver = format!("http://127.0.0.1:{}", driver.1);
+    // The harness links rustls with both providers (ring for the functions'
+    // code, AWS-LC for its own clients), so fantoccini's client needs the
+    // process default named. A second call finds it set and changes nothing.
+    let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut tries = 0;
     loop {
         match ClientBuilder::rustls()

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -62,6 +62,9 @@ pub struct LocalFunction {
     idle: Mutex<Vec<Instance>>,
     slots: Semaphore,
     timeouts: AtomicUsize,
+    /// The highest `VmHWM` (KiB) of its execution environments, read after
+    /// each invocation (an environment may be busy, or gone, when asked).
+    peak_rss_kib: AtomicU64,
 }
 
 impl LocalFunction {
@@ -72,6 +75,7 @@ impl LocalFunction {
             idle: Mutex::new(Vec::new()),
             slots,
             timeouts: AtomicUsize::new(0),
+            peak_rss_kib: AtomicU64::new(0),
         }
     }
 
@@ -82,6 +86,18 @@ impl LocalFunction {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// What it runs, and with which environment.
+    pub fn spec(&self) -> &FunctionSpec {
+        &self.spec
+    }
+
+    /// The highest peak resident set (`VmHWM`, KiB) any of its execution
+    /// environments reached after an invocation; `None` before any (or not
+    /// on Linux).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        Some(self.peak_rss_kib.load(Ordering::Relaxed)).filter(|&kib| kib > 0)
     }
 
     /// One invocation with `payload` (the event JSON); its response JSON.
@@ -97,6 +113,9 @@ impl LocalFunction {
             None => Instance::start(&self.spec).await?,
         };
         let result = instance.invoke(payload, self.spec.timeout).await;
+        if let Some(kib) = instance.peak_rss_kib() {
+            self.peak_rss_kib.fetch_max(kib, Ordering::Relaxed);
+        }
         match &result {
             // A handled error leaves the environment as it was.
             Ok(_) | Err(InvokeError::Failed(_)) => self.idle.lock().await.push(instance),
@@ -112,8 +131,54 @@ impl LocalFunction {
     }
 }
 
+/// One cold start, timed (for the benchmarks; nothing else starts
+/// execution environments outside [`LocalFunction::invoke`]).
+#[derive(Debug)]
+pub struct ColdStart {
+    /// From just before the process is spawned to its first
+    /// `GET /runtime/invocation/next`: Lambda's init phase.
+    pub init: Duration,
+    /// The first invocation, from handing it over to its response.
+    pub first_invoke: Option<Duration>,
+    pub response: Option<Vec<u8>>,
+    /// Peak resident set (`VmHWM`, KiB) when it ended.
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// Starts a new execution environment of `spec`, apart from any function's
+/// pool, times its init, invokes it once with `payload` if given, and ends
+/// it.
+pub async fn cold_start(
+    spec: &FunctionSpec,
+    payload: Option<Vec<u8>>,
+) -> Result<ColdStart, InvokeError> {
+    let mut instance = Instance::start(spec).await?;
+    let result = async {
+        let init = instance.ready().await?;
+        let (first_invoke, response) = match payload {
+            Some(payload) => {
+                let started = Instant::now();
+                let response = instance.invoke(payload, spec.timeout).await?;
+                (Some(started.elapsed()), Some(response))
+            }
+            None => (None, None),
+        };
+        Ok(ColdStart {
+            init,
+            first_invoke,
+            response,
+            peak_rss_kib: instance.peak_rss_kib(),
+        })
+    }
+    .await;
+    instance.kill().await;
+    result
+}
+
 /// What the Runtime API tells the invoker.
 enum Event {
+    /// The runtime asked for its next invocation (when it asked).
+    Polled(Instant),
     Started,
     Response(Bytes),
     Error(Bytes),
@@ -139,6 +204,8 @@ struct Instance {
     events: mpsc::UnboundedReceiver<(String, Event)>,
     server: JoinHandle<()>,
     initialised: bool,
+    /// Just before the process was spawned.
+    spawned: Instant,
 }
 
 impl Instance {
@@ -182,6 +249,7 @@ impl Instance {
                 tracing::error!(error = %e, "local Runtime API stopped");
             }
         });
+        let spawned = Instant::now();
         let child = tokio::process::Command::new(&spec.binary)
             .env_clear()
             .envs(&spec.env)
@@ -204,7 +272,42 @@ impl Instance {
             events,
             server,
             initialised: false,
+            spawned,
         })
+    }
+
+    /// Waits for the runtime's first `next`: its init time.
+    async fn ready(&mut self) -> Result<Duration, InvokeError> {
+        let limit = tokio::time::sleep(INIT_LIMIT);
+        tokio::pin!(limit);
+        loop {
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some((_, Event::Polled(at))) => return Ok(at - self.spawned),
+                    Some((_, Event::InitError(body))) => {
+                        return Err(InvokeError::Init(String::from_utf8_lossy(&body).into_owned()));
+                    }
+                    Some(_) => {}
+                    None => return Err(InvokeError::Exited("its Runtime API is gone".into())),
+                },
+                status = self.child.wait() => {
+                    let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                    return Err(InvokeError::Exited(status));
+                }
+                () = &mut limit => {
+                    return Err(InvokeError::Init(format!("no invocation was asked for within {INIT_LIMIT:?}")));
+                }
+            }
+        }
+    }
+
+    /// `VmHWM` of the process, from `/proc` (Linux only).
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     async fn invoke(
@@ -241,7 +344,9 @@ impl Instance {
                         Event::InitError(body) => {
                             return Err(InvokeError::Init(String::from_utf8_lossy(&body).into_owned()));
                         }
-                        _ if id != request_id => {} // a late answer of an earlier invocation
+                        // A poll, or a late answer of an earlier invocation.
+                        Event::Polled(_) => {}
+                        _ if id != request_id => {}
                         Event::Started => {
                             self.initialised = true;
                             running = true;
@@ -288,6 +393,9 @@ fn now_ms() -> u128 {
 }
 
 async fn next_invocation(State(api): State<Api>) -> Response {
+    let _ = api
+        .events
+        .send((String::new(), Event::Polled(Instant::now())));
     let invocation = api.next.lock().await.recv().await;
     let Some(invocation) = invocation else {
         return StatusCode::GONE.into_response();

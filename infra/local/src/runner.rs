@@ -215,7 +215,8 @@ fn path_parameters(pattern: &str, path: &str) -> BTreeMap<String, String> {
 }
 
 /// The API Gateway HTTP API event (payload format 2.0) for a request.
-fn http_event(
+/// The API Gateway HTTP API (payload 2.0) event of a request.
+pub fn http_event(
     parts: &http::request::Parts,
     body: &[u8],
     route_key: &str,

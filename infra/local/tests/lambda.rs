@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use local_stack::lambda::{FunctionSpec, InvokeError, LocalFunction};
+use local_stack::lambda::{FunctionSpec, InvokeError, LocalFunction, cold_start};
 use serde_json::{Value, json};
 
 fn sleeper(timeout: Duration) -> LocalFunction {
@@ -85,4 +85,29 @@ async fn a_runtime_that_exits_fails_its_invocation() {
     invoke(&function, json!({ "sleep_ms": 0 }))
         .await
         .expect("a fresh instance answers");
+}
+
+#[tokio::test]
+async fn a_cold_start_is_timed_apart_from_the_pool_and_peak_memory_is_kept() {
+    let function = sleeper(Duration::from_secs(5));
+    let started = cold_start(
+        function.spec(),
+        Some(json!({ "sleep_ms": 0 }).to_string().into_bytes()),
+    )
+    .await
+    .expect("a cold start");
+    assert!(started.init > Duration::ZERO, "{started:?}");
+    assert!(started.first_invoke.is_some(), "{started:?}");
+    let answer: Value =
+        serde_json::from_slice(started.response.as_deref().expect("an answer")).expect("JSON");
+    assert_eq!(answer["slept_ms"], 0);
+    assert!(
+        started.peak_rss_kib.is_some_and(|kib| kib > 0),
+        "{started:?}"
+    );
+    assert_eq!(function.peak_rss_kib(), None, "nothing ran in the pool yet");
+    invoke(&function, json!({ "sleep_ms": 0 }))
+        .await
+        .expect("an invocation");
+    assert!(function.peak_rss_kib().is_some_and(|kib| kib > 0));
 }

@@ -6,6 +6,7 @@ pub mod graph;
 pub mod pipedrive;
 mod sealed;
 pub mod sqs;
+pub mod tls;
 pub mod zoho;
 
 use crate::crm::CrmError;

@@ -242,7 +242,7 @@ async fn apply_statuses(deps: &Deps, body: &[u8]) -> Result<(), ApiError> {
 }
 
 /// The item a delivered message is stored as, in `chat` and `state`.
-fn to_store(
+pub fn to_store(
     message: ChatMessage,
     workspace_id: &str,
     chat: String,
