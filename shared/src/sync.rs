@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use crate::crm::{Crm, CrmError, FoundRecord, NoteDraft};
 use crate::deps::Deps;
-use crate::error::{StoreError, WorkError};
+use crate::error::WorkError;
 use crate::model::{
     Chat, Connection, ConnectionKind, ConnectionStatus, CrmKind, CrmUser, DayNote, MessageState,
     RecordRef, StoredMessage, SyncSettings,
@@ -54,16 +54,8 @@ pub async fn connection_crm(
             .into(),
         )));
     }
-    let keys = deps
-        .secrets
-        .keys()
-        .await
-        .map_err(|e| WorkError::Store(StoreError::Request(e.to_string())))?;
-    let oauth = deps
-        .crms
-        .oauth(crm)
-        .await
-        .map_err(|e| WorkError::Store(StoreError::Request(e.to_string())))?;
+    let keys = deps.secrets.keys().await?;
+    let oauth = deps.crms.oauth(crm).await?;
     let tokens = ConnectionTokens::new(
         deps.store.clone(),
         keys.token_cipher(),

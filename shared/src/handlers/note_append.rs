@@ -644,11 +644,7 @@ async fn attach_media(
     let binding = number
         .map(WhatsAppNumber::token_binding)
         .unwrap_or_default();
-    let keys = deps
-        .secrets
-        .keys()
-        .await
-        .map_err(|e| WorkError::Store(crate::error::StoreError::Request(e.to_string())))?;
+    let keys = deps.secrets.keys().await?;
     let Ok(token) = keys.token_cipher().decrypt(sealed, &binding) else {
         return Err(WorkError::NoMediaAccess(
             "the stored one does not decrypt".into(),
