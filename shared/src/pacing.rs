@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::model::CrmKind;
+use crate::synclog::SyncEvent;
 use crate::usage::utc_day;
 
 const DAY: i64 = 24 * 3600;
@@ -301,7 +302,7 @@ pub async fn may_spend_on(deps: &Deps, workspace_id: &str, crm: CrmKind, work: D
         crate::synclog::workspace_event(
             deps,
             workspace_id,
-            "budget_conserving",
+            SyncEvent::BudgetConserving,
             json!({
                 "crm": crm,
                 "spent": forecast.spent,

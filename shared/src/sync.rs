@@ -14,6 +14,7 @@ use crate::model::{
     RecordRef, StoredMessage, SyncSettings,
 };
 use crate::phone::E164;
+use crate::synclog::{LogEntryDraft, SyncEvent};
 use crate::tokens::ConnectionTokens;
 use crate::whatsapp::Direction;
 
@@ -137,13 +138,14 @@ pub async fn park(
 ) -> Result<(), WorkError> {
     // Logged first: once the state says waiting, the log says why.
     crate::synclog::record(
-        deps.store.as_ref(),
-        deps.clock.now(),
-        workspace_id,
-        "parked",
-        None,
-        Some(message_id),
-        serde_json::json!({ "reason": reason }),
+        deps,
+        LogEntryDraft {
+            workspace_id,
+            event: SyncEvent::Parked,
+            chat_key: None,
+            message_id: Some(message_id),
+            detail: serde_json::json!({ "reason": reason }),
+        },
     )
     .await;
     deps.store
@@ -210,7 +212,7 @@ pub async fn wait_for_budget(
         crate::synclog::workspace_event(
             deps,
             workspace_id,
-            "budget_spent",
+            SyncEvent::BudgetSpent,
             serde_json::json!({ "crm": crm.as_str(), "until": until, "reason": reason }),
         )
         .await;

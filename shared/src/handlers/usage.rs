@@ -10,7 +10,7 @@ use crate::deps::Deps;
 use crate::model::{ConnectionKind, CrmKind, User};
 use crate::pacing::{self, ApiPlan, Forecast};
 use crate::store::CrmUsage;
-use crate::synclog;
+use crate::synclog::{self, SyncEvent};
 use crate::usage::utc_day;
 
 /// Days of history in the answer.
@@ -133,7 +133,7 @@ pub async fn set_plan(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiErr
     synclog::workspace_event(
         deps,
         &me.workspace_id,
-        "api_plan_set",
+        SyncEvent::ApiPlanSet,
         json!({ "crm": plan.crm, "edition": plan.edition, "seats": plan.seats, "budget_per_day": plan.per_day(), "by_user": me.id }),
     )
     .await;
