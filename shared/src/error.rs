@@ -40,6 +40,9 @@ pub enum WorkError {
     Crm(#[from] CrmError),
     #[error("WhatsApp media: {0}")]
     Media(#[from] crate::media::MediaError),
+    /// An app secret (keys, a CRM's OAuth client) could not be had.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     /// Another worker holds what this one needs; trying again soon works.
     #[error("busy elsewhere: {0}")]
     Contended(String),
@@ -67,6 +70,10 @@ impl WorkError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Store(_) | Self::Queue(_) | Self::Contended(_) | Self::Unlinked => true,
+            // Secrets Manager failing to answer passes; a missing or malformed
+            // secret is put right by an operator without the work changing,
+            // so the work waits for that too rather than being dropped.
+            Self::Secrets(_) => true,
             Self::Crm(e) => e.is_transient(),
             Self::Media(e) => e.is_transient(),
             Self::NotConnected
@@ -74,6 +81,28 @@ impl WorkError {
             | Self::NoMediaAccess(_)
             | Self::BadQueueMessage(_)
             | Self::Inconsistent(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_that_cannot_be_had_leaves_the_work_to_retry() {
+        let unavailable = SecretsError::Unavailable {
+            id: "app-key".into(),
+            reason: "timed out".into(),
+        };
+        let malformed = SecretsError::Malformed {
+            id: "zoho-client".into(),
+            reason: "missing field `client_id`".into(),
+        };
+        for failure in [unavailable, malformed] {
+            let work: WorkError = failure.into();
+            assert!(matches!(work, WorkError::Secrets(_)));
+            assert!(work.is_transient(), "{work}");
         }
     }
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::model::CrmKind;
-use crate::store::CrmUsage;
+use crate::synclog::SyncEvent;
 use crate::usage::utc_day;
 
 const DAY: i64 = 24 * 3600;
@@ -240,17 +240,22 @@ pub trait PacingStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// The workspace's plan for `crm`: the one set, else the assumed one.
+pub async fn plan(deps: &Deps, workspace_id: &str, crm: CrmKind) -> Result<ApiPlan, StoreError> {
+    Ok(deps
+        .store
+        .api_plan(workspace_id, crm)
+        .await?
+        .unwrap_or_else(|| ApiPlan::assumed(crm)))
+}
+
 /// The workspace's plan and forecast for `crm` now.
 pub async fn current(
     deps: &Deps,
     workspace_id: &str,
     crm: CrmKind,
-) -> Result<(ApiPlan, Forecast, [CrmUsage; 2]), StoreError> {
-    let plan = deps
-        .store
-        .api_plan(workspace_id, crm)
-        .await?
-        .unwrap_or_else(|| ApiPlan::assumed(crm));
+) -> Result<(ApiPlan, Forecast), StoreError> {
+    let plan = plan(deps, workspace_id, crm).await?;
     let now = deps.clock.now();
     let today = deps
         .store
@@ -261,7 +266,7 @@ pub async fn current(
         .crm_usage(workspace_id, crm, &utc_day(now - DAY))
         .await?;
     let forecast = forecast(crm, plan.per_day(), today.tokens, yesterday.tokens, now);
-    Ok((plan, forecast, [today, yesterday]))
+    Ok((plan, forecast))
 }
 
 /// Whether `work` may be done now; when not, the sync log says so (once a
@@ -269,7 +274,7 @@ pub async fn current(
 /// a reason to fail a message.
 pub async fn may_spend_on(deps: &Deps, workspace_id: &str, crm: CrmKind, work: Deferrable) -> bool {
     let forecast = match current(deps, workspace_id, crm).await {
-        Ok((_, forecast, _)) => forecast,
+        Ok((_, forecast)) => forecast,
         Err(e) => {
             tracing::warn!(workspace_id, crm = crm.as_str(), error = %e, "could not read the API budget; not pacing");
             return true;
@@ -297,7 +302,7 @@ pub async fn may_spend_on(deps: &Deps, workspace_id: &str, crm: CrmKind, work: D
         crate::synclog::workspace_event(
             deps,
             workspace_id,
-            "budget_conserving",
+            SyncEvent::BudgetConserving,
             json!({
                 "crm": crm,
                 "spent": forecast.spent,

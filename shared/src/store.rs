@@ -481,7 +481,9 @@ pub struct LogEntry {
     pub id: String,
     pub workspace_id: String,
     pub at: i64,
-    /// `created`, `matched`, `appended`, `parked`, `connection_broken`, …
+    /// A `crate::synclog::SyncEvent`'s name (`created`, `matched`, …):
+    /// kept as read, so that an entry of a name no longer written still
+    /// reads.
     pub event: String,
     pub chat_key: Option<String>,
     pub message_id: Option<String>,

@@ -8,12 +8,13 @@ use chrono_tz::Tz;
 
 use crate::crm::{Crm, CrmError, FoundRecord, NoteDraft};
 use crate::deps::Deps;
-use crate::error::{StoreError, WorkError};
+use crate::error::WorkError;
 use crate::model::{
     Chat, Connection, ConnectionKind, ConnectionStatus, CrmKind, CrmUser, DayNote, MessageState,
     RecordRef, StoredMessage, SyncSettings,
 };
 use crate::phone::E164;
+use crate::synclog::{LogEntryDraft, SyncEvent};
 use crate::tokens::ConnectionTokens;
 use crate::whatsapp::Direction;
 
@@ -54,16 +55,8 @@ pub async fn connection_crm(
             .into(),
         )));
     }
-    let keys = deps
-        .secrets
-        .keys()
-        .await
-        .map_err(|e| WorkError::Store(StoreError::Request(e.to_string())))?;
-    let oauth = deps
-        .crms
-        .oauth(crm)
-        .await
-        .map_err(|e| WorkError::Store(StoreError::Request(e.to_string())))?;
+    let keys = deps.secrets.keys().await?;
+    let oauth = deps.crms.oauth(crm).await?;
     let tokens = ConnectionTokens::new(
         deps.store.clone(),
         keys.token_cipher(),
@@ -145,13 +138,14 @@ pub async fn park(
 ) -> Result<(), WorkError> {
     // Logged first: once the state says waiting, the log says why.
     crate::synclog::record(
-        deps.store.as_ref(),
-        deps.clock.now(),
-        workspace_id,
-        "parked",
-        None,
-        Some(message_id),
-        serde_json::json!({ "reason": reason }),
+        deps,
+        LogEntryDraft {
+            workspace_id,
+            event: SyncEvent::Parked,
+            chat_key: None,
+            message_id: Some(message_id),
+            detail: serde_json::json!({ "reason": reason }),
+        },
     )
     .await;
     deps.store
@@ -218,7 +212,7 @@ pub async fn wait_for_budget(
         crate::synclog::workspace_event(
             deps,
             workspace_id,
-            "budget_spent",
+            SyncEvent::BudgetSpent,
             serde_json::json!({ "crm": crm.as_str(), "until": until, "reason": reason }),
         )
         .await;

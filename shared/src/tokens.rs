@@ -14,6 +14,7 @@ use crate::crm::{CrmError, CrmOAuth};
 use crate::crypto::TokenCipher;
 use crate::model::{Connection, ConnectionKind, ConnectionStatus, CrmKind};
 use crate::store::Store;
+use crate::synclog::{LogEntryDraft, SyncEvent};
 
 /// Refresh this long before the token's stated expiry.
 const REFRESH_MARGIN_SECS: i64 = 300;
@@ -210,14 +211,16 @@ impl ConnectionTokens {
                     // Reconnected meanwhile: the refused token was the old one.
                     return self.load().await;
                 }
-                crate::synclog::record(
+                crate::synclog::write(
                     self.store.as_ref(),
                     self.clock.now(),
-                    &self.workspace_id,
-                    "connection_broken",
-                    None,
-                    None,
-                    serde_json::json!({ "crm": self.crm.as_str(), "error": reason }),
+                    LogEntryDraft {
+                        workspace_id: &self.workspace_id,
+                        event: SyncEvent::ConnectionBroken,
+                        chat_key: None,
+                        message_id: None,
+                        detail: serde_json::json!({ "crm": self.crm.as_str(), "error": reason }),
+                    },
                 )
                 .await;
                 return Err(CrmError::ConnectionBroken(reason));

@@ -264,3 +264,20 @@ fn answers_are_checked_against_the_document() {
         .insert(http::header::ETAG, http::HeaderValue::from_static("\"t\""));
     assert_eq!(kept(&tagged), None);
 }
+
+#[test]
+fn the_sync_log_events_are_the_ones_the_sync_writes() {
+    let document = document().expect("infra/openapi.yaml reads");
+    let listed: Vec<&str> =
+        document["components"]["schemas"]["LogEntry"]["properties"]["event"]["enum"]
+            .as_array()
+            .expect("LogEntry.event lists its names")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+    let written: Vec<&str> = shared::synclog::SyncEvent::ALL
+        .iter()
+        .map(|event| event.as_str())
+        .collect();
+    assert_eq!(listed, written);
+}

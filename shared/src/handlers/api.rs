@@ -20,7 +20,7 @@ use crate::phone::E164;
 use crate::queue::{MessageRef, QueueName};
 use crate::retention::{self, Retention};
 use crate::sync::resend_marker;
-use crate::synclog;
+use crate::synclog::{self, LogEntryDraft, SyncEvent};
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_http::Error> {
     Ok(route(deps, &req)
@@ -197,7 +197,7 @@ async fn set_retention(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiEr
     synclog::workspace_event(
         deps,
         &me.workspace_id,
-        "retention_set",
+        SyncEvent::RetentionSet,
         json!({ "days": retention.days(), "by_user": me.id }),
     )
     .await;
@@ -636,7 +636,15 @@ async fn set_responsible(
         ..ChatPatch::default()
     };
     let detail = json!({ "user_id": input.user_id, "by_user": me.id });
-    change_chat(deps, &me, chat_key, &patch, "responsible_set", detail).await
+    change_chat(
+        deps,
+        &me,
+        chat_key,
+        &patch,
+        SyncEvent::ResponsibleSet,
+        detail,
+    )
+    .await
 }
 
 /// Applies a person's change to a chat, logs it, and answers the chat.
@@ -645,20 +653,21 @@ async fn change_chat(
     me: &User,
     chat_key: &str,
     patch: &ChatPatch,
-    event: &str,
+    event: SyncEvent,
     detail: serde_json::Value,
 ) -> Result<HttpResponse, ApiError> {
     deps.store
         .patch_chat(&me.workspace_id, chat_key, patch)
         .await?;
     synclog::record(
-        deps.store.as_ref(),
-        deps.clock.now(),
-        &me.workspace_id,
-        event,
-        Some(chat_key),
-        None,
-        detail,
+        deps,
+        LogEntryDraft {
+            workspace_id: &me.workspace_id,
+            event,
+            chat_key: Some(chat_key),
+            message_id: None,
+            detail,
+        },
     )
     .await;
     let chat = own_chat(deps, me, chat_key).await?;
@@ -690,7 +699,7 @@ async fn choose_record(
         ..ChatPatch::default()
     };
     let detail = json!({ "record": chosen, "previous": chat.record, "by_user": me.id });
-    change_chat(deps, &me, chat_key, &patch, "record_chosen", detail).await
+    change_chat(deps, &me, chat_key, &patch, SyncEvent::RecordChosen, detail).await
 }
 
 /// How long past its announced next attempt a retrying message (or past
@@ -761,13 +770,14 @@ async fn replay(
         return Err(ApiError::Internal(e.to_string()));
     }
     synclog::record(
-        deps.store.as_ref(),
-        deps.clock.now(),
-        &me.workspace_id,
-        "replayed",
-        Some(chat_key),
-        Some(message_id),
-        json!({ "by_user": me.id }),
+        deps,
+        LogEntryDraft {
+            workspace_id: &me.workspace_id,
+            event: SyncEvent::Replayed,
+            chat_key: Some(chat_key),
+            message_id: Some(message_id),
+            detail: json!({ "by_user": me.id }),
+        },
     )
     .await;
     Ok(json_response(

@@ -22,6 +22,7 @@ use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{MessageState, Workspace};
 use crate::queue::{MessageRef, Queue, QueueName, read_body};
+use crate::synclog::{LogEntryDraft, SyncEvent};
 
 /// One message of a received queue message, read (a queue message may carry
 /// several: they share its id, receipt handle and receive count).
@@ -260,7 +261,7 @@ pub async fn record_failures(deps: &Deps, failures: &[Failure]) {
                 MessageState::DeadLettered {
                     reason: failure.reason.clone(),
                 },
-                "dead_lettered",
+                SyncEvent::DeadLettered,
             )
         } else {
             (
@@ -269,7 +270,7 @@ pub async fn record_failures(deps: &Deps, failures: &[Failure]) {
                     attempt: failure.receive_count,
                     next_attempt_at: now + i64::from(failure.retry_in_secs),
                 },
-                "retrying",
+                SyncEvent::Retrying,
             )
         };
         // Only a message still in flight: a parked or appended one is not
@@ -285,14 +286,16 @@ pub async fn record_failures(deps: &Deps, failures: &[Failure]) {
             .await;
         match changed {
             Ok(true) => {
-                crate::synclog::record(
+                crate::synclog::write(
                     deps.store.as_ref(),
                     now,
-                    &r.workspace_id,
-                    event,
-                    Some(&r.chat_key),
-                    Some(&r.message_id),
-                    serde_json::to_value(&state).unwrap_or_default(),
+                    LogEntryDraft {
+                        workspace_id: &r.workspace_id,
+                        event,
+                        chat_key: Some(&r.chat_key),
+                        message_id: Some(&r.message_id),
+                        detail: serde_json::to_value(&state).unwrap_or_default(),
+                    },
                 )
                 .await;
             }

@@ -117,8 +117,7 @@ async fn pipedrive_session(deps: &Deps, req: &Request) -> Result<HttpResponse, A
     let secret = deps
         .secrets
         .pipedrive_client()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .await?
         .extension_token_secret()
         .to_owned();
     let claims = pipedrive_token::verify(&asked.token, &secret).map_err(|e| match e {
@@ -240,11 +239,7 @@ async fn session(deps: &Deps, req: &Request) -> Result<LiveSession, ApiError> {
         .get("x-live-session")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::Unauthorized("no live-chat session (X-Live-Session)".into()))?;
-    let keys = deps
-        .secrets
-        .keys()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let keys = deps.secrets.keys().await?;
     LiveSession::open(sealed, keys, deps.clock.now()).ok_or_else(|| {
         ApiError::Unauthorized("the live-chat session is not valid or has expired".into())
     })

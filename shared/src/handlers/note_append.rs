@@ -26,7 +26,7 @@ use crate::sync::{
     note_line_text, note_title, park, parking_reason, record_of, rendered_note, resend_marker,
     sync_crm, sync_target, wait_for_budget, zone,
 };
-use crate::synclog;
+use crate::synclog::{self, LogEntryDraft, SyncEvent};
 use serde_json::json;
 
 /// `deadline`: when the invocation times out (Lambda's context), if known.
@@ -173,13 +173,14 @@ async fn relink_if_record_gone(deps: &Deps, rest: &[Received]) -> Result<bool, W
         .await?;
     tracing::warn!(workspace_id = %r.workspace_id, chat = %chat.log_id(), record = %record_of(record), "the chat's record was deleted in the CRM; linking afresh");
     synclog::record(
-        deps.store.as_ref(),
-        deps.clock.now(),
-        &r.workspace_id,
-        "record_gone",
-        Some(&r.chat_key),
-        Some(&r.message_id),
-        json!({ "record": record }),
+        deps,
+        LogEntryDraft {
+            workspace_id: &r.workspace_id,
+            event: SyncEvent::RecordGone,
+            chat_key: Some(&r.chat_key),
+            message_id: Some(&r.message_id),
+            detail: json!({ "record": record }),
+        },
     )
     .await;
     send_back_to_sync(deps, rest).await?;
@@ -485,13 +486,14 @@ async fn append_run(ctx: &RunContext<'_>, run: DayRun) -> Result<(), WorkError> 
             "day note written"
         );
         synclog::record(
-            deps.store.as_ref(),
-            deps.clock.now(),
-            &chat.workspace_id,
-            "appended",
-            Some(&chat.key),
-            lines_added.last().map(String::as_str),
-            json!({ "record": note.record, "note_id": note_id, "day": note.day, "part": note.part, "messages": lines_added }),
+            deps,
+            LogEntryDraft {
+                workspace_id: &chat.workspace_id,
+                event: SyncEvent::Appended,
+                chat_key: Some(&chat.key),
+                message_id: lines_added.last().map(String::as_str),
+                detail: json!({ "record": note.record, "note_id": note_id, "day": note.day, "part": note.part, "messages": lines_added }),
+            },
         )
         .await;
     }
@@ -644,11 +646,7 @@ async fn attach_media(
     let binding = number
         .map(WhatsAppNumber::token_binding)
         .unwrap_or_default();
-    let keys = deps
-        .secrets
-        .keys()
-        .await
-        .map_err(|e| WorkError::Store(crate::error::StoreError::Request(e.to_string())))?;
+    let keys = deps.secrets.keys().await?;
     let Ok(token) = keys.token_cipher().decrypt(sealed, &binding) else {
         return Err(WorkError::NoMediaAccess(
             "the stored one does not decrypt".into(),
@@ -701,13 +699,14 @@ async fn attach_media(
     match uploaded {
         Ok(attachment_id) => {
             synclog::record(
-                deps.store.as_ref(),
-                deps.clock.now(),
-                &chat.workspace_id,
-                "attached",
-                Some(&chat.key),
-                Some(&message.message_id),
-                json!({ "record": record, "attachment_id": attachment_id, "file_name": file_name, "bytes": file.file_size }),
+                deps,
+                LogEntryDraft {
+                    workspace_id: &chat.workspace_id,
+                    event: SyncEvent::Attached,
+                    chat_key: Some(&chat.key),
+                    message_id: Some(&message.message_id),
+                    detail: json!({ "record": record, "attachment_id": attachment_id, "file_name": file_name, "bytes": file.file_size }),
+                },
             )
             .await;
             Ok(AttachmentOutcome::Attached {

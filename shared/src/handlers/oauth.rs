@@ -40,7 +40,7 @@ use crate::deps::Deps;
 use crate::livechat::zoho_signin::{self, SignInError};
 use crate::model::{Connection, ConnectionKind, ConnectionStatus, CrmKind, OAuthState, Role, User};
 use crate::store::Insert;
-use crate::synclog;
+use crate::synclog::{self, SyncEvent};
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<HttpResponse, lambda_http::Error> {
     Ok(route(deps, &req)
@@ -538,7 +538,7 @@ async fn connect_organization(
     synclog::workspace_event(
         deps,
         &connection.workspace_id,
-        "organization_connected",
+        SyncEvent::OrganizationConnected,
         json!({ "crm": crm.as_str(), "by_user": user.id, "location": connection.location }),
     )
     .await;
@@ -674,7 +674,7 @@ async fn disconnect(deps: &Deps, req: &Request, crm: CrmKind) -> Result<HttpResp
             let all = deps.store.connections(&user.workspace_id, crm).await?;
             let (personal_removed, revoked) = remove_organization(deps, &org, &all, None).await?;
             tracing::info!(workspace_id = %user.workspace_id, personal_removed, revoked, "organization disconnected");
-            synclog::workspace_event(deps, &user.workspace_id, "organization_disconnected", json!({ "crm": crm.as_str(), "by_user": user.id, "personal_connections_removed": personal_removed, "grants_revoked": revoked })).await;
+            synclog::workspace_event(deps, &user.workspace_id, SyncEvent::OrganizationDisconnected, json!({ "crm": crm.as_str(), "by_user": user.id, "personal_connections_removed": personal_removed, "grants_revoked": revoked })).await;
             Ok(json_response(
                 200,
                 &json!({
@@ -832,7 +832,7 @@ async fn uninstall_in(
     synclog::workspace_event(
         deps,
         workspace_id,
-        "crm_app_uninstalled",
+        SyncEvent::CrmAppUninstalled,
         json!({
             "crm": crm.as_str(),
             "connection": connection,

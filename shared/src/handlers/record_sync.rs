@@ -24,7 +24,7 @@ use crate::sync::{
     chat_link, choose_owner, confirmed_matches, crm_users, fitted_name, park, parking_reason,
     record_fields, record_name, record_of, sync_crm, sync_target, wait_for_budget,
 };
-use crate::synclog;
+use crate::synclog::{self, LogEntryDraft, SyncEvent};
 use crate::whatsapp::Direction;
 use serde_json::json;
 
@@ -320,15 +320,16 @@ impl Linking<'_> {
         pacing::may_spend_on(self.deps, &self.chat.workspace_id, self.settings.crm, work).await
     }
 
-    async fn log(&self, event: &str, detail: serde_json::Value) {
+    async fn log(&self, event: SyncEvent, detail: serde_json::Value) {
         synclog::record(
-            self.deps.store.as_ref(),
-            self.deps.clock.now(),
-            &self.chat.workspace_id,
-            event,
-            Some(&self.chat.key),
-            Some(self.message_id),
-            detail,
+            self.deps,
+            LogEntryDraft {
+                workspace_id: &self.chat.workspace_id,
+                event,
+                chat_key: Some(&self.chat.key),
+                message_id: Some(self.message_id),
+                detail,
+            },
         )
         .await;
     }
@@ -395,7 +396,7 @@ impl Linking<'_> {
         );
         let candidate_names: Vec<String> = candidates.iter().map(record_of).collect();
         self.log(
-            "matched",
+            SyncEvent::Matched,
             json!({
                 "record": best,
                 "by": by,
@@ -427,13 +428,14 @@ async fn skip(
 ) -> Result<(), WorkError> {
     // Logged first: once the state says skipped, the log says why.
     synclog::record(
-        deps.store.as_ref(),
-        deps.clock.now(),
-        &chat.workspace_id,
-        "skipped",
-        Some(&chat.key),
-        Some(message_id),
-        json!({ "reason": reason }),
+        deps,
+        LogEntryDraft {
+            workspace_id: &chat.workspace_id,
+            event: SyncEvent::Skipped,
+            chat_key: Some(&chat.key),
+            message_id: Some(message_id),
+            detail: json!({ "reason": reason }),
+        },
     )
     .await;
     deps.store
@@ -513,8 +515,11 @@ async fn follow_conversion(ctx: &Linking<'_>, record: &RecordRef) -> Result<bool
     })
     .await?;
     tracing::info!(workspace_id = %ctx.chat.workspace_id, chat = %ctx.chat.log_id(), from = %record_of(record), to = %record_of(&into), "followed a converted record");
-    ctx.log("converted_followed", json!({ "from": record, "to": into }))
-        .await;
+    ctx.log(
+        SyncEvent::ConvertedFollowed,
+        json!({ "from": record, "to": into }),
+    )
+    .await;
     Ok(true)
 }
 
@@ -529,7 +534,7 @@ async fn stop_chat(ctx: &Linking<'_>, record: &RecordRef, reason: &str) -> Resul
     })
     .await?;
     ctx.log(
-        "sync_stopped",
+        SyncEvent::SyncStopped,
         json!({ "record": record, "reason": reason }),
     )
     .await;
@@ -565,7 +570,7 @@ async fn rename(ctx: &Linking<'_>, record: &RecordRef, name: &str) -> Result<(),
         Err(e) => {
             tracing::warn!(workspace_id = %ctx.chat.workspace_id, chat = %ctx.chat.log_id(), error = %e, "rename refused by the CRM");
             ctx.log(
-                "rename_failed",
+                SyncEvent::RenameFailed,
                 json!({ "record": record, "error": e.to_string() }),
             )
             .await;
@@ -585,7 +590,7 @@ async fn rename(ctx: &Linking<'_>, record: &RecordRef, name: &str) -> Result<(),
     })
     .await?;
     ctx.log(
-        "renamed",
+        SyncEvent::Renamed,
         json!({ "record": record, "from": ctx.chat.record_name, "to": name }),
     )
     .await;
@@ -669,7 +674,7 @@ async fn recover_interrupted_create(ctx: &Linking<'_>) -> Result<Option<RecordRe
     })
     .await?;
     ctx.log(
-        "created",
+        SyncEvent::Created,
         json!({
             "record": found.record,
             "owner_id": owner_id,
@@ -803,7 +808,7 @@ async fn create_record(ctx: &Linking<'_>) -> Result<RecordRef, WorkError> {
         "created record"
     );
     ctx.log(
-        "created",
+        SyncEvent::Created,
         json!({ "record": record, "owner_id": owner_id, "owner_reason": owner_reason }),
     )
     .await;
@@ -856,7 +861,7 @@ async fn ensure_follow_up(ctx: &Linking<'_>, person: &RecordRef) -> Result<(), W
             })
             .await?;
             ctx.log(
-                "follow_up_created",
+                SyncEvent::FollowUpCreated,
                 json!({ "record": found, "person": person, "found_after": "an interrupted create whose answer was lost" }),
             )
             .await;
@@ -889,7 +894,7 @@ async fn ensure_follow_up(ctx: &Linking<'_>, person: &RecordRef) -> Result<(), W
             .await?;
             tracing::info!(workspace_id = %chat.workspace_id, chat = %chat.log_id(), follow_up = %record_of(&follow_up), "created the chat's lead or deal");
             ctx.log(
-                "follow_up_created",
+                SyncEvent::FollowUpCreated,
                 json!({ "record": follow_up, "person": person, "owner_id": owner_id, "owner_reason": owner_reason }),
             )
             .await;
@@ -904,7 +909,7 @@ async fn ensure_follow_up(ctx: &Linking<'_>, person: &RecordRef) -> Result<(), W
             .await?;
             tracing::warn!(workspace_id = %chat.workspace_id, chat = %chat.log_id(), error = %e, "the CRM refused the chat's lead or deal");
             ctx.log(
-                "follow_up_refused",
+                SyncEvent::FollowUpRefused,
                 json!({ "person": person, "error": e.to_string() }),
             )
             .await;
@@ -964,7 +969,7 @@ async fn follow_follow_up(ctx: &Linking<'_>, person: &RecordRef) -> Result<(), W
     })
     .await?;
     ctx.log(
-        "converted_followed",
+        SyncEvent::ConvertedFollowed,
         json!({ "from": follow_up, "to": became }),
     )
     .await;

@@ -17,7 +17,7 @@ use crate::settings::{
     check_module, eligible_fields, eligible_module, missing_setting, pipedrive,
 };
 use crate::sync::{chat_link, organization_crm, record_fields};
-use crate::synclog;
+use crate::synclog::{self, SyncEvent};
 
 /// The test record's number: in the range reserved for fiction (NANP
 /// 555-01xx), so no real chat ever matches it.
@@ -545,7 +545,7 @@ async fn activate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse, 
     settings.active = true;
     settings.activated_at = Some(deps.clock.now());
     save(deps, &mut settings).await?;
-    synclog::workspace_event(deps, &me.workspace_id, "settings_activated", json!({ "by_user": me.id, "test_record": test_record, "destination": settings.destination_module, "defaults_applied": defaults_applied })).await;
+    synclog::workspace_event(deps, &me.workspace_id, SyncEvent::SettingsActivated, json!({ "by_user": me.id, "test_record": test_record, "destination": settings.destination_module, "defaults_applied": defaults_applied })).await;
     tracing::info!(workspace_id = %me.workspace_id, crm = crm.as_str(), defaulted = defaults_applied.is_some(), "sync settings activated");
     let (resumed, requeued) = after_activation(deps, &me.workspace_id).await;
     settings_response(
@@ -696,7 +696,7 @@ async fn deactivate(deps: &Deps, me: &User, crm: CrmKind) -> Result<HttpResponse
         synclog::workspace_event(
             deps,
             &me.workspace_id,
-            "settings_deactivated",
+            SyncEvent::SettingsDeactivated,
             json!({ "by_user": me.id }),
         )
         .await;

@@ -10,11 +10,13 @@ use crate::deps::Deps;
 use crate::model::{ConnectionKind, CrmKind, User};
 use crate::pacing::{self, ApiPlan, Forecast};
 use crate::store::CrmUsage;
-use crate::synclog;
+use crate::synclog::{self, SyncEvent};
 use crate::usage::utc_day;
 
 /// Days of history in the answer.
 const HISTORY_DAYS: i64 = 7;
+// The forecast needs today and yesterday from the history.
+const _: () = assert!(HISTORY_DAYS >= 2);
 
 #[derive(Serialize)]
 struct DayUsage {
@@ -40,7 +42,7 @@ struct CrmBudget {
 }
 
 async fn budget_of(deps: &Deps, workspace_id: &str, crm: CrmKind) -> Result<CrmBudget, ApiError> {
-    let (plan, forecast, _) = pacing::current(deps, workspace_id, crm).await?;
+    let plan = pacing::plan(deps, workspace_id, crm).await?;
     let now = deps.clock.now();
     let mut days = Vec::new();
     for back in 0..HISTORY_DAYS {
@@ -52,6 +54,10 @@ async fn budget_of(deps: &Deps, workspace_id: &str, crm: CrmKind) -> Result<CrmB
             spent: tokens,
         });
     }
+    // Today and yesterday are the list's first two days: the forecast is
+    // made from them rather than from reading them again.
+    let spent_on = |back: usize| days.get(back).map_or(0, |d| d.spent);
+    let forecast = pacing::forecast(crm, plan.per_day(), spent_on(0), spent_on(1), now);
     let (unit, window) = match crm {
         CrmKind::Zoho => ("credits", "rolling_24h"),
         CrmKind::Pipedrive => ("tokens", "utc_day"),
@@ -127,7 +133,7 @@ pub async fn set_plan(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiErr
     synclog::workspace_event(
         deps,
         &me.workspace_id,
-        "api_plan_set",
+        SyncEvent::ApiPlanSet,
         json!({ "crm": plan.crm, "edition": plan.edition, "seats": plan.seats, "budget_per_day": plan.per_day(), "by_user": me.id }),
     )
     .await;

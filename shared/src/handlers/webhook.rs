@@ -14,7 +14,7 @@ use crate::deps::Deps;
 use crate::model::{Delivery, MessageState, NO_NUMBER_YET, StoredMessage, chat_key, held_chat_key};
 use crate::queue::{MessageRef, QueueName};
 use crate::store::Insert;
-use crate::synclog;
+use crate::synclog::{self, LogEntryDraft, SyncEvent};
 use crate::whatsapp::{ChatMessage, Counterpart, WebhookItem, parse_delivery};
 
 /// Meta's largest delivery is 3 MB.
@@ -99,13 +99,14 @@ async fn receive(deps: &Deps, req: &Request) -> Result<HttpResponse, ApiError> {
                     && let Some(number) = deps.store.whatsapp_number(phone_number_id).await?
                 {
                     synclog::record(
-                        deps.store.as_ref(),
-                        deps.clock.now(),
-                        &number.workspace_id,
-                        "skipped",
-                        None,
-                        Some(message_id),
-                        json!({ "reason": reason.as_str() }),
+                        deps,
+                        LogEntryDraft {
+                            workspace_id: &number.workspace_id,
+                            event: SyncEvent::Skipped,
+                            chat_key: None,
+                            message_id: Some(message_id),
+                            detail: json!({ "reason": reason.as_str() }),
+                        },
                     )
                     .await;
                 }
@@ -287,13 +288,14 @@ async fn hold_until_number_known(
     match deps.store.insert_message(&held).await? {
         Insert::Inserted => {
             synclog::record(
-                deps.store.as_ref(),
-                deps.clock.now(),
-                workspace_id,
-                "parked",
-                None,
-                Some(&held.message_id),
-                json!({ "reason": NO_NUMBER_YET }),
+                deps,
+                LogEntryDraft {
+                    workspace_id,
+                    event: SyncEvent::Parked,
+                    chat_key: None,
+                    message_id: Some(&held.message_id),
+                    detail: json!({ "reason": NO_NUMBER_YET }),
+                },
             )
             .await;
             tracing::info!(workspace_id, message_id = %held.message_id, "message kept until its sender's number is known");

@@ -91,6 +91,12 @@ impl From<crate::error::QueueError> for SendRefusal {
     }
 }
 
+impl From<crate::error::SecretsError> for SendRefusal {
+    fn from(e: crate::error::SecretsError) -> Self {
+        Self::Store(StoreError::Request(e.to_string()))
+    }
+}
+
 impl From<MediaRefusal> for SendRefusal {
     fn from(e: MediaRefusal) -> Self {
         match e {
@@ -125,11 +131,7 @@ pub(super) async fn number_token(
     deps: &Deps,
     number: &WhatsAppNumber,
 ) -> Result<String, SendRefusal> {
-    let keys = deps
-        .secrets
-        .keys()
-        .await
-        .map_err(|e| SendRefusal::Store(StoreError::Request(e.to_string())))?;
+    let keys = deps.secrets.keys().await?;
     number
         .access_token_enc
         .as_deref()

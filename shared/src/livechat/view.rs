@@ -60,6 +60,12 @@ impl From<crate::error::StoreError> for ViewError {
     }
 }
 
+impl From<crate::error::SecretsError> for ViewError {
+    fn from(e: crate::error::SecretsError) -> Self {
+        Self::Work(WorkError::Secrets(e))
+    }
+}
+
 /// Which messages of each chat an answer holds: the newest `limit`, or,
 /// with `before`, the `limit` before that message (only the chat that
 /// holds it is answered then); with `chat`, only that chat is.
@@ -273,11 +279,7 @@ async fn record_phones(
     record: &RecordRef,
     pass: Option<&str>,
 ) -> Result<(Vec<String>, String), ViewError> {
-    let keys = deps
-        .secrets
-        .keys()
-        .await
-        .map_err(|e| WorkError::Store(crate::error::StoreError::Request(e.to_string())))?;
+    let keys = deps.secrets.keys().await?;
     let now = deps.clock.now();
     if let Some(sealed) = pass
         && let Some(held) = RecordPass::open(sealed, keys, session, record, now)

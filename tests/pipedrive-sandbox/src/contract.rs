@@ -32,7 +32,6 @@
 //!   an undocumented success status is itself a violation.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use jsonschema::{Draft, Validator};
@@ -40,25 +39,8 @@ use serde_json::{Map, Value, json};
 
 use crate::spec::{self, Matched, Operation};
 
-/// One recorded contract violation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContractViolation {
-    pub method: String,
-    pub path: String,
-    /// `"request"` or `"response <status>"`.
-    pub direction: String,
-    pub message: String,
-}
-
-impl fmt::Display for ContractViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}: {}",
-            self.method, self.path, self.direction, self.message
-        )
-    }
-}
+/// One recorded contract violation (shared by the sandboxes).
+pub use sandbox_kit::contract::ContractViolation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

@@ -450,11 +450,7 @@ impl PipedriveSandboxHandle {
 
     /// Contract violations seen so far, one line each.
     pub fn contract_violations(&self) -> Vec<String> {
-        self.st()
-            .violations
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        sandbox_kit::contract::lines(&self.st().violations)
     }
 
     pub fn contract_violation_details(&self) -> Vec<ContractViolation> {

@@ -1,12 +1,14 @@
 //! Random faults over `/__sandbox/faults`: what the API answers while they
-//! are on, in Pipedrive's documented shapes, and what is counted.
+//! are on, in Pipedrive's documented shapes. (Setting, counting and
+//! stopping them is `sandbox_kit`'s, tested there.)
 
 use pipedrive_sandbox::{PipedriveSandbox, PipedriveSandboxConfig};
 use reqwest::StatusCode;
+use sandbox_kit::testing::FaultsEndpoint;
 use serde_json::{Value, json};
 
 #[tokio::test]
-async fn injected_faults_answer_in_pipedrives_shapes_and_are_counted() {
+async fn injected_faults_answer_in_pipedrives_shapes() {
     let sb = PipedriveSandbox::start(PipedriveSandboxConfig::default())
         .await
         .expect("sandbox starts");
@@ -15,18 +17,15 @@ async fn injected_faults_answer_in_pipedrives_shapes_and_are_counted() {
         .issue_tokens("ana@acme.example")
         .expect("tokens")
         .access_token;
-    let faults = format!("{}/__sandbox/faults", sb.base_url());
+    let faults = FaultsEndpoint::of(&sb.base_url());
     let me = || {
         http.get(format!("{}/v1/users/me", sb.base_url()))
             .bearer_auth(&token)
             .send()
     };
-    let set = |plan: Value| http.post(&faults).json(&plan).send();
 
     // A burst refusal: the window full, resetting soon; no Retry-After.
-    set(json!({"rate": 1.0, "kinds": ["429-no-retry-after"]}))
-        .await
-        .expect("answers");
+    faults.every_call(json!(["429-no-retry-after"])).await;
     let answer = me().await.expect("answers");
     assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(answer.headers()["x-ratelimit-remaining"], "0");
@@ -38,42 +37,16 @@ async fn injected_faults_answer_in_pipedrives_shapes_and_are_counted() {
         (&json!(false), &json!(429))
     );
 
-    set(json!({"rate": 1.0, "kinds": {"503": 1}}))
-        .await
-        .expect("answers");
+    faults.every_call(json!({"503": 1})).await;
     assert_eq!(
         me().await.expect("answers").status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
 
-    set(json!({"rate": 1.0, "kinds": ["expired-token"]}))
-        .await
-        .expect("answers");
-    let answer = me().await.expect("answers");
-    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
-    let body: Value = answer.json().await.expect("json");
+    let body = faults.expire_the_token_of(me).await;
     assert_eq!(
         body,
         json!({"success": false, "error": "unauthorized access", "errorCode": 401})
-    );
-    let report: Value = http
-        .get(&faults)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        report,
-        json!({"calls": 1, "injected": {"expired-token": 1}})
-    );
-
-    http.delete(&faults).send().await.expect("answers");
-    assert_eq!(
-        me().await.expect("answers").status(),
-        StatusCode::UNAUTHORIZED,
-        "expired for real"
     );
     let requests = sb.requests();
     assert!(

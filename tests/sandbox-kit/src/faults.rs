@@ -58,6 +58,36 @@ impl FaultKind {
     ];
 }
 
+/// What an injected fault does to one API call; `A` is the sandbox's own
+/// answer (its vendor's error shape).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Injected<A> {
+    /// Answered with this instead of the API's answer.
+    Answer(A),
+    /// Served as usual after this wait.
+    Delay(Duration),
+    /// Served as usual, the answer then held this long (past the client's
+    /// time-out).
+    Hold(Duration),
+}
+
+impl<A> Injected<A> {
+    /// What `kind` does under `config`: a slow or timed-out call is the
+    /// same everywhere; every other kind is answered by `answer`, the
+    /// vendor's documented refusal.
+    pub fn of(kind: FaultKind, config: &FaultConfig, answer: impl FnOnce(FaultKind) -> A) -> Self {
+        match kind {
+            FaultKind::Timeout => Self::Hold(config.timeout_hold()),
+            FaultKind::Slow => Self::Delay(config.slow()),
+            FaultKind::TooManyRequests
+            | FaultKind::TooManyRequestsBare
+            | FaultKind::ServerError
+            | FaultKind::Unavailable
+            | FaultKind::ExpiredToken => Self::Answer(answer(kind)),
+        }
+    }
+}
+
 /// Which kinds are drawn: a list (equal weights) or weights by kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -338,6 +368,29 @@ mod tests {
             .count();
         assert_eq!(timeouts + unavailable, 400, "only the two kinds weighted");
         assert!(unavailable > 2 * timeouts, "{unavailable} vs {timeouts}");
+    }
+
+    #[test]
+    fn slow_and_timed_out_calls_wait_and_the_rest_get_the_vendors_answer() {
+        let config = FaultConfig {
+            slow_ms: 7,
+            timeout_ms: 9,
+            ..FaultConfig::every_kind(1.0, 0)
+        };
+        let answered = |kind| Injected::of(kind, &config, |k| k);
+        assert_eq!(
+            answered(FaultKind::Slow),
+            Injected::Delay(Duration::from_millis(7))
+        );
+        assert_eq!(
+            answered(FaultKind::Timeout),
+            Injected::Hold(Duration::from_millis(9))
+        );
+        for kind in FaultKind::ALL {
+            if !matches!(kind, FaultKind::Slow | FaultKind::Timeout) {
+                assert_eq!(answered(kind), Injected::Answer(kind));
+            }
+        }
     }
 
     #[test]

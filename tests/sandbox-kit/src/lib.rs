@@ -1,9 +1,12 @@
-//! What the local API sandboxes (Zoho CRM, Graph API) share: serving an
-//! axum router on a loopback port in the background until told to stop,
-//! the setup of their command-line binaries, and random fault injection
-//! ([`faults`]).
+//! What the local API sandboxes (Zoho CRM, Pipedrive, Graph API) share:
+//! serving an axum router on a loopback port in the background until told
+//! to stop, the setup of their command-line binaries, random fault
+//! injection ([`faults`]), recorded contract violations ([`contract`]), and
+//! the vendor-independent checks of their tests ([`testing`]).
 
+pub mod contract;
 pub mod faults;
+pub mod testing;
 
 use std::io::Write;
 use std::net::SocketAddr;

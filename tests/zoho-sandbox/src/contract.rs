@@ -266,25 +266,8 @@ pub enum ContractError {
     Compile { what: String, message: String },
 }
 
-/// One recorded contract violation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContractViolation {
-    pub method: String,
-    pub path: String,
-    /// `"request"` or `"response <status>"`.
-    pub direction: String,
-    pub message: String,
-}
-
-impl fmt::Display for ContractViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}: {}",
-            self.method, self.path, self.direction, self.message
-        )
-    }
-}
+/// One recorded contract violation (shared by the sandboxes).
+pub use sandbox_kit::contract::ContractViolation;
 
 /// The compiled contract. Validators are compiled lazily and cached.
 pub struct Contract {

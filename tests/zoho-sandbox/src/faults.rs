@@ -2,41 +2,32 @@
 //! §1.6 and the error table): the plan and its draws are
 //! [`sandbox_kit::faults`]; this turns a drawn kind into what Zoho would do.
 
-use std::time::Duration;
-
 use sandbox_kit::faults::{FaultConfig, FaultKind};
 use serde_json::json;
 
 use crate::store::{ApiResponse, Store, default_message, error};
 
-/// What an injected fault does to one CRM call.
-pub(crate) enum Injected {
-    /// Answered with this instead of the API's answer (and `Retry-After`
-    /// seconds, if any).
-    Answer(ApiResponse, Option<u64>),
-    /// Served as usual after this wait.
-    Delay(Duration),
-    /// Served as usual, the answer then held this long (past the client's
-    /// time-out).
-    Hold(Duration),
-}
+/// What an injected fault does to one CRM call: answered, it is Zoho's
+/// error and the `Retry-After` seconds, if any.
+pub(crate) type Injected = sandbox_kit::faults::Injected<(ApiResponse, Option<u64>)>;
 
 /// What `kind` does to a call. An expired token is expired for real, so the
 /// client's refresh and retry are the real ones.
 pub(crate) fn injected(kind: FaultKind, config: &FaultConfig) -> Injected {
     let answer = |status: u16, code: &str| error(status, code, default_message(code), json!({}));
-    match kind {
-        FaultKind::TooManyRequests => Injected::Answer(
+    Injected::of(kind, config, |kind| match kind {
+        FaultKind::TooManyRequests => (
             answer(429, "TOO_MANY_REQUESTS"),
             Some(config.retry_after_secs),
         ),
-        FaultKind::TooManyRequestsBare => Injected::Answer(answer(429, "TOO_MANY_REQUESTS"), None),
-        FaultKind::ServerError => Injected::Answer(answer(500, "INTERNAL_ERROR"), None),
-        FaultKind::Unavailable => Injected::Answer(answer(503, "INTERNAL_ERROR"), None),
-        FaultKind::ExpiredToken => Injected::Answer(answer(401, "INVALID_TOKEN"), None),
-        FaultKind::Timeout => Injected::Hold(config.timeout_hold()),
-        FaultKind::Slow => Injected::Delay(config.slow()),
-    }
+        FaultKind::TooManyRequestsBare => (answer(429, "TOO_MANY_REQUESTS"), None),
+        FaultKind::ServerError => (answer(500, "INTERNAL_ERROR"), None),
+        FaultKind::Unavailable => (answer(503, "INTERNAL_ERROR"), None),
+        // Slow and timed-out calls never get here (`Injected::of`).
+        FaultKind::ExpiredToken | FaultKind::Timeout | FaultKind::Slow => {
+            (answer(401, "INVALID_TOKEN"), None)
+        }
+    })
 }
 
 /// The early answer of an injected fault, if it has one; an expired-token
@@ -47,7 +38,7 @@ pub(crate) fn early_answer(
     authorization: Option<&str>,
 ) -> Option<(ApiResponse, Option<u64>)> {
     match fault? {
-        (kind, Injected::Answer(answer, retry_after)) => {
+        (kind, Injected::Answer((answer, retry_after))) => {
             if *kind == FaultKind::ExpiredToken {
                 store.expire_access_token(authorization);
             }

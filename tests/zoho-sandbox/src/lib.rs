@@ -431,12 +431,7 @@ impl SandboxHandle {
 
     /// Contract violations seen so far, one line each.
     pub fn contract_violations(&self) -> Vec<String> {
-        self.shared
-            .store()
-            .violations
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        sandbox_kit::contract::lines(&self.shared.store().violations)
     }
 
     pub fn contract_violation_details(&self) -> Vec<ContractViolation> {

@@ -1,12 +1,14 @@
 //! Random faults over `/__sandbox/faults`: what the CRM API answers while
-//! they are on, in Zoho's documented shapes, and what is counted.
+//! they are on, in Zoho's documented shapes. (Setting, counting and
+//! stopping them is `sandbox_kit`'s, tested there.)
 
 use reqwest::StatusCode;
+use sandbox_kit::testing::FaultsEndpoint;
 use serde_json::{Value, json};
 use zoho_sandbox::{SandboxConfig, ZohoSandbox};
 
 #[tokio::test]
-async fn injected_faults_answer_in_zohos_shapes_and_are_counted() {
+async fn injected_faults_answer_in_zohos_shapes() {
     let sb = ZohoSandbox::start(SandboxConfig::default())
         .await
         .expect("sandbox starts");
@@ -15,21 +17,17 @@ async fn injected_faults_answer_in_zohos_shapes_and_are_counted() {
         .issue_tokens("ana@acme.example")
         .expect("tokens")
         .access_token;
-    let faults = format!("{}/__sandbox/faults", sb.base_url());
+    let faults = FaultsEndpoint::of(&sb.base_url());
     let org = || {
         http.get(format!("{}/crm/v8/org", sb.base_url()))
             .header("Authorization", format!("Zoho-oauthtoken {token}"))
             .send()
     };
-    let set = |plan: Value| http.post(&faults).json(&plan).send();
 
-    let refused = set(json!({"rate": 2.0})).await.expect("answers");
-    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-
-    let on = set(json!({"rate": 1.0, "kinds": ["429"], "retry_after_secs": 2}))
-        .await
-        .expect("answers");
-    assert_eq!(on.status(), StatusCode::NO_CONTENT);
+    let on = faults
+        .set(json!({"rate": 1.0, "kinds": ["429"], "retry_after_secs": 2}))
+        .await;
+    assert_eq!(on, StatusCode::NO_CONTENT);
     let answer = org().await.expect("answers");
     assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(answer.headers()["retry-after"], "2");
@@ -39,31 +37,10 @@ async fn injected_faults_answer_in_zohos_shapes_and_are_counted() {
         (&json!("TOO_MANY_REQUESTS"), &json!("error"))
     );
 
-    set(json!({"rate": 1.0, "kinds": ["expired-token"]}))
-        .await
-        .expect("answers");
-    let answer = org().await.expect("answers");
-    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
-    let body: Value = answer.json().await.expect("json");
-    assert_eq!(body["code"], "INVALID_TOKEN");
-    let report: Value = http
-        .get(&faults)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let body = faults.expire_the_token_of(org).await;
     assert_eq!(
-        report,
-        json!({"calls": 1, "injected": {"expired-token": 1}})
-    );
-
-    // Off again: the token stays expired, as a real expiry would.
-    http.delete(&faults).send().await.expect("answers");
-    assert_eq!(
-        org().await.expect("answers").status(),
-        StatusCode::UNAUTHORIZED
+        (&body["code"], &body["status"]),
+        (&json!("INVALID_TOKEN"), &json!("error"))
     );
     assert_eq!(sb.contract_violations(), Vec::<String>::new());
 }

@@ -58,13 +58,7 @@ async fn clear_requests(State(sh): State<AppState>) -> Response {
 }
 
 async fn violations(State(sh): State<AppState>) -> Response {
-    let list: Vec<String> = sh
-        .store()
-        .violations
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    axum::Json(json!({"violations": list})).into_response()
+    sandbox_kit::contract::violations_answer(&sh.store().violations)
 }
 
 async fn usage(State(sh): State<AppState>) -> Response {

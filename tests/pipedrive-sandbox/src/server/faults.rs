@@ -4,8 +4,6 @@
 //! are [`sandbox_kit::faults`]; this turns a drawn kind into what Pipedrive
 //! would do.
 
-use std::time::Duration;
-
 use axum::response::Response;
 use sandbox_kit::faults::{FaultConfig, FaultKind};
 use serde_json::json;
@@ -15,15 +13,7 @@ use super::to_response;
 use crate::store::{RateHeaders, Reply, Store, error, error_body, status_message};
 
 /// What an injected fault does to one API call.
-pub(super) enum Injected {
-    /// Answered with this instead of the API's answer.
-    Answer(Response),
-    /// Served as usual after this wait.
-    Delay(Duration),
-    /// Served as usual, the answer then held this long (past the client's
-    /// time-out).
-    Hold(Duration),
-}
+pub(super) type Injected = sandbox_kit::faults::Injected<Response>;
 
 /// What `kind` does to a call with the access token `token`. A 429 is a
 /// burst-window refusal (window full, resetting in `retry_after_secs`); an
@@ -44,24 +34,15 @@ pub(super) fn injected(
         };
         with_rate_headers(to_response(Reply::json(429, body)), window, retry_after)
     };
-    match kind {
-        FaultKind::TooManyRequests => {
-            Injected::Answer(too_many(store, Some(config.retry_after_secs)))
-        }
-        FaultKind::TooManyRequestsBare => Injected::Answer(too_many(store, None)),
-        FaultKind::ServerError | FaultKind::Unavailable => {
-            let status = if kind == FaultKind::ServerError {
-                500
-            } else {
-                503
-            };
-            Injected::Answer(to_response(error(status, status_message(status))))
-        }
-        FaultKind::ExpiredToken => {
+    Injected::of(kind, config, |kind| match kind {
+        FaultKind::TooManyRequests => too_many(store, Some(config.retry_after_secs)),
+        FaultKind::TooManyRequestsBare => too_many(store, None),
+        FaultKind::ServerError => to_response(error(500, status_message(500))),
+        FaultKind::Unavailable => to_response(error(503, status_message(503))),
+        // Slow and timed-out calls never get here (`Injected::of`).
+        FaultKind::ExpiredToken | FaultKind::Timeout | FaultKind::Slow => {
             store.expire_access_token(token);
-            Injected::Answer(unauthorized())
+            unauthorized()
         }
-        FaultKind::Timeout => Injected::Hold(config.timeout_hold()),
-        FaultKind::Slow => Injected::Delay(config.slow()),
-    }
+    })
 }

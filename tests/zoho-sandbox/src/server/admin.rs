@@ -39,13 +39,7 @@ pub(super) async fn clear_requests(State(sh): State<AppState>) -> Response {
 }
 
 pub(super) async fn violations(State(sh): State<AppState>) -> Response {
-    let list: Vec<String> = sh
-        .store()
-        .violations
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    axum::Json(json!({"violations": list})).into_response()
+    sandbox_kit::contract::violations_answer(&sh.store().violations)
 }
 
 pub(super) async fn expire(State(sh): State<AppState>) -> Response {
