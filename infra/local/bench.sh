@@ -69,7 +69,7 @@ EOF
 # median per delivery.
 handler_cpu() {
     local secs=${BENCH_CRITERION_SECS:-3}
-    cargo bench --locked -p bench --bench handlers -- \
+    cargo bench --locked --profile release -p bench --bench handlers -- \
         --warm-up-time 1 --measurement-time "$secs" >&2
     python3 - "$target/criterion" <<'EOF'
 import json, os, sys
@@ -101,14 +101,14 @@ soak() {
 # over the webhook path, phone normaliser, note renderer, OAuth callback and
 # the API's JSON bodies; its total line becomes two rows.
 hostile_input() {
-    cargo bench --locked -p shared --bench hostile_input | tee /dev/stderr |
+    cargo bench --locked --profile release -p shared --bench hostile_input | tee /dev/stderr |
         python3 -c '
 import sys
 lines = sys.stdin.read().splitlines()
 head = next(l for l in lines if l.startswith("hostile input:"))
 total = next(l for l in lines if l.startswith("total")).split()
 cases, panics, unsigned, unclear, other, secs = total[1:7]
-how = "cargo bench -p shared --bench hostile_input (" + head.split(":", 1)[1].strip() + ")"
+how = "cargo bench --profile release -p shared --bench hostile_input (" + head.split(":", 1)[1].strip() + ")"
 print(f"| hostile input: generated cases | {int(cases):,} in {secs} | {how} |")
 print(f"| hostile input: panics / stored without a valid signature / refusals not a clear 4xx / other broken properties | {panics} / {unsigned} / {unclear} / {other} | {how} |")
 '
