@@ -40,10 +40,37 @@ step() {
     rm -f "$log.out"
 }
 
+# Two cargo invocations, each building everything of its profile at once so
+# that every crate is compiled once (separate invocations with other
+# dev-dependencies, criterion's or proptest's, would each rebuild most of
+# the dependency graph): the release one, the five functions, the
+# hello-worlds, the handlers' criterion benchmark and the hostile-input run
+# (100,000 cases take over ten minutes in the dev profile); the dev one, the
+# harness (speed, soak, API fuzz), which measures through the release
+# functions.
 build() {
-    cargo build --release --locked \
-        -p webhook -p oauth -p api -p record-sync -p note-append -p bench --bins
-    cargo build --locked -p e2e --bin bench-speed --bin soak --bin api-fuzz
+    cargo build --release --locked --message-format=json-render-diagnostics \
+        -p webhook -p oauth -p api -p record-sync -p note-append -p bench -p shared --bins --benches |
+        executables >"$out/release-executables"
+    cargo build --locked --message-format=json-render-diagnostics \
+        -p e2e --bin bench-speed --bin soak --bin api-fuzz |
+        executables >"$out/dev-executables"
+}
+
+# `name path` of each executable a build made (from cargo's JSON messages).
+executables() {
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message.get("executable"):
+        print(message["target"]["name"], message["executable"])
+'
+}
+
+# The executable a build made for target `name`.
+executable() {
+    awk -v name="$2" '$1 == name { print $2 }' "$out/$1-executables" | tail -n 1
 }
 
 # Each function's binary and its zip as Lambda gets it (`bootstrap` in a zip,
@@ -69,8 +96,9 @@ EOF
 # median per delivery.
 handler_cpu() {
     local secs=${BENCH_CRITERION_SECS:-3}
-    cargo bench --locked --profile release -p bench --bench handlers -- \
-        --warm-up-time 1 --measurement-time "$secs" >&2
+    # Run from the bench crate's directory, as `cargo bench` would.
+    (cd "$root/bench" && CARGO_TARGET_DIR="$target" "$(executable release handlers)" --bench \
+        --warm-up-time 1 --measurement-time "$secs") >&2
     python3 - "$target/criterion" <<'EOF'
 import json, os, sys
 root = sys.argv[1]
@@ -93,22 +121,21 @@ EOF
 # figures as rows.
 soak_args=(--chats "${BENCH_SOAK_CHATS:-100}" --messages "${BENCH_SOAK_MESSAGES:-10}")
 soak() {
-    LOCAL_STACK_BIN_DIR="$target/release" \
-        cargo run --locked -p e2e --bin soak -- "${soak_args[@]}" --table
+    LOCAL_STACK_BIN_DIR="$target/release" "$target/debug/soak" "${soak_args[@]}" --table
 }
 
-# Hostile input (shared/benches/hostile_input.rs): 100,000 generated cases
+# Hostile input (shared/benches/hostile_input.rs, `--bench`): 100,000 generated cases
 # over the webhook path, phone normaliser, note renderer, OAuth callback and
 # the API's JSON bodies; its total line becomes two rows.
 hostile_input() {
-    cargo bench --locked --profile release -p shared --bench hostile_input | tee /dev/stderr |
+    "$(executable release hostile_input)" --bench | tee /dev/stderr |
         python3 -c '
 import sys
 lines = sys.stdin.read().splitlines()
 head = next(l for l in lines if l.startswith("hostile input:"))
 total = next(l for l in lines if l.startswith("total")).split()
 cases, panics, unsigned, unclear, other, secs = total[1:7]
-how = "cargo bench --profile release -p shared --bench hostile_input (" + head.split(":", 1)[1].strip() + ")"
+how = "shared/benches/hostile_input.rs --bench, release profile (" + head.split(":", 1)[1].strip() + ")"
 print(f"| hostile input: generated cases | {int(cases):,} in {secs} | {how} |")
 print(f"| hostile input: panics / stored without a valid signature / refusals not a clear 4xx / other broken properties | {panics} / {unsigned} / {unclear} / {other} | {how} |")
 '
@@ -118,7 +145,7 @@ print(f"| hostile input: panics / stored without a valid signature / refusals no
 # against the local stack); its closing line becomes a row. Last: it stops
 # the local stack when done.
 api_fuzz() {
-    bash "$root/infra/local/api-fuzz.sh" | tee /dev/stderr | python3 -c '
+    LOCAL_STACK_BIN_DIR="$target/release" bash "$root/infra/local/api-fuzz.sh" | tee /dev/stderr | python3 -c '
 import sys
 for line in sys.stdin:
     if line.startswith("api fuzz:"):
