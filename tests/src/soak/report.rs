@@ -97,6 +97,15 @@ impl SoakReport {
         self.latencies[rank.min(self.latencies.len()) - 1]
     }
 
+    /// The queue the backlog waited on (the deeper one on average).
+    pub fn bottleneck(&self) -> &'static str {
+        if self.queues.notes_mean() > self.queues.sync_mean() {
+            "the notes queue (note-append: one batch at a time, CRM calls in series)"
+        } else {
+            "the sync queue (record-sync: one batch at a time, searches and creates in series)"
+        }
+    }
+
     pub fn throughput(&self) -> f64 {
         self.latencies.len() as f64 / self.busy.as_secs_f64().max(0.001)
     }
@@ -178,13 +187,9 @@ impl SoakReport {
         rows.push((
             "soak: throughput".to_owned(),
             format!(
-                "{:.2} messages/s with 0 lost; backlog mean depth sync {sync:.1}, notes {notes:.1} → bottleneck: {}",
+                "{:.2} messages/s with 0 lost; backlog mean depth sync {sync:.1}, notes {notes:.1} → it waits on {}",
                 self.throughput(),
-                if notes > sync {
-                    "note-append (one batch at a time, CRM calls in series)"
-                } else {
-                    "record-sync (one batch at a time, new chats' searches and creates in series)"
-                }
+                self.bottleneck()
             ),
         ));
         rows
@@ -311,11 +316,7 @@ impl fmt::Display for SoakReport {
             secs(self.busy)
         )?;
         let (sync, notes) = (self.queues.sync_mean(), self.queues.notes_mean());
-        let where_ = if notes > sync {
-            "the notes queue (note-append: one batch at a time, CRM calls in series)"
-        } else {
-            "the sync queue (record-sync: one batch at a time, searches and creates in series)"
-        };
+        let where_ = self.bottleneck();
         writeln!(
             f,
             "  queues (mean/max depth): sync {sync:.1}/{}, notes {notes:.1}/{} → the backlog waits on {where_}",
