@@ -62,13 +62,7 @@ build() {
 
 # `name path` of each executable a build made (from cargo's JSON messages).
 executables() {
-    python3 -c '
-import json, sys
-for line in sys.stdin:
-    message = json.loads(line)
-    if message.get("reason") == "compiler-artifact" and message.get("executable"):
-        print(message["target"]["name"], message["executable"])
-'
+    python3 "$root/infra/local/cargo-executables.py"
 }
 
 # The executable a build made for target `name`.

@@ -18,14 +18,7 @@ mkdir -p "$out"
 # The test binaries cargo builds, as `kind-name path` lines (a binary and a
 # test may share a name: `soak`).
 cargo test --locked -p e2e --tests --no-run --message-format=json-render-diagnostics |
-    python3 -c '
-import json, sys
-for line in sys.stdin:
-    message = json.loads(line)
-    if message.get("reason") == "compiler-artifact" and message.get("executable") \
-            and message["profile"]["test"]:
-        print(message["target"]["kind"][0] + "-" + message["target"]["name"], message["executable"])
-' | sort >"$out/binaries"
+    python3 "$root/infra/local/cargo-executables.py" --tests | sort >"$out/binaries"
 
 # Each binary's output into its own log (cargo test runs them from the
 # package's directory; so does this).
