@@ -143,6 +143,11 @@ where
                 group,
                 "invocation ends soon; leaving the group for redelivery"
             );
+            failed_messages.extend(handed_back_for_the_last_time(
+                &records,
+                retry,
+                "not started: the invocation ended first",
+            ));
             failures.extend(
                 records
                     .into_iter()
@@ -163,7 +168,13 @@ where
                 }
             }
         }
-        failures.extend(rest.map(|r| r.message_id.unwrap_or_default()));
+        let rest: Vec<SqsMessage> = rest.collect();
+        failed_messages.extend(handed_back_for_the_last_time(
+            &rest,
+            retry,
+            "not started: an earlier message of its chat is not readable",
+        ));
+        failures.extend(rest.into_iter().map(|r| r.message_id.unwrap_or_default()));
         if readable.is_empty() {
             continue;
         }
@@ -305,6 +316,28 @@ pub async fn record_failures(deps: &Deps, failures: &[Failure]) {
             }
         }
     }
+}
+
+/// The messages of queue messages handed back unstarted that the queue will
+/// dead-letter rather than deliver again (their last receive): failures, so
+/// the ledger says so. The others come back as they are, with no entry.
+fn handed_back_for_the_last_time(
+    records: &[SqsMessage],
+    retry: RetryPolicy,
+    reason: &str,
+) -> Vec<Failure> {
+    records
+        .iter()
+        .filter_map(|record| read(record).ok())
+        .flatten()
+        .filter(|message| retry.is_last_attempt(message.receive_count))
+        .map(|message| Failure {
+            reference: message.reference,
+            receive_count: message.receive_count,
+            reason: reason.to_owned(),
+            retry_in_secs: 0,
+        })
+        .collect()
 }
 
 /// The messages a queue message carries, in order.
@@ -500,6 +533,63 @@ mod tests {
         .await;
         assert_eq!(calls, 0);
         assert_eq!(failed_ids(&response.response), ["1", "2"]);
+        assert!(response.failures.is_empty(), "both come back: no entry");
+    }
+
+    #[tokio::test]
+    async fn a_message_handed_back_unstarted_on_its_last_receive_is_in_the_ledger() {
+        let mut event = SqsEvent::default();
+        let mut broken = record("1", "chat-a", "a1", 1);
+        broken.body = Some("not json".into());
+        event.records = vec![
+            broken,
+            record("2", "chat-a", "a2", 5),
+            record("3", "chat-b", "b1", 5),
+            record("4", "chat-b", "b2", 4),
+        ];
+        let queue = RecordingQueue::default();
+        let event_of = |records: &[SqsMessage]| {
+            let mut event = SqsEvent::default();
+            event.records = records.to_vec();
+            event
+        };
+        let ledger = |outcome: &BatchOutcome| -> Vec<(String, u32)> {
+            outcome
+                .failures
+                .iter()
+                .map(|f| (f.reference.message_id.clone(), f.receive_count))
+                .collect()
+        };
+        // After an unreadable message of its chat: a2, fifth of five.
+        let outcome = run_fifo_batch(
+            &queue,
+            QueueName::Sync,
+            POLICY,
+            None,
+            event_of(&event.records[..2]),
+            |group| async move { GroupOutcome::all(group.len()) },
+        )
+        .await;
+        assert_eq!(failed_ids(&outcome.response), ["1", "2"]);
+        assert_eq!(ledger(&outcome), [("a2".to_owned(), 5)]);
+        // The invocation ends before chat b starts: b1 (fifth of five) is
+        // dead-lettered next, b2 (fourth) comes back.
+        let soon = SystemTime::now() + Duration::from_secs(2);
+        let outcome = run_fifo_batch(
+            &queue,
+            QueueName::Sync,
+            POLICY,
+            Some(soon),
+            event_of(&event.records[2..]),
+            |group| async move { GroupOutcome::all(group.len()) },
+        )
+        .await;
+        assert_eq!(failed_ids(&outcome.response), ["3", "4"]);
+        assert_eq!(ledger(&outcome), [("b1".to_owned(), 5)]);
+        assert!(
+            queue.delays.lock().expect("not poisoned").is_empty(),
+            "handed back as they are"
+        );
     }
 
     /// A queue message carrying several of a chat's messages.
