@@ -24,7 +24,8 @@ use shared::crypto::{meta_signature, verify_meta_signature};
 use shared::handlers::webhook::to_store;
 use shared::model::{MessageState, StoredMessage, chat_key};
 use shared::queue::MessageRef;
-use shared::sync::{local_times, note_header, note_line_text, zone};
+use shared::sync::{note_header, note_line_text};
+use shared::time_zone::{local_times, zone};
 use shared::tokens::AccessTokens;
 use shared::whatsapp::{Counterpart, WebhookItem, parse_delivery, status_updates};
 
@@ -114,7 +115,7 @@ fn note_append(messages: &[StoredMessage], crms: &[&dyn Crm]) -> usize {
     let lines: Vec<String> = messages
         .iter()
         .map(|m| {
-            let (_, _, time) = local_times(m.timestamp, tz);
+            let (_, _, time) = local_times(m.timestamp, &tz);
             note_line_text(m, "Alice Example", "+447700900100", &time)
         })
         .collect();

@@ -49,7 +49,7 @@ impl Deps {
     /// the local stack), everything else from [`Config`].
     pub async fn from_env() -> Result<Self, InitError> {
         let config = Config::from_env()?;
-        let aws = aws_config().await?;
+        let aws = aws_config()?;
         Self::build(config, &aws)
     }
 
@@ -98,14 +98,47 @@ impl Deps {
     }
 }
 
-/// The AWS SDK's configuration from the standard variables: every SDK
-/// client of a function (and the credentials chain) is built from it, on the
-/// process's one TLS configuration.
-pub async fn aws_config() -> Result<aws_config::SdkConfig, InitError> {
-    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The AWS SDK's configuration, from the variables Lambda gives every
+/// function: the region (`AWS_REGION`), the execution role's credentials
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, read
+/// when a call needs them) and, locally, each service's endpoint
+/// (`AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL`). Every SDK
+/// client of a function is built from it, on the process's one TLS
+/// configuration; retries, time-outs and the credentials cache are the
+/// clients' defaults.
+///
+/// Not `aws_config::load`: its credentials chain (profile files, web
+/// identity through STS, ECS, IMDS) finds nothing on Lambda that the
+/// environment does not give first, and it is the largest part of the SDK
+/// in each binary (README, Benchmarks).
+pub fn aws_config() -> Result<aws_types::SdkConfig, InitError> {
+    let region = std::env::var("AWS_REGION").map_err(|_| MissingVar("AWS_REGION"))?;
+    Ok(aws_types::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(region))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+            ),
+        )
+        .service_config(EndpointsFromEnv)
         .http_client(crate::adapters::tls::SdkHttpClient::new()?)
-        .load()
-        .await)
+        .build())
+}
+
+/// Service endpoints from the environment, as the SDK's own loader reads
+/// them: `AWS_ENDPOINT_URL_DYNAMODB` (the service's id, upper case, spaces
+/// as `_`) before `AWS_ENDPOINT_URL`. None set: the service's AWS endpoint.
+#[derive(Debug)]
+struct EndpointsFromEnv;
+
+impl aws_types::service_config::LoadServiceConfig for EndpointsFromEnv {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        let service = key.service_id().to_uppercase().replace(' ', "_");
+        std::env::var(format!("{}_{service}", key.env()))
+            .or_else(|_| std::env::var(key.env()))
+            .ok()
+    }
 }
 
 /// The one client every outbound call outside AWS goes through (the CRMs,
@@ -124,17 +157,55 @@ pub fn http_client() -> Result<reqwest::Client, InitError> {
         .map_err(|e| InitError::Http(e.to_string()))
 }
 
-/// Structured logs: JSON on Lambda (CloudWatch), level from `RUST_LOG`.
+/// Structured logs: JSON on Lambda (CloudWatch), levels from `RUST_LOG`
+/// (`info`, `info,shared=debug`; [`log_filter`]).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second call (tests, local runner) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let subscriber = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
         .with_current_span(false)
         // stderr: Lambda sends it to CloudWatch all the same, and locally it
         // keeps program output (the demo's) apart from logs.
         .with_writer(std::io::stderr)
-        .try_init();
+        .finish()
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()));
+    // A second call (tests, local runner) keeps the first subscriber.
+    let _ = subscriber.try_init();
+}
+
+/// Which events are logged: `RUST_LOG`'s levels per target (`warn`,
+/// `info,shared::sync=debug`), `info` when it is unset or does not read.
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    rust_log
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::log_filter;
+
+    #[test]
+    fn rust_log_sets_levels_per_target_and_info_is_the_default() {
+        let unset = log_filter(None);
+        assert!(unset.would_enable("shared::sync", &Level::INFO));
+        assert!(!unset.would_enable("shared::sync", &Level::DEBUG));
+
+        let quiet = log_filter(Some("warn"));
+        assert!(!quiet.would_enable("shared::sync", &Level::INFO));
+        assert!(quiet.would_enable("hyper", &Level::WARN));
+
+        let detailed = log_filter(Some("info,shared::sync=debug"));
+        assert!(detailed.would_enable("shared::sync", &Level::DEBUG));
+        assert!(!detailed.would_enable("shared::crm", &Level::DEBUG));
+        assert!(detailed.would_enable("shared::crm", &Level::INFO));
+
+        let unreadable = log_filter(Some("shared=loud"));
+        assert!(unreadable.would_enable("shared", &Level::INFO));
+        assert!(!unreadable.would_enable("shared", &Level::DEBUG));
+    }
 }

@@ -26,6 +26,7 @@ pub mod settings;
 pub mod store;
 pub mod sync;
 pub mod synclog;
+pub mod time_zone;
 pub mod tokens;
 pub mod usage;
 pub mod whatsapp;

@@ -66,7 +66,7 @@ pub trait WorkspaceStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
         retention: Retention,
-        tz: chrono_tz::Tz,
+        tz: &crate::time_zone::TimeZone,
     ) -> Result<Swept, StoreError>;
 }
 

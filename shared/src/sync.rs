@@ -3,9 +3,6 @@
 
 use std::sync::Arc;
 
-use chrono::TimeZone;
-use chrono_tz::Tz;
-
 use crate::crm::{Crm, CrmError, FoundRecord, NoteDraft};
 use crate::deps::Deps;
 use crate::error::WorkError;
@@ -384,25 +381,6 @@ pub fn record_name(contact_name: Option<&str>, contact: &E164) -> String {
     }
 }
 
-/// The workspace's zone; an unknown name falls back to UTC (it was checked
-/// when it was set).
-pub fn zone(name: &str) -> Tz {
-    name.parse().unwrap_or(Tz::UTC)
-}
-
-/// `(day key YYYY-MM-DD, title date DD/MM/YYYY, time HH:MM)` of a message.
-pub fn local_times(timestamp: i64, tz: Tz) -> (String, String, String) {
-    let at = tz
-        .timestamp_opt(timestamp, 0)
-        .single()
-        .unwrap_or_else(|| tz.timestamp_opt(0, 0).single().expect("epoch exists"));
-    (
-        at.format("%Y-%m-%d").to_string(),
-        at.format("%d/%m/%Y").to_string(),
-        at.format("%H:%M").to_string(),
-    )
-}
-
 pub fn note_title(contact_display: &str, date: &str) -> String {
     format!("WhatsApp Chat with {contact_display} ({date})")
 }
@@ -603,20 +581,6 @@ mod tests {
             ("admin-id".to_owned(), "organization_connection_user")
         );
         assert_eq!(choose_owner(&users, &[], &c).0, "admin-id");
-    }
-
-    #[test]
-    fn days_are_cut_in_the_workspace_time_zone() {
-        // 2026-05-20 23:30 UTC is already the 21st in Berlin (UTC+2).
-        let ts = 1_779_319_800;
-        assert_eq!(
-            local_times(ts, Tz::UTC),
-            ("2026-05-20".into(), "20/05/2026".into(), "23:30".into())
-        );
-        assert_eq!(
-            local_times(ts, zone("Europe/Berlin")),
-            ("2026-05-21".into(), "21/05/2026".into(), "01:30".into())
-        );
     }
 
     #[test]

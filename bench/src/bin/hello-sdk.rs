@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let aws = shared::deps::aws_config().await?;
+    let aws = shared::deps::aws_config()?;
     let _dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let _sqs = aws_sdk_sqs::Client::new(&aws);
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);

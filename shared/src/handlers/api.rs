@@ -102,7 +102,7 @@ async fn create_workspace(deps: &Deps, req: &Request) -> Result<HttpResponse, Ap
     }
     let input: NewWorkspace = json_body(req)?;
     let time_zone = input.time_zone.unwrap_or_else(|| "UTC".to_owned());
-    if time_zone.parse::<chrono_tz::Tz>().is_err() {
+    if !crate::time_zone::is_known(&time_zone) {
         return Err(ApiError::BadRequest(format!(
             "time_zone `{time_zone}` is not an IANA time zone"
         )));

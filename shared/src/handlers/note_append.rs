@@ -22,11 +22,12 @@ use crate::model::{
 use crate::queue::{MessageRef, QueueName};
 use crate::retention::{Expiry, Retention, day_note_anchor};
 use crate::sync::{
-    NO_MEDIA_ACCESS, business_number_display, chat_link, local_times, note_also, note_header,
-    note_line_text, note_title, park, parking_reason, record_of, rendered_note, resend_marker,
-    sync_crm, sync_target, wait_for_budget, zone,
+    NO_MEDIA_ACCESS, business_number_display, chat_link, note_also, note_header, note_line_text,
+    note_title, park, parking_reason, record_of, rendered_note, resend_marker, sync_crm,
+    sync_target, wait_for_budget,
 };
 use crate::synclog::{self, LogEntryDraft, SyncEvent};
+use crate::time_zone::{TimeZone, local_times, zone};
 use serde_json::json;
 
 /// `deadline`: when the invocation times out (Lambda's context), if known.
@@ -226,10 +227,9 @@ async fn append_all(
     let (_, crm, settings) = sync_target(deps, &first.workspace_id)
         .await
         .map_err(at_start)?;
-    let tz = zone(&workspace.time_zone);
     let keeping = Keeping {
         retention: workspace.retention,
-        tz,
+        tz: zone(&workspace.time_zone),
     };
     let header = note_header(&chat_link(&chat.contact), &business_number);
     let contact_display = chat
@@ -290,7 +290,7 @@ async fn append_all(
                 .map_err(|e| at_start(e.into()))?;
             message.attachment = Some(outcome);
         }
-        let (day, date, time) = local_times(message.timestamp, tz);
+        let (day, date, time) = local_times(message.timestamp, &keeping.tz);
         let sender = message
             .contact_name
             .clone()
@@ -318,7 +318,7 @@ async fn append_all(
             settings: &settings,
             contact_display: &contact_display,
             header: &header,
-            keeping,
+            keeping: &keeping,
         };
         append_run(&ctx, run).await.map_err(|e| (first_index, e))?;
     }
@@ -327,17 +327,17 @@ async fn append_all(
 
 /// How long what a run writes is kept: the workspace's retention, its days
 /// cut in its time zone.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Keeping {
     retention: Retention,
-    tz: chrono_tz::Tz,
+    tz: TimeZone,
 }
 
 impl Keeping {
     /// A day note written at `now`.
     fn note_expiry(&self, note: &DayNote, now: i64) -> Expiry {
         self.retention
-            .counted_from(day_note_anchor(&note.day, self.tz, now))
+            .counted_from(day_note_anchor(&note.day, &self.tz, now))
     }
 }
 
@@ -349,7 +349,7 @@ struct RunContext<'a> {
     settings: &'a SyncSettings,
     contact_display: &'a str,
     header: &'a str,
-    keeping: Keeping,
+    keeping: &'a Keeping,
 }
 
 async fn append_run(ctx: &RunContext<'_>, run: DayRun) -> Result<(), WorkError> {

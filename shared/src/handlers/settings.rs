@@ -310,7 +310,7 @@ fn apply_patch(
             "time_zone" => {
                 let zone =
                     text(key, value)?.ok_or_else(|| SettingError::new(key, "cannot be empty"))?;
-                if zone.parse::<chrono_tz::Tz>().is_err() {
+                if !crate::time_zone::is_known(&zone) {
                     return Err(SettingError::new(
                         key,
                         format!("`{zone}` is not an IANA time zone"),

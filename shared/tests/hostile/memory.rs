@@ -354,7 +354,7 @@ impl WorkspaceStore for MemoryStore {
         _after: Option<&str>,
         _limit: usize,
         _retention: Retention,
-        _tz: chrono_tz::Tz,
+        _tz: &shared::time_zone::TimeZone,
     ) -> Result<Swept, StoreError> {
         self.write("reapply_retention_page");
         Ok(Swept {

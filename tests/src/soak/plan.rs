@@ -187,6 +187,8 @@ fn plan_chat(
     rng: &mut StdRng,
 ) -> PlannedChat {
     let (phone_number_id, display_phone_number) = crm.business_numbers()[(index / crm_count) % 2];
+    // chrono-tz, not the functions' time zones: the expected days come
+    // from another implementation of the zone database.
     let tz: chrono_tz::Tz = crm.time_zone().parse().unwrap_or(chrono_tz::UTC);
     let (y, m, d) = MIDNIGHT;
     let midnight = tz

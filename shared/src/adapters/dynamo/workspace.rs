@@ -12,6 +12,7 @@ use crate::error::StoreError;
 use crate::model::{User, WhatsAppNumber, Workspace};
 use crate::retention::{LEGACY_RETENTION_SECS, Retention, day_note_anchor};
 use crate::store::{Swept, WorkspaceStore};
+use crate::time_zone::TimeZone;
 
 use super::{
     DynamoStore, Item, RETAINED_FROM, condition_outcome, delete_in_transaction,
@@ -235,7 +236,7 @@ impl WorkspaceStore for DynamoStore {
         after: Option<&str>,
         limit: usize,
         retention: Retention,
-        tz: chrono_tz::Tz,
+        tz: &TimeZone,
     ) -> Result<Swept, StoreError> {
         let (items, next) = self
             .partition_page(
@@ -290,7 +291,7 @@ struct RetentionStart<'a> {
 
 /// The retention start of an item that expires with its workspace's
 /// retention; none for any other item (and for a message not finished).
-fn retention_start(item: &Item, tz: chrono_tz::Tz) -> Option<RetentionStart<'_>> {
+fn retention_start<'a>(item: &'a Item, tz: &TimeZone) -> Option<RetentionStart<'a>> {
     let sk = item.get("sk")?.as_s().ok()?;
     let number = |name: &str| {
         item.get(name)
@@ -349,7 +350,7 @@ mod tests {
     const MAY_20_0915: i64 = 1_779_268_500;
 
     fn anchor(item: &Item) -> Option<(i64, &'static str, Option<i64>)> {
-        retention_start(item, chrono_tz::Tz::UTC).map(|s| (s.anchor, s.unchanged, s.old_ttl))
+        retention_start(item, &TimeZone::UTC).map(|s| (s.anchor, s.unchanged, s.old_ttl))
     }
 
     #[test]
