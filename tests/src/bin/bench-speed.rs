@@ -348,6 +348,19 @@ async fn peak_rss(system: &TestSystem, workspace: &e2e::TestWorkspace) {
                 .then_some(())
         })
         .await;
+    // A function's peak is read when one of its invocations returns, and
+    // the note is in the CRM before note-append's returns (the ledger is
+    // written after it): wait for every function to have returned once.
+    system
+        .wait_for("an invocation of every function to return", || {
+            system
+                .local
+                .functions
+                .values()
+                .all(|function| function.peak_rss_kib().is_some())
+                .then_some(())
+        })
+        .await;
     for function in system.local.functions.values() {
         let name = binary_name(function.spec());
         let how = match name.as_str() {
