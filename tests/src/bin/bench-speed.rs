@@ -320,16 +320,13 @@ async fn peak_rss(system: &TestSystem, workspace: &e2e::TestWorkspace) {
         "timestamp": "1767261609", "type": "image",
         "image": { "caption": "bench photo", "mime_type": "image/jpeg", "id": PHOTO_ID }
     }));
-    let body = serde_json::to_vec(&json!({
-        "object": "whatsapp_business_account",
-        "entry": [{ "id": "190000000000001", "changes": [{ "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": { "display_phone_number": e2e::BUSINESS_NUMBER, "phone_number_id": PHONE_NUMBER_ID },
-            "contacts": [{ "profile": { "name": "Alice Example" }, "wa_id": ALICE }],
-            "messages": messages
-        }}]}]
-    }))
-    .expect("a delivery");
+    let body = e2e::delivery_to(
+        PHONE_NUMBER_ID,
+        e2e::BUSINESS_NUMBER,
+        ALICE,
+        "Alice Example",
+        messages,
+    );
     let answer = system.post_webhook(&body).await;
     assert_eq!(answer.status(), 200, "the delivery is taken");
     let photo_file = format!("image-{PHOTO_ID}.jpg");
