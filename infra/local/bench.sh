@@ -160,7 +160,7 @@ step soak soak
 step hostile-input hostile_input
 step api-fuzz api_fuzz
 
-profile=$(sed -n '/^\[profile.release\]/,/^\[/{/^\[/d;/^#/d;/^$/d;p}' "$root/Cargo.toml" | paste -sd ',' - | sed 's/,/, /g')
+profile=$(python3 "$root/infra/local/release-profile.py" "$root/Cargo.toml")
 table="$out/table.md"
 {
     echo "Benchmarks of $(git -C "$root" rev-parse --short HEAD), $(date -u '+%Y-%m-%d %H:%M UTC');"
