@@ -332,11 +332,36 @@ fn revoke_grants(system: &TestSystem, crms: &[Crm]) {
 
 /// Whether the workspace's sync log says its connection broke.
 async fn reported_broken(system: &TestSystem, owner_token: &str) -> bool {
-    system
-        .sync_log(owner_token, "")
-        .await
-        .iter()
-        .any(|e| e["event"] == "connection_broken")
+    // Newest first, and a broken connection parks every later message with
+    // an entry of its own: its one `connection_broken` entry can be pages
+    // down by the next poll, so the whole log is read.
+    let mut before = String::new();
+    loop {
+        let (code, body) = system
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/sync-log?limit=200{before}"),
+                owner_token,
+                None,
+            )
+            .await;
+        if code != 200 {
+            return false;
+        }
+        let entries = body["entries"].as_array().cloned().unwrap_or_default();
+        if entries.iter().any(|e| e["event"] == "connection_broken") {
+            return true;
+        }
+        match body["next_before"].as_str() {
+            Some(id) => {
+                before = format!(
+                    "&before={}",
+                    url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+                );
+            }
+            None => return false,
+        }
+    }
 }
 
 /// Reconnects the organization as a user would (disconnect, then the whole
