@@ -722,6 +722,15 @@ impl TestSystem {
     /// The sync log through the API, newest first; `query` such as
     /// `?chat=…` or empty.
     pub async fn sync_log(&self, token: &str, query: &str) -> Vec<Value> {
+        self.sync_log_page(token, query).await["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// One page of the sync log as the API answers it
+    /// (`{"entries", "next_before"}`).
+    pub async fn sync_log_page(&self, token: &str, query: &str) -> Value {
         let (code, body) = self
             .call(
                 reqwest::Method::GET,
@@ -731,7 +740,7 @@ impl TestSystem {
             )
             .await;
         assert_eq!(code, 200, "{body}");
-        body["entries"].as_array().cloned().unwrap_or_default()
+        body
     }
 
     /// The message ledger of the chat with `wa_id` on the fixtures' first

@@ -337,17 +337,9 @@ async fn reported_broken(system: &TestSystem, owner_token: &str) -> bool {
     // down by the next poll, so the whole log is read.
     let mut before = String::new();
     loop {
-        let (code, body) = system
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/sync-log?limit=200{before}"),
-                owner_token,
-                None,
-            )
+        let body = system
+            .sync_log_page(owner_token, &format!("?limit=200{before}"))
             .await;
-        if code != 200 {
-            return false;
-        }
         let entries = body["entries"].as_array().cloned().unwrap_or_default();
         if entries.iter().any(|e| e["event"] == "connection_broken") {
             return true;
