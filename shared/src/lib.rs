@@ -13,6 +13,7 @@ pub mod deps;
 pub mod error;
 pub mod grants;
 pub mod handlers;
+pub mod linking;
 pub mod livechat;
 pub mod media;
 pub mod model;

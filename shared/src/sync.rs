@@ -3,20 +3,17 @@
 
 use std::sync::Arc;
 
-use crate::crm::{Crm, CrmError, FoundRecord, NoteDraft};
+use crate::crm::{Crm, CrmError, NoteDraft};
 use crate::deps::Deps;
 use crate::error::WorkError;
 use crate::model::{
-    Chat, Connection, ConnectionKind, ConnectionStatus, CrmKind, CrmUser, DayNote, MessageState,
-    RecordRef, StoredMessage, SyncSettings,
+    Chat, Connection, ConnectionKind, ConnectionStatus, CrmKind, DayNote, MessageState, RecordRef,
+    StoredMessage, SyncSettings,
 };
 use crate::phone::E164;
 use crate::synclog::{LogEntryDraft, SyncEvent};
 use crate::tokens::ConnectionTokens;
 use crate::whatsapp::Direction;
-
-/// Zoho users are cached this long, not fetched per message.
-const CRM_USERS_TTL_SECS: i64 = 3600;
 
 /// The organization connection and a CRM client on it, if the workspace has one.
 pub async fn organization_crm(
@@ -265,43 +262,6 @@ pub const NO_MEDIA_ACCESS: &str =
     "the WhatsApp number has no usable access token for media; register it again with one";
 pub const BROKEN_CONNECTION: &str = "the CRM connection is broken; reconnect it";
 
-/// Of the records a search found, those that really hold `number` (the
-/// search may match loosely), most recently modified first.
-pub fn confirmed_matches(found: Vec<FoundRecord>, number: &E164) -> Vec<FoundRecord> {
-    let mut matches: Vec<FoundRecord> = found
-        .into_iter()
-        .filter(|r| {
-            r.phones
-                .iter()
-                .any(|p| E164::parse_stored(p).is_some_and(|stored| number.same_line(&stored)))
-        })
-        .collect();
-    // ISO-8601 times of one org share an offset, so they sort as strings.
-    matches.sort_by(|a, b| b.modified_time.cmp(&a.modified_time));
-    matches
-}
-
-/// The CRM user to own a new record: the first of `candidates` (e-mail and
-/// why that person, in order of preference: the chat's responsible user,
-/// the WhatsApp number's owner) who is an active CRM user, matched by
-/// e-mail case-insensitively; else the user who made the organization
-/// connection.
-pub fn choose_owner(
-    users: &[CrmUser],
-    candidates: &[(String, &'static str)],
-    connection: &Connection,
-) -> (String, &'static str) {
-    for (email, reason) in candidates {
-        if let Some(user) = users.iter().find(|u| u.email.eq_ignore_ascii_case(email)) {
-            return (user.id.clone(), reason);
-        }
-    }
-    (
-        connection.crm_user_id.clone(),
-        "organization_connection_user",
-    )
-}
-
 /// The workspace's active sync settings for `crm`; nothing syncs without.
 pub async fn active_settings(
     deps: &Deps,
@@ -350,24 +310,6 @@ pub fn fitted_name(settings: &SyncSettings, name: &str) -> String {
 /// (which drops equal ids for 5 minutes), however often it happens.
 pub fn resend_marker() -> i64 {
     i64::from(rand::random::<u32>()) + 1
-}
-
-/// Active CRM users, from the cache or (once an hour) from the CRM.
-pub async fn crm_users(
-    deps: &Deps,
-    crm: &dyn Crm,
-    workspace_id: &str,
-    kind: CrmKind,
-) -> Result<Vec<CrmUser>, WorkError> {
-    let now = deps.clock.now();
-    if let Some(users) = deps.store.cached_crm_users(workspace_id, kind, now).await? {
-        return Ok(users);
-    }
-    let users = crm.active_users().await?;
-    deps.store
-        .cache_crm_users(workspace_id, kind, &users, now + CRM_USERS_TTL_SECS)
-        .await?;
-    Ok(users)
 }
 
 pub fn chat_link(contact: &E164) -> String {
@@ -482,7 +424,6 @@ pub fn record_of(record: &RecordRef) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ConnectionStatus;
 
     #[test]
     fn the_business_number_shows_once_in_e164_however_it_was_registered() {
@@ -495,92 +436,6 @@ mod tests {
             );
         }
         assert_eq!(business_number_display(" not a number "), "not a number");
-    }
-
-    fn connection() -> Connection {
-        Connection {
-            workspace_id: "ws".into(),
-            crm: CrmKind::Zoho,
-            kind: ConnectionKind::Organization,
-            user_id: "u".into(),
-            location: "us".into(),
-            accounts_server: "a".into(),
-            api_domain: "b".into(),
-            crm_user_id: "admin-id".into(),
-            crm_user_email: "admin@acme.example".into(),
-            crm_org_id: "org".into(),
-            access_token_enc: String::new(),
-            refresh_token_enc: String::new(),
-            access_expires_at: 0,
-            access_issued_at: 0,
-            status: ConnectionStatus::Active,
-            connected_at: 0,
-            version: 1,
-            refresh_lease_until: 0,
-            shares_organization_grant: false,
-        }
-    }
-
-    fn found(id: &str, phone: &str, modified: &str) -> FoundRecord {
-        FoundRecord {
-            record: RecordRef {
-                crm: CrmKind::Zoho,
-                module: "Leads".into(),
-                id: id.into(),
-            },
-            phones: vec![phone.into()],
-            modified_time: Some(modified.into()),
-        }
-    }
-
-    #[test]
-    fn only_records_holding_the_number_match_newest_first() {
-        let number = E164::from_wa_id("447700900123").expect("valid");
-        let matches = confirmed_matches(
-            vec![
-                found("old", "+44 7700 900123", "2026-01-01T00:00:00+00:00"),
-                found("other", "+44 7700 900124", "2026-05-01T00:00:00+00:00"),
-                found("new", "0044-7700-900123", "2026-03-01T00:00:00+00:00"),
-                found("national", "07700 900123", "2026-04-01T00:00:00+00:00"),
-            ],
-            &number,
-        );
-        let ids: Vec<_> = matches.iter().map(|m| m.record.id.as_str()).collect();
-        assert_eq!(ids, ["new", "old"]);
-    }
-
-    #[test]
-    fn owner_is_matched_by_email_case_insensitively_else_the_connecting_user() {
-        let users = vec![CrmUser {
-            id: "bruno-id".into(),
-            email: "Bruno@Acme.example".into(),
-        }];
-        let c = connection();
-        let owner = ("bruno@acme.example".to_owned(), "whatsapp_number_owner");
-        let responsible = ("carla@acme.example".to_owned(), "chat_responsible_user");
-        assert_eq!(
-            choose_owner(&users, &[responsible.clone(), owner.clone()], &c),
-            ("bruno-id".to_owned(), "whatsapp_number_owner"),
-            "a responsible user who is not a CRM user is passed over"
-        );
-        let carla = CrmUser {
-            id: "carla-id".into(),
-            email: "CARLA@acme.example".into(),
-        };
-        let both = [users[0].clone(), carla];
-        assert_eq!(
-            choose_owner(&both, &[responsible, owner], &c),
-            ("carla-id".to_owned(), "chat_responsible_user")
-        );
-        assert_eq!(
-            choose_owner(
-                &users,
-                &[("nobody@acme.example".to_owned(), "whatsapp_number_owner")],
-                &c
-            ),
-            ("admin-id".to_owned(), "organization_connection_user")
-        );
-        assert_eq!(choose_owner(&users, &[], &c).0, "admin-id");
     }
 
     #[test]
