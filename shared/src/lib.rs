@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod crm;
 pub mod crypto;
+pub mod day_notes;
 pub mod deletion;
 pub mod deps;
 pub mod error;

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use shared::crm::{Crm, NoMeter, NoteDraft};
-use shared::handlers::note_append::{CUT_MARK, place_lines};
+use shared::day_notes::{CUT_MARK, place_lines, rendered_note};
 use shared::model::{CrmKind, DayNote, NoteLine, RecordRef};
-use shared::sync::rendered_note;
 use shared::tokens::FreshToken;
 
 use super::webhook::any_text;
