@@ -28,6 +28,8 @@ pub mod settings;
 pub mod store;
 pub mod sync;
 pub mod synclog;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod time_zone;
 pub mod tokens;
 pub mod usage;

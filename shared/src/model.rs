@@ -738,25 +738,12 @@ mod tests {
             chat_key_for_logs("170000000000001#4477 00900123"),
             "170000000000001#***"
         );
-        let chat = Chat {
-            workspace_id: "ws".into(),
-            key: "170000000000001#447700900123".into(),
-            phone_number_id: "170000000000001".into(),
-            contact: E164::from_wa_id("447700900123").expect("valid"),
-            contact_name: None,
-            record: None,
-            record_created_by_us: false,
-            record_name: None,
-            responsible_user_id: None,
-            ambiguous_candidates: Vec::new(),
-            record_chosen_by: None,
-            record_checked_at: 0,
-            sync_stopped: None,
-            creating_by: None,
-            follow_up: None,
-            follow_up_started: false,
-            follow_up_checked_at: 0,
-        };
+        let chat = crate::testing::new_chat(
+            "ws",
+            "170000000000001#447700900123",
+            "170000000000001",
+            E164::from_wa_id("447700900123").expect("valid"),
+        );
         assert_eq!(chat.log_id(), chat_key_for_logs(&chat.key));
     }
 

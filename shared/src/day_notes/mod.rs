@@ -421,3 +421,286 @@ async fn create_note_once(
         .create_note(&note.record, note.also.as_ref(), &note.title, content)
         .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crm::CrmError;
+    use crate::model::{
+        Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, StoredMessage,
+        SyncSettings, WhatsAppNumber, Workspace,
+    };
+    use crate::phone::E164;
+    use crate::testing::{MemoryCrm, MemoryDeps, memory_deps, new_chat};
+    use crate::whatsapp::Direction;
+
+    const WORKSPACE_ID: &str = "ws";
+    const PHONE_NUMBER_ID: &str = "106540352242922";
+    /// 2026-05-20 10:00 UTC (11:00 in London).
+    const MORNING: i64 = 1_779_271_200;
+
+    /// One chat linked to a Zoho lead, the workspace in London, syncing to
+    /// a CRM whose notes hold `note_limit` characters.
+    struct Chat1 {
+        memory: MemoryDeps,
+        workspace: Workspace,
+        chat_key: String,
+        record: RecordRef,
+    }
+
+    fn chat(note_limit: usize) -> Chat1 {
+        let memory = memory_deps(MemoryCrm::new(CrmKind::Zoho, note_limit), MORNING + 86_400);
+        let store = &memory.store;
+        let workspace = Workspace {
+            id: WORKSPACE_ID.into(),
+            name: "Acme".into(),
+            time_zone: "Europe/London".into(),
+            created_at: 0,
+            retention: Retention::default(),
+            deleting_since: None,
+        };
+        store.seed_workspace(workspace.clone());
+        store.seed_number(WhatsAppNumber {
+            workspace_id: WORKSPACE_ID.into(),
+            phone_number_id: PHONE_NUMBER_ID.into(),
+            display_phone_number: "+15550253483".into(),
+            owner_user_id: "u1".into(),
+            access_token_enc: None,
+            waba_id: None,
+        });
+        store.seed_connection(Connection {
+            workspace_id: WORKSPACE_ID.into(),
+            crm: CrmKind::Zoho,
+            kind: ConnectionKind::Organization,
+            user_id: "u1".into(),
+            location: "us".into(),
+            accounts_server: "http://127.0.0.1:9".into(),
+            api_domain: "http://127.0.0.1:9".into(),
+            crm_user_id: "z1".into(),
+            crm_user_email: "owner@acme.example".into(),
+            crm_org_id: "org".into(),
+            access_token_enc: String::new(),
+            refresh_token_enc: String::new(),
+            access_expires_at: i64::MAX,
+            access_issued_at: 0,
+            status: ConnectionStatus::Active,
+            connected_at: 0,
+            version: 1,
+            refresh_lease_until: 0,
+            shares_organization_grant: false,
+        });
+        store.seed_sync_settings(SyncSettings {
+            destination_module: Some("Leads".into()),
+            number_field: Some("Mobile".into()),
+            name_field: Some("Last_Name".into()),
+            active: true,
+            ..SyncSettings::new(WORKSPACE_ID, CrmKind::Zoho, 0)
+        });
+        let contact = E164::from_wa_id("447700900123").expect("a number");
+        let record = memory.crm.seed_record("Leads", &["+447700900123"]);
+        let chat_key = crate::model::chat_key(PHONE_NUMBER_ID, &contact);
+        store.seed_chat(Chat {
+            contact_name: Some("Ana".into()),
+            record: Some(record.clone()),
+            ..new_chat(WORKSPACE_ID, &chat_key, PHONE_NUMBER_ID, contact)
+        });
+        Chat1 {
+            memory,
+            workspace,
+            chat_key,
+            record,
+        }
+    }
+
+    impl Chat1 {
+        /// Stores `texts` as the contact's messages, a minute apart from
+        /// `start`, and returns them as the queue hands them over.
+        fn messages(&self, start: i64, texts: &[&str]) -> Vec<MessageRef> {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let message_id = format!("wamid.{start}.{i}");
+                    self.memory.store.seed_message(StoredMessage {
+                        workspace_id: WORKSPACE_ID.into(),
+                        message_id: message_id.clone(),
+                        chat_key: self.chat_key.clone(),
+                        direction: Direction::Inbound,
+                        timestamp: start + 60 * i as i64,
+                        kind: "text".into(),
+                        text: (*text).to_owned(),
+                        media: None,
+                        contact_name: Some("Ana".into()),
+                        state: MessageState::Queued,
+                        received_at: start,
+                        attachment: None,
+                        attachment_started_at: None,
+                        sent_by: None,
+                        delivery: None,
+                        reply_to: None,
+                        reaction_to: None,
+                    });
+                    MessageRef {
+                        workspace_id: WORKSPACE_ID.into(),
+                        chat_key: self.chat_key.clone(),
+                        message_id,
+                        resend: 0,
+                    }
+                })
+                .collect()
+        }
+
+        async fn append(&self, messages: &[MessageRef]) -> Result<(), (usize, WorkError)> {
+            append(&self.memory.deps, &self.workspace, messages).await
+        }
+
+        /// Each note's lines after its header, oldest note first.
+        fn note_lines(&self) -> Vec<Vec<String>> {
+            self.memory
+                .crm
+                .notes_on(&self.record)
+                .iter()
+                .map(|n| n.content.lines().skip(1).map(str::to_owned).collect())
+                .collect()
+        }
+
+        fn appended(&self, messages: &[MessageRef]) -> usize {
+            messages
+                .iter()
+                .filter(|m| {
+                    matches!(
+                        self.memory.store.message_state(WORKSPACE_ID, &m.message_id),
+                        Some(MessageState::Appended { .. })
+                    )
+                })
+                .count()
+        }
+    }
+
+    const TEN: [&str; 10] = [
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    ];
+
+    #[tokio::test]
+    async fn ten_messages_of_a_chat_handed_over_together_are_one_note_write() {
+        let chat = chat(32_000);
+        let messages = chat.messages(MORNING, &TEN);
+        chat.append(&messages).await.expect("appended");
+        assert_eq!(
+            chat.memory.crm.note_writes(),
+            1,
+            "{:?}",
+            chat.memory.crm.calls()
+        );
+        let notes = chat.memory.crm.notes_on(&chat.record);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].title, "WhatsApp Chat with Ana (20/05/2026)");
+        assert_eq!(
+            chat.note_lines()[0],
+            TEN.iter()
+                .enumerate()
+                .map(|(i, t)| format!("11:{i:02} ← Ana: {t}"))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(chat.appended(&messages), 10);
+    }
+
+    #[tokio::test]
+    async fn messages_handed_over_again_are_neither_a_second_line_nor_a_write() {
+        let chat = chat(32_000);
+        let messages = chat.messages(MORNING, &TEN);
+        chat.append(&messages[..4]).await.expect("appended");
+        // A redelivery of all ten, the first four among them.
+        chat.append(&messages).await.expect("appended");
+        chat.append(&messages).await.expect("appended");
+        assert_eq!(
+            chat.memory.crm.note_writes(),
+            2,
+            "{:?}",
+            chat.memory.crm.calls()
+        );
+        assert_eq!(chat.note_lines(), vec![chat.note_lines()[0].clone()]);
+        assert_eq!(chat.note_lines()[0].len(), 10);
+    }
+
+    #[tokio::test]
+    async fn each_local_day_has_its_own_note() {
+        let chat = chat(32_000);
+        // 23:58 and 23:59 in London, then 00:00 and 00:01 the next day.
+        let late = MORNING + 12 * 3600 + 58 * 60;
+        let messages = chat.messages(late, &["late", "later", "midnight", "after"]);
+        chat.append(&messages).await.expect("appended");
+        let notes = chat.memory.crm.notes_on(&chat.record);
+        let titles: Vec<&str> = notes.iter().map(|n| n.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "WhatsApp Chat with Ana (20/05/2026)",
+                "WhatsApp Chat with Ana (21/05/2026)"
+            ]
+        );
+        assert_eq!(
+            chat.note_lines().iter().map(Vec::len).collect::<Vec<_>>(),
+            [2, 2]
+        );
+        assert_eq!(chat.memory.crm.note_writes(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_day_that_outgrows_the_note_goes_on_in_parts_each_message_once_in_order() {
+        // The header and three lines fit; a fourth does not.
+        let chat = chat(160);
+        let texts: Vec<String> = (1..=10).map(|i| format!("message number {i:02}")).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let messages = chat.messages(MORNING, &texts);
+        chat.append(&messages).await.expect("appended");
+        let notes = chat.memory.crm.notes_on(&chat.record);
+        assert!(notes.len() > 1, "{notes:#?}");
+        assert_eq!(
+            notes[1].title,
+            "WhatsApp Chat with Ana (20/05/2026) (part 2)"
+        );
+        for note in &notes {
+            assert!(note.content.chars().count() <= 160, "{note:#?}");
+        }
+        let all: Vec<String> = chat.note_lines().concat();
+        let expected: Vec<String> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("11:{i:02} ← Ana: {t}"))
+            .collect();
+        assert_eq!(all, expected);
+        assert_eq!(chat.appended(&messages), 10);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_appends_nothing_and_its_retry_no_line_twice() {
+        let chat = chat(32_000);
+        let messages = chat.messages(MORNING, &TEN);
+        chat.memory.crm.fail_next([CrmError::Unavailable(503)]);
+        let (done, error) = chat.append(&messages).await.expect_err("the CRM is down");
+        assert_eq!(done, 0);
+        assert!(error.is_transient(), "{error:?}");
+        assert_eq!(chat.appended(&messages), 0);
+        chat.append(&messages).await.expect("appended on the retry");
+        assert_eq!(chat.note_lines().len(), 1);
+        assert_eq!(chat.note_lines()[0].len(), 10);
+        assert_eq!(chat.appended(&messages), 10);
+    }
+
+    #[tokio::test]
+    async fn a_note_whose_creation_answer_was_lost_is_found_not_made_twice() {
+        let chat = chat(32_000);
+        let messages = chat.messages(MORNING, &TEN);
+        chat.memory.crm.lose_next_answers(1);
+        chat.append(&messages)
+            .await
+            .expect_err("the answer was lost");
+        assert_eq!(chat.memory.crm.notes_on(&chat.record).len(), 1, "made once");
+        chat.append(&messages).await.expect("appended on the retry");
+        let notes = chat.memory.crm.notes_on(&chat.record);
+        assert_eq!(notes.len(), 1, "{notes:#?}");
+        assert_eq!(chat.note_lines()[0].len(), 10);
+        assert_eq!(chat.appended(&messages), 10);
+    }
+}

@@ -5,9 +5,13 @@ use lambda_http::Body;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use shared::handlers::{api, oauth};
+use shared::model::{Chat, CrmKind, MessageState, RecordRef, StoredMessage};
+use shared::phone::E164;
+use shared::testing::{MemoryStore, new_chat};
 
 use super::{
-    Checked, MEMBER_TOKEN, OPERATOR_KEY, OWNER_TOKEN, Violation, answer, harness, no_server_error,
+    Checked, MEMBER_TOKEN, NOW, OPERATOR_KEY, OWNER_TOKEN, PHONE_NUMBER_ID, Violation,
+    WORKSPACE_ID, answer, harness, no_server_error,
 };
 
 /// A route that reads a JSON body: method, path, which function serves it.
@@ -234,7 +238,7 @@ pub fn call() -> impl Strategy<Value = Call> {
 pub fn check(call: &Call) -> Checked {
     let h = harness();
     let case = h.case();
-    case.store.seed_chat_with_message();
+    seed_chat_with_message(&case.store);
     let route = ROUTES[call.route];
     let token = match call.caller {
         Caller::Owner => OWNER_TOKEN,
@@ -258,4 +262,42 @@ pub fn check(call: &Call) -> Checked {
     .map_err(|e| Violation::Property(format!("the handler failed: {e}")))?;
     let (status, body) = answer(&response);
     no_server_error(status, &body)
+}
+
+/// The chat the chat routes address, with two candidate records and a
+/// dead-lettered message.
+fn seed_chat_with_message(store: &MemoryStore) {
+    let contact = E164::from_wa_id("447700900123").expect("a number");
+    let key = shared::model::chat_key(PHONE_NUMBER_ID, &contact);
+    let candidate = |id: &str| RecordRef {
+        crm: CrmKind::Zoho,
+        module: "Leads".into(),
+        id: id.into(),
+    };
+    store.seed_chat(Chat {
+        contact_name: Some("Ana".into()),
+        ambiguous_candidates: vec![candidate("1"), candidate("2")],
+        ..new_chat(WORKSPACE_ID, &key, PHONE_NUMBER_ID, contact)
+    });
+    store.seed_message(StoredMessage {
+        workspace_id: WORKSPACE_ID.into(),
+        message_id: "wamid.seeded".into(),
+        chat_key: key,
+        direction: shared::whatsapp::Direction::Inbound,
+        timestamp: NOW - 3600,
+        kind: "text".into(),
+        text: "hello".into(),
+        media: None,
+        contact_name: Some("Ana".into()),
+        state: MessageState::DeadLettered {
+            reason: "the CRM refused it".into(),
+        },
+        received_at: NOW - 3600,
+        attachment: None,
+        attachment_started_at: None,
+        sent_by: None,
+        delivery: None,
+        reply_to: None,
+        reaction_to: None,
+    });
 }

@@ -11,7 +11,6 @@
 #![allow(dead_code)] // each of the two targets uses its own part
 
 pub mod api;
-pub mod memory;
 pub mod notes;
 pub mod oauth;
 pub mod phone;
@@ -24,7 +23,6 @@ use std::sync::{Arc, OnceLock};
 use graph_sandbox::{GraphSandbox, GraphSandboxConfig, GraphSandboxHandle};
 use lambda_http::Body;
 use shared::adapters::crms::CrmClients;
-use shared::clock::Clock;
 use shared::config::Config;
 use shared::crypto::hash_token;
 use shared::deps::Deps;
@@ -32,7 +30,7 @@ use shared::model::{Role, User, WhatsAppNumber, Workspace};
 use shared::retention::Retention;
 use shared::secrets::Secrets;
 
-use memory::{MemoryQueue, MemorySecrets, MemoryStore};
+use shared::testing::{FixedClock, MemoryQueue, MemorySecrets, MemoryStore};
 
 /// The Meta app secret the webhook checks signatures with.
 pub const APP_SECRET: &str = "hostile-input-meta-app-secret";
@@ -82,14 +80,6 @@ pub fn ensure(holds: bool, what: impl FnOnce() -> String) -> Checked {
         Ok(())
     } else {
         Err(Violation::Property(what()))
-    }
-}
-
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now(&self) -> i64 {
-        NOW
     }
 }
 
@@ -204,7 +194,7 @@ impl Harness {
             queue: queue.clone(),
             secrets: self.secrets.clone(),
             http: self.base.http.clone(),
-            clock: Arc::new(FixedClock),
+            clock: Arc::new(FixedClock(NOW)),
             media: self.base.media.clone(),
             business_numbers: self.base.business_numbers.clone(),
             crms: self.crms.clone(),

@@ -11,24 +11,24 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
-use shared::error::{QueueError, SecretsError, StoreError};
-use shared::livechat::zoho_signin::{SignIn, SignInState, SignInStore};
-use shared::model::{
+use crate::error::{QueueError, SecretsError, StoreError};
+use crate::livechat::zoho_signin::{SignIn, SignInState, SignInStore};
+use crate::model::{
     AttachmentOutcome, Chat, ChatPatch, Connection, ConnectionKind, CrmKind, CrmUser, DayNote,
     Delivery, MessageState, OAuthState, RecordRef, StoredMessage, SyncSettings, User,
     WhatsAppNumber, Workspace,
 };
-use shared::pacing::{ApiPlan, PacingStore};
-use shared::phone::E164;
-use shared::queue::{Job, MessageRef, Queue, QueueName};
-use shared::retention::{Expiry, Retention};
-use shared::secrets::SecretSource;
-use shared::store::{
+use crate::pacing::{ApiPlan, PacingStore};
+use crate::phone::E164;
+use crate::queue::{Job, MessageRef, Queue, QueueName};
+use crate::retention::{Expiry, Retention};
+use crate::secrets::SecretSource;
+use crate::store::{
     ChatStore, ConnectionStore, ContactClaim, CrmUsage, Insert, LogEntry, MessageStore, NoteStore,
     Page, ReadMark, SendClaim, SettingsStore, Swept, SyncLogStore, WorkspaceRemovalStore,
     WorkspaceStore,
 };
+use async_trait::async_trait;
 
 /// Workspace, CRM, organization or personal, and the user (personal only).
 type ConnectionKey = (String, &'static str, bool, String);
@@ -136,54 +136,52 @@ impl MemoryStore {
         self.state().oauth_states.insert(state.nonce.clone(), state);
     }
 
-    /// The chat the chat routes address, with two candidate records and
-    /// a dead-lettered message.
-    pub fn seed_chat_with_message(&self) {
-        let contact = E164::from_wa_id("447700900123").expect("a number");
-        let key = shared::model::chat_key(super::PHONE_NUMBER_ID, &contact);
-        let candidate = |id: &str| RecordRef {
-            crm: CrmKind::Zoho,
-            module: "Leads".into(),
-            id: id.into(),
-        };
-        let mut state = self.state();
-        state.chats.insert(
-            (super::WORKSPACE_ID.to_owned(), key.clone()),
-            Chat {
-                contact_name: Some("Ana".into()),
-                ambiguous_candidates: vec![candidate("1"), candidate("2")],
-                ..new_chat(super::WORKSPACE_ID, &key, super::PHONE_NUMBER_ID, contact)
-            },
+    pub fn seed_chat(&self, chat: Chat) {
+        self.state()
+            .chats
+            .insert((chat.workspace_id.clone(), chat.key.clone()), chat);
+    }
+
+    pub fn seed_message(&self, message: StoredMessage) {
+        self.state().messages.insert(
+            (message.workspace_id.clone(), message.message_id.clone()),
+            message,
         );
-        state.messages.insert(
-            (super::WORKSPACE_ID.to_owned(), "wamid.seeded".to_owned()),
-            StoredMessage {
-                workspace_id: super::WORKSPACE_ID.into(),
-                message_id: "wamid.seeded".into(),
-                chat_key: key,
-                direction: shared::whatsapp::Direction::Inbound,
-                timestamp: super::NOW - 3600,
-                kind: "text".into(),
-                text: "hello".into(),
-                media: None,
-                contact_name: Some("Ana".into()),
-                state: MessageState::DeadLettered {
-                    reason: "the CRM refused it".into(),
-                },
-                received_at: super::NOW - 3600,
-                attachment: None,
-                attachment_started_at: None,
-                sent_by: None,
-                delivery: None,
-                reply_to: None,
-                reaction_to: None,
-            },
+    }
+
+    pub fn seed_connection(&self, connection: Connection) {
+        self.state()
+            .connections
+            .insert(connection_key(&connection), connection);
+    }
+
+    pub fn seed_sync_settings(&self, settings: SyncSettings) {
+        self.state().settings.insert(
+            (settings.workspace_id.clone(), settings.crm.as_str()),
+            settings,
         );
+    }
+
+    /// The chat's day notes, in day and part order.
+    pub fn day_notes(&self, workspace_id: &str, chat_key: &str) -> Vec<DayNote> {
+        self.state()
+            .notes
+            .iter()
+            .filter(|((w, c, ..), _)| w == workspace_id && c == chat_key)
+            .map(|(_, note)| note.clone())
+            .collect()
+    }
+
+    pub fn message_state(&self, workspace_id: &str, message_id: &str) -> Option<MessageState> {
+        self.state()
+            .messages
+            .get(&(workspace_id.to_owned(), message_id.to_owned()))
+            .map(|m| m.state.clone())
     }
 }
 
 /// A chat as a first message makes it: no record, no one responsible.
-fn new_chat(workspace_id: &str, key: &str, phone_number_id: &str, contact: E164) -> Chat {
+pub fn new_chat(workspace_id: &str, key: &str, phone_number_id: &str, contact: E164) -> Chat {
     Chat {
         workspace_id: workspace_id.to_owned(),
         key: key.to_owned(),
@@ -354,7 +352,7 @@ impl WorkspaceStore for MemoryStore {
         _after: Option<&str>,
         _limit: usize,
         _retention: Retention,
-        _tz: &shared::time_zone::TimeZone,
+        _tz: &crate::time_zone::TimeZone,
     ) -> Result<Swept, StoreError> {
         self.write("reapply_retention_page");
         Ok(Swept {
