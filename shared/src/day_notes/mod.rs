@@ -426,128 +426,42 @@ async fn create_note_once(
 mod tests {
     use super::*;
     use crate::crm::CrmError;
-    use crate::model::{
-        Connection, ConnectionKind, ConnectionStatus, CrmKind, MessageState, StoredMessage,
-        SyncSettings, WhatsAppNumber, Workspace,
-    };
-    use crate::phone::E164;
-    use crate::testing::{MemoryCrm, MemoryDeps, memory_deps, new_chat};
-    use crate::whatsapp::Direction;
+    use crate::model::{CrmKind, MessageState};
+    use crate::testing::fixture::{self, PHONE_NUMBER_ID, WORKSPACE_ID};
+    use crate::testing::{MemoryCrm, MemoryDeps, memory_deps};
 
-    const WORKSPACE_ID: &str = "ws";
-    const PHONE_NUMBER_ID: &str = "106540352242922";
     /// 2026-05-20 10:00 UTC (11:00 in London).
     const MORNING: i64 = 1_779_271_200;
 
-    /// One chat linked to a Zoho lead, the workspace in London, syncing to
-    /// a CRM whose notes hold `note_limit` characters.
-    struct Chat1 {
+    /// The fixture's chat, linked to a lead, in a CRM whose notes hold
+    /// `note_limit` characters.
+    struct LinkedChat {
         memory: MemoryDeps,
         workspace: Workspace,
-        chat_key: String,
+        chat: Chat,
         record: RecordRef,
     }
 
-    fn chat(note_limit: usize) -> Chat1 {
+    fn linked_chat(note_limit: usize) -> LinkedChat {
         let memory = memory_deps(MemoryCrm::new(CrmKind::Zoho, note_limit), MORNING + 86_400);
-        let store = &memory.store;
-        let workspace = Workspace {
-            id: WORKSPACE_ID.into(),
-            name: "Acme".into(),
-            time_zone: "Europe/London".into(),
-            created_at: 0,
-            retention: Retention::default(),
-            deleting_since: None,
-        };
-        store.seed_workspace(workspace.clone());
-        store.seed_number(WhatsAppNumber {
-            workspace_id: WORKSPACE_ID.into(),
-            phone_number_id: PHONE_NUMBER_ID.into(),
-            display_phone_number: "+15550253483".into(),
-            owner_user_id: "u1".into(),
-            access_token_enc: None,
-            waba_id: None,
-        });
-        store.seed_connection(Connection {
-            workspace_id: WORKSPACE_ID.into(),
-            crm: CrmKind::Zoho,
-            kind: ConnectionKind::Organization,
-            user_id: "u1".into(),
-            location: "us".into(),
-            accounts_server: "http://127.0.0.1:9".into(),
-            api_domain: "http://127.0.0.1:9".into(),
-            crm_user_id: "z1".into(),
-            crm_user_email: "owner@acme.example".into(),
-            crm_org_id: "org".into(),
-            access_token_enc: String::new(),
-            refresh_token_enc: String::new(),
-            access_expires_at: i64::MAX,
-            access_issued_at: 0,
-            status: ConnectionStatus::Active,
-            connected_at: 0,
-            version: 1,
-            refresh_lease_until: 0,
-            shares_organization_grant: false,
-        });
-        store.seed_sync_settings(SyncSettings {
-            destination_module: Some("Leads".into()),
-            number_field: Some("Mobile".into()),
-            name_field: Some("Last_Name".into()),
-            active: true,
-            ..SyncSettings::new(WORKSPACE_ID, CrmKind::Zoho, 0)
-        });
-        let contact = E164::from_wa_id("447700900123").expect("a number");
+        let workspace = fixture::seed_workspace(&memory.store);
         let record = memory.crm.seed_record("Leads", &["+447700900123"]);
-        let chat_key = crate::model::chat_key(PHONE_NUMBER_ID, &contact);
-        store.seed_chat(Chat {
-            contact_name: Some("Ana".into()),
+        let chat = Chat {
             record: Some(record.clone()),
-            ..new_chat(WORKSPACE_ID, &chat_key, PHONE_NUMBER_ID, contact)
-        });
-        Chat1 {
+            ..fixture::seed_chat(&memory.store, PHONE_NUMBER_ID)
+        };
+        memory.store.seed_chat(chat.clone());
+        LinkedChat {
             memory,
             workspace,
-            chat_key,
+            chat,
             record,
         }
     }
 
-    impl Chat1 {
-        /// Stores `texts` as the contact's messages, a minute apart from
-        /// `start`, and returns them as the queue hands them over.
+    impl LinkedChat {
         fn messages(&self, start: i64, texts: &[&str]) -> Vec<MessageRef> {
-            texts
-                .iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let message_id = format!("wamid.{start}.{i}");
-                    self.memory.store.seed_message(StoredMessage {
-                        workspace_id: WORKSPACE_ID.into(),
-                        message_id: message_id.clone(),
-                        chat_key: self.chat_key.clone(),
-                        direction: Direction::Inbound,
-                        timestamp: start + 60 * i as i64,
-                        kind: "text".into(),
-                        text: (*text).to_owned(),
-                        media: None,
-                        contact_name: Some("Ana".into()),
-                        state: MessageState::Queued,
-                        received_at: start,
-                        attachment: None,
-                        attachment_started_at: None,
-                        sent_by: None,
-                        delivery: None,
-                        reply_to: None,
-                        reaction_to: None,
-                    });
-                    MessageRef {
-                        workspace_id: WORKSPACE_ID.into(),
-                        chat_key: self.chat_key.clone(),
-                        message_id,
-                        resend: 0,
-                    }
-                })
-                .collect()
+            fixture::seed_messages(&self.memory.store, &self.chat, start, texts)
         }
 
         async fn append(&self, messages: &[MessageRef]) -> Result<(), (usize, WorkError)> {
@@ -581,9 +495,18 @@ mod tests {
         "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
     ];
 
+    /// `11:00 ← Ana: one`, … as a note shows `texts` from 11:00 on.
+    fn lines_from_eleven(texts: &[&str]) -> Vec<String> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("11:{i:02} ← Ana: {t}"))
+            .collect()
+    }
+
     #[tokio::test]
     async fn ten_messages_of_a_chat_handed_over_together_are_one_note_write() {
-        let chat = chat(32_000);
+        let chat = linked_chat(32_000);
         let messages = chat.messages(MORNING, &TEN);
         chat.append(&messages).await.expect("appended");
         assert_eq!(
@@ -595,19 +518,13 @@ mod tests {
         let notes = chat.memory.crm.notes_on(&chat.record);
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0].title, "WhatsApp Chat with Ana (20/05/2026)");
-        assert_eq!(
-            chat.note_lines()[0],
-            TEN.iter()
-                .enumerate()
-                .map(|(i, t)| format!("11:{i:02} ← Ana: {t}"))
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(chat.note_lines()[0], lines_from_eleven(&TEN));
         assert_eq!(chat.appended(&messages), 10);
     }
 
     #[tokio::test]
     async fn messages_handed_over_again_are_neither_a_second_line_nor_a_write() {
-        let chat = chat(32_000);
+        let chat = linked_chat(32_000);
         let messages = chat.messages(MORNING, &TEN);
         chat.append(&messages[..4]).await.expect("appended");
         // A redelivery of all ten, the first four among them.
@@ -625,7 +542,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_local_day_has_its_own_note() {
-        let chat = chat(32_000);
+        let chat = linked_chat(32_000);
         // 23:58 and 23:59 in London, then 00:00 and 00:01 the next day.
         let late = MORNING + 12 * 3600 + 58 * 60;
         let messages = chat.messages(late, &["late", "later", "midnight", "after"]);
@@ -649,7 +566,7 @@ mod tests {
     #[tokio::test]
     async fn a_day_that_outgrows_the_note_goes_on_in_parts_each_message_once_in_order() {
         // The header and three lines fit; a fourth does not.
-        let chat = chat(160);
+        let chat = linked_chat(160);
         let texts: Vec<String> = (1..=10).map(|i| format!("message number {i:02}")).collect();
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         let messages = chat.messages(MORNING, &texts);
@@ -663,19 +580,13 @@ mod tests {
         for note in &notes {
             assert!(note.content.chars().count() <= 160, "{note:#?}");
         }
-        let all: Vec<String> = chat.note_lines().concat();
-        let expected: Vec<String> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("11:{i:02} ← Ana: {t}"))
-            .collect();
-        assert_eq!(all, expected);
+        assert_eq!(chat.note_lines().concat(), lines_from_eleven(&texts));
         assert_eq!(chat.appended(&messages), 10);
     }
 
     #[tokio::test]
     async fn a_failed_write_appends_nothing_and_its_retry_no_line_twice() {
-        let chat = chat(32_000);
+        let chat = linked_chat(32_000);
         let messages = chat.messages(MORNING, &TEN);
         chat.memory.crm.fail_next([CrmError::Unavailable(503)]);
         let (done, error) = chat.append(&messages).await.expect_err("the CRM is down");
@@ -690,7 +601,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_note_whose_creation_answer_was_lost_is_found_not_made_twice() {
-        let chat = chat(32_000);
+        let chat = linked_chat(32_000);
         let messages = chat.messages(MORNING, &TEN);
         chat.memory.crm.lose_next_answers(1);
         chat.append(&messages)

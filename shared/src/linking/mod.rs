@@ -267,3 +267,131 @@ pub async fn skip(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CrmKind, CrmUser};
+    use crate::store::{ChatStore, MessageStore};
+    use crate::testing::fixture::{
+        self, OTHER_PHONE_NUMBER_ID, OWNER_EMAIL, PHONE_NUMBER_ID, WORKSPACE_ID,
+    };
+    use crate::testing::{MemoryCrm, MemoryDeps, memory_deps};
+
+    const NOW: i64 = 1_779_271_200;
+
+    /// The fixture's workspace on a CRM whose users are the admin who
+    /// connected it and the WhatsApp number's owner.
+    fn workspace() -> MemoryDeps {
+        let crm = MemoryCrm::new(CrmKind::Zoho, 32_000).with_users(vec![
+            CrmUser {
+                id: "crm-admin".into(),
+                email: "admin@acme.example".into(),
+            },
+            CrmUser {
+                id: "crm-owner".into(),
+                email: OWNER_EMAIL.to_uppercase(),
+            },
+        ]);
+        let memory = memory_deps(crm, NOW);
+        fixture::seed_workspace(&memory.store);
+        memory
+    }
+
+    /// Links the chat for its first message, as record-sync does.
+    async fn link_first_message(memory: &MemoryDeps, chat: &Chat) -> Result<bool, WorkError> {
+        let first = fixture::seed_messages(&memory.store, chat, NOW - 60, &["hello"]);
+        let message = memory
+            .store
+            .message(WORKSPACE_ID, &first[0].message_id)
+            .await?
+            .ok_or_else(|| WorkError::Inconsistent("the message is not stored".into()))?;
+        let chat = memory
+            .store
+            .chat(WORKSPACE_ID, &chat.key)
+            .await?
+            .ok_or_else(|| WorkError::Inconsistent("the chat is not stored".into()))?;
+        link(&memory.deps, Retention::default(), &chat, &message).await
+    }
+
+    async fn record_of_chat(memory: &MemoryDeps, chat: &Chat) -> Option<RecordRef> {
+        let stored = memory.store.chat(WORKSPACE_ID, &chat.key).await.ok()??;
+        stored.record
+    }
+
+    #[tokio::test]
+    async fn a_new_contact_gets_a_lead_owned_by_the_number_owner_by_email() {
+        let memory = workspace();
+        let chat = fixture::seed_chat(&memory.store, PHONE_NUMBER_ID);
+        assert!(link_first_message(&memory, &chat).await.expect("linked"));
+        let created = memory.crm.created_records();
+        assert_eq!(created.len(), 1, "{:?}", memory.crm.calls());
+        assert_eq!(created[0].module, "Leads");
+        assert_eq!(created[0].owner_id.as_deref(), Some("crm-owner"));
+        assert_eq!(created[0].fields["Mobile"], "+447700900123");
+        assert_eq!(created[0].fields["Last_Name"], "Ana");
+        let stored = memory
+            .store
+            .chat(WORKSPACE_ID, &chat.key)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert!(stored.record.is_some() && stored.record_created_by_us);
+    }
+
+    #[tokio::test]
+    async fn a_number_a_record_already_holds_links_to_it_however_it_is_written() {
+        let memory = workspace();
+        let theirs = memory.crm.seed_record("Leads", &["0044 7700 900123"]);
+        let chat = fixture::seed_chat(&memory.store, PHONE_NUMBER_ID);
+        assert!(link_first_message(&memory, &chat).await.expect("linked"));
+        assert!(memory.crm.created_records().is_empty());
+        assert_eq!(record_of_chat(&memory, &chat).await, Some(theirs));
+    }
+
+    #[tokio::test]
+    async fn a_linked_chat_costs_no_crm_call() {
+        let memory = workspace();
+        let chat = fixture::seed_chat(&memory.store, PHONE_NUMBER_ID);
+        link_first_message(&memory, &chat).await.expect("linked");
+        let calls = memory.crm.calls().len();
+        link_first_message(&memory, &chat).await.expect("linked");
+        assert_eq!(memory.crm.calls().len(), calls, "{:?}", memory.crm.calls());
+    }
+
+    #[tokio::test]
+    async fn the_contacts_chat_with_another_business_number_gets_the_same_record() {
+        let memory = workspace();
+        let first = fixture::seed_chat(&memory.store, PHONE_NUMBER_ID);
+        let second = fixture::seed_chat(&memory.store, OTHER_PHONE_NUMBER_ID);
+        link_first_message(&memory, &first).await.expect("linked");
+        // The CRM's search would find it only after its index delay: the
+        // second chat must not search and make another.
+        link_first_message(&memory, &second).await.expect("linked");
+        assert_eq!(memory.crm.created_records().len(), 1);
+        assert_eq!(
+            record_of_chat(&memory, &first).await,
+            record_of_chat(&memory, &second).await
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_answer_was_lost_is_found_on_the_retry_not_made_twice() {
+        let memory = workspace();
+        let chat = fixture::seed_chat(&memory.store, PHONE_NUMBER_ID);
+        memory.crm.lose_next_answers(1);
+        let error = link_first_message(&memory, &chat)
+            .await
+            .expect_err("the answer was lost");
+        assert!(error.is_transient(), "{error:?}");
+        assert_eq!(record_of_chat(&memory, &chat).await, None);
+        link_first_message(&memory, &chat).await.expect("linked");
+        assert_eq!(
+            memory.crm.created_records().len(),
+            1,
+            "{:?}",
+            memory.crm.calls()
+        );
+        assert!(record_of_chat(&memory, &chat).await.is_some());
+    }
+}

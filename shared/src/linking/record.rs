@@ -316,7 +316,6 @@ pub(super) async fn crm_users(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ConnectionKind, ConnectionStatus};
 
     #[test]
     fn every_message_of_a_chat_may_take_over_its_creation_claim_and_no_other_chat() {
@@ -332,30 +331,6 @@ mod tests {
             !creation_claimant(a).starts_with("wamid."),
             "not a message id"
         );
-    }
-
-    fn connection() -> Connection {
-        Connection {
-            workspace_id: "ws".into(),
-            crm: CrmKind::Zoho,
-            kind: ConnectionKind::Organization,
-            user_id: "u".into(),
-            location: "us".into(),
-            accounts_server: "a".into(),
-            api_domain: "b".into(),
-            crm_user_id: "admin-id".into(),
-            crm_user_email: "admin@acme.example".into(),
-            crm_org_id: "org".into(),
-            access_token_enc: String::new(),
-            refresh_token_enc: String::new(),
-            access_expires_at: 0,
-            access_issued_at: 0,
-            status: ConnectionStatus::Active,
-            connected_at: 0,
-            version: 1,
-            refresh_lease_until: 0,
-            shares_organization_grant: false,
-        }
     }
 
     fn found(id: &str, phone: &str, modified: &str) -> FoundRecord {
@@ -392,7 +367,7 @@ mod tests {
             id: "bruno-id".into(),
             email: "Bruno@Acme.example".into(),
         }];
-        let c = connection();
+        let c = crate::testing::fixture::organization_connection();
         let owner = ("bruno@acme.example".to_owned(), "whatsapp_number_owner");
         let responsible = ("carla@acme.example".to_owned(), "chat_responsible_user");
         assert_eq!(
@@ -415,8 +390,8 @@ mod tests {
                 &[("nobody@acme.example".to_owned(), "whatsapp_number_owner")],
                 &c
             ),
-            ("admin-id".to_owned(), "organization_connection_user")
+            ("crm-admin".to_owned(), "organization_connection_user")
         );
-        assert_eq!(choose_owner(&users, &[], &c).0, "admin-id");
+        assert_eq!(choose_owner(&users, &[], &c).0, "crm-admin");
     }
 }

@@ -1,10 +1,13 @@
 //! A CRM held in memory: records found by phone, notes created, updated and
 //! found again, and the calls made, in order, so that a test can say "one
-//! note write" exactly. Notes render as plain text under their header (as
-//! Zoho stores them) and are counted in characters against `note_limit`.
-//! A failure can be queued for the next calls, or a note write's answer
-//! lost after it was made. Follow-ups, attachments and
-//! metadata are not held: those calls are refused.
+//! note write" exactly. Records made through the API stay out of the phone
+//! search (Zoho's search index lags by up to minutes, and the tests' clock
+//! stands still), while reads by id and of the newest records see them;
+//! seeded records are indexed. Notes render as plain text under their
+//! header (as Zoho stores them) and are counted in characters against
+//! `note_limit`. A failure can be queued for the next calls, or a write's
+//! answer lost after it was made. Follow-ups, attachments and metadata are
+//! not held: those calls are refused.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -32,8 +35,12 @@ pub struct MemoryNote {
 
 #[derive(Default)]
 struct CrmState {
-    /// Records with the phone values they hold.
+    /// Records with the phone values they hold, oldest first.
     records: Vec<(RecordRef, Vec<String>)>,
+    /// Records made through the API: not in the search index yet.
+    unindexed: Vec<RecordRef>,
+    /// What each create asked for, in order.
+    created: Vec<NewRecord>,
     notes: BTreeMap<String, MemoryNote>,
     calls: Vec<&'static str>,
     failures: VecDeque<CrmError>,
@@ -89,10 +96,15 @@ impl MemoryCrm {
         self.state().failures.extend(errors);
     }
 
-    /// The next `count` note writes are made, but their answer is lost (a
-    /// time-out after the CRM did the work).
+    /// The next `count` writes (records and notes) are made, but their
+    /// answer is lost (a time-out after the CRM did the work).
     pub fn lose_next_answers(&self, count: usize) {
         self.state().lost_answers += count;
+    }
+
+    /// What each record create asked for, in order.
+    pub fn created_records(&self) -> Vec<NewRecord> {
+        self.state().created.clone()
     }
 
     /// Every call made, by name, in order (failed ones included).
@@ -169,6 +181,7 @@ impl Crm for MemoryCrm {
             .iter()
             .filter(|(r, phones)| {
                 r.module == module
+                    && !state.unindexed.contains(r)
                     && phones
                         .iter()
                         .any(|p| E164::parse_stored(p).is_some_and(|s| number.same_line(&s)))
@@ -198,7 +211,9 @@ impl Crm for MemoryCrm {
             .map(str::to_owned)
             .collect();
         state.records.push((made.clone(), phones));
-        Ok(made)
+        state.unindexed.push(made.clone());
+        state.created.push(record.clone());
+        answered(&mut state, made)
     }
 
     async fn record_exists(&self, record: &RecordRef) -> Result<bool, CrmError> {
@@ -209,11 +224,22 @@ impl Crm for MemoryCrm {
 
     async fn recently_created(
         &self,
-        _module: &str,
+        module: &str,
         _field: &str,
     ) -> Result<Vec<FoundRecord>, CrmError> {
         self.call("recently_created")?;
-        Ok(Vec::new())
+        let state = self.state();
+        Ok(state
+            .records
+            .iter()
+            .rev()
+            .filter(|(r, _)| r.module == module)
+            .map(|(record, phones)| FoundRecord {
+                record: record.clone(),
+                phones: phones.clone(),
+                modified_time: None,
+            })
+            .collect())
     }
 
     async fn update_field(

@@ -4,8 +4,10 @@
 //! The store keeps what the handlers under test read back (workspaces,
 //! users and their tokens, numbers, OAuth states, connections, chats,
 //! messages, settings, the sync log) and behaves like the DynamoDB adapter
-//! where a handler's answer depends on it (insert once, take a state once,
-//! conditional state changes); the rest answers "nothing there".
+//! where a handler's or rule's answer depends on it (insert once, take a
+//! state once, conditional state changes, chat patches, record-creation
+//! claims by chat and by contact, cached CRM users); the rest answers
+//! "nothing there".
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -45,7 +47,41 @@ struct State {
     messages: BTreeMap<(String, String), StoredMessage>,
     settings: BTreeMap<(String, &'static str), SyncSettings>,
     notes: BTreeMap<(String, String, String, String, u32), DayNote>,
+    /// Record-creation claims by chat.
+    chat_claims: BTreeMap<(String, String), Claim>,
+    /// By contact (E.164): the record made for them, until when other
+    /// chats link to it, and the claim to make one.
+    contacts: BTreeMap<(String, String), ContactEntry>,
+    /// Cached CRM users by workspace and CRM, until when.
+    crm_users: BTreeMap<(String, &'static str), (Vec<CrmUser>, i64)>,
     log: Vec<LogEntry>,
+}
+
+/// Who may create a record, until when.
+#[derive(Debug, Clone)]
+struct Claim {
+    by: String,
+    until: i64,
+}
+
+impl Claim {
+    fn new(claimant: &str, until: i64) -> Self {
+        Self {
+            by: claimant.to_owned(),
+            until,
+        }
+    }
+
+    /// No claim, one run out at `now`, or the claimant's own.
+    fn free_for(claim: Option<&Self>, claimant: &str, now: i64) -> bool {
+        claim.is_none_or(|c| c.until < now || c.by == claimant)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct ContactEntry {
+    record: Option<(RecordRef, i64)>,
+    claim: Option<Claim>,
 }
 
 /// Every call is counted; writes also by name, so a failing property says
@@ -530,22 +566,31 @@ impl ConnectionStore for MemoryStore {
 
     async fn cached_crm_users(
         &self,
-        _workspace_id: &str,
-        _crm: CrmKind,
-        _now: i64,
+        workspace_id: &str,
+        crm: CrmKind,
+        now: i64,
     ) -> Result<Option<Vec<CrmUser>>, StoreError> {
         self.read();
-        Ok(None)
+        Ok(self
+            .state()
+            .crm_users
+            .get(&(workspace_id.to_owned(), crm.as_str()))
+            .filter(|(_, until)| *until > now)
+            .map(|(users, _)| users.clone()))
     }
 
     async fn cache_crm_users(
         &self,
-        _workspace_id: &str,
-        _crm: CrmKind,
-        _users: &[CrmUser],
-        _expires_at: i64,
+        workspace_id: &str,
+        crm: CrmKind,
+        users: &[CrmUser],
+        expires_at: i64,
     ) -> Result<(), StoreError> {
         self.write("cache_crm_users");
+        self.state().crm_users.insert(
+            (workspace_id.to_owned(), crm.as_str()),
+            (users.to_vec(), expires_at),
+        );
         Ok(())
     }
 }
@@ -626,66 +671,132 @@ impl ChatStore for MemoryStore {
 
     async fn claim_record_creation(
         &self,
-        _workspace_id: &str,
-        _chat_key: &str,
-        _claimant: &str,
-        _now: i64,
-        _until: i64,
+        workspace_id: &str,
+        chat_key: &str,
+        claimant: &str,
+        now: i64,
+        until: i64,
     ) -> Result<bool, StoreError> {
         self.write("claim_record_creation");
-        Ok(false)
+        let mut state = self.state();
+        let key = (workspace_id.to_owned(), chat_key.to_owned());
+        // As the table's condition: the chat exists, has no record, and no
+        // one else holds a claim that has not run out.
+        let unlinked = state.chats.get(&key).is_some_and(|c| c.record.is_none());
+        if !unlinked || !Claim::free_for(state.chat_claims.get(&key), claimant, now) {
+            return Ok(false);
+        }
+        state
+            .chat_claims
+            .insert(key.clone(), Claim::new(claimant, until));
+        if let Some(chat) = state.chats.get_mut(&key) {
+            chat.creating_by = Some(claimant.to_owned());
+        }
+        Ok(true)
     }
 
     async fn release_record_claim(
         &self,
-        _workspace_id: &str,
-        _chat_key: &str,
-        _claimant: &str,
+        workspace_id: &str,
+        chat_key: &str,
+        claimant: &str,
     ) -> Result<(), StoreError> {
         self.write("release_record_claim");
+        let mut state = self.state();
+        let key = (workspace_id.to_owned(), chat_key.to_owned());
+        if state
+            .chat_claims
+            .get(&key)
+            .is_some_and(|c| c.by == claimant)
+        {
+            state.chat_claims.remove(&key);
+            if let Some(chat) = state.chats.get_mut(&key) {
+                chat.creating_by = None;
+            }
+        }
         Ok(())
     }
 
     async fn claim_contact_creation(
         &self,
-        _workspace_id: &str,
-        _contact: &E164,
-        _claimant: &str,
-        _now: i64,
-        _until: i64,
+        workspace_id: &str,
+        contact: &E164,
+        claimant: &str,
+        now: i64,
+        until: i64,
     ) -> Result<ContactClaim, StoreError> {
         self.write("claim_contact_creation");
-        Ok(ContactClaim::Busy)
+        let mut state = self.state();
+        let entry = state
+            .contacts
+            .entry((workspace_id.to_owned(), contact.to_string()))
+            .or_default();
+        // A record made longer ago than its window is left to the search.
+        let record = entry
+            .record
+            .clone()
+            .filter(|(_, record_until)| *record_until >= now);
+        if record.is_none() && Claim::free_for(entry.claim.as_ref(), claimant, now) {
+            entry.record = None;
+            entry.claim = Some(Claim::new(claimant, until));
+            return Ok(ContactClaim::Claimed);
+        }
+        Ok(record.map_or(ContactClaim::Busy, |(record, _)| {
+            ContactClaim::Created(record)
+        }))
     }
 
     async fn set_contact_record(
         &self,
-        _workspace_id: &str,
-        _contact: &E164,
-        _record: &RecordRef,
-        _until: i64,
+        workspace_id: &str,
+        contact: &E164,
+        record: &RecordRef,
+        until: i64,
     ) -> Result<(), StoreError> {
         self.write("set_contact_record");
+        let mut state = self.state();
+        let entry = state
+            .contacts
+            .entry((workspace_id.to_owned(), contact.to_string()))
+            .or_default();
+        entry.record = Some((record.clone(), until));
+        entry.claim = None;
         Ok(())
     }
 
     async fn forget_contact_record(
         &self,
-        _workspace_id: &str,
-        _contact: &E164,
-        _record: &RecordRef,
+        workspace_id: &str,
+        contact: &E164,
+        record: &RecordRef,
     ) -> Result<(), StoreError> {
         self.write("forget_contact_record");
+        let mut state = self.state();
+        if let Some(entry) = state
+            .contacts
+            .get_mut(&(workspace_id.to_owned(), contact.to_string()))
+            && entry.record.as_ref().is_some_and(|(r, _)| r == record)
+        {
+            entry.record = None;
+        }
         Ok(())
     }
 
     async fn release_contact_claim(
         &self,
-        _workspace_id: &str,
-        _contact: &E164,
-        _claimant: &str,
+        workspace_id: &str,
+        contact: &E164,
+        claimant: &str,
     ) -> Result<(), StoreError> {
         self.write("release_contact_claim");
+        let mut state = self.state();
+        if let Some(entry) = state
+            .contacts
+            .get_mut(&(workspace_id.to_owned(), contact.to_string()))
+            && entry.claim.as_ref().is_some_and(|c| c.by == claimant)
+        {
+            entry.claim = None;
+        }
         Ok(())
     }
 
@@ -697,17 +808,62 @@ impl ChatStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         self.write("patch_chat");
         let mut state = self.state();
-        let Some(chat) = state
-            .chats
-            .get_mut(&(workspace_id.to_owned(), chat_key.to_owned()))
-        else {
+        let key = (workspace_id.to_owned(), chat_key.to_owned());
+        let Some(chat) = state.chats.get_mut(&key) else {
             return Ok(false);
         };
+        if let Some(gone) = &patch.forget_record {
+            // Only the record the caller found gone, as the table's condition.
+            if chat.record.as_ref() != Some(gone) {
+                return Ok(false);
+            }
+            chat.record = None;
+            chat.record_created_by_us = false;
+            chat.record_name = None;
+            chat.ambiguous_candidates = Vec::new();
+            chat.record_chosen_by = None;
+            chat.creating_by = None;
+            chat.follow_up = None;
+            chat.follow_up_started = false;
+            chat.follow_up_checked_at = 0;
+            state.chat_claims.remove(&key);
+        }
+        let Some(chat) = state.chats.get_mut(&key) else {
+            return Ok(false);
+        };
+        // What is set wins over what forgetting removed.
         if let Some(record) = &patch.record {
             chat.record = Some(record.clone());
         }
+        if let Some(ours) = patch.record_created_by_us {
+            chat.record_created_by_us = ours;
+        }
+        if let Some(name) = &patch.record_name {
+            chat.record_name = name.clone();
+        }
         if let Some(responsible) = &patch.responsible_user_id {
             chat.responsible_user_id = responsible.clone();
+        }
+        if let Some(candidates) = &patch.ambiguous_candidates {
+            chat.ambiguous_candidates = candidates.clone();
+        }
+        if let Some(chosen_by) = &patch.record_chosen_by {
+            chat.record_chosen_by = chosen_by.clone();
+        }
+        if let Some(at) = patch.record_checked_at {
+            chat.record_checked_at = at;
+        }
+        if let Some(stopped) = &patch.sync_stopped {
+            chat.sync_stopped = stopped.clone();
+        }
+        if let Some(follow_up) = &patch.follow_up {
+            chat.follow_up = follow_up.clone();
+        }
+        if let Some(started) = patch.follow_up_started {
+            chat.follow_up_started = started;
+        }
+        if let Some(at) = patch.follow_up_checked_at {
+            chat.follow_up_checked_at = at;
         }
         Ok(true)
     }

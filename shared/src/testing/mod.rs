@@ -4,6 +4,7 @@
 //! `test-support` feature). No function is built with them.
 
 pub mod crm;
+pub mod fixture;
 pub mod memory;
 
 use std::collections::BTreeMap;
