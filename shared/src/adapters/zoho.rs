@@ -7,6 +7,7 @@ pub mod attachments;
 mod crm;
 mod oauth;
 
+pub(crate) use crm::plain_text_note;
 pub use oauth::ZohoOAuth;
 
 use std::sync::Arc;

@@ -468,13 +468,14 @@ mod tests {
             append(&self.memory.deps, &self.workspace, messages).await
         }
 
-        /// Each note's lines after its header, oldest note first.
+        /// Each note's lines after its header and the blank line below
+        /// it, oldest note first.
         fn note_lines(&self) -> Vec<Vec<String>> {
             self.memory
                 .crm
                 .notes_on(&self.record)
                 .iter()
-                .map(|n| n.content.lines().skip(1).map(str::to_owned).collect())
+                .map(|n| n.content.lines().skip(2).map(str::to_owned).collect())
                 .collect()
         }
 

@@ -3,8 +3,8 @@
 //! note write" exactly. Records made through the API stay out of the phone
 //! search (Zoho's search index lags by up to minutes, and the tests' clock
 //! stands still), while reads by id and of the newest records see them;
-//! seeded records are indexed. Notes render as plain text under their
-//! header (as Zoho stores them) and are counted in characters against
+//! seeded records are indexed. Notes render with Zoho's own renderer
+//! (`adapters::zoho::plain_text_note`) and are counted in characters against
 //! `note_limit`. A failure can be queued for the next calls, or a write's
 //! answer lost after it was made. Follow-ups, attachments and metadata are
 //! not held: those calls are refused.
@@ -318,12 +318,7 @@ impl Crm for MemoryCrm {
     }
 
     fn render_note(&self, note: &NoteDraft<'_>) -> String {
-        let mut content = note.header.to_owned();
-        for line in note.lines {
-            content.push('\n');
-            content.push_str(line);
-        }
-        content
+        crate::adapters::zoho::plain_text_note(note)
     }
 
     fn note_size(&self, content: &str) -> usize {

@@ -28,6 +28,38 @@ impl Clock for FixedClock {
     }
 }
 
+/// A local port nothing listens on: a connection there is refused at once.
+pub const CLOSED_PORT: &str = "http://127.0.0.1:9";
+
+/// The configuration of a deployment at `public_base_url` whose Graph API is
+/// `graph_api_url` and whose CRM servers are [`CLOSED_PORT`], so nothing
+/// under test reaches a real one; the secrets are named `app-key`,
+/// `operator-key`, `meta`, `zoho` and `pipedrive`.
+pub fn closed_config(public_base_url: &str, graph_api_url: &str) -> Config {
+    let vars: BTreeMap<&str, String> = [
+        ("TABLE_NAME", "memory".to_owned()),
+        ("SYNC_QUEUE_URL", "sync".to_owned()),
+        ("NOTES_QUEUE_URL", "notes".to_owned()),
+        ("APP_KEY_SECRET_ID", "app-key".to_owned()),
+        ("OPERATOR_KEY_SECRET_ID", "operator-key".to_owned()),
+        ("META_APP_SECRET_ID", "meta".to_owned()),
+        ("ZOHO_CLIENT_SECRET_ID", "zoho".to_owned()),
+        ("PIPEDRIVE_CLIENT_SECRET_ID", "pipedrive".to_owned()),
+        ("PUBLIC_BASE_URL", public_base_url.to_owned()),
+        ("GRAPH_API_URL", graph_api_url.to_owned()),
+        ("ZOHO_ACCOUNTS_URL", CLOSED_PORT.to_owned()),
+        ("ZOHO_ACCOUNTS_SERVERS", format!("us={CLOSED_PORT}")),
+        ("ZOHO_API_DOMAINS", CLOSED_PORT.to_owned()),
+        ("PIPEDRIVE_OAUTH_URL", CLOSED_PORT.to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    match Config::from_lookup(|k| vars.get(k).cloned()) {
+        Ok(config) => config,
+        Err(e) => panic!("the test configuration is incomplete: {e}"),
+    }
+}
+
 /// What the dependencies of [`memory_deps`] are made of.
 pub struct MemoryDeps {
     pub deps: Deps,
@@ -42,30 +74,7 @@ pub struct MemoryDeps {
 /// the Graph API are a closed local port, where a connection is refused
 /// at once.
 pub fn memory_deps(crm: MemoryCrm, now: i64) -> MemoryDeps {
-    let closed = "http://127.0.0.1:9";
-    let vars: BTreeMap<&str, String> = [
-        ("TABLE_NAME", "memory"),
-        ("SYNC_QUEUE_URL", "sync"),
-        ("NOTES_QUEUE_URL", "notes"),
-        ("APP_KEY_SECRET_ID", "app-key"),
-        ("OPERATOR_KEY_SECRET_ID", "operator-key"),
-        ("META_APP_SECRET_ID", "meta"),
-        ("ZOHO_CLIENT_SECRET_ID", "zoho"),
-        ("PIPEDRIVE_CLIENT_SECRET_ID", "pipedrive"),
-        ("PUBLIC_BASE_URL", "https://memory.test"),
-        ("GRAPH_API_URL", closed),
-        ("ZOHO_ACCOUNTS_URL", closed),
-        ("ZOHO_ACCOUNTS_SERVERS", "us=http://127.0.0.1:9"),
-        ("ZOHO_API_DOMAINS", closed),
-        ("PIPEDRIVE_OAUTH_URL", closed),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k, v.to_owned()))
-    .collect();
-    let config = match Config::from_lookup(|k| vars.get(k).cloned()) {
-        Ok(config) => config,
-        Err(e) => panic!("the in-memory configuration is incomplete: {e}"),
-    };
+    let config = closed_config("https://memory.test", CLOSED_PORT);
     let client = r#"{"client_id":"memory-client","client_secret":"memory-client-secret"}"#;
     let secrets = [
         ("app-key", "in-memory-master-key-of-32-bytes"),

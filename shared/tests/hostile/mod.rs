@@ -16,7 +16,6 @@ pub mod oauth;
 pub mod phone;
 pub mod webhook;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
@@ -30,7 +29,7 @@ use shared::model::{Role, User, WhatsAppNumber, Workspace};
 use shared::retention::Retention;
 use shared::secrets::Secrets;
 
-use shared::testing::{FixedClock, MemoryQueue, MemorySecrets, MemoryStore};
+use shared::testing::{FixedClock, MemoryQueue, MemorySecrets, MemoryStore, closed_config};
 
 /// The Meta app secret the webhook checks signatures with.
 pub const APP_SECRET: &str = "hostile-input-meta-app-secret";
@@ -124,26 +123,7 @@ impl Harness {
             .expect("the Graph sandbox starts");
         // Nothing under test may reach a real CRM: their servers are a
         // closed local port (a connection there is refused at once).
-        let closed = "http://127.0.0.1:9";
-        let vars: BTreeMap<&str, String> = [
-            ("TABLE_NAME", "hostile".to_owned()),
-            ("SYNC_QUEUE_URL", "sync".to_owned()),
-            ("NOTES_QUEUE_URL", "notes".to_owned()),
-            ("APP_KEY_SECRET_ID", "app-key".to_owned()),
-            ("OPERATOR_KEY_SECRET_ID", "operator-key".to_owned()),
-            ("META_APP_SECRET_ID", "meta".to_owned()),
-            ("ZOHO_CLIENT_SECRET_ID", "zoho".to_owned()),
-            ("PIPEDRIVE_CLIENT_SECRET_ID", "pipedrive".to_owned()),
-            ("PUBLIC_BASE_URL", "https://hostile.test".to_owned()),
-            ("GRAPH_API_URL", graph.base_url()),
-            ("ZOHO_ACCOUNTS_URL", closed.to_owned()),
-            ("ZOHO_ACCOUNTS_SERVERS", format!("us={closed}")),
-            ("ZOHO_API_DOMAINS", closed.to_owned()),
-            ("PIPEDRIVE_OAUTH_URL", closed.to_owned()),
-        ]
-        .into_iter()
-        .collect();
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("a complete config");
+        let config = closed_config("https://hostile.test", &graph.base_url());
         let client = r#"{"client_id":"hostile-client","client_secret":"hostile-client-secret"}"#;
         let secrets = [
             ("app-key", "hostile-input-master-key-32-bytes!".to_owned()),

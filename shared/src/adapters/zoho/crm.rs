@@ -316,13 +316,7 @@ impl Crm for ZohoApi {
     }
 
     fn render_note(&self, note: &NoteDraft<'_>) -> String {
-        // The title is a field of its own; the content is plain text.
-        let mut content = format!("{}\n", note.header);
-        for line in note.lines {
-            content.push('\n');
-            content.push_str(line);
-        }
-        content
+        plain_text_note(note)
     }
 
     fn note_size(&self, content: &str) -> usize {
@@ -430,4 +424,15 @@ impl Crm for ZohoApi {
             page += 1;
         }
     }
+}
+
+/// A note as Zoho stores it: the title is a field of its own; the content is
+/// plain text, the header, a blank line, then the lines.
+pub(crate) fn plain_text_note(note: &NoteDraft<'_>) -> String {
+    let mut content = format!("{}\n", note.header);
+    for line in note.lines {
+        content.push('\n');
+        content.push_str(line);
+    }
+    content
 }

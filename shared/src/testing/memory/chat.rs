@@ -197,14 +197,17 @@ impl ChatStore for MemoryStore {
         self.write("patch_chat");
         let mut state = self.state();
         let key = (workspace_id.to_owned(), chat_key.to_owned());
+        if let Some(gone) = &patch.forget_record {
+            // Only the record the caller found gone, as the table's condition.
+            if state.chats.get(&key).and_then(|c| c.record.as_ref()) != Some(gone) {
+                return Ok(false);
+            }
+            state.chat_claims.remove(&key);
+        }
         let Some(chat) = state.chats.get_mut(&key) else {
             return Ok(false);
         };
-        if let Some(gone) = &patch.forget_record {
-            // Only the record the caller found gone, as the table's condition.
-            if chat.record.as_ref() != Some(gone) {
-                return Ok(false);
-            }
+        if patch.forget_record.is_some() {
             chat.record = None;
             chat.record_created_by_us = false;
             chat.record_name = None;
@@ -214,11 +217,7 @@ impl ChatStore for MemoryStore {
             chat.follow_up = None;
             chat.follow_up_started = false;
             chat.follow_up_checked_at = 0;
-            state.chat_claims.remove(&key);
         }
-        let Some(chat) = state.chats.get_mut(&key) else {
-            return Ok(false);
-        };
         // What is set wins over what forgetting removed.
         if let Some(record) = &patch.record {
             chat.record = Some(record.clone());
