@@ -4,10 +4,9 @@
 //! operations are in `crm`, the accounts server in `oauth`.
 
 pub mod attachments;
-mod crm;
+pub(crate) mod crm;
 mod oauth;
 
-pub(crate) use crm::plain_text_note;
 pub use oauth::ZohoOAuth;
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! search (Zoho's search index lags by up to minutes, and the tests' clock
 //! stands still), while reads by id and of the newest records see them;
 //! seeded records are indexed. Notes render with Zoho's own renderer
-//! (`adapters::zoho::plain_text_note`) and are counted in characters against
+//! (`adapters::zoho::crm::plain_text_note`) and are counted in characters against
 //! `note_limit`. A failure can be queued for the next calls, or a write's
 //! answer lost after it was made. Follow-ups, attachments and metadata are
 //! not held: those calls are refused.
@@ -318,7 +318,7 @@ impl Crm for MemoryCrm {
     }
 
     fn render_note(&self, note: &NoteDraft<'_>) -> String {
-        crate::adapters::zoho::plain_text_note(note)
+        crate::adapters::zoho::crm::plain_text_note(note)
     }
 
     fn note_size(&self, content: &str) -> usize {
